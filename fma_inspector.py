@@ -1,0 +1,23 @@
+"""fma_inspector: not yet available in this version of the toolkit.
+
+python fma_inspector.py --help
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(description=__doc__.splitlines()[0])
+
+
+def main(argv: list[str] | None = None) -> int:
+    build_parser().parse_args(argv)
+    print("fma_inspector.py is not yet available in this version of the toolkit", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""What every script shares: error handling, logging set-up and path checks.
+
+A script's ``main(argv)`` is wrapped with :func:`script_main`, so any
+:class:`~genrekit.errors.GenrekitError` ends the run with one ``error: ...`` line and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from genrekit.errors import DatasetError, GenrekitError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def script_main(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
+    """Wrap a script's main so expected failures print one line and return exit code 2."""
+
+    @functools.wraps(main)
+    def wrapper(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv) or 0
+        except GenrekitError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted: finished work is kept; run the same command again to go on", file=sys.stderr)
+            return 130
+
+    return wrapper
+
+
+def setup_logging(run_dir: str | Path | None = None, verbose: bool = False) -> None:
+    """INFO (DEBUG with ``verbose``) to the console; DEBUG to ``run_dir/run.log`` when given."""
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
+    for handler in list(root.handlers):
+        if getattr(handler, "_genrekit", False):
+            root.removeHandler(handler)
+    console = logging.StreamHandler()
+    console.setLevel(logging.DEBUG if verbose else logging.INFO)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    console._genrekit = True
+    root.addHandler(console)
+    if run_dir is not None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        logfile = logging.FileHandler(Path(run_dir) / "run.log", encoding="utf-8")
+        logfile.setLevel(logging.DEBUG)
+        logfile.setFormatter(logging.Formatter(LOG_FORMAT))
+        logfile._genrekit = True
+        root.addHandler(logfile)
+    for noisy in ("matplotlib", "PIL", "numba", "urllib3", "h5py", "absl"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# Which command creates a configured path when it is missing.
+SETUP_HINTS = {
+    "metadata": "python setup_fma_dataset.py --subset metadata --symlinks",
+    "audio": "python setup_fma_dataset.py --subset fma_large --symlinks",
+    "demo": "python setup_fma_dataset.py --subset demo",
+}
+
+
+def require_dir(path: str | Path, what: str, hint: str | None = None) -> Path:
+    """Return ``path`` if it is a folder, else raise DatasetError saying how to create it."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    fix = f"; create it with: {hint}" if hint else ""
+    state = "is not a folder" if path.exists() else "does not exist"
+    raise DatasetError(f"{what} folder {path} {state}{fix}")

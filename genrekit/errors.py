@@ -1,0 +1,41 @@
+"""The exception family of the toolkit: every expected failure is a ``GenrekitError``.
+
+Messages name the value or the path and the cause, in one line, so a script can print
+``error: <message>`` and a user knows what to fix.
+"""
+
+
+class GenrekitError(Exception):
+    """Base class of every error the toolkit raises on purpose."""
+
+
+class ConfigError(GenrekitError, ValueError):
+    """A configuration key, type or value that cannot work."""
+
+
+class DatasetError(GenrekitError):
+    """Metadata or dataset layout that is missing or malformed."""
+
+
+class AudioDecodeError(GenrekitError):
+    """An audio file that cannot be decoded into usable segments."""
+
+
+class CacheError(GenrekitError):
+    """A feature cache that is missing, incomplete or built with other parameters."""
+
+
+class DownloadError(GenrekitError):
+    """A download that failed (HTTP error, too many retries, no disk space)."""
+
+
+class ChecksumError(DownloadError):
+    """A file whose sha1 does not match the expected one."""
+
+
+class UnsafeArchiveError(DownloadError):
+    """An archive member that would be written outside the target folder."""
+
+
+class ModelError(GenrekitError):
+    """A model or model configuration that is missing or does not match."""

@@ -1,0 +1,255 @@
+"""A run's effective settings: config.py, then a JSON config file, then command-line flags.
+
+The fields of :class:`Settings` are the UPPER_CASE constants of ``config.py`` in lower case
+(derived constants excluded), so adding a constant there adds a setting everywhere. A JSON
+config is a flat object of those keys; keys that start with ``_`` are notes and are ignored. A
+training config written by the trainer (``balanced_training_config.json``) is accepted too: its
+``settings`` section is read. Unknown keys, wrong types and impossible values are refused with
+one :class:`~genrekit.errors.ConfigError` naming the key, before anything runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import config
+from genrekit.errors import ConfigError
+
+# Constants of config.py computed from the others: never settings of their own.
+DERIVED = frozenset({"INPUT_SHAPE", "LOSS_WEIGHTS", "DEMO_METADATA_DIR", "DEMO_AUDIO_DIR"})
+
+SUBSETS = ("small", "medium", "large")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+SPLITS = ("training", "validation", "test")
+
+
+def _config_constants() -> dict[str, Any]:
+    """Read config.py's settings now, so edits made in a notebook are seen."""
+    return {
+        name.lower(): getattr(config, name)
+        for name in dir(config)
+        if name.isupper() and not name.startswith("_") and name not in DERIVED
+    }
+
+
+_TYPES = {key: type(value) for key, value in _config_constants().items()}
+
+# (predicate, what the value must be): checked for the final settings, whatever their source.
+_RULES: dict[str, tuple[Any, str]] = {
+    **{
+        key: (lambda v: v > 0, "must be > 0")
+        for key in (
+            "sample_rate",
+            "duration",
+            "n_mels",
+            "n_fft",
+            "hop_length",
+            "num_segments",
+            "segment_frames",
+            "min_segments",
+            "width_factor",
+            "batch_size",
+            "learning_rate",
+            "num_epochs",
+            "lr_factor",
+            "clip_norm",
+            "focal_gamma",
+            "max_class_weight",
+            "inference_batch_size",
+            "shuffle_block",
+            "top_k",
+        )
+    },
+    **{
+        key: (lambda v: v >= 0, "must be >= 0")
+        for key in (
+            "patience",
+            "lr_patience",
+            "min_lr",
+            "workers",
+            "oversample_threshold",
+            "undersample_threshold",
+            "top_loss_weight",
+            "medium_loss_weight",
+            "all_loss_weight",
+            "fmin",
+            "inference_segment_hop",
+            "seed",
+        )
+    },
+    **{key: (lambda v: 0 <= v < 1, "must be in [0, 1)") for key in ("conv_dropout", "dense_dropout")},
+    "threshold": (lambda v: 0 < v < 1, "must be in (0, 1)"),
+    "lr_factor": (lambda v: 0 < v < 1, "must be in (0, 1)"),
+    "subset": (lambda v: v in SUBSETS, f"must be one of {', '.join(SUBSETS)}"),
+    "split": (lambda v: v in SPLITS, f"must be one of {', '.join(SPLITS)}"),
+    "strategy": (lambda v: v in STRATEGIES, f"must be one of {', '.join(STRATEGIES)}"),
+}
+
+
+def _check_type(key: str, value: Any) -> Any:
+    """Return ``value`` as the type of the config.py constant, or raise ConfigError."""
+    if key not in _TYPES:
+        known = ", ".join(sorted(_TYPES))
+        raise ConfigError(f"unknown setting {key!r}; known settings: {known}")
+    expected = _TYPES[key]
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"setting {key!r} must be true or false, got {value!r}")
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"setting {key!r} must be an integer, got {value!r}")
+        return value
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"setting {key!r} must be a number, got {value!r}")
+        return float(value)
+    if not isinstance(value, expected):
+        raise ConfigError(f"setting {key!r} must be a {expected.__name__}, got {value!r}")
+    return value
+
+
+def _validate(values: Mapping[str, Any]) -> None:
+    for key, (ok, rule) in _RULES.items():
+        if not ok(values[key]):
+            raise ConfigError(f"setting {key!r} {rule}, got {values[key]!r}")
+    if values["oversample_threshold"] > values["undersample_threshold"]:
+        raise ConfigError(
+            f"setting 'oversample_threshold' ({values['oversample_threshold']}) must not exceed "
+            f"'undersample_threshold' ({values['undersample_threshold']})"
+        )
+    if values["fmax"] <= values["fmin"] or values["fmax"] > values["sample_rate"] / 2:
+        raise ConfigError(
+            f"setting 'fmax' must be above fmin and at most sample_rate / 2 "
+            f"({values['sample_rate'] / 2:g}), got {values['fmax']!r}"
+        )
+    if values["n_fft"] < values["hop_length"]:
+        raise ConfigError(f"setting 'n_fft' ({values['n_fft']}) must be >= 'hop_length'")
+
+
+class _SettingsBase:
+    """Methods shared by the generated :class:`Settings` dataclass."""
+
+    @classmethod
+    def build(
+        cls, config_path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Settings:
+        """config.py defaults, then the JSON file at ``config_path``, then ``overrides``.
+
+        ``overrides`` entries whose value is ``None`` are ignored (flags not given).
+        """
+        values = _config_constants()
+        if config_path is not None:
+            values.update(read_config_file(config_path))
+        for key, value in (overrides or {}).items():
+            if value is not None:
+                values[key] = _check_type(key, value)
+        _validate(values)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and checked like any other source."""
+        values = dataclasses.asdict(self)
+        for key, value in changes.items():
+            values[key] = _check_type(key, value)
+        _validate(values)
+        return type(self)(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.n_mels, self.segment_frames, 1)
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        return {"top": self.top_loss_weight, "medium": self.medium_loss_weight, "all": self.all_loss_weight}
+
+    @property
+    def num_workers(self) -> int:
+        """``workers`` with 0 resolved to the number of usable CPU cores."""
+        if self.workers:
+            return self.workers
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - macOS, Windows
+            return os.cpu_count() or 1
+
+
+Settings = dataclasses.make_dataclass(
+    "Settings",
+    [(key, kind) for key, kind in _TYPES.items()],
+    bases=(_SettingsBase,),
+    frozen=True,
+)
+Settings.__module__ = __name__
+Settings.__doc__ = "The effective settings of a run: one field per constant of config.py."
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and type-check a JSON config file; return its settings as a dict.
+
+    Raises
+    ------
+    ConfigError
+        When the file is missing, is not JSON, or holds an unknown key or a wrong type.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must hold a JSON object of settings")
+    if isinstance(data.get("settings"), dict):  # a training config written by the trainer
+        data = data["settings"]
+    values = {}
+    for key, value in data.items():
+        if key.startswith("_"):
+            continue
+        try:
+            values[key] = _check_type(key, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+    return values
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--config`` flag every script takes."""
+    parser.add_argument(
+        "--config",
+        metavar="JSON",
+        help="JSON config file overriding config.py (e.g. examples/example_config.json)",
+    )
+
+
+def add_setting_arguments(parser: argparse.ArgumentParser, keys: Iterable[str]) -> None:
+    """Add one ``--key`` flag per setting, defaulting to None so only given flags override.
+
+    Booleans get ``--key`` / ``--no-key``.
+    """
+    for key in keys:
+        kind = _TYPES[key]
+        default = getattr(config, key.upper())
+        help_text = f"default {default!r} (config.py {key.upper()})"
+        if kind is bool:
+            parser.add_argument(
+                f"--{key}", action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        else:
+            parser.add_argument(f"--{key}", type=kind, default=None, metavar=key.upper(), help=help_text)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from ``args.config`` and every setting flag present in ``args``."""
+    overrides = {key: getattr(args, key) for key in _TYPES if hasattr(args, key)}
+    return Settings.build(getattr(args, "config", None), overrides)

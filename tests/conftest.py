@@ -1,0 +1,42 @@
+"""Shared fixtures: a seeded rng, the genuine FMA files (skipped when absent), headless plots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parents[1]
+# The genuine FMA files live beside the checkout, never inside it.
+FMA_REAL = Path(os.environ.get("GENREKIT_FMA_REAL", REPO.parent / "shared" / "fma-real"))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def fma_real() -> Path:
+    """The folder of genuine FMA files; skips the test when it is absent."""
+    if not (FMA_REAL / "fma_metadata" / "genres.csv").is_file():
+        pytest.skip(f"genuine FMA files not found at {FMA_REAL} (set GENREKIT_FMA_REAL)")
+    return FMA_REAL
+
+
+@pytest.fixture(scope="session")
+def real_genres_csv(fma_real: Path) -> Path:
+    return fma_real / "fma_metadata" / "genres.csv"
+
+
+@pytest.fixture(scope="session")
+def real_clip(fma_real: Path) -> Path:
+    path = fma_real / "fma_small" / "000" / "000002.mp3"
+    if not path.is_file():
+        pytest.skip(f"genuine FMA clip not found at {path}")
+    return path
