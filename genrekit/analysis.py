@@ -1,0 +1,329 @@
+"""Dataset inspection: structure, label distributions per level, balance, audio and path checks.
+
+Backs ``fma_inspector.py``. Everything here reads metadata and stats files; nothing decodes audio
+(the audio probe reads a file's first bytes only) and nothing imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from genrekit import balancing, fma
+from genrekit.cli import SETUP_HINTS
+from genrekit.labels import (
+    LEVELS,
+    MASKED,
+    GenreTree,
+    Vocabulary,
+    build_vocabularies,
+    check_artist_filtered,
+    derive_targets,
+    encode,
+)
+
+log = logging.getLogger(__name__)
+
+MP3_MAGIC = (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"\xff\xfa", b"\xff\xe3")
+AUDIO_MAGIC = MP3_MAGIC + (b"RIFF", b"fLaC", b"OggS")
+
+
+@dataclass
+class Dataset:
+    """Metadata of one dataset with derived targets and training-split vocabularies."""
+
+    metadata_dir: Path
+    audio_dir: Path
+    subset: str
+    tracks: pd.DataFrame
+    tree: GenreTree
+    targets: pd.DataFrame
+    vocabs: dict[str, Vocabulary]
+    skipped: dict[int, str]
+
+    @classmethod
+    def load(cls, metadata_dir: str | os.PathLike, audio_dir: str | os.PathLike, subset: str) -> Dataset:
+        report = fma.TracksLoad(pd.DataFrame())
+        tracks = fma.load_tracks(metadata_dir, report=report)
+        tracks = fma.select_subset(tracks, subset)
+        tree = GenreTree(fma.load_genres(metadata_dir))
+        targets = derive_targets(tracks, tree)
+        vocabs = build_vocabularies(targets, tree)
+        return cls(Path(metadata_dir), Path(audio_dir), subset, tracks, tree, targets, vocabs, report.skipped)
+
+    def encoded(self, split: str | None = None) -> tuple[pd.DataFrame, Any]:
+        targets = self.targets if split is None else self.targets[self.targets["split"] == split]
+        return targets, encode(targets, self.vocabs)
+
+
+def probe_audio(path: Path) -> str:
+    """'ok', 'missing', 'empty' or 'unreadable' from the file's size and first bytes."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "missing"
+    except OSError:
+        return "unreadable"
+    if size == 0:
+        return "empty"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return "unreadable"
+    return "ok" if head.startswith(AUDIO_MAGIC) else "unreadable"
+
+
+def probe_audio_files(audio_dir: Path, track_ids: Iterable[int], limit_listed: int = 50) -> dict[str, Any]:
+    """Counts of present / missing / empty / unreadable files, with the first ids of each problem."""
+    counts = {"ok": 0, "missing": 0, "empty": 0, "unreadable": 0}
+    examples: dict[str, list[int]] = {"missing": [], "empty": [], "unreadable": []}
+    if not audio_dir.is_dir():
+        return {"audio_dir": str(audio_dir), "exists": False, **counts}
+    for tid in track_ids:
+        state = probe_audio(fma.audio_path(audio_dir, tid))
+        counts[state] += 1
+        if state != "ok" and len(examples[state]) < limit_listed:
+            examples[state].append(int(tid))
+    return {"audio_dir": str(audio_dir), "exists": True, **counts, "examples": examples}
+
+
+def level_table(ds: Dataset, level: str, settings: Any) -> pd.DataFrame:
+    """Per class at a level: training count, share, class weight, sampling action, all-split count."""
+    vocab = ds.vocabs[level]
+    _, train = ds.encoded("training")
+    _, everything = ds.encoded(None)
+    if level == "all":
+        counts = train.all.sum(axis=0).astype(np.int64)
+        total = everything.all.sum(axis=0).astype(np.int64)
+        weights = balancing.pos_weights(train.all, settings.max_class_weight)
+    else:
+        counts = balancing.class_counts(getattr(train, level), len(vocab))
+        total = balancing.class_counts(getattr(everything, level), len(vocab))
+        weights = balancing.class_weights(counts, settings.max_class_weight)
+    if level == "top":
+        actions = [
+            balancing.sampling_action(int(c), settings.oversample_threshold, settings.undersample_threshold)
+            for c in counts
+        ]
+    else:
+        actions = ["follows top genre"] * len(vocab)
+    table = pd.DataFrame(
+        {
+            "genre_id": vocab.genre_ids,
+            "genre": vocab.names,
+            "path": vocab.paths,
+            "train_tracks": counts,
+            "share": counts / max(counts.sum(), 1),
+            "weight": weights,
+            "sampling": actions,
+            "all_tracks": total,
+        }
+    )
+    return table.sort_values("train_tracks", ascending=False).reset_index(drop=True)
+
+
+def imbalance(counts: np.ndarray) -> float:
+    counts = np.asarray(counts)
+    counts = counts[counts > 0]
+    return float(counts.max() / counts.min()) if len(counts) else float("nan")
+
+
+def analyze(ds: Dataset, settings: Any, probe_audio_dir: bool = True) -> dict[str, Any]:
+    """The full analysis as a JSON-serializable dict."""
+    tracks, targets = ds.tracks, ds.targets
+    per_subset_split = pd.crosstab(tracks["set", "subset"], tracks["set", "split"])
+    levels = {}
+    for level in LEVELS:
+        table = level_table(ds, level, settings)
+        levels[level] = {
+            "n_classes": len(ds.vocabs[level]),
+            "imbalance_ratio": imbalance(table["train_tracks"].to_numpy()),
+            "largest": table.iloc[0][["genre", "train_tracks"]].to_dict(),
+            "smallest": table.iloc[-1][["genre", "train_tracks"]].to_dict(),
+            "classes": json.loads(table.to_json(orient="records")),
+        }
+    n_labels = np.array([len(a) for a in targets["all"]])
+    report = {
+        "metadata_dir": str(ds.metadata_dir),
+        "audio_dir": str(ds.audio_dir),
+        "subset": ds.subset,
+        "n_tracks": len(tracks),
+        "tracks_per_split": {s: int((targets["split"] == s).sum()) for s in fma.SPLITS},
+        "tracks_per_subset_and_split": {
+            str(sub): {str(sp): int(n) for sp, n in row.items()} for sub, row in per_subset_split.iterrows()
+        },
+        "genre_tree": {
+            "genres": len(ds.tree),
+            "roots": len(ds.tree.roots),
+            "non_roots": len(ds.tree.non_roots),
+            "max_depth": max(ds.tree.depth.values()),
+        },
+        "genre_top_coverage": float((targets["top"] != MASKED).mean()),
+        "medium_coverage": float((targets["medium"] != MASKED).mean()),
+        "labels_per_track": {
+            "mean": float(n_labels.mean()) if len(n_labels) else 0.0,
+            "max": int(n_labels.max()) if len(n_labels) else 0,
+            "histogram": {
+                int(k): int(v) for k, v in zip(*np.unique(n_labels, return_counts=True), strict=True)
+            },
+        },
+        "multi_root_tracks": int(sum(len({ds.tree.root_of[g] for g in a}) > 1 for a in targets["all"])),
+        "artists_in_several_splits": check_artist_filtered(targets),
+        "skipped_tracks": {str(k): v for k, v in ds.skipped.items()},
+        "levels": levels,
+    }
+    if probe_audio_dir:
+        report["audio"] = probe_audio_files(ds.audio_dir, tracks.index)
+    return report
+
+
+def balance_config(ds: Dataset, settings: Any) -> dict[str, Any]:
+    """The balancing configuration: settings usable with ``--config`` plus the per-class analysis.
+
+    Keys starting with ``_`` are notes that ``--config`` ignores: the trainer recomputes the
+    weights from the training split it actually trains on.
+    """
+    analysis = {}
+    for level in LEVELS:
+        table = level_table(ds, level, settings)
+        analysis[level] = {
+            row.genre: {
+                "tracks": int(row.train_tracks),
+                "weight": round(float(row.weight), 4),
+                "sampling": row.sampling,
+            }
+            for row in table.itertuples()
+        }
+    top = level_table(ds, "top", settings)
+    return {
+        "_comment": (
+            "Balancing configuration generated by fma_inspector.py --generate_config. Use it with "
+            "--config; keys starting with '_' are notes. Class weights: n_samples / (n_classes * "
+            "n_samples_per_class), computed on the training split."
+        ),
+        "metadata_dir": str(ds.metadata_dir),
+        "audio_dir": str(ds.audio_dir),
+        "subset": ds.subset,
+        "use_class_weights": settings.use_class_weights,
+        "use_weighted_sampling": settings.use_weighted_sampling,
+        "use_focal_loss": settings.use_focal_loss,
+        "oversample_threshold": settings.oversample_threshold,
+        "undersample_threshold": settings.undersample_threshold,
+        "focal_gamma": settings.focal_gamma,
+        "max_class_weight": settings.max_class_weight,
+        "_oversampled": top.genre[top.sampling == balancing.OVERSAMPLE].tolist(),
+        "_undersampled": top.genre[top.sampling == balancing.UNDERSAMPLE].tolist(),
+        "_class_weights": analysis,
+    }
+
+
+def check_paths(
+    settings: Any, metadata_dir: str | None = None, audio_dir: str | None = None
+) -> list[dict[str, str]]:
+    """Each configured path with its state and, when wrong, the command that fixes it."""
+    metadata = Path(metadata_dir or settings.metadata_dir)
+    audio = Path(audio_dir or settings.audio_dir)
+    rows = []
+
+    def add(name: str, path: Path, ok: bool, problem: str, fix: str) -> None:
+        rows.append(
+            {
+                "name": name,
+                "path": str(path),
+                "ok": ok,
+                "problem": "" if ok else problem,
+                "fix": "" if ok else fix,
+            }
+        )
+
+    add("metadata folder", metadata, metadata.is_dir(), "does not exist", SETUP_HINTS["metadata"])
+    for name in ("tracks.csv", "genres.csv"):
+        add(name, metadata / name, (metadata / name).is_file(), "missing", SETUP_HINTS["metadata"])
+    add("audio folder", audio, audio.is_dir(), "does not exist", SETUP_HINTS["audio"])
+    if audio.is_dir():
+        has_tree = any(p.is_dir() and p.name.isdigit() and len(p.name) == 3 for p in audio.iterdir())
+        add("audio layout", audio / "NNN", has_tree, "no NNN/ sub-folders of MP3s", SETUP_HINTS["audio"])
+    demo = Path(settings.data_dir) / "demo"
+    add(
+        "demo dataset (optional)",
+        demo,
+        (demo / "fma_metadata" / "tracks.csv").is_file(),
+        "not generated",
+        SETUP_HINTS["demo"],
+    )
+    out_parent = Path(settings.output_dir).resolve().parent
+    while not out_parent.exists():
+        out_parent = out_parent.parent
+    add(
+        "output folder parent",
+        out_parent,
+        os.access(out_parent, os.W_OK),
+        "not writable",
+        "choose --output_dir",
+    )
+    return rows
+
+
+def plot_distributions(ds: Dataset, settings: Any, out_dir: Path) -> list[Path]:
+    """One PNG per level: training tracks per class (log scale), largest first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for level in LEVELS:
+        table = level_table(ds, level, settings)
+        shown = table.head(40)
+        height = max(3.0, 0.28 * len(shown) + 1.2)
+        fig, ax = plt.subplots(figsize=(8, height))
+        colors = {"oversample": "#d95f02", "undersample": "#7570b3", "keep": "#1b9e77"}
+        palette = [colors.get(a, "#1b9e77") for a in shown.sampling]
+        sns.barplot(
+            x=shown.train_tracks, y=shown.genre, hue=shown.genre, palette=palette, legend=False, ax=ax
+        )
+        ax.set_xscale("log")
+        more = f" (largest 40 of {len(table)})" if len(table) > 40 else ""
+        ax.set_title(f"{level} level: training tracks per genre{more}")
+        ax.set_xlabel("training tracks (log scale)")
+        ax.set_ylabel("")
+        if level == "top":
+            for lim, style in ((settings.oversample_threshold, ":"), (settings.undersample_threshold, "--")):
+                ax.axvline(lim, color="grey", linestyle=style, linewidth=1)
+        fig.tight_layout()
+        path = out_dir / f"distribution_{level}.png"
+        tmp = path.with_suffix(".tmp.png")
+        fig.savefig(tmp, dpi=110)
+        plt.close(fig)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths
+
+
+def write_json(data: Any, path: Path) -> None:
+    """Write JSON atomically (temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_json_default), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")

@@ -1,0 +1,129 @@
+"""Class balancing: class weights per level and the per-epoch weighted sampling of tracks.
+
+Class weight of class c: ``n_samples / (n_classes * n_c)``, the README's formula (scikit-learn's
+``compute_class_weight('balanced')``), clipped at ``max_class_weight`` so a class with a handful
+of tracks cannot dominate the loss. Masked tracks (no target at a level) do not count.
+
+Weighted sampling works on tracks, per epoch, grouped by the top-level target: a class with
+fewer than ``oversample_threshold`` training tracks is drawn up to that many (all its tracks
+plus repeats), one with more than ``undersample_threshold`` is cut down to that many (a fresh
+random choice each epoch), the rest keep their count. Tracks without a top-level target form one
+group that keeps its size, since they still train the medium and all-genres heads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.utils.class_weight import compute_class_weight
+
+from genrekit.labels import MASKED
+
+OVERSAMPLE, UNDERSAMPLE, KEEP = "oversample", "undersample", "keep"
+
+
+def class_counts(indices: np.ndarray, n_classes: int) -> np.ndarray:
+    """Tracks per class for target indices (masked ones, -1, are not counted)."""
+    indices = np.asarray(indices)
+    return np.bincount(indices[indices != MASKED], minlength=n_classes).astype(np.int64)
+
+
+def class_weights(counts: np.ndarray, max_weight: float | None = None) -> np.ndarray:
+    """``n_samples / (n_classes * n_c)`` per class present; 0 for a class with no samples.
+
+    The classes with samples are weighted by scikit-learn's ``compute_class_weight('balanced')``;
+    ``n_classes`` counts only classes that have samples, as scikit-learn does.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    present = np.flatnonzero(counts > 0)
+    weights = np.zeros(len(counts), dtype=np.float64)
+    if len(present) == 0:
+        return weights
+    y = np.repeat(present, counts[present])
+    weights[present] = compute_class_weight("balanced", classes=present, y=y)
+    if max_weight is not None:
+        weights = np.minimum(weights, max_weight)
+    return weights
+
+
+def pos_weights(multi_hot: np.ndarray, max_weight: float | None = None) -> np.ndarray:
+    """Per-label ``n_negative / n_positive`` for the multi-label head (1.0 where no positives)."""
+    multi_hot = np.asarray(multi_hot)
+    pos = multi_hot.sum(axis=0).astype(np.float64)
+    neg = len(multi_hot) - pos
+    weights = np.where(pos > 0, neg / np.maximum(pos, 1), 1.0)
+    if max_weight is not None:
+        weights = np.minimum(weights, max_weight)
+    return weights
+
+
+def sampling_action(count: int, oversample_threshold: int, undersample_threshold: int) -> str:
+    if count < oversample_threshold:
+        return OVERSAMPLE
+    if count > undersample_threshold:
+        return UNDERSAMPLE
+    return KEEP
+
+
+def target_count(count: int, oversample_threshold: int, undersample_threshold: int) -> int:
+    """How many tracks of a class an epoch holds under weighted sampling."""
+    if count == 0:
+        return 0
+    return int(np.clip(count, oversample_threshold, undersample_threshold))
+
+
+@dataclass
+class EpochSampler:
+    """Draws the tracks of each epoch (indices into the training rows) by the thresholds.
+
+    Parameters
+    ----------
+    top : array of int
+        Top-level target index per training track (-1 = no top target).
+    n_classes : int
+        Number of top-level classes.
+    oversample_threshold, undersample_threshold : int
+        See the module docstring.
+    seed : int
+        Epoch ``e`` draws with ``numpy.random.default_rng((seed, e))``: reproducible and
+        independent of how many epochs ran before (a resumed run draws the same epochs).
+    """
+
+    top: np.ndarray
+    n_classes: int
+    oversample_threshold: int
+    undersample_threshold: int
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.top = np.asarray(self.top)
+        self.groups = [np.flatnonzero(self.top == c) for c in range(self.n_classes)]
+        self.unlabeled = np.flatnonzero(self.top == MASKED)
+
+    def planned_counts(self) -> np.ndarray:
+        """Tracks per top-level class in every epoch."""
+        return np.array(
+            [target_count(len(g), self.oversample_threshold, self.undersample_threshold) for g in self.groups]
+        )
+
+    def epoch_size(self) -> int:
+        return int(self.planned_counts().sum() + len(self.unlabeled))
+
+    def epoch(self, epoch: int) -> np.ndarray:
+        """Shuffled training-row indices of one epoch."""
+        rng = np.random.default_rng((self.seed, epoch))
+        parts = [self.unlabeled]
+        for group, want in zip(self.groups, self.planned_counts(), strict=True):
+            if want <= len(group):
+                parts.append(rng.choice(group, size=want, replace=False))
+            else:  # every track once, then repeats drawn at random
+                parts.append(group)
+                parts.append(rng.choice(group, size=want - len(group), replace=True))
+        rows = np.concatenate(parts).astype(np.int64)
+        rng.shuffle(rows)
+        return rows
+
+    def realized_counts(self, rows: np.ndarray) -> np.ndarray:
+        """Tracks per top-level class in an epoch drawn by :meth:`epoch`."""
+        return class_counts(self.top[rows], self.n_classes)

@@ -1,0 +1,244 @@
+"""The genre hierarchy and the three label levels a model learns: top, medium and all.
+
+- **top**: FMA's own ``('track', 'genre_top')``, a root genre. Empty when a track's genres span
+  several roots (about half of fma_large): such tracks get no top target (masked, index -1) and
+  keep their other labels.
+- **medium**: one non-root genre per track: the deepest non-root genre among
+  ``('track', 'genres')``; ties (same depth) go to the genre with the lowest ``genre_id``, so the
+  rule is deterministic. Masked when a track has only root genres.
+- **all**: multi-label over ``('track', 'genres_all')`` (the genres and all their ancestors).
+
+Vocabularies hold the classes seen in the training split at each level; they are saved with the
+model and reused unchanged by inference and evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from genrekit.errors import DatasetError, ModelError
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("top", "medium", "all")
+MASKED = -1  # target index of a track with no label at a level
+
+
+class GenreTree:
+    """FMA's genre tree from a genres.csv DataFrame (see :func:`genrekit.fma.load_genres`)."""
+
+    def __init__(self, genres: pd.DataFrame):
+        self.genres = genres
+        self.parent: dict[int, int] = {int(g): int(p) for g, p in genres["parent"].items()}
+        self.title: dict[int, str] = {int(g): str(t) for g, t in genres["title"].items()}
+        self.roots: list[int] = sorted(g for g, p in self.parent.items() if p == 0)
+        self.depth: dict[int, int] = {}
+        for gid in self.parent:
+            self.depth[gid] = self._depth(gid)
+        self.root_of: dict[int, int] = {gid: self.ancestors(gid)[-1] for gid in self.parent}
+        self.root_by_title: dict[str, int] = {self.title[g]: g for g in self.roots}
+
+    def _depth(self, gid: int) -> int:
+        depth, seen = 0, {gid}
+        while self.parent[gid] != 0:
+            gid = self.parent[gid]
+            if gid in seen:
+                raise DatasetError(f"genres.csv: genre {gid} is its own ancestor (cycle in parent)")
+            seen.add(gid)
+            depth += 1
+        return depth
+
+    def ancestors(self, gid: int) -> list[int]:
+        """``[gid, parent, ..., root]``."""
+        chain = [gid]
+        while self.parent[chain[-1]] != 0:
+            chain.append(self.parent[chain[-1]])
+        return chain
+
+    def path(self, gid: int) -> list[str]:
+        """Titles from the root down to ``gid``, e.g. ``['Rock', 'Punk']``."""
+        return [self.title[g] for g in reversed(self.ancestors(gid))]
+
+    @property
+    def non_roots(self) -> list[int]:
+        return sorted(g for g, p in self.parent.items() if p != 0)
+
+    def __len__(self) -> int:
+        return len(self.parent)
+
+
+def derive_targets(tracks: pd.DataFrame, tree: GenreTree) -> pd.DataFrame:
+    """Per-track targets at the three levels, as genre ids.
+
+    Returns a DataFrame indexed by track_id with columns ``split``, ``subset``, ``artist``
+    (artist id or -1), ``top`` and ``medium`` (genre id or -1 when masked), ``all`` (tuple of
+    genre ids). Genre ids unknown to the tree are reported once and ignored.
+    """
+    genres = tracks["track", "genres"]
+    genres_all = tracks["track", "genres_all"] if ("track", "genres_all") in tracks.columns else genres
+    unknown: set[int] = set()
+
+    def known(ids: tuple[int, ...]) -> tuple[int, ...]:
+        good = tuple(g for g in ids if g in tree.parent)
+        if len(good) != len(ids):
+            unknown.update(g for g in ids if g not in tree.parent)
+        return good
+
+    medium = []
+    for ids in genres:
+        candidates = [g for g in known(ids) if tree.parent[g] != 0]
+        medium.append(min(candidates, key=lambda g: (-tree.depth[g], g)) if candidates else MASKED)
+    all_ids = []
+    for ids, base in zip(genres_all, genres, strict=True):
+        # genres_all is FMA's closure of genres over ancestors; recompute it if a file lacks it.
+        closure = set(known(ids))
+        for g in known(base):
+            closure.update(tree.ancestors(g))
+        all_ids.append(tuple(sorted(closure)))
+
+    top = np.full(len(tracks), MASKED, dtype=np.int64)
+    if ("track", "genre_top") in tracks.columns:
+        titles = tracks["track", "genre_top"].astype(object)
+        bad_titles = set()
+        for i, title in enumerate(titles):
+            if isinstance(title, str) and title:
+                gid = tree.root_by_title.get(title)
+                if gid is None:
+                    bad_titles.add(title)
+                else:
+                    top[i] = gid
+        if bad_titles:
+            log.warning("genre_top values that are not root genres, ignored: %s", sorted(bad_titles))
+    if unknown:
+        log.warning("genre ids not in genres.csv, ignored: %s", sorted(unknown)[:20])
+    artist = (
+        tracks["artist", "id"].fillna(-1).astype(np.int64).to_numpy()
+        if ("artist", "id") in tracks.columns
+        else np.full(len(tracks), -1)
+    )
+    return pd.DataFrame(
+        {
+            "split": tracks["set", "split"].to_numpy(),
+            "subset": tracks["set", "subset"].to_numpy(),
+            "artist": artist,
+            "top": top,
+            "medium": np.asarray(medium, dtype=np.int64),
+            "all": all_ids,
+        },
+        index=tracks.index,
+    )
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The classes of one level: index i of the model's output is ``genre_ids[i]``."""
+
+    level: str
+    genre_ids: tuple[int, ...]
+    names: tuple[str, ...]
+    parent_ids: tuple[int, ...]
+    root_ids: tuple[int, ...]
+    paths: tuple[str, ...]  # e.g. "Rock > Punk"
+
+    def __len__(self) -> int:
+        return len(self.genre_ids)
+
+    @property
+    def index(self) -> dict[int, int]:
+        return {g: i for i, g in enumerate(self.genre_ids)}
+
+    @classmethod
+    def from_ids(cls, level: str, ids: list[int], tree: GenreTree) -> Vocabulary:
+        ids = sorted(int(g) for g in ids)
+        return cls(
+            level=level,
+            genre_ids=tuple(ids),
+            names=tuple(tree.title[g] for g in ids),
+            parent_ids=tuple(tree.parent[g] for g in ids),
+            root_ids=tuple(tree.root_of[g] for g in ids),
+            paths=tuple(" > ".join(tree.path(g)) for g in ids),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "genre_ids": list(self.genre_ids),
+            "names": list(self.names),
+            "parent_ids": list(self.parent_ids),
+            "root_ids": list(self.root_ids),
+            "paths": list(self.paths),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Vocabulary:
+        try:
+            return cls(**{k: data[k] if k == "level" else tuple(data[k]) for k in cls.__dataclass_fields__})
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"vocabulary in the training config is incomplete ({exc})") from None
+
+
+def build_vocabularies(targets: pd.DataFrame, tree: GenreTree) -> dict[str, Vocabulary]:
+    """Vocabularies of the three levels from the *training* tracks' targets."""
+    train = targets[targets["split"] == "training"]
+    if train.empty:
+        raise DatasetError("no training tracks: cannot build vocabularies (check the subset and split)")
+    top_ids = sorted(set(train["top"][train["top"] != MASKED].tolist()))
+    medium_ids = sorted(set(train["medium"][train["medium"] != MASKED].tolist()))
+    all_ids = sorted({g for ids in train["all"] for g in ids})
+    for level, ids in (("top", top_ids), ("medium", medium_ids), ("all", all_ids)):
+        if len(ids) < 2:
+            raise DatasetError(f"the training split has {len(ids)} {level}-level genre(s); at least 2 needed")
+    return {
+        "top": Vocabulary.from_ids("top", top_ids, tree),
+        "medium": Vocabulary.from_ids("medium", medium_ids, tree),
+        "all": Vocabulary.from_ids("all", all_ids, tree),
+    }
+
+
+@dataclass
+class EncodedLabels:
+    """Class indices per track for a fixed set of vocabularies (-1 = masked)."""
+
+    track_ids: np.ndarray  # (n,) int64
+    top: np.ndarray  # (n,) int64, -1 masked
+    medium: np.ndarray  # (n,) int64, -1 masked
+    all: np.ndarray  # (n, n_all) uint8 multi-hot
+
+    def __len__(self) -> int:
+        return len(self.track_ids)
+
+    def subset(self, rows: np.ndarray) -> EncodedLabels:
+        return EncodedLabels(self.track_ids[rows], self.top[rows], self.medium[rows], self.all[rows])
+
+    def one_hot(self, level: str, n_classes: int) -> np.ndarray:
+        """float32 one-hot targets; a masked track is an all-zero row (it adds zero loss)."""
+        idx = getattr(self, level)
+        out = np.zeros((len(idx), n_classes), dtype=np.float32)
+        rows = np.flatnonzero(idx >= 0)
+        out[rows, idx[rows]] = 1.0
+        return out
+
+
+def encode(targets: pd.DataFrame, vocabs: Mapping[str, Vocabulary]) -> EncodedLabels:
+    """Encode genre-id targets with fixed vocabularies; classes outside them become masked."""
+    top_index, medium_index, all_index = (vocabs[level].index for level in LEVELS)
+    top = np.array([top_index.get(int(g), MASKED) for g in targets["top"]], dtype=np.int64)
+    medium = np.array([medium_index.get(int(g), MASKED) for g in targets["medium"]], dtype=np.int64)
+    multi = np.zeros((len(targets), len(all_index)), dtype=np.uint8)
+    for row, ids in enumerate(targets["all"]):
+        cols = [all_index[g] for g in ids if g in all_index]
+        multi[row, cols] = 1
+    return EncodedLabels(targets.index.to_numpy(dtype=np.int64), top, medium, multi)
+
+
+def check_artist_filtered(targets: pd.DataFrame) -> list[int]:
+    """Artist ids found in more than one split (empty for FMA's artist-filtered split)."""
+    known = targets[targets["artist"] >= 0]
+    per_artist = known.groupby("artist", observed=True)["split"].nunique()
+    return sorted(int(a) for a in per_artist.index[per_artist > 1])

@@ -1,0 +1,52 @@
+"""Class weights (the README formula) and the per-epoch weighted sampler."""
+
+import numpy as np
+import pytest
+
+from genrekit.balancing import EpochSampler, class_counts, class_weights, pos_weights, target_count
+
+
+def test_class_weight_formula_by_hand():
+    # n = 100 samples, 3 classes: n / (3 * n_c)
+    w = class_weights(np.array([10, 30, 60]))
+    assert w == pytest.approx([100 / 30, 100 / 90, 100 / 180])
+
+
+def test_class_weights_clip_and_empty_class():
+    w = class_weights(np.array([1, 99, 0]), max_weight=20.0)
+    # two classes present: 100 / (2 * 1) = 50 clipped to 20; 100 / (2 * 99)
+    assert w == pytest.approx([20.0, 100 / 198, 0.0])
+
+
+def test_class_counts_ignore_masked():
+    assert class_counts(np.array([0, 2, -1, 2, -1]), 4).tolist() == [1, 0, 2, 0]
+
+
+def test_pos_weights_by_hand():
+    y = np.array([[1, 0], [1, 0], [0, 0], [1, 1]])
+    assert pos_weights(y) == pytest.approx([1 / 3, 3.0])
+    assert pos_weights(np.zeros((3, 1))) == pytest.approx([1.0])
+
+
+@pytest.mark.parametrize("count, want", [(5, 100), (100, 100), (2000, 2000), (9000, 5000), (0, 0)])
+def test_target_count(count, want):
+    assert target_count(count, 100, 5000) == want
+
+
+def test_sampler_realized_distribution_follows_thresholds():
+    top = np.concatenate([np.full(7, 0), np.full(40, 1), np.full(300, 2), np.full(12, -1)])
+    sampler = EpochSampler(top, 3, oversample_threshold=20, undersample_threshold=100, seed=3)
+    rows = sampler.epoch(0)
+    assert sampler.realized_counts(rows).tolist() == [20, 40, 100]
+    assert np.sum(top[rows] == -1) == 12  # tracks without a top target keep their number
+    assert len(rows) == sampler.epoch_size() == 172
+    assert set(np.flatnonzero(top == 0)) <= set(rows)  # oversampling keeps every track once
+    assert len(set(rows[top[rows] == 2])) == 100  # undersampling draws without replacement
+
+
+def test_sampler_is_deterministic_per_epoch_and_varies_between_epochs():
+    top = np.repeat(np.arange(3), [5, 50, 500])
+    a = EpochSampler(top, 3, 20, 100, seed=1)
+    b = EpochSampler(top, 3, 20, 100, seed=1)
+    assert np.array_equal(a.epoch(4), b.epoch(4))
+    assert not np.array_equal(np.sort(a.epoch(0)), np.sort(a.epoch(1)))
