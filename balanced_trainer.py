@@ -1,22 +1,125 @@
-"""balanced_trainer: not yet available in this version of the toolkit.
+"""Train the hierarchical, class-balanced genre model on FMA (or the demo dataset).
 
-python balanced_trainer.py --help
+    python balanced_trainer.py                                   # config.py's paths and settings
+    python balanced_trainer.py --batch_size 64 --epochs 50 --focal_loss
+    python balanced_trainer.py --metadata fma_data/demo/fma_metadata --audio fma_data/demo/fma_demo \\
+        --width_factor 0.125 --epochs 10 --output_dir runs/demo
+    python balanced_trainer.py --extract_only --shard 1/4     # features only, part 1 of 4
+    python balanced_trainer.py --config examples/example_config.json
+
+The run folder (--output_dir) receives balanced_hierarchical_genre_model.h5,
+balanced_training_config.json (everything inference and evaluation need), checkpoints/,
+training_log.csv, tensorboard/ and run.log. Run the same command again after an interruption:
+training resumes from the last finished epoch and the feature cache keeps what it has.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+
+from genrekit.cli import script_main, setup_logging
+from genrekit.errors import ConfigError
+from genrekit.settings import add_config_argument, add_setting_arguments, settings_from_args
+from genrekit.training import BalancedGenreProcessor, BalancedHierarchicalModel, train
+
+__all__ = ["BalancedGenreProcessor", "BalancedHierarchicalModel", "main", "build_parser"]
+
+log = logging.getLogger("balanced_trainer")
+
+SETTING_FLAGS = [
+    "batch_size",
+    "num_epochs",
+    "learning_rate",
+    "patience",
+    "use_focal_loss",
+    "use_class_weights",
+    "use_weighted_sampling",
+    "oversample_threshold",
+    "undersample_threshold",
+    "focal_gamma",
+    "width_factor",
+    "subset",
+    "workers",
+    "seed",
+    "strategy",
+    "mixed_precision",
+    "cache_dir",
+]
+ALIASES = {
+    "num_epochs": ["--epochs"],
+    "use_focal_loss": ["--focal_loss"],
+    "use_class_weights": ["--class_weights"],
+    "use_weighted_sampling": ["--weighted_sampling"],
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Train the hierarchical, class-balanced genre model.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument("--metadata", help="folder with tracks.csv and genres.csv (config.py METADATA_DIR)")
+    parser.add_argument("--audio", help="folder with NNN/NNNNNN.mp3 (config.py AUDIO_DIR)")
+    parser.add_argument("--output_dir", help="run folder (config.py OUTPUT_DIR)")
+    parser.add_argument("--extract_only", action="store_true", help="build the feature cache and stop")
+    parser.add_argument("--shard", metavar="I/N", help="with --extract_only: process part I of N (1-based)")
+    parser.add_argument(
+        "--logical_cpus",
+        type=int,
+        default=0,
+        metavar="N",
+        help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="DEBUG messages on the console")
+    add_config_argument(parser)
+    add_setting_arguments(parser, SETTING_FLAGS, ALIASES)
+    return parser
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"2/4"`` -> ``(1, 4)`` (0-based index, count)."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r} must look like I/N, e.g. 1/4") from None
+    if not 1 <= i <= n:
+        raise ConfigError(f"--shard {text!r}: I must be between 1 and N")
+    return i - 1, n
+
+
+@script_main
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print("balanced_trainer.py is not yet available in this version of the toolkit", file=sys.stderr)
-    return 1
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args)
+    shard = parse_shard(args.shard)
+    if shard is not None and not args.extract_only:
+        raise ConfigError("--shard works with --extract_only (train on the merged cache afterwards)")
+    output_dir = args.output_dir or settings.output_dir
+    setup_logging(output_dir, args.verbose)
+    log.info("settings: %s", settings.to_dict())
+
+    if args.extract_only:
+        processor = BalancedGenreProcessor(settings, args.metadata, args.audio)
+        tracks, genres = processor.load_fma_metadata()
+        processed = processor.process_fma_labels(tracks, genres)
+        cache = processor.extract_features(processed, shard=shard)
+        log.info("feature cache ready: %s", cache.path)
+        return 0
+
+    config = train(settings, output_dir, args.metadata, args.audio, logical_cpus=args.logical_cpus)
+    best = config["history"]["best"]
+    print(
+        f"done: {config['history']['epochs_run']} epochs; best validation top balanced accuracy "
+        f"{best.get('val_top_balanced_accuracy', float('nan')):.3f} (epoch {config['history']['best_epoch']})"
+    )
+    print(f"model:  {output_dir}/{settings.model_filename}")
+    print(f"config: {output_dir}/{settings.training_config_filename}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.utils.class_weight import compute_class_weight
 
 from genrekit.labels import MASKED
 
@@ -30,18 +29,18 @@ def class_counts(indices: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def class_weights(counts: np.ndarray, max_weight: float | None = None) -> np.ndarray:
-    """``n_samples / (n_classes * n_c)`` per class present; 0 for a class with no samples.
+    """``n_samples / (n_classes * n_c)`` per class; 0 for a class with no samples.
 
-    The classes with samples are weighted by scikit-learn's ``compute_class_weight('balanced')``;
-    ``n_classes`` counts only classes that have samples, as scikit-learn does.
+    ``n_classes`` counts only classes that have samples (as scikit-learn's
+    ``compute_class_weight('balanced')`` does). ``counts`` may be fractional: the trainer passes
+    the expected per-epoch counts when weighted sampling is on, so the two strategies do not
+    correct the same imbalance twice.
     """
-    counts = np.asarray(counts, dtype=np.int64)
-    present = np.flatnonzero(counts > 0)
+    counts = np.asarray(counts, dtype=np.float64)
+    present = counts > 0
     weights = np.zeros(len(counts), dtype=np.float64)
-    if len(present) == 0:
-        return weights
-    y = np.repeat(present, counts[present])
-    weights[present] = compute_class_weight("balanced", classes=present, y=y)
+    if present.any():
+        weights[present] = counts.sum() / (present.sum() * counts[present])
     if max_weight is not None:
         weights = np.minimum(weights, max_weight)
     return weights
@@ -123,6 +122,14 @@ class EpochSampler:
         rows = np.concatenate(parts).astype(np.int64)
         rng.shuffle(rows)
         return rows
+
+    def expected_rates(self) -> np.ndarray:
+        """Expected times each training track is drawn per epoch (1.0 for unsampled groups)."""
+        rates = np.ones(len(self.top), dtype=np.float64)
+        for group, want in zip(self.groups, self.planned_counts(), strict=True):
+            if len(group):
+                rates[group] = want / len(group)
+        return rates
 
     def realized_counts(self, rows: np.ndarray) -> np.ndarray:
         """Tracks per top-level class in an epoch drawn by :meth:`epoch`."""

@@ -217,12 +217,15 @@ class EncodedLabels:
         return EncodedLabels(self.track_ids[rows], self.top[rows], self.medium[rows], self.all[rows])
 
     def one_hot(self, level: str, n_classes: int) -> np.ndarray:
-        """float32 one-hot targets; a masked track is an all-zero row (it adds zero loss)."""
-        idx = getattr(self, level)
-        out = np.zeros((len(idx), n_classes), dtype=np.float32)
-        rows = np.flatnonzero(idx >= 0)
-        out[rows, idx[rows]] = 1.0
-        return out
+        return one_hot(getattr(self, level), n_classes)
+
+
+def one_hot(indices: np.ndarray, n_classes: int) -> np.ndarray:
+    """float32 one-hot targets; a masked index (-1) is an all-zero row, so it adds zero loss."""
+    out = np.zeros((len(indices), n_classes), dtype=np.float32)
+    rows = np.flatnonzero(np.asarray(indices) >= 0)
+    out[rows, np.asarray(indices)[rows]] = 1.0
+    return out
 
 
 def encode(targets: pd.DataFrame, vocabs: Mapping[str, Vocabulary]) -> EncodedLabels:

@@ -14,7 +14,7 @@ import argparse
 import dataclasses
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -232,21 +232,28 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_setting_arguments(parser: argparse.ArgumentParser, keys: Iterable[str]) -> None:
+def add_setting_arguments(
+    parser: argparse.ArgumentParser, keys: Iterable[str], aliases: Mapping[str, Sequence[str]] | None = None
+) -> None:
     """Add one ``--key`` flag per setting, defaulting to None so only given flags override.
 
-    Booleans get ``--key`` / ``--no-key``.
+    Booleans get ``--key`` / ``--no-key``. ``aliases`` adds other names for a flag, e.g.
+    ``{"num_epochs": ["--epochs"]}``.
     """
+    aliases = aliases or {}
     for key in keys:
         kind = _TYPES[key]
         default = getattr(config, key.upper())
         help_text = f"default {default!r} (config.py {key.upper()})"
+        names = [*aliases.get(key, ()), f"--{key}"]
         if kind is bool:
             parser.add_argument(
-                f"--{key}", action=argparse.BooleanOptionalAction, default=None, help=help_text
+                *names, dest=key, action=argparse.BooleanOptionalAction, default=None, help=help_text
             )
         else:
-            parser.add_argument(f"--{key}", type=kind, default=None, metavar=key.upper(), help=help_text)
+            parser.add_argument(
+                *names, dest=key, type=kind, default=None, metavar=key.upper(), help=help_text
+            )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:

@@ -50,3 +50,22 @@ def test_sampler_is_deterministic_per_epoch_and_varies_between_epochs():
     b = EpochSampler(top, 3, 20, 100, seed=1)
     assert np.array_equal(a.epoch(4), b.epoch(4))
     assert not np.array_equal(np.sort(a.epoch(0)), np.sort(a.epoch(1)))
+
+
+def test_class_weights_match_scikit_learn_balanced():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.repeat([0, 1, 2, 3], [3, 17, 80, 1])
+    expected = compute_class_weight("balanced", classes=np.arange(4), y=y)
+    assert class_weights(np.bincount(y)) == pytest.approx(expected)
+
+
+def test_expected_rates_give_the_planned_counts():
+    top = np.repeat([0, 1, 2, -1], [5, 50, 500, 7])
+    sampler = EpochSampler(top, 3, 20, 100, seed=0)
+    rates = sampler.expected_rates()
+    assert rates[top == 0] == pytest.approx(4.0)
+    assert rates[top == 2] == pytest.approx(0.2)
+    assert rates[top == -1] == pytest.approx(1.0)
+    sums = [rates[top == c].sum() for c in range(3)]
+    assert sums == pytest.approx(sampler.planned_counts())

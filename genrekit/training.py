@@ -1,0 +1,552 @@
+"""Training of the hierarchical, class-balanced genre model: data preparation, model, run.
+
+``BalancedGenreProcessor`` turns FMA metadata into targets, vocabularies and class weights and
+builds the feature cache; ``BalancedHierarchicalModel`` builds and compiles the multi-head model
+with the balanced losses; :func:`train` runs a whole training into a run folder that holds the
+model, ``balanced_training_config.json`` (everything inference and evaluation need), the
+checkpoints, the backup used to resume, TensorBoard and CSV logs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import genrekit
+from genrekit import balancing, fma
+from genrekit.cli import SETUP_HINTS, require_dir
+from genrekit.errors import ConfigError, DatasetError, ModelError
+from genrekit.labels import (
+    LEVELS,
+    EncodedLabels,
+    GenreTree,
+    Vocabulary,
+    build_vocabularies,
+    derive_targets,
+    encode,
+)
+from genrekit.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CONFIG_FORMAT = "genrekit-training-config"
+CONFIG_VERSION = 1
+MONITOR = "val_top_balanced_accuracy"  # drives early stopping, LR reduction and the best checkpoint
+
+
+def default_cache_dir(settings: Settings, audio_dir: str | os.PathLike) -> Path:
+    """One cache folder per audio folder: ``CACHE_DIR/<audio folder name>``."""
+    return Path(settings.cache_dir) / Path(audio_dir).resolve().name
+
+
+@dataclass
+class ProcessedData:
+    """Targets and vocabularies of a dataset (the result of ``process_fma_labels``)."""
+
+    tree: GenreTree
+    targets: pd.DataFrame  # per track: split, top, medium, all (genre ids)
+    vocabs: dict[str, Vocabulary]
+
+    def labels(self, split: str, track_ids: np.ndarray | None = None) -> EncodedLabels:
+        """Encoded targets of a split, optionally restricted to ``track_ids``."""
+        targets = self.targets[self.targets["split"] == split]
+        if track_ids is not None:
+            targets = targets.loc[targets.index.intersection(track_ids)]
+        return encode(targets.sort_index(), self.vocabs)
+
+    @property
+    def num_classes(self) -> dict[str, int]:
+        return {level: len(v) for level, v in self.vocabs.items()}
+
+
+class BalancedGenreProcessor:
+    """FMA metadata to targets, class weights and features.
+
+    Parameters
+    ----------
+    settings : Settings, optional
+        Defaults to config.py's settings.
+    metadata_dir, audio_dir : path-like, optional
+        Override ``settings.metadata_dir`` / ``settings.audio_dir``.
+    """
+
+    def __init__(
+        self, settings: Settings | None = None, metadata_dir: str | None = None, audio_dir: str | None = None
+    ):
+        self.settings = settings or Settings.build()
+        self.metadata_dir = Path(metadata_dir or self.settings.metadata_dir)
+        self.audio_dir = Path(audio_dir or self.settings.audio_dir)
+        self.skipped: dict[int, str] = {}
+
+    def load_fma_metadata(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """``(tracks, genres)`` of the configured subset, read from the metadata folder."""
+        require_dir(self.metadata_dir, "metadata", SETUP_HINTS["metadata"])
+        report = fma.TracksLoad(pd.DataFrame())
+        tracks = fma.select_subset(fma.load_tracks(self.metadata_dir, report=report), self.settings.subset)
+        self.skipped = report.skipped
+        return tracks, fma.load_genres(self.metadata_dir)
+
+    def process_fma_labels(self, tracks: pd.DataFrame, genres: pd.DataFrame) -> ProcessedData:
+        """The three label levels per track and the vocabularies of the training split."""
+        tree = GenreTree(genres)
+        targets = derive_targets(tracks, tree)
+        return ProcessedData(tree, targets, build_vocabularies(targets, tree))
+
+    def make_sampler(self, labels: EncodedLabels, n_top: int) -> balancing.EpochSampler | None:
+        s = self.settings
+        if not s.use_weighted_sampling:
+            return None
+        return balancing.EpochSampler(
+            labels.top, n_top, s.oversample_threshold, s.undersample_threshold, s.seed
+        )
+
+    def compute_hierarchical_class_weights(
+        self, processed: ProcessedData, labels: EncodedLabels | None = None
+    ) -> dict[str, np.ndarray]:
+        """Class weights of the top and medium heads and per-label ``pos_weight`` of the all head.
+
+        Computed on the training tracks with ``n_samples / (n_classes * n_c)``; with weighted
+        sampling on, the counts are the expected per-epoch counts after sampling, so class
+        weights only correct what sampling leaves.
+        """
+        labels = labels if labels is not None else processed.labels("training")
+        n = processed.num_classes
+        sampler = self.make_sampler(labels, n["top"])
+        rates = sampler.expected_rates() if sampler is not None else np.ones(len(labels))
+        weights = {}
+        for level in ("top", "medium"):
+            idx = getattr(labels, level)
+            known = idx >= 0
+            counts = np.bincount(idx[known], weights=rates[known], minlength=n[level])
+            weights[level] = balancing.class_weights(counts, self.settings.max_class_weight)
+        pos = (labels.all * rates[:, None]).sum(axis=0)
+        neg = rates.sum() - pos
+        weights["all"] = np.minimum(
+            np.where(pos > 0, neg / np.maximum(pos, 1e-9), 1.0), self.settings.max_class_weight
+        )
+        return weights
+
+    def feature_params(self):
+        from genrekit.audio import FeatureParams
+
+        return FeatureParams.from_settings(self.settings)
+
+    def extract_features(
+        self,
+        processed: ProcessedData | None = None,
+        track_ids: np.ndarray | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        shard: tuple[int, int] | None = None,
+    ):
+        """Build (or complete) the feature cache for the subset's tracks; returns the open cache."""
+        from genrekit.cache import FeatureCache, ensure_cache
+
+        require_dir(self.audio_dir, "audio", SETUP_HINTS["audio"])
+        if track_ids is None:
+            if processed is None:
+                raise ConfigError("extract_features needs processed data or track ids")
+            track_ids = processed.targets.index.to_numpy()
+        cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(self.settings, self.audio_dir)
+        params = self.feature_params()
+        items = fma.audio_items(self.audio_dir, track_ids)
+        ensure_cache(cache_dir, items, params, workers=self.settings.num_workers, shard=shard)
+        return FeatureCache.open(cache_dir, params)
+
+
+class BalancedHierarchicalModel:
+    """The multi-head CNN with the balanced losses.
+
+    Parameters
+    ----------
+    input_shape : tuple
+        ``(n_mels, frames, 1)``, the README's ``(128, 64, 1)``.
+    num_top, num_medium, num_all : int
+        Classes of each head (from the data's vocabularies).
+    class_weights : dict, optional
+        From ``compute_hierarchical_class_weights``: ``all`` gives the ``pos_weight`` of the
+        multi-label head when class weights are on (the top/medium weights are applied as
+        per-output sample weights by the data pipeline, since Keras' ``class_weight`` does not
+        support multi-output models).
+    settings : Settings, optional
+    normalization : dict, optional
+        ``{"mean": (n_mels,), "std": (n_mels,)}`` training-set statistics built into the model.
+    """
+
+    def __init__(
+        self,
+        input_shape=(128, 64, 1),
+        num_top: int = 16,
+        num_medium: int = 147,
+        num_all: int = 161,
+        class_weights: dict[str, np.ndarray] | None = None,
+        settings: Settings | None = None,
+        normalization: dict[str, Any] | None = None,
+    ):
+        self.input_shape = tuple(input_shape)
+        self.num_classes = {"top": num_top, "medium": num_medium, "all": num_all}
+        self.class_weights = class_weights
+        self.settings = settings or Settings.build()
+        self.normalization = normalization
+        self.model = None
+
+    def build_model(self):
+        from genrekit.model import build_model
+
+        s = self.settings
+        norm = self.normalization or {}
+        self.model = build_model(
+            self.input_shape,
+            self.num_classes["top"],
+            self.num_classes["medium"],
+            self.num_classes["all"],
+            width_factor=s.width_factor,
+            conv_dropout=s.conv_dropout,
+            dense_dropout=s.dense_dropout,
+            norm_mean=norm.get("mean"),
+            norm_std=norm.get("std"),
+            seed=s.seed,
+        )
+        return self.model
+
+    def losses(self) -> dict[str, Any]:
+        """Focal loss (or cross-entropy) on the softmax heads; weighted BCE on the all head.
+
+        Class weights of the softmax heads travel as sample weights (see the class docstring),
+        so the losses get no ``alpha`` here.
+        """
+        from genrekit.losses import make_losses
+
+        s = self.settings
+        pos_weight = None
+        if s.use_class_weights and self.class_weights is not None:
+            pos_weight = np.asarray(self.class_weights["all"], np.float32).tolist()
+        return make_losses(s.use_focal_loss, s.focal_gamma, pos_weight=pos_weight)
+
+    def compile_with_balanced_losses(self, learning_rate: float | None = None):
+        import keras
+
+        if self.model is None:
+            self.build_model()
+        s = self.settings
+        self.model.compile(
+            optimizer=keras.optimizers.Adam(
+                learning_rate=learning_rate or s.learning_rate, clipnorm=s.clip_norm
+            ),
+            loss=self.losses(),
+            loss_weights=s.loss_weights,
+            weighted_metrics={
+                "top": [keras.metrics.CategoricalAccuracy(name="acc")],
+                "medium": [keras.metrics.CategoricalAccuracy(name="acc")],
+                "all": [keras.metrics.AUC(name="auc", multi_label=False)],
+            },
+        )
+        return self.model
+
+
+def _callbacks_module():
+    import keras
+
+    class EpochSetter(keras.callbacks.Callback):
+        """Tells the data stream which epoch starts, so a resumed run samples the same epochs."""
+
+        def __init__(self, stream):
+            super().__init__()
+            self.stream = stream
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.stream.epoch = epoch
+
+    class ValidationMetrics(keras.callbacks.Callback):
+        """Track-level validation metrics each epoch (balanced accuracy, macro F1 of the top head).
+
+        Runs first in the callback list, so early stopping, LR reduction and checkpoints see
+        ``val_top_balanced_accuracy`` in the epoch's logs.
+        """
+
+        def __init__(self, source, labels: EncodedLabels, batch_size: int, threshold: float):
+            super().__init__()
+            self.source, self.labels = source, labels
+            self.batch_size, self.threshold = batch_size, threshold
+
+        def on_epoch_end(self, epoch, logs=None):
+            from genrekit.pipeline import predict_segments
+
+            probs, seg_track = predict_segments(
+                self.model, self.source, self.labels.track_ids, self.batch_size
+            )
+            metrics = validation_metrics(probs, seg_track, self.labels, self.threshold)
+            if logs is not None:
+                logs.update(metrics)
+            log.info(
+                "epoch %d validation: top balanced accuracy %.3f, top macro F1 %.3f, medium balanced accuracy "
+                "%.3f, all-genres Jaccard %.3f",
+                epoch + 1,
+                metrics["val_top_balanced_accuracy"],
+                metrics["val_top_f1_macro"],
+                metrics["val_medium_balanced_accuracy"],
+                metrics["val_all_jaccard"],
+            )
+
+    return EpochSetter, ValidationMetrics
+
+
+def validation_metrics(
+    probs: dict[str, np.ndarray], segment_track: np.ndarray, labels: EncodedLabels, threshold: float
+) -> dict[str, float]:
+    """Track-level metrics used to steer training (computed with scikit-learn)."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score, jaccard_score
+
+    from genrekit.aggregate import track_mean
+
+    n = len(labels)
+    out = {}
+    for level in ("top", "medium"):
+        target = getattr(labels, level)
+        known = target >= 0
+        pred = track_mean(probs[level], segment_track, n).argmax(axis=1)
+        if known.any():
+            out[f"val_{level}_balanced_accuracy"] = float(balanced_accuracy_score(target[known], pred[known]))
+            out[f"val_{level}_f1_macro"] = float(
+                f1_score(target[known], pred[known], average="macro", zero_division=0)
+            )
+        else:
+            out[f"val_{level}_balanced_accuracy"] = out[f"val_{level}_f1_macro"] = 0.0
+    all_pred = (track_mean(probs["all"], segment_track, n) >= threshold).astype(np.uint8)
+    out["val_all_jaccard"] = float(jaccard_score(labels.all, all_pred, average="samples", zero_division=0))
+    return out
+
+
+def normalization_stats(source, track_ids: np.ndarray) -> dict[str, Any]:
+    from genrekit.audio import compute_stats
+
+    mean, std = compute_stats(source, track_ids)
+    return {"mean": np.asarray(mean, np.float64).tolist(), "std": np.asarray(std, np.float64).tolist()}
+
+
+def write_json_atomic(data: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def save_model_atomic(model, path: Path) -> None:
+    """Save through a temp name with the same extension, then rename: never a half-written model."""
+    tmp = path.with_name(f".tmp_{path.name}")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def train(
+    settings: Settings,
+    output_dir: str | os.PathLike | None = None,
+    metadata_dir: str | None = None,
+    audio_dir: str | None = None,
+    cache_dir: str | None = None,
+    logical_cpus: int = 0,
+) -> dict[str, Any]:
+    """Run a whole training; return the training config that was written next to the model.
+
+    Raises
+    ------
+    ConfigError, DatasetError, CacheError
+        Before any training starts, for settings or data that cannot work.
+    """
+    out = Path(output_dir or settings.output_dir)
+    started = time.time()
+    processor = BalancedGenreProcessor(settings, metadata_dir, audio_dir)
+    tracks, genres = processor.load_fma_metadata()
+    processed = processor.process_fma_labels(tracks, genres)
+    n = processed.num_classes
+    log.info("classes per level: top %d, medium %d, all %d", n["top"], n["medium"], n["all"])
+
+    cache = processor.extract_features(processed, cache_dir=cache_dir)
+    usable = np.asarray(cache.ok_ids(), dtype=np.int64)
+    split_labels = {s: processed.labels(s, usable) for s in ("training", "validation")}
+    left_out = {s: int((processed.targets["split"] == s).sum()) - len(split_labels[s]) for s in split_labels}
+    if len(split_labels["training"]) == 0:
+        raise DatasetError(f"no training tracks with usable audio in subset {settings.subset!r}")
+    if len(split_labels["validation"]) == 0:
+        raise DatasetError(f"no validation tracks with usable audio in subset {settings.subset!r}")
+    log.info(
+        "tracks with features: training %d, validation %d (left out as defective or missing: %s)",
+        len(split_labels["training"]),
+        len(split_labels["validation"]),
+        left_out,
+    )
+
+    train_labels = split_labels["training"]
+    weights = processor.compute_hierarchical_class_weights(processed, train_labels)
+    sampler = processor.make_sampler(train_labels, n["top"])
+    norm = normalization_stats(cache, train_labels.track_ids)
+
+    from genrekit.device import configure_device, make_strategy, split_cpu
+
+    if logical_cpus:
+        split_cpu(logical_cpus)
+    device = configure_device(settings.mixed_precision)
+    log.info("device: %s", device)
+    strategy = make_strategy(settings.strategy)
+
+    import keras
+
+    from genrekit.pipeline import TrainingStream, training_dataset
+
+    keras.utils.set_random_seed(settings.seed)
+    with strategy.scope():
+        builder = BalancedHierarchicalModel(
+            settings.input_shape,
+            n["top"],
+            n["medium"],
+            n["all"],
+            class_weights=weights,
+            settings=settings,
+            normalization=norm,
+        )
+        builder.build_model()
+        builder.compile_with_balanced_losses()
+    model = builder.model
+
+    sample_weights = {
+        level: weights[level] if settings.use_class_weights else np.ones(n[level], np.float32)
+        for level in ("top", "medium")
+    }
+    stream = TrainingStream(
+        cache,
+        train_labels,
+        sample_weights,
+        n,
+        settings.num_segments,
+        sampler=sampler,
+        shuffle_block=settings.shuffle_block,
+        seed=settings.seed,
+    )
+    dataset = training_dataset(stream, settings.batch_size, settings.input_shape)
+    import tensorflow as tf
+
+    steps = stream.steps(settings.batch_size)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "checkpoints").mkdir(exist_ok=True)
+    EpochSetter, ValidationMetrics = _callbacks_module()
+    callbacks = [
+        EpochSetter(stream),
+        ValidationMetrics(
+            cache, split_labels["validation"], settings.inference_batch_size, settings.threshold
+        ),
+        keras.callbacks.ModelCheckpoint(
+            out / "checkpoints" / "best.keras", monitor=MONITOR, mode="max", save_best_only=True
+        ),
+        keras.callbacks.EarlyStopping(
+            monitor=MONITOR, mode="max", patience=settings.patience, restore_best_weights=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor=MONITOR,
+            mode="max",
+            factor=settings.lr_factor,
+            patience=settings.lr_patience,
+            min_lr=settings.min_lr,
+        ),
+        keras.callbacks.CSVLogger(str(out / "training_log.csv"), append=True),
+        keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard")),
+        keras.callbacks.BackupAndRestore(backup_dir=str(out / "backup")),
+    ]
+    log.info(
+        "training: %d epochs max, %d steps of %d segments per epoch, weighted sampling %s, class weights %s, "
+        "focal loss %s",
+        settings.num_epochs,
+        steps,
+        settings.batch_size,
+        settings.use_weighted_sampling,
+        settings.use_class_weights,
+        settings.use_focal_loss,
+    )
+    history = model.fit(dataset, epochs=settings.num_epochs, callbacks=callbacks, verbose=2)
+
+    model_path = out / settings.model_filename
+    save_model_atomic(model, model_path)
+    per_epoch = _read_training_log(out / "training_log.csv")
+    best = max(per_epoch, key=lambda row: row.get(MONITOR, -1)) if per_epoch else {}
+    config = {
+        "format": CONFIG_FORMAT,
+        "version": CONFIG_VERSION,
+        "genrekit_version": genrekit.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model_file": model_path.name,
+        "input_shape": list(settings.input_shape),
+        "settings": settings.to_dict(),
+        "features": processor.feature_params().to_dict(),
+        "normalization": {**norm, "computed_on": f"training split, {len(train_labels)} tracks"},
+        "vocabularies": {level: processed.vocabs[level].to_dict() for level in LEVELS},
+        "threshold": settings.threshold,
+        "top_k": settings.top_k,
+        "balancing": {
+            "use_class_weights": settings.use_class_weights,
+            "use_weighted_sampling": settings.use_weighted_sampling,
+            "use_focal_loss": settings.use_focal_loss,
+            "focal_gamma": settings.focal_gamma,
+            "oversample_threshold": settings.oversample_threshold,
+            "undersample_threshold": settings.undersample_threshold,
+            "class_weights": {k: np.round(np.asarray(v, float), 6).tolist() for k, v in weights.items()},
+            "epoch_top_counts": sampler.planned_counts().tolist() if sampler is not None else None,
+        },
+        "data": {
+            "metadata_dir": str(processor.metadata_dir),
+            "audio_dir": str(processor.audio_dir),
+            "subset": settings.subset,
+            "cache_dir": str(cache.path),
+            "tracks": {s: len(v) for s, v in split_labels.items()},
+            "left_out": left_out,
+        },
+        "device": device,
+        "history": {
+            "epochs_run": len(per_epoch),
+            "best_epoch": int(best.get("epoch", -1)) + 1 if best else None,
+            "best": best,
+            "last": per_epoch[-1] if per_epoch else {},
+            "stopped_early": len(per_epoch) < settings.num_epochs,
+            "seconds": round(time.time() - started, 1),
+            "platform": platform.platform(),
+        },
+    }
+    del history
+    write_json_atomic(config, out / settings.training_config_filename)
+    log.info("model: %s", model_path)
+    log.info("config: %s", out / settings.training_config_filename)
+    return config
+
+
+def _read_training_log(path: Path) -> list[dict[str, float]]:
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path)
+    return [
+        {k: (float(v) if k != "epoch" else int(v)) for k, v in row.items()}
+        for row in table.to_dict("records")
+    ]
+
+
+def load_training_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a training config written by :func:`train`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: training config not found")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
+        raise ModelError(f"{path}: not a training config written by balanced_trainer.py (no 'format' key)")
+    for key in ("settings", "features", "normalization", "vocabularies", "input_shape"):
+        if key not in config:
+            raise ModelError(f"{path}: training config lacks {key!r}")
+    return config
