@@ -84,6 +84,17 @@ def test_mixed_precision_heads_stay_float32(rng, float32_policy):
     assert keras.backend.standardize_dtype(value.dtype) == "float32"
 
 
+def test_mixed_precision_model_with_normalization_trains(rng, float32_policy):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    model = tiny_model(norm_mean=np.full(SHAPE[0], -30.0), norm_std=np.full(SHAPE[0], 10.0), seed=0)
+    assert model.get_layer("mel_norm").compute_dtype == "float32"
+    compile_tiny(model)
+    assert type(model.optimizer).__name__ == "LossScaleOptimizer"
+    x, y = tiny_batch(rng)
+    history = model.fit(x * 10.0 - 30.0, y, epochs=1, batch_size=8, verbose=0).history
+    assert np.isfinite(history["loss"][0])
+
+
 def test_same_seed_same_weights():
     a, b, c = tiny_model(seed=7), tiny_model(seed=7), tiny_model(seed=8)
     np.testing.assert_array_equal(a.get_layer("conv2").kernel.numpy(), b.get_layer("conv2").kernel.numpy())
