@@ -1,0 +1,209 @@
+"""Class-balancing losses of the three heads: focal loss (softmax heads), weighted BCE (multi-label head).
+
+Both are registered ``keras.losses.Loss`` subclasses built from ``keras.ops``, so a saved model
+loads back without ``custom_objects`` on any Keras 3 backend. They compute in float32 whatever
+the model's precision policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from genrekit.errors import ConfigError
+
+# Predicted probabilities are clipped to [EPSILON, 1 - EPSILON] before the log: Keras' own value.
+EPSILON = 1e-7
+
+
+def _as_float_list(values: Any, name: str) -> float | list[float]:
+    """A scalar stays a float; a vector becomes a plain list (JSON-serializable in get_config)."""
+    array = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(array)) or np.any(array < 0):
+        raise ConfigError(f"{name} must be finite and >= 0, got {values!r}")
+    if array.ndim == 0:
+        return float(array)
+    if array.ndim != 1 or array.size == 0:
+        raise ConfigError(f"{name} must be a scalar or a 1-D vector, got shape {array.shape}")
+    return [float(v) for v in array]
+
+
+def _check_width(weights: float | list[float], y_pred: Any, name: str, loss_name: str) -> None:
+    """Refuse a per-class vector whose length does not match the head's width."""
+    width = y_pred.shape[-1]
+    if isinstance(weights, list) and width is not None and len(weights) != width:
+        raise ConfigError(f"{loss_name}: {name} has {len(weights)} values but the output has {width} classes")
+
+
+@keras.saving.register_keras_serializable(package="genrekit")
+class FocalLoss(keras.losses.Loss):
+    """Categorical focal loss on one-hot targets, with an optional per-class weight ``alpha``.
+
+    ``FL = -sum_c alpha_c * y_c * (1 - p_c) ** gamma * log(p_c)``, computed by
+    ``keras.losses.categorical_focal_crossentropy`` (probabilities clipped to
+    ``[1e-7, 1 - 1e-7]``). Only the true class term is non-zero, so a per-class ``alpha`` weighs
+    a row by its true class's weight, and an all-zero row (a masked track) contributes exactly 0.
+    With ``gamma=0`` and ``alpha=None`` it is the categorical cross-entropy.
+
+    Parameters
+    ----------
+    alpha : float or sequence of float, optional
+        One weight for every class, or one per class (e.g. balanced class weights). ``None``
+        means 1.0 (Keras' own default is 0.25; we leave the weighting to the caller).
+    gamma : float
+        Focusing parameter (>= 0); larger values down-weight well-classified examples.
+    reduction : str
+        Keras reduction; the default averages over the batch, masked rows included as zeros.
+    name : str
+        Loss name.
+    dtype : str
+        Computation dtype; float32 so mixed-precision outputs are cast up first.
+    """
+
+    def __init__(
+        self,
+        alpha: float | Sequence[float] | np.ndarray | None = None,
+        gamma: float = 2.0,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "focal_loss",
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if not np.isfinite(gamma) or gamma < 0:
+            raise ConfigError(f"FocalLoss gamma={gamma} must be finite and >= 0")
+        self.alpha = None if alpha is None else _as_float_list(alpha, "FocalLoss alpha")
+        self.gamma = float(gamma)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_pred = ops.cast(y_pred, "float32")
+        y_true = ops.cast(y_true, "float32")
+        alpha = 1.0 if self.alpha is None else self.alpha
+        _check_width(alpha, y_pred, "alpha", "FocalLoss")
+        if isinstance(alpha, list):
+            alpha = ops.convert_to_tensor(np.asarray(alpha, dtype=np.float32))
+        return keras.losses.categorical_focal_crossentropy(y_true, y_pred, alpha=alpha, gamma=self.gamma)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"alpha": self.alpha, "gamma": self.gamma, "dtype": self.dtype})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="genrekit")
+class WeightedBinaryCrossEntropy(keras.losses.Loss):
+    """Binary cross-entropy of a multi-label head with a per-label weight on the positives.
+
+    ``loss = mean_j -(w_j * y_j * log p_j + (1 - y_j) * log(1 - p_j))`` with ``p`` clipped to
+    ``[1e-7, 1 - 1e-7]``, so rare genres are not drowned by their many negatives. Keras'
+    ``BinaryCrossentropy`` has no per-label positive weight, hence this class.
+
+    Parameters
+    ----------
+    pos_weight : float or sequence of float, optional
+        Weight of the positive term, one per label (see :func:`compute_pos_weight`) or one for
+        all. ``None`` or 1.0 gives the plain binary cross-entropy.
+    reduction, name, dtype
+        As for :class:`FocalLoss`.
+    """
+
+    def __init__(
+        self,
+        pos_weight: float | Sequence[float] | np.ndarray | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "weighted_bce",
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.pos_weight = None if pos_weight is None else _as_float_list(pos_weight, "pos_weight")
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_pred = ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0 - EPSILON)
+        y_true = ops.cast(y_true, "float32")
+        weight = 1.0 if self.pos_weight is None else self.pos_weight
+        _check_width(weight, y_pred, "pos_weight", "WeightedBinaryCrossEntropy")
+        if isinstance(weight, list):
+            weight = ops.convert_to_tensor(np.asarray(weight, dtype=np.float32))
+        per_label = -(weight * y_true * ops.log(y_pred) + (1.0 - y_true) * ops.log(1.0 - y_pred))
+        return ops.mean(per_label, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"pos_weight": self.pos_weight, "dtype": self.dtype})
+        return config
+
+
+def compute_pos_weight(multi_hot: np.ndarray, max_weight: float = 50.0) -> np.ndarray:
+    """Per-label positive weight ``n_neg / n_pos`` of a multi-hot training matrix.
+
+    The ratio is clipped to ``[1 / max_weight, max_weight]``: a label seen once cannot dominate
+    the loss, and a label present in (almost) every row keeps a non-zero positive weight. A
+    label never positive gets ``max_weight`` (its ratio is infinite).
+
+    Parameters
+    ----------
+    multi_hot : array of shape (n_tracks, n_labels)
+        0/1 targets of the training tracks (one row per track, not per segment).
+    max_weight : float
+        Upper clip, e.g. ``settings.max_class_weight``.
+
+    Returns
+    -------
+    numpy.ndarray of float32, shape (n_labels,)
+    """
+    y = np.asarray(multi_hot)
+    if y.ndim != 2 or y.shape[0] == 0:
+        raise ConfigError(f"multi_hot must be a non-empty 2-D matrix, got shape {y.shape}")
+    if not max_weight >= 1.0:
+        raise ConfigError(f"max_weight={max_weight} must be >= 1")
+    positives = (y > 0.5).sum(axis=0).astype(np.float64)
+    negatives = y.shape[0] - positives
+    with np.errstate(divide="ignore"):
+        ratio = np.where(positives > 0, negatives / np.maximum(positives, 1.0), np.inf)
+    return np.clip(ratio, 1.0 / max_weight, max_weight).astype(np.float32)
+
+
+def make_losses(
+    use_focal_loss: bool = True,
+    gamma: float = 2.0,
+    top_alpha: float | Sequence[float] | None = None,
+    medium_alpha: float | Sequence[float] | None = None,
+    pos_weight: float | Sequence[float] | None = None,
+) -> dict[str, keras.losses.Loss]:
+    """The losses of the three heads, keyed by output name, for ``model.compile(loss=...)``.
+
+    Parameters
+    ----------
+    use_focal_loss : bool
+        Focal loss on ``top`` and ``medium``; otherwise cross-entropy (``FocalLoss`` with
+        ``gamma=0``, which keeps masked all-zero rows at exactly 0 and the per-class ``alpha``).
+    gamma : float
+        Focal focusing parameter (``settings.focal_gamma``).
+    top_alpha, medium_alpha : float or sequence of float, optional
+        Per-class weights of the softmax heads (``None`` = 1).
+    pos_weight : float or sequence of float, optional
+        Positive weights of the ``all`` head (see :func:`compute_pos_weight`).
+
+    Returns
+    -------
+    dict
+        ``{"top": FocalLoss, "medium": FocalLoss, "all": WeightedBinaryCrossEntropy}``.
+    """
+    g = gamma if use_focal_loss else 0.0
+    return {
+        "top": FocalLoss(alpha=top_alpha, gamma=g, name="top_loss"),
+        "medium": FocalLoss(alpha=medium_alpha, gamma=g, name="medium_loss"),
+        "all": WeightedBinaryCrossEntropy(pos_weight=pos_weight, name="all_loss"),
+    }
+
+
+def loss_weights(settings: Any) -> Mapping[str, float]:
+    """The per-head loss weights of ``settings`` (``top_loss_weight`` ...), keyed by output name."""
+    return {
+        "top": float(settings.top_loss_weight),
+        "medium": float(settings.medium_loss_weight),
+        "all": float(settings.all_loss_weight),
+    }
