@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from genrekit.errors import ConfigError
 from genrekit.labels import MASKED
 
 OVERSAMPLE, UNDERSAMPLE, KEEP = "oversample", "undersample", "keep"
@@ -46,15 +47,26 @@ def class_weights(counts: np.ndarray, max_weight: float | None = None) -> np.nda
     return weights
 
 
-def pos_weights(multi_hot: np.ndarray, max_weight: float | None = None) -> np.ndarray:
-    """Per-label ``n_negative / n_positive`` for the multi-label head (1.0 where no positives)."""
-    multi_hot = np.asarray(multi_hot)
-    pos = multi_hot.sum(axis=0).astype(np.float64)
-    neg = len(multi_hot) - pos
-    weights = np.where(pos > 0, neg / np.maximum(pos, 1), 1.0)
-    if max_weight is not None:
-        weights = np.minimum(weights, max_weight)
-    return weights
+def pos_weights(
+    multi_hot: np.ndarray, max_weight: float = 50.0, rates: np.ndarray | None = None
+) -> np.ndarray:
+    """Per-label positive weight ``n_negative / n_positive`` for the multi-label head.
+
+    Clipped to ``[1 / max_weight, max_weight]``: a label seen once cannot dominate the loss, a
+    label never positive gets ``max_weight``, and one positive in every row keeps a non-zero
+    weight. ``rates`` (expected draws per track and epoch, from the sampler) weigh the rows.
+    """
+    y = np.asarray(multi_hot)
+    if y.ndim != 2 or y.shape[0] == 0:
+        raise ConfigError(f"multi_hot must be a non-empty 2-D matrix, got shape {y.shape}")
+    if not max_weight >= 1.0:
+        raise ConfigError(f"max_weight={max_weight} must be >= 1")
+    r = np.ones(len(y)) if rates is None else np.asarray(rates, dtype=np.float64)
+    positives = ((y > 0.5) * r[:, None]).sum(axis=0)
+    negatives = r.sum() - positives
+    with np.errstate(divide="ignore"):
+        ratio = np.where(positives > 0, negatives / np.maximum(positives, 1e-12), np.inf)
+    return np.clip(ratio, 1.0 / max_weight, max_weight).astype(np.float32)
 
 
 def sampling_action(count: int, oversample_threshold: int, undersample_threshold: int) -> str:

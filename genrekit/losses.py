@@ -7,7 +7,7 @@ the model's precision policy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -104,7 +104,7 @@ class WeightedBinaryCrossEntropy(keras.losses.Loss):
     Parameters
     ----------
     pos_weight : float or sequence of float, optional
-        Weight of the positive term, one per label (see :func:`compute_pos_weight`) or one for
+        Weight of the positive term, one per label (see :func:`genrekit.balancing.pos_weights`) or one for
         all. ``None`` or 1.0 gives the plain binary cross-entropy.
     reduction, name, dtype
         As for :class:`FocalLoss`.
@@ -136,36 +136,6 @@ class WeightedBinaryCrossEntropy(keras.losses.Loss):
         return config
 
 
-def compute_pos_weight(multi_hot: np.ndarray, max_weight: float = 50.0) -> np.ndarray:
-    """Per-label positive weight ``n_neg / n_pos`` of a multi-hot training matrix.
-
-    The ratio is clipped to ``[1 / max_weight, max_weight]``: a label seen once cannot dominate
-    the loss, and a label present in (almost) every row keeps a non-zero positive weight. A
-    label never positive gets ``max_weight`` (its ratio is infinite).
-
-    Parameters
-    ----------
-    multi_hot : array of shape (n_tracks, n_labels)
-        0/1 targets of the training tracks (one row per track, not per segment).
-    max_weight : float
-        Upper clip, e.g. ``settings.max_class_weight``.
-
-    Returns
-    -------
-    numpy.ndarray of float32, shape (n_labels,)
-    """
-    y = np.asarray(multi_hot)
-    if y.ndim != 2 or y.shape[0] == 0:
-        raise ConfigError(f"multi_hot must be a non-empty 2-D matrix, got shape {y.shape}")
-    if not max_weight >= 1.0:
-        raise ConfigError(f"max_weight={max_weight} must be >= 1")
-    positives = (y > 0.5).sum(axis=0).astype(np.float64)
-    negatives = y.shape[0] - positives
-    with np.errstate(divide="ignore"):
-        ratio = np.where(positives > 0, negatives / np.maximum(positives, 1.0), np.inf)
-    return np.clip(ratio, 1.0 / max_weight, max_weight).astype(np.float32)
-
-
 def make_losses(
     use_focal_loss: bool = True,
     gamma: float = 2.0,
@@ -185,7 +155,7 @@ def make_losses(
     top_alpha, medium_alpha : float or sequence of float, optional
         Per-class weights of the softmax heads (``None`` = 1).
     pos_weight : float or sequence of float, optional
-        Positive weights of the ``all`` head (see :func:`compute_pos_weight`).
+        Positive weights of the ``all`` head (see :func:`genrekit.balancing.pos_weights`).
 
     Returns
     -------
@@ -197,13 +167,4 @@ def make_losses(
         "top": FocalLoss(alpha=top_alpha, gamma=g, name="top_loss"),
         "medium": FocalLoss(alpha=medium_alpha, gamma=g, name="medium_loss"),
         "all": WeightedBinaryCrossEntropy(pos_weight=pos_weight, name="all_loss"),
-    }
-
-
-def loss_weights(settings: Any) -> Mapping[str, float]:
-    """The per-head loss weights of ``settings`` (``top_loss_weight`` ...), keyed by output name."""
-    return {
-        "top": float(settings.top_loss_weight),
-        "medium": float(settings.medium_loss_weight),
-        "all": float(settings.all_loss_weight),
     }

@@ -234,6 +234,8 @@ class BalancedHierarchicalModel:
     def compile_with_balanced_losses(self, learning_rate: float | None = None):
         import keras
 
+        from genrekit.keras_metrics import MaskedTopKAccuracy
+
         if self.model is None:
             self.build_model()
         s = self.settings
@@ -243,10 +245,12 @@ class BalancedHierarchicalModel:
             ),
             loss=self.losses(),
             loss_weights=s.loss_weights,
-            weighted_metrics={
-                "top": [keras.metrics.CategoricalAccuracy(name="acc")],
-                "medium": [keras.metrics.CategoricalAccuracy(name="acc")],
-                "all": [keras.metrics.AUC(name="auc", multi_label=False)],
+            # Accuracy over labelled rows only, unweighted (class weights would turn it into a
+            # different number); masked rows are skipped by MaskedTopKAccuracy.
+            metrics={
+                "top": [MaskedTopKAccuracy(name="accuracy")],
+                "medium": [MaskedTopKAccuracy(name="accuracy")],
+                "all": [keras.metrics.AUC(name="auc")],
             },
         )
         return self.model

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from genrekit.balancing import EpochSampler, class_counts, class_weights, pos_weights, target_count
+from genrekit.errors import ConfigError
 
 
 def test_class_weight_formula_by_hand():
@@ -25,7 +26,36 @@ def test_class_counts_ignore_masked():
 def test_pos_weights_by_hand():
     y = np.array([[1, 0], [1, 0], [0, 0], [1, 1]])
     assert pos_weights(y) == pytest.approx([1 / 3, 3.0])
-    assert pos_weights(np.zeros((3, 1))) == pytest.approx([1.0])
+    # rates weigh the rows: row 2 drawn 3 times -> label 0: 3 pos vs 3 neg
+    assert pos_weights(y, rates=np.array([1.0, 1.0, 3.0, 1.0])) == pytest.approx([1.0, 5.0])
+
+
+def test_pos_weights():
+    y = np.array(
+        [
+            [1, 1, 0, 1],
+            [0, 1, 0, 1],
+            [0, 0, 0, 1],
+            [0, 0, 0, 1],
+        ]
+    )
+    # label 0: 3 neg / 1 pos; label 1: 2 / 2; label 2: never positive; label 3: always positive.
+    np.testing.assert_allclose(pos_weights(y, max_weight=50.0), [3.0, 1.0, 50.0, 1 / 50])
+    assert pos_weights(y, max_weight=2.0)[0] == 2.0
+    assert pos_weights(y).dtype == np.float32
+
+
+def test_pos_weight_clips_rare_label():
+    y = np.zeros((200, 2))
+    y[0, 0] = 1
+    y[:100, 1] = 1
+    np.testing.assert_allclose(pos_weights(y, max_weight=50.0), [50.0, 1.0])
+
+
+@pytest.mark.parametrize("bad", [np.zeros((0, 3)), np.zeros(3)])
+def test_pos_weight_refuses_bad_matrix(bad):
+    with pytest.raises(ConfigError, match="multi_hot"):
+        pos_weights(bad)
 
 
 @pytest.mark.parametrize("count, want", [(5, 100), (100, 100), (2000, 2000), (9000, 5000), (0, 0)])

@@ -11,11 +11,8 @@ from genrekit.keras_metrics import MaskedTopKAccuracy
 from genrekit.losses import (
     FocalLoss,
     WeightedBinaryCrossEntropy,
-    compute_pos_weight,
-    loss_weights,
     make_losses,
 )
-from genrekit.settings import Settings
 
 Y_TRUE = np.array([[0, 1, 0], [1, 0, 0]], dtype=np.float32)
 Y_PRED = np.array([[0.2, 0.7, 0.1], [0.3, 0.5, 0.2]], dtype=np.float32)
@@ -122,34 +119,6 @@ def test_weighted_bce_is_finite_at_saturated_predictions():
     assert value == pytest.approx(-(10 * np.log(1e-7) + np.log(1e-7)) / 2, rel=1e-3)
 
 
-def test_compute_pos_weight():
-    y = np.array(
-        [
-            [1, 1, 0, 1],
-            [0, 1, 0, 1],
-            [0, 0, 0, 1],
-            [0, 0, 0, 1],
-        ]
-    )
-    # label 0: 3 neg / 1 pos; label 1: 2 / 2; label 2: never positive; label 3: always positive.
-    np.testing.assert_allclose(compute_pos_weight(y, max_weight=50.0), [3.0, 1.0, 50.0, 1 / 50])
-    assert compute_pos_weight(y, max_weight=2.0)[0] == 2.0
-    assert compute_pos_weight(y).dtype == np.float32
-
-
-def test_compute_pos_weight_clips_rare_label():
-    y = np.zeros((200, 2))
-    y[0, 0] = 1
-    y[:100, 1] = 1
-    np.testing.assert_allclose(compute_pos_weight(y, max_weight=50.0), [50.0, 1.0])
-
-
-@pytest.mark.parametrize("bad", [np.zeros((0, 3)), np.zeros(3)])
-def test_compute_pos_weight_refuses_bad_matrix(bad):
-    with pytest.raises(ConfigError, match="multi_hot"):
-        compute_pos_weight(bad)
-
-
 def test_losses_serialize_by_registered_name():
     for loss in (FocalLoss(alpha=[1.0, 2.5], gamma=1.5), WeightedBinaryCrossEntropy(pos_weight=[3.0, 0.5])):
         config = keras.saving.serialize_keras_object(loss)
@@ -165,8 +134,6 @@ def test_make_losses_and_weights():
     assert losses["top"].gamma == 0.0 and losses["top"].alpha == [1.0, 2.0]
     assert make_losses(use_focal_loss=True, gamma=3.0)["medium"].gamma == 3.0
     assert losses["all"].pos_weight == [4.0]
-    settings = Settings.build(None, {"medium_loss_weight": 0.5})
-    assert loss_weights(settings) == {"top": 1.0, "medium": 0.5, "all": 0.6}
 
 
 def test_masked_accuracy_skips_all_zero_rows():
