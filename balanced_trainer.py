@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)",
     )
+    parser.add_argument(
+        "--retrain", action="store_true", help="train again even if --output_dir holds a finished run"
+    )
     parser.add_argument("--verbose", action="store_true", help="DEBUG messages on the console")
     add_config_argument(parser)
     add_setting_arguments(parser, SETTING_FLAGS, ALIASES)
@@ -111,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("feature cache ready: %s", cache.path)
         return 0
 
-    config = train(settings, output_dir, args.metadata, args.audio, logical_cpus=args.logical_cpus)
+    config = train(
+        settings, output_dir, args.metadata, args.audio, logical_cpus=args.logical_cpus, retrain=args.retrain
+    )
     best = config["history"]["best"]
     print(
         f"done: {config['history']['epochs_run']} epochs; best validation top balanced accuracy "

@@ -349,6 +349,15 @@ def save_model_atomic(model, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def finished_run(settings: Settings, output_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The training config of a finished run in ``output_dir`` (model and config present), else None."""
+    out = Path(output_dir)
+    config_path = out / settings.training_config_filename
+    if not (config_path.is_file() and (out / settings.model_filename).is_file()):
+        return None
+    return load_training_config(config_path)
+
+
 def train(
     settings: Settings,
     output_dir: str | os.PathLike | None = None,
@@ -356,8 +365,12 @@ def train(
     audio_dir: str | None = None,
     cache_dir: str | None = None,
     logical_cpus: int = 0,
+    retrain: bool = False,
 ) -> dict[str, Any]:
     """Run a whole training; return the training config that was written next to the model.
+
+    A finished run in ``output_dir`` is returned as it is unless ``retrain``; an interrupted one
+    resumes from its last finished epoch (``backup/``).
 
     Raises
     ------
@@ -365,6 +378,10 @@ def train(
         Before any training starts, for settings or data that cannot work.
     """
     out = Path(output_dir or settings.output_dir)
+    done = None if retrain else finished_run(settings, out)
+    if done is not None:
+        log.info("%s holds a finished run: nothing to do (use --retrain to train again)", out)
+        return done
     started = time.time()
     processor = BalancedGenreProcessor(settings, metadata_dir, audio_dir)
     tracks, genres = processor.load_fma_metadata()
@@ -460,10 +477,14 @@ def train(
             patience=settings.lr_patience,
             min_lr=settings.min_lr,
         ),
+        # The backup is written before the CSV row, so a run killed once a row is visible
+        # resumes after that epoch and never logs an epoch twice.
+        keras.callbacks.BackupAndRestore(backup_dir=str(out / "backup")),
         keras.callbacks.CSVLogger(str(out / "training_log.csv"), append=True),
         keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard")),
-        keras.callbacks.BackupAndRestore(backup_dir=str(out / "backup")),
     ]
+    if (out / "backup").is_dir():
+        log.info("resuming the interrupted run in %s from its last finished epoch", out)
     log.info(
         "training: %d epochs max, %d steps of %d segments per epoch, weighted sampling %s, class weights %s, "
         "focal loss %s",
