@@ -206,6 +206,13 @@ def _parse_content_range(value: str | None) -> tuple[int | None, int | None]:
     return start, total
 
 
+def _not_found(url: str) -> DownloadError:
+    return DownloadError(
+        f"{url} was not found (HTTP 404); check --base_url or ${BASE_URL_ENV} "
+        f"(the archive must be at <base_url>/{url.rsplit('/', 1)[-1]})"
+    )
+
+
 def _body_chunks(response: Any, chunk_size: int) -> Iterable[bytes]:
     """The body's bytes as they arrive, undecoded.
 
@@ -342,10 +349,7 @@ def download_file(
             with response:
                 status = response.status_code
                 if status == 404:
-                    raise DownloadError(
-                        f"{url} was not found (HTTP 404); check --base_url or ${BASE_URL_ENV} "
-                        f"(the archive must be at <base_url>/{dest.name})"
-                    )
+                    raise _not_found(url)
                 if status == 416 and have:
                     _, size = _parse_content_range(response.headers.get("Content-Range"))
                     if size == have:  # the .part already holds every byte
@@ -1142,6 +1146,8 @@ def _remote_size(url: str, options: Mapping[str, Any]) -> int | None:
         )
     except requests.RequestException:
         return None
+    if response.status_code == 404:
+        raise _not_found(url)
     length = response.headers.get("Content-Length", "")
     return int(length) if response.ok and length.isdigit() else None
 

@@ -11,6 +11,7 @@ import http.server
 import re
 import stat
 import threading
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ class ArchiveServer:
         self.ignore_range = False
         self.fail_next: list[int] = []  # statuses answered to the next GETs, in order
         self.cut_next: list[int] = []  # the next GETs send this many body bytes, then hang up
+        self.delay = 0.0  # seconds slept before each 64 KiB block of a body (a slow link)
         self._lock = threading.Lock()
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
@@ -102,10 +104,14 @@ class ArchiveServer:
                 if cut is not None:
                     payload = payload[:cut]
                     self.close_connection = True
-                for i in range(0, len(payload), 65536):
-                    self.wfile.write(payload[i : i + 65536])
-                    self.wfile.flush()
-                    entry.sent += len(payload[i : i + 65536])
+                try:
+                    for i in range(0, len(payload), 65536):
+                        time.sleep(server.delay)
+                        self.wfile.write(payload[i : i + 65536])
+                        self.wfile.flush()
+                        entry.sent += len(payload[i : i + 65536])
+                except (BrokenPipeError, ConnectionResetError):  # the client went away
+                    self.close_connection = True
 
         return Handler
 

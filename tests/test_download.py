@@ -7,7 +7,10 @@ import io
 import json
 import logging
 import os
+import signal
+import subprocess
 import sys
+import time
 import types
 import zipfile
 from pathlib import Path
@@ -21,6 +24,7 @@ from genrekit import download
 from genrekit.download import Archive
 from genrekit.errors import ChecksumError, DownloadError, UnsafeArchiveError
 
+REPO = Path(__file__).resolve().parents[1]
 FAST = {"backoff": 0.001, "timeout": 10}
 
 
@@ -195,7 +199,14 @@ def test_404_is_one_clear_error_without_retries(served, tmp_path, capsys):
     assert setup_fma_dataset.main(argv) == 2
     err = _error_line(capsys.readouterr().err)
     assert "fma_medium.zip was not found (HTTP 404)" in err and "--base_url" in err
-    assert len(served.gets()) == 1
+    assert [(r.method, r.status) for r in served.log] == [("HEAD", 404)]  # found out before any download
+    assert not (tmp_path / "d").exists() or not list((tmp_path / "d").iterdir())
+
+
+def test_404_on_download_is_not_retried(served, tmp_path):
+    with pytest.raises(DownloadError, match=r"fma_full.zip was not found \(HTTP 404\)"):
+        download.download_file(served.url + "fma_full.zip", tmp_path / "fma_full.zip", progress=False, **FAST)
+    assert [r.status for r in served.gets()] == [404]
 
 
 def test_wrong_sha1_keeps_the_file_aside_and_says_what_to_do(served, tmp_path, capsys):
@@ -541,3 +552,69 @@ def test_read_checksums_parses_the_real_fma_file(fma_real):
     table = download.read_checksums(fma_real / "fma_metadata" / "checksums")
     assert table["genres.csv"] == sha1_file(fma_real / "fma_metadata" / "genres.csv")
     assert len(table) == 10
+
+
+# --- Real interruptions: a process killed with SIGKILL ---------------------------------------------
+
+
+def _run_until(code: str, ready, timeout: float = 60.0) -> subprocess.Popen:
+    """Start ``python -c code`` in the repository, wait until ``ready()`` holds, then SIGKILL it."""
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert proc.poll() is None, "the process ended before it could be interrupted"
+            assert time.monotonic() < deadline, "the process made no progress"
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return proc
+
+
+@pytest.mark.slow
+def test_download_killed_with_sigkill_resumes_where_it_stopped(tmp_path):
+    root = tmp_path / "srv"
+    root.mkdir()
+    payload = np.random.default_rng(3).bytes(2 << 20)
+    (root / "fma_small.zip").write_bytes(payload)
+    part = tmp_path / "fma_small.zip.part"
+    with ArchiveServer(root) as server:
+        server.delay = 0.05  # 2 MiB in 64 KiB blocks: about 1.6 s, time to interrupt it
+        url = server.url + "fma_small.zip"
+        dest = str(tmp_path / "fma_small.zip")
+        code = f"from genrekit.download import download_file as f; f({url!r}, {dest!r}, progress=False)"
+        _run_until(code, lambda: part.exists() and part.stat().st_size >= 256 << 10)
+        have = part.stat().st_size
+        assert 0 < have < len(payload) and part.read_bytes() == payload[:have]
+        server.delay = 0.0
+        digest = download.download_file(
+            url, tmp_path / "fma_small.zip", expected_sha1=sha1_bytes(payload), progress=False, **FAST
+        )
+    assert digest == sha1_bytes(payload)
+    last = server.gets()[-1]
+    assert (last.range, last.status, last.sent) == (f"bytes={have}-", 206, len(payload) - have)
+
+
+@pytest.mark.slow
+def test_extraction_killed_with_sigkill_leaves_no_half_file_and_resumes(tmp_path):
+    rng = np.random.default_rng(4)
+    files = {f"000/{i:06d}.mp3": rng.bytes(96 << 10) for i in range(24)}
+    archive = tmp_path / "fma_small.zip"
+    write_fma_zip(archive, "fma_small", files)
+    dest = tmp_path / "out"
+    done = lambda: (
+        [p for p in (dest / "fma_small/000").glob("*.mp3")] if (dest / "fma_small/000").is_dir() else []
+    )
+    # Tiny reads make the extraction slow enough to be interrupted in the middle.
+    code = "from genrekit.download import extract_archive as x; "
+    code += f"x({str(archive)!r}, {str(dest)!r}, progress=False, chunk_size=8)"
+    _run_until(code, lambda: len(done()) >= 3)
+    finished = done()
+    assert 3 <= len(finished) < len(files)
+    for path in finished:  # whatever has a member's name is the whole member
+        assert path.read_bytes() == files[f"000/{path.name}"]
+    result = download.extract_archive(archive, dest, progress=False)
+    assert result.skipped >= len(finished) and result.extracted == len(files) + 2 - result.skipped
+    assert {f"000/{p.name}": p.read_bytes() for p in done()} == files
+    assert not list(dest.rglob("*.extracting"))
