@@ -112,10 +112,15 @@ def track_mean(probs: Any, segment_track: Any, n_tracks: int | None = None) -> n
     mean : ndarray of float64, shape (n_tracks, n_classes)
         Rows of tracks without any segment are NaN, so they cannot pass for a prediction.
     """
+    from scipy import sparse  # a dependency of scikit-learn and librosa
+
     probs = _check_probs(probs)
     index, n_tracks = _check_index(segment_track, len(probs), n_tracks)
-    sums = np.zeros((n_tracks, probs.shape[1]), dtype=np.float64)
-    np.add.at(sums, index, probs)
+    n = len(index)
+    # A (tracks x segments) 0/1 matrix times the probabilities sums each track's rows in float64;
+    # about 15x faster than np.add.at (benchmarks/bench_aggregate.py).
+    members = sparse.csr_matrix((np.ones(n), (index, np.arange(n))), shape=(n_tracks, n))
+    sums = np.asarray(members @ probs, dtype=np.float64)
     counts = np.bincount(index, minlength=n_tracks)
     with np.errstate(invalid="ignore", divide="ignore"):
         return sums / counts[:, None]

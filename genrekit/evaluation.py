@@ -718,7 +718,6 @@ def _check_width(probs: np.ndarray, vocab: LevelVocab, level: str) -> None:
 
 
 def _single_label_level(
-    level: str,
     probs: np.ndarray,
     segment_track: np.ndarray,
     target: np.ndarray,
@@ -894,9 +893,9 @@ def evaluate(
     has_segments = seg_counts > 0
 
     common = {"top_k": top_k, "n_bins": n_bins, "n_pairs": n_pairs, "track_ids": track_ids}
-    top, top_pred = _single_label_level("top", top_probs, segment_track, top_target, top_vocab, **common)
+    top, top_pred = _single_label_level(top_probs, segment_track, top_target, top_vocab, **common)
     medium, medium_pred = _single_label_level(
-        "medium", medium_probs, segment_track, medium_target, medium_vocab, **common
+        medium_probs, segment_track, medium_target, medium_vocab, **common
     )
 
     all_mean = track_mean(all_probs, segment_track, n_tracks)

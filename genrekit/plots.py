@@ -18,6 +18,7 @@ import numpy as np
 
 __all__ = [
     "DPI",
+    "confusion_view",
     "plot_all",
     "plot_confidence_histogram",
     "plot_confused_pairs",
@@ -72,6 +73,50 @@ def _empty(path: str | os.PathLike, title: str, message: str) -> Path:
         return _save(fig, path)
 
 
+def confusion_view(
+    cm: Any,
+    names: Sequence[str],
+    *,
+    max_classes: int | None = None,
+    order: Sequence[int] | None = None,
+) -> tuple[np.ndarray, list[str], list[str]] | None:
+    """The row-normalized part of a confusion matrix that :func:`plot_confusion_matrix` draws.
+
+    Parameters
+    ----------
+    cm : array of int, shape (n_classes, n_classes)
+        Counts, rows = target, columns = prediction.
+    names : sequence of str
+    max_classes : int, optional
+        Keep only this many target classes, the most frequent (ties by index).
+    order : sequence of int, optional
+        Display order of class indices; default alphabetical by name.
+
+    Returns
+    -------
+    (matrix, row_labels, col_labels) or None
+        ``matrix[i, j]``: share of target class i's tracks predicted as class j, divided by the
+        class's full support (a row sums to less than 1 when some of its tracks went to classes
+        not shown); row labels carry the support. None when no class has a track.
+    """
+    cm = np.asarray(cm, dtype=np.float64)
+    support = cm.sum(axis=1)
+    present = np.flatnonzero(support > 0)
+    if len(present) == 0:
+        return None
+    if max_classes is not None and len(present) > max_classes:
+        present = present[np.lexsort((present, -support[present]))][:max_classes]
+    if order is not None:
+        rank = {int(c): i for i, c in enumerate(order)}
+        shown = sorted(present.tolist(), key=lambda c: (rank.get(c, len(rank)), c))
+    else:
+        shown = sorted(present.tolist(), key=lambda c: (names[c].lower(), c))
+    matrix = cm[np.ix_(shown, shown)] / support[shown, None]
+    # Support on the rows only: the columns read as "predicted as".
+    row_labels = [f"{names[i]} (n={int(support[i])})" for i in shown]
+    return matrix, row_labels, [names[i] for i in shown]
+
+
 def plot_confusion_matrix(
     cm: Any,
     names: Sequence[str],
@@ -101,22 +146,13 @@ def plot_confusion_matrix(
     -------
     Path
     """
-    cm = np.asarray(cm, dtype=np.float64)
-    support = cm.sum(axis=1)
-    present = np.flatnonzero(support > 0)
-    if len(present) == 0:
+    view = confusion_view(cm, names, max_classes=max_classes, order=order)
+    if view is None:
         return _empty(path, title, "no tracks with a target")
-    if max_classes is not None and len(present) > max_classes:
-        present = present[np.lexsort((present, -support[present]))][:max_classes]
+    matrix, row_labels, col_labels = view
+    if max_classes is not None and len(np.flatnonzero(np.asarray(cm).sum(axis=1))) > max_classes:
         title = f"{title} ({max_classes} most frequent)"
-    rank = {int(c): i for i, c in enumerate(order)} if order is not None else None
-    key = (lambda c: rank.get(int(c), len(rank))) if rank is not None else (lambda c: names[c].lower())
-    shown = sorted(present.tolist(), key=key)
-    matrix = cm[np.ix_(shown, shown)] / support[shown, None]
-    n = len(shown)
-    # Support on the rows only: the columns read as "predicted as".
-    row_labels = [f"{names[i]} (n={int(support[i])})" for i in shown]
-    col_labels = [names[i] for i in shown]
+    n = len(col_labels)
     side = max(6.0, 0.42 * n + 3.0)
     with _style() as sns:
         fig = _figure(side + 1.2, side)
@@ -416,7 +452,8 @@ def plot_all(
     out_dir : path-like
         Folder of the PNG files (created).
     max_medium_classes : int
-        The medium-genre confusion matrix shows this many most frequent genres.
+        The medium-genre confusion matrix shows this many most frequent genres (config
+        ``CONFUSION_MAX_CLASSES``).
 
     Returns
     -------

@@ -389,7 +389,8 @@ def write_report(
     title : str
         First heading of the Markdown file.
     max_medium_classes : int
-        Most frequent medium genres shown in their confusion matrix.
+        Most frequent medium genres shown in their confusion matrix (config
+        ``CONFUSION_MAX_CLASSES``).
 
     Returns
     -------
