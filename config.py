@@ -64,6 +64,8 @@ TOP_K = 3  # genres listed per head in predictions
 WORKERS = 0  # worker processes for decoding and feature extraction; 0 = all CPU cores
 INFERENCE_BATCH_SIZE = 64  # segments per predict batch
 SPLIT = "test"  # split evaluated by model_evaluation.py
+CALIBRATION_BINS = 10  # equal-width confidence bins of the expected calibration error
+CONFUSION_MAX_CLASSES = 30  # medium-genre confusion matrix plot: this many most frequent genres
 
 # --- File names inside a run folder ------------------------------------------------------------------
 MODEL_FILENAME = "balanced_hierarchical_genre_model.h5"  # the README's name; .keras also works
