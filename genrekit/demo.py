@@ -667,7 +667,7 @@ def _other_columns(
             _name(rng) + " Records" if rng.random() < 0.12 else nan for _ in range(n_artists)
         ],
         "bio": [
-            _text(rng, words(60, 420)) if rng.random() < (0.75 if long_text else 0.5) else nan
+            _text(rng, words(80, 520)) if rng.random() < (0.75 if long_text else 0.5) else nan
             for _ in range(n_artists)
         ],  # fmt: skip
         "comments": rng.poisson(0.3, n_artists),
@@ -726,7 +726,7 @@ def _other_columns(
         "id": np.sort(
             rng.choice(np.arange(1, 23000 if n_albums < 22000 else 10 * n_albums), n_albums, replace=False)
         ),  # fmt: skip
-        "information": [_text(rng, words(20, 160)) if rng.random() < 0.55 else nan for _ in range(n_albums)],
+        "information": [_text(rng, words(30, 220)) if rng.random() < 0.55 else nan for _ in range(n_albums)],
         "listens": (rng.lognormal(8, 1.5, n_albums)).astype(int),
         "producer": [_name(rng) if rng.random() < 0.1 else nan for _ in range(n_albums)],
         "tags": [
