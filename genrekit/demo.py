@@ -176,185 +176,41 @@ _LOW = np.array([v[2] for v in PARAMS.values()])
 _HIGH = np.array([v[3] for v in PARAMS.values()])
 
 # Each root's centre: what differs from the defaults above.
+# fmt: off
 FAMILIES: dict[int, dict[str, float]] = {
-    12: dict(
-        bpm=138,
-        kick=0.7,
-        snare=0.8,
-        hat=0.8,
-        note_rate=2,
-        pitch=50,
-        bright=0.9,
-        even=0.3,
-        decay=0.3,
-        drive=4,
-        bass=0.5,
-    ),  # Rock
-    38: dict(
-        bpm=85,
-        kick=0.1,
-        perc=0.25,
-        note_rate=0.7,
-        pitch=64,
-        prange=14,
-        inharm=0.06,
-        noise=0.25,
-        tilt=0.6,
-        drive=1,
-        pad=0.3,
-        melody=0.5,
-        cutoff=14,
-    ),  # Experimental
-    15: dict(
-        bpm=126,
-        kick=0.95,
-        snare=0.3,
-        hat=0.9,
-        note_rate=2,
-        pitch=57,
-        bright=1.0,
-        even=0.7,
-        attack=0.005,
-        decay=0.2,
-        pad=0.4,
-        bass=0.7,
-        cutoff=14,
-    ),  # Electronic
-    21: dict(
-        bpm=90,
-        swing=0.15,
-        kick=0.8,
-        snare=0.8,
-        hat=0.5,
-        note_rate=0.8,
-        pitch=50,
-        bright=1.8,
-        decay=0.5,
-        bass=0.9,
-        speech=0.45,
-        cutoff=10,
-    ),  # Hip-Hop
-    17: dict(
-        bpm=100, perc=0.1, note_rate=2, pitch=58, bright=1.4, attack=0.003, decay=0.6, noise=0.01, cutoff=10
-    ),  # Folk
-    10: dict(
-        bpm=116,
-        kick=0.6,
-        snare=0.7,
-        hat=0.6,
-        note_rate=1.5,
-        pitch=67,
-        bright=1.6,
-        decay=0.35,
-        pad=0.4,
-        bass=0.4,
-        speech=0.15,
-    ),  # Pop
-    1235: dict(
-        bpm=78, note_rate=0.7, prange=10, bright=2.0, attack=0.08, decay=1.0, pad=0.7, bass=0.2, cutoff=9
-    ),  # Instrumental
-    2: dict(
-        bpm=104,
-        swing=0.1,
-        kick=0.3,
-        perc=0.8,
-        note_rate=2,
-        pitch=64,
-        bright=1.3,
-        inharm=0.01,
-        decay=0.25,
-        cutoff=11,
-    ),  # International
-    5: dict(
-        bpm=80,
-        note_rate=1,
-        pitch=65,
-        prange=14,
-        bright=1.7,
-        even=0.6,
-        attack=0.1,
-        decay=1.2,
-        vibrato=0.5,
-        pad=0.3,
-        cutoff=10,
-        noise=0.005,
-    ),  # Classical
-    8: dict(
-        bpm=100, perc=0.2, note_rate=1.5, bright=1.3, crackle=0.6, cutoff=3.5, noise=0.06, tilt=0.5
-    ),  # Old-Time / Historic
-    4: dict(
-        bpm=150,
-        swing=0.25,
-        kick=0.15,
-        snare=0.2,
-        hat=0.7,
-        note_rate=2,
-        prange=12,
-        bright=1.6,
-        decay=0.5,
-        bass=0.7,
-        cutoff=10,
-    ),  # Jazz
+    12: dict(bpm=138, kick=0.7, snare=0.8, hat=0.8, note_rate=2, pitch=50, bright=0.9, even=0.3, decay=0.3,
+             drive=4, bass=0.5),  # Rock
+    38: dict(bpm=85, kick=0.1, perc=0.25, note_rate=0.7, pitch=64, prange=14, inharm=0.06, noise=0.25,
+             tilt=0.6, drive=1, pad=0.3, melody=0.5, cutoff=14),  # Experimental
+    15: dict(bpm=126, kick=0.95, snare=0.3, hat=0.9, note_rate=2, pitch=57, bright=1.0, even=0.7,
+             attack=0.005, decay=0.2, pad=0.4, bass=0.7, cutoff=14),  # Electronic
+    21: dict(bpm=90, swing=0.15, kick=0.8, snare=0.8, hat=0.5, note_rate=0.8, pitch=50, bright=1.8, decay=0.5,
+             bass=0.9, speech=0.45, cutoff=10),  # Hip-Hop
+    17: dict(bpm=100, perc=0.1, note_rate=2, pitch=58, bright=1.4, attack=0.003, decay=0.6, noise=0.01,
+             cutoff=10),  # Folk
+    10: dict(bpm=116, kick=0.6, snare=0.7, hat=0.6, note_rate=1.5, pitch=67, bright=1.6, decay=0.35, pad=0.4,
+             bass=0.4, speech=0.15),  # Pop
+    1235: dict(bpm=78, note_rate=0.7, prange=10, bright=2.0, attack=0.08, decay=1.0, pad=0.7, bass=0.2,
+               cutoff=9),  # Instrumental
+    2: dict(bpm=104, swing=0.1, kick=0.3, perc=0.8, note_rate=2, pitch=64, bright=1.3, inharm=0.01,
+            decay=0.25, cutoff=11),  # International
+    5: dict(bpm=80, note_rate=1, pitch=65, prange=14, bright=1.7, even=0.6, attack=0.1, decay=1.2,
+            vibrato=0.5, pad=0.3, cutoff=10, noise=0.005),  # Classical
+    8: dict(bpm=100, perc=0.2, note_rate=1.5, bright=1.3, crackle=0.6, cutoff=3.5, noise=0.06,
+            tilt=0.5),  # Old-Time / Historic
+    4: dict(bpm=150, swing=0.25, kick=0.15, snare=0.2, hat=0.7, note_rate=2, prange=12, bright=1.6,
+            decay=0.5, bass=0.7, cutoff=10),  # Jazz
     20: dict(melody=0.05, speech=0.95, note_rate=0.5, noise=0.03, cutoff=7, crackle=0.1),  # Spoken
-    9: dict(
-        bpm=112,
-        kick=0.4,
-        snare=0.6,
-        hat=0.3,
-        note_rate=2,
-        pitch=62,
-        bright=1.1,
-        even=0.4,
-        attack=0.002,
-        decay=0.3,
-        vibrato=0.2,
-        bass=0.4,
-        cutoff=9,
-    ),  # Country
-    14: dict(
-        bpm=96,
-        swing=0.08,
-        kick=0.6,
-        snare=0.7,
-        hat=0.6,
-        note_rate=1,
-        pitch=55,
-        bright=1.9,
-        decay=0.6,
-        pad=0.5,
-        bass=0.8,
-        speech=0.2,
-        cutoff=9,
-    ),  # Soul-RnB
-    3: dict(
-        bpm=78,
-        swing=0.22,
-        kick=0.4,
-        snare=0.5,
-        hat=0.4,
-        note_rate=1.2,
-        pitch=52,
-        bright=1.2,
-        decay=0.5,
-        drive=1.5,
-        vibrato=0.4,
-        bass=0.5,
-        cutoff=8,
-    ),  # Blues
-    13: dict(
-        bpm=92,
-        kick=0.2,
-        hat=0.3,
-        note_rate=1,
-        pitch=70,
-        bright=2.3,
-        attack=0.05,
-        decay=0.8,
-        pad=0.6,
-        bass=0.3,
-        cutoff=8,
-    ),  # Easy Listening
+    9: dict(bpm=112, kick=0.4, snare=0.6, hat=0.3, note_rate=2, pitch=62, bright=1.1, even=0.4,
+            attack=0.002, decay=0.3, vibrato=0.2, bass=0.4, cutoff=9),  # Country
+    14: dict(bpm=96, swing=0.08, kick=0.6, snare=0.7, hat=0.6, note_rate=1, pitch=55, bright=1.9, decay=0.6,
+             pad=0.5, bass=0.8, speech=0.2, cutoff=9),  # Soul-RnB
+    3: dict(bpm=78, swing=0.22, kick=0.4, snare=0.5, hat=0.4, note_rate=1.2, pitch=52, bright=1.2,
+            decay=0.5, drive=1.5, vibrato=0.4, bass=0.5, cutoff=8),  # Blues
+    13: dict(bpm=92, kick=0.2, hat=0.3, note_rate=1, pitch=70, bright=2.3, attack=0.05, decay=0.8, pad=0.6,
+             bass=0.3, cutoff=8),  # Easy Listening
 }
+# fmt: on
 SUBGENRE_VARIATION = 0.8  # in spreads: how far a sub-genre sits from its root's centre
 ARTIST_VARIATION = 0.4  # how far an artist sits from its genre
 TRACK_NOISE = 0.6  # per-track variation, the overlap between families
@@ -811,7 +667,7 @@ def _other_columns(
             _name(rng) + " Records" if rng.random() < 0.12 else nan for _ in range(n_artists)
         ],
         "bio": [
-            _text(rng, words(60, 420)) if rng.random() < (0.75 if long_text else 0.5) else nan
+            _text(rng, words(80, 520)) if rng.random() < (0.75 if long_text else 0.5) else nan
             for _ in range(n_artists)
         ],  # fmt: skip
         "comments": rng.poisson(0.3, n_artists),
@@ -870,7 +726,7 @@ def _other_columns(
         "id": np.sort(
             rng.choice(np.arange(1, 23000 if n_albums < 22000 else 10 * n_albums), n_albums, replace=False)
         ),  # fmt: skip
-        "information": [_text(rng, words(20, 160)) if rng.random() < 0.55 else nan for _ in range(n_albums)],
+        "information": [_text(rng, words(30, 220)) if rng.random() < 0.55 else nan for _ in range(n_albums)],
         "listens": (rng.lognormal(8, 1.5, n_albums)).astype(int),
         "producer": [_name(rng) if rng.random() < 0.1 else nan for _ in range(n_albums)],
         "tags": [
@@ -1120,8 +976,12 @@ def render_clip(
                 continue
             degree = int(np.clip(degree + round(rng.normal(0, 1.5)), -span, span))
             m = note_of(degree)
-            add(tone(m, length, 16, p["bright"], p["decay"], p["attack"]), j * note_len, 0.5 * p["melody"]
-                * rng.uniform(0.7, 1.0), mpan)  # fmt: skip
+            add(
+                tone(m, length, 16, p["bright"], p["decay"], p["attack"]),
+                j * note_len,
+                0.5 * p["melody"] * rng.uniform(0.7, 1.0),
+                mpan,
+            )
 
     bar = 4 * beat
     if p["bass"] > 0.02:
@@ -1237,8 +1097,15 @@ def encode_mp3(audio: np.ndarray, sample_rate: int, kbps: int = 320) -> bytes:
     import soundfile as sf
 
     buf = io.BytesIO()
-    sf.write(buf, audio, sample_rate, format="MP3", subtype="MPEG_LAYER_III", bitrate_mode="CONSTANT",
-             compression_level=(320 - kbps) / 288)  # fmt: skip
+    sf.write(
+        buf,
+        audio,
+        sample_rate,
+        format="MP3",
+        subtype="MPEG_LAYER_III",
+        bitrate_mode="CONSTANT",
+        compression_level=(320 - kbps) / 288,
+    )
     return buf.getvalue()
 
 
