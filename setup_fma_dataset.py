@@ -48,6 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
         "(the built-in demo dataset, no network)",
     )
     parser.add_argument(
+        "--demo_tracks",
+        type=int,
+        default=config.DEMO_TRACKS,
+        help="--subset demo: tracks (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--demo_seconds",
+        type=float,
+        default=config.DEMO_CLIP_SECONDS,
+        help="--subset demo: clip length in seconds (default: %(default)s; FMA's are 30)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="--subset demo: random seed (default: %(default)s)"
+    )
+    parser.add_argument(
         "--data_dir",
         default=config.DATA_DIR,
         help="where archives and extracted files go (default: %(default)s)",
@@ -117,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(None, args.verbose)
     data_dir = Path(args.data_dir)
     if args.subset == "demo":
-        return _demo(data_dir)
+        return _demo(data_dir, args.demo_tracks, args.demo_seconds, args.seed)
 
     from genrekit import download
 
@@ -175,14 +190,18 @@ def _flags(metadata_dir: Path | None, audio_dir: Path | None) -> str:
     return " ".join(flags)
 
 
-def _demo(data_dir: Path) -> int:
+def _demo(data_dir: Path, n_tracks: int, clip_seconds: float, seed: int) -> int:
     root = data_dir / "demo"
     try:
         from genrekit.demo import write_demo_dataset
     except ImportError:
         print("the demo dataset is not available yet in this version of the toolkit", file=sys.stderr)
         return 1
-    write_demo_dataset(root=root)
+    info = write_demo_dataset(root=root, n_tracks=n_tracks, clip_seconds=clip_seconds, seed=seed)
+    print(
+        f"{info.n_tracks} tracks of {info.clip_seconds:g} s in {info.n_roots} top genres; "
+        f"{len(info.defective_ids)} defective files on purpose (like FMA's)"
+    )
     flags = f"--metadata {root / 'fma_metadata'} --audio {root / 'fma_demo'}"
     print(f"demo dataset written to {root}; use it with:")
     for script in ("fma_inspector.py", "balanced_trainer.py", "model_evaluation.py"):

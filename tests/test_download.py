@@ -306,7 +306,18 @@ def test_analyze_runs_the_inspector_on_the_result(served, tmp_path, monkeypatch)
 
 
 def test_demo_subset(tmp_path, capsys):
-    code = setup_fma_dataset.main(["--subset", "demo", "--data_dir", str(tmp_path / "fma_data")])
+    code = setup_fma_dataset.main(
+        [
+            "--subset",
+            "demo",
+            "--data_dir",
+            str(tmp_path / "fma_data"),
+            "--demo_tracks",
+            "20",
+            "--demo_seconds",
+            "1",
+        ]
+    )
     try:
         import genrekit.demo  # noqa: F401
     except ImportError:
