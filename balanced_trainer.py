@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         tracks, genres = processor.load_fma_metadata()
         processed = processor.process_fma_labels(tracks, genres)
         cache = processor.extract_features(processed, shard=shard)
-        log.info("feature cache ready: %s", cache.path)
+        log.info("feature cache ready: %s (%d tracks with features)", cache.cache_dir, len(cache))
         return 0
 
     config = train(
@@ -122,8 +122,6 @@ def main(argv: list[str] | None = None) -> int:
         f"done: {config['history']['epochs_run']} epochs; best validation top balanced accuracy "
         f"{best.get('val_top_balanced_accuracy', float('nan')):.3f} (epoch {config['history']['best_epoch']})"
     )
-    print(f"model:  {output_dir}/{settings.model_filename}")
-    print(f"config: {output_dir}/{settings.training_config_filename}")
     return 0
 
 
