@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="split the CPU into N logical devices (to try --strategy mirrored without GPUs)",
     )
+    parser.add_argument(
+        "--retrain", action="store_true", help="train again even if --output_dir holds a finished run"
+    )
     parser.add_argument("--verbose", action="store_true", help="DEBUG messages on the console")
     add_config_argument(parser)
     add_setting_arguments(parser, SETTING_FLAGS, ALIASES)
@@ -108,17 +111,17 @@ def main(argv: list[str] | None = None) -> int:
         tracks, genres = processor.load_fma_metadata()
         processed = processor.process_fma_labels(tracks, genres)
         cache = processor.extract_features(processed, shard=shard)
-        log.info("feature cache ready: %s", cache.path)
+        log.info("feature cache ready: %s (%d tracks with features)", cache.cache_dir, len(cache))
         return 0
 
-    config = train(settings, output_dir, args.metadata, args.audio, logical_cpus=args.logical_cpus)
+    config = train(
+        settings, output_dir, args.metadata, args.audio, logical_cpus=args.logical_cpus, retrain=args.retrain
+    )
     best = config["history"]["best"]
     print(
         f"done: {config['history']['epochs_run']} epochs; best validation top balanced accuracy "
         f"{best.get('val_top_balanced_accuracy', float('nan')):.3f} (epoch {config['history']['best_epoch']})"
     )
-    print(f"model:  {output_dir}/{settings.model_filename}")
-    print(f"config: {output_dir}/{settings.training_config_filename}")
     return 0
 
 

@@ -13,6 +13,8 @@ DEMO_DIR = "fma_data/demo"  # the built-in demo dataset (its own folder, never p
 CACHE_DIR = "fma_data/features"  # mel-segment feature caches, one sub-folder per parameter set
 OUTPUT_DIR = "runs/balanced"  # training run folder: model, config, logs, checkpoints, reports
 SUBSET = "large"  # FMA subset: small < medium < large (a subset includes the smaller ones)
+DEMO_TRACKS = 600  # tracks of the demo dataset (600 gives FMA's >= 30x top-genre imbalance)
+DEMO_CLIP_SECONDS = 10.0  # clip length of the demo dataset (FMA's are 30 s; 10 s keeps set-up quick)
 
 # --- Audio and features ------------------------------------------------------------------------
 SAMPLE_RATE = 22050  # Hz, audio is resampled to this rate before the mel spectrogram
@@ -64,6 +66,8 @@ TOP_K = 3  # genres listed per head in predictions
 WORKERS = 0  # worker processes for decoding and feature extraction; 0 = all CPU cores
 INFERENCE_BATCH_SIZE = 64  # segments per predict batch
 SPLIT = "test"  # split evaluated by model_evaluation.py
+CALIBRATION_BINS = 10  # equal-width confidence bins of the expected calibration error
+CONFUSION_MAX_CLASSES = 30  # medium-genre confusion matrix plot: this many most frequent genres
 
 # --- File names inside a run folder ------------------------------------------------------------------
 MODEL_FILENAME = "balanced_hierarchical_genre_model.h5"  # the README's name; .keras also works

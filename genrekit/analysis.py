@@ -294,13 +294,30 @@ def plot_distributions(ds: Dataset, settings: Any, out_dir: Path) -> list[Path]:
             x=shown.train_tracks, y=shown.genre, hue=shown.genre, palette=palette, legend=False, ax=ax
         )
         ax.set_xscale("log")
+        for y, value in enumerate(shown.train_tracks):
+            ax.text(value, y, f" {value}", va="center", fontsize=8)
         more = f" (largest 40 of {len(table)})" if len(table) > 40 else ""
         ax.set_title(f"{level} level: training tracks per genre{more}")
         ax.set_xlabel("training tracks (log scale)")
         ax.set_ylabel("")
         if level == "top":
-            for lim, style in ((settings.oversample_threshold, ":"), (settings.undersample_threshold, "--")):
-                ax.axvline(lim, color="grey", linestyle=style, linewidth=1)
+            from matplotlib.lines import Line2D
+            from matplotlib.patches import Patch
+
+            over, under = settings.oversample_threshold, settings.undersample_threshold
+            ax.axvline(over, color="grey", linestyle=":", linewidth=1)
+            ax.axvline(under, color="grey", linestyle="--", linewidth=1)
+            ax.legend(
+                handles=[
+                    Patch(color=colors["oversample"], label=f"oversampled (< {over})"),
+                    Patch(color=colors["keep"], label="kept"),
+                    Patch(color=colors["undersample"], label=f"undersampled (> {under})"),
+                    Line2D([], [], color="grey", linestyle=":", label="oversample threshold"),
+                    Line2D([], [], color="grey", linestyle="--", label="undersample threshold"),
+                ],
+                loc="lower right",
+                fontsize=8,
+            )
         fig.tight_layout()
         path = out_dir / f"distribution_{level}.png"
         tmp = path.with_suffix(".tmp.png")

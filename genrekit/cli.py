@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ def script_main(main: Callable[[list[str] | None], int | None]) -> Callable[[lis
 
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
+        quiet_tensorflow()
         try:
             return main(argv) or 0
         except GenrekitError as exc:
@@ -32,6 +34,14 @@ def script_main(main: Callable[[list[str] | None], int | None]) -> Callable[[lis
             return 130
 
     return wrapper
+
+
+def quiet_tensorflow() -> None:
+    """Keep TensorFlow's C++ start-up messages (oneDNN, CUDA probing) off the console.
+
+    Must run before TensorFlow is imported; a value the user set in the environment wins.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def setup_logging(run_dir: str | Path | None = None, verbose: bool = False) -> None:

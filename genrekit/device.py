@@ -14,6 +14,40 @@ from genrekit.errors import ConfigError
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 
 
+def import_tensorflow() -> Any:
+    """Import TensorFlow and Keras with TensorFlow's C++ start-up chatter kept off the console.
+
+    TensorFlow 2.21 prints oneDNN and CUDA-probing lines to the process's stderr before its log
+    level applies (``TF_CPP_MIN_LOG_LEVEL`` does not silence them). They are captured at the file
+    descriptor level and shown only if the import fails. Set ``GENREKIT_TF_VERBOSE=1`` to see them.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules or os.environ.get("GENREKIT_TF_VERBOSE"):
+        import keras  # noqa: F401
+        import tensorflow as tf
+
+        return tf
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+            import tensorflow as tf
+        except BaseException:
+            os.dup2(saved, 2)
+            capture.seek(0)
+            sys.stderr.write(capture.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return tf
+
+
 def configure_device(mixed_precision: bool) -> dict[str, Any]:
     """List the GPUs, turn on memory growth, and choose the Keras precision policy.
 
@@ -34,8 +68,8 @@ def configure_device(mixed_precision: bool) -> dict[str, Any]:
         GPU, False when TF had already initialised them, None without GPUs), ``policy`` and
         ``mixed_precision`` (whether it is actually on).
     """
+    tf = import_tensorflow()
     import keras
-    import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
     growth: bool | None = None
@@ -95,7 +129,7 @@ def split_cpu(n_devices: int) -> list[str]:
     """
     if int(n_devices) < 1:
         raise ConfigError(f"n_devices={n_devices} must be >= 1")
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     try:

@@ -163,7 +163,6 @@ def load_tracks(
             usecols=positions,
             index_col=0,
             dtype=text_columns or None,
-            low_memory=False,
         )
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: malformed tracks.csv ({str(exc).strip()})") from None

@@ -85,6 +85,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     },
     **{key: (lambda v: 0 <= v < 1, "must be in [0, 1)") for key in ("conv_dropout", "dense_dropout")},
     "threshold": (lambda v: 0 < v < 1, "must be in (0, 1)"),
+    "demo_tracks": (lambda v: v >= 20, "must be >= 20"),
     "lr_factor": (lambda v: 0 < v < 1, "must be in (0, 1)"),
     "subset": (lambda v: v in SUBSETS, f"must be one of {', '.join(SUBSETS)}"),
     "split": (lambda v: v in SPLITS, f"must be one of {', '.join(SPLITS)}"),

@@ -9,6 +9,7 @@ checkpoints, the backup used to resume, TensorBoard and CSV logs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -43,9 +44,12 @@ CONFIG_VERSION = 1
 MONITOR = "val_top_balanced_accuracy"  # drives early stopping, LR reduction and the best checkpoint
 
 
-def default_cache_dir(settings: Settings, audio_dir: str | os.PathLike) -> Path:
-    """One cache folder per audio folder: ``CACHE_DIR/<audio folder name>``."""
-    return Path(settings.cache_dir) / Path(audio_dir).resolve().name
+def cache_folder(cache_root: str | os.PathLike, audio_dir: str | os.PathLike, params) -> Path:
+    """One cache per audio folder and parameter set: ``<cache_root>/<audio folder>/<params>``.
+
+    Demo and FMA track ids overlap, so caches of different audio folders are kept apart.
+    """
+    return Path(cache_root) / Path(audio_dir).resolve().name / params.cache_name()
 
 
 @dataclass
@@ -147,7 +151,11 @@ class BalancedGenreProcessor:
         cache_dir: str | os.PathLike | None = None,
         shard: tuple[int, int] | None = None,
     ):
-        """Build (or complete) the feature cache for the subset's tracks; returns the open cache."""
+        """Build (or complete) the feature cache for the subset's tracks; returns the open cache.
+
+        ``cache_dir`` is the cache root (``settings.cache_dir`` by default); the cache itself is
+        :func:`cache_folder`. Defective and missing files are listed in its failures.csv and left out.
+        """
         from genrekit.cache import FeatureCache, ensure_cache
 
         require_dir(self.audio_dir, "audio", SETUP_HINTS["audio"])
@@ -155,11 +163,12 @@ class BalancedGenreProcessor:
             if processed is None:
                 raise ConfigError("extract_features needs processed data or track ids")
             track_ids = processed.targets.index.to_numpy()
-        cache_dir = Path(cache_dir) if cache_dir else default_cache_dir(self.settings, self.audio_dir)
         params = self.feature_params()
+        folder = cache_folder(cache_dir or self.settings.cache_dir, self.audio_dir, params)
         items = fma.audio_items(self.audio_dir, track_ids)
-        ensure_cache(cache_dir, items, params, workers=self.settings.num_workers, shard=shard)
-        return FeatureCache.open(cache_dir, params)
+        summary = ensure_cache(folder, items, params, workers=self.settings.num_workers, shard=shard)
+        log.info("feature cache %s: %s", folder, summary)
+        return FeatureCache.open(folder, params)
 
 
 class BalancedHierarchicalModel:
@@ -307,12 +316,15 @@ def validation_metrics(
     probs: dict[str, np.ndarray], segment_track: np.ndarray, labels: EncodedLabels, threshold: float
 ) -> dict[str, float]:
     """Track-level metrics used to steer training (computed with scikit-learn)."""
+    import warnings
+
     from sklearn.metrics import balanced_accuracy_score, f1_score, jaccard_score
 
     from genrekit.aggregate import track_mean
 
     n = len(labels)
     out = {}
+    warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
     for level in ("top", "medium"):
         target = getattr(labels, level)
         known = target >= 0
@@ -329,13 +341,6 @@ def validation_metrics(
     return out
 
 
-def normalization_stats(source, track_ids: np.ndarray) -> dict[str, Any]:
-    from genrekit.audio import compute_stats
-
-    mean, std = compute_stats(source, track_ids)
-    return {"mean": np.asarray(mean, np.float64).tolist(), "std": np.asarray(std, np.float64).tolist()}
-
-
 def write_json_atomic(data: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
@@ -345,8 +350,24 @@ def write_json_atomic(data: Any, path: Path) -> None:
 def save_model_atomic(model, path: Path) -> None:
     """Save through a temp name with the same extension, then rename: never a half-written model."""
     tmp = path.with_name(f".tmp_{path.name}")
-    model.save(tmp)
+    # .h5 is the README's name; Keras warns (through absl) that it is legacy, but saves it fully.
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        model.save(tmp)
+    finally:
+        absl.setLevel(level)
     os.replace(tmp, path)
+
+
+def finished_run(settings: Settings, output_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The training config of a finished run in ``output_dir`` (model and config present), else None."""
+    out = Path(output_dir)
+    config_path = out / settings.training_config_filename
+    if not (config_path.is_file() and (out / settings.model_filename).is_file()):
+        return None
+    return load_training_config(config_path)
 
 
 def train(
@@ -356,8 +377,12 @@ def train(
     audio_dir: str | None = None,
     cache_dir: str | None = None,
     logical_cpus: int = 0,
+    retrain: bool = False,
 ) -> dict[str, Any]:
     """Run a whole training; return the training config that was written next to the model.
+
+    A finished run in ``output_dir`` is returned as it is unless ``retrain``; an interrupted one
+    resumes from its last finished epoch (``backup/``).
 
     Raises
     ------
@@ -365,6 +390,10 @@ def train(
         Before any training starts, for settings or data that cannot work.
     """
     out = Path(output_dir or settings.output_dir)
+    done = None if retrain else finished_run(settings, out)
+    if done is not None:
+        log.info("%s holds a finished run: nothing to do (use --retrain to train again)", out)
+        return done
     started = time.time()
     processor = BalancedGenreProcessor(settings, metadata_dir, audio_dir)
     tracks, genres = processor.load_fma_metadata()
@@ -373,7 +402,7 @@ def train(
     log.info("classes per level: top %d, medium %d, all %d", n["top"], n["medium"], n["all"])
 
     cache = processor.extract_features(processed, cache_dir=cache_dir)
-    usable = np.asarray(cache.ok_ids(), dtype=np.int64)
+    usable = cache.track_ids
     split_labels = {s: processed.labels(s, usable) for s in ("training", "validation")}
     left_out = {s: int((processed.targets["split"] == s).sum()) - len(split_labels[s]) for s in split_labels}
     if len(split_labels["training"]) == 0:
@@ -390,7 +419,7 @@ def train(
     train_labels = split_labels["training"]
     weights = processor.compute_hierarchical_class_weights(processed, train_labels)
     sampler = processor.make_sampler(train_labels, n["top"])
-    norm = normalization_stats(cache, train_labels.track_ids)
+    norm = cache.norm_stats(train_labels.track_ids).to_dict()
 
     from genrekit.device import configure_device, make_strategy, split_cpu
 
@@ -460,10 +489,14 @@ def train(
             patience=settings.lr_patience,
             min_lr=settings.min_lr,
         ),
+        # The backup is written before the CSV row, so a run killed once a row is visible
+        # resumes after that epoch and never logs an epoch twice.
+        keras.callbacks.BackupAndRestore(backup_dir=str(out / "backup")),
         keras.callbacks.CSVLogger(str(out / "training_log.csv"), append=True),
         keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard")),
-        keras.callbacks.BackupAndRestore(backup_dir=str(out / "backup")),
     ]
+    if (out / "backup").is_dir():
+        log.info("resuming the interrupted run in %s from its last finished epoch", out)
     log.info(
         "training: %d epochs max, %d steps of %d segments per epoch, weighted sampling %s, class weights %s, "
         "focal loss %s",
@@ -474,7 +507,7 @@ def train(
         settings.use_class_weights,
         settings.use_focal_loss,
     )
-    history = model.fit(dataset, epochs=settings.num_epochs, callbacks=callbacks, verbose=2)
+    history = model.fit(dataset, epochs=settings.num_epochs, callbacks=callbacks, verbose=2, shuffle=False)
 
     model_path = out / settings.model_filename
     save_model_atomic(model, model_path)
@@ -490,6 +523,7 @@ def train(
         "settings": settings.to_dict(),
         "features": processor.feature_params().to_dict(),
         "normalization": {**norm, "computed_on": f"training split, {len(train_labels)} tracks"},
+        "left_out_files": [dataclasses.asdict(f) for f in cache.failures][:1000],
         "vocabularies": {level: processed.vocabs[level].to_dict() for level in LEVELS},
         "threshold": settings.threshold,
         "top_k": settings.top_k,
@@ -507,7 +541,7 @@ def train(
             "metadata_dir": str(processor.metadata_dir),
             "audio_dir": str(processor.audio_dir),
             "subset": settings.subset,
-            "cache_dir": str(cache.path),
+            "cache_dir": str(cache.cache_dir),
             "tracks": {s: len(v) for s, v in split_labels.items()},
             "left_out": left_out,
         },

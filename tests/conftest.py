@@ -40,3 +40,37 @@ def real_clip(fma_real: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"genuine FMA clip not found at {path}")
     return path
+
+
+# A small demo dataset shared by the whole session: 120 tracks of 3 s, FMA's layout and defects.
+DEMO_TRACKS = 120
+DEMO_SECONDS = 3.0
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(tmp_path_factory):
+    from genrekit.demo import write_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo")
+    return write_demo_dataset(root, n_tracks=DEMO_TRACKS, clip_seconds=DEMO_SECONDS, seed=0, progress=False)
+
+
+def tiny_overrides(demo, out_dir, **extra):
+    """Settings for a tiny, fast training on the demo fixture."""
+    values = {
+        "metadata_dir": str(demo.metadata_dir),
+        "audio_dir": str(demo.audio_dir),
+        "output_dir": str(out_dir),
+        "cache_dir": str(out_dir.parent / "features"),
+        "duration": DEMO_SECONDS,
+        "width_factor": 0.0625,
+        "num_epochs": 2,
+        "batch_size": 32,
+        "oversample_threshold": 4,
+        "undersample_threshold": 12,
+        "shuffle_block": 8,
+        "workers": 2,
+        "seed": 7,
+    }
+    values.update(extra)
+    return values

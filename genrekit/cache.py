@@ -1,0 +1,810 @@
+"""The feature cache: every track's log-mel segments in memory-mapped float16 files, built in parallel.
+
+Layout of a cache folder (one folder per parameter set, e.g. ``CACHE_DIR/<params.cache_name()>``)::
+
+    cache_dir/
+        part-s0of1-000/          one part: a fixed list of tracks, built by one shard
+            manifest.json        feature parameters, feature version, shape, shard, track-list sha1
+            track_ids.npy        int64 (rows,), sorted: row r holds track track_ids[r]
+            features.npy         float16 (rows, num_segments, n_mels, segment_frames)
+            status.npy           uint8 (rows,): 0 pending, 1 ok, 2 defective, 3 missing
+            failures.csv         track_id,path,status,reason of every defective or missing track
+        decoder-s0of1.log        what libsndfile/mpg123 printed while decoding
+
+Building (:func:`ensure_cache`) is resumable: a row's status is written only after its features
+are on disk (``fdatasync``), so a build killed at any moment (Ctrl-C, ``kill -9``, power loss)
+keeps every finished row and the next run does only the rest. Workers are separate processes
+(one BLAS/OpenMP thread each); a worker that crashes or hangs on a file (more than
+``timeout`` seconds) is killed and replaced, and the file is recorded as defective.
+
+Tracks: a part is created for the tracks it was asked for. Asking later for tracks the cache does
+not have (a larger subset, new files) **extends** the cache with a new part holding only those;
+tracks already present are never recomputed. Missing files are retried on every build (cheap);
+defective files only with ``retry_defective=True``. A cache whose manifest disagrees with the
+requested :class:`~genrekit.audio.FeatureParams` (or an older feature version) is refused with a
+:class:`~genrekit.errors.CacheError` naming the differences: features are never mixed.
+
+Sharding over several machines: ``ensure_cache(..., shard=(i, n))`` (``--shard i/n``) takes the
+tracks whose ``track_id % n == i`` and builds them into parts named ``part-s{i}of{n}-*``. Run
+shard ``0/n`` ... ``n-1/n`` on n machines (each into a local cache folder of the same name, or
+one shared folder), then put all ``part-*`` folders into one folder (``rsync -a``):
+:meth:`FeatureCache.open` reads every part of a folder together. Two builds of the same shard on
+one folder at once are refused (a lock file; local file systems only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import signal
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrekit.audio import FEATURE_VERSION, FeatureParams, NormStats, band_stats, load_segments
+from genrekit.errors import AudioDecodeError, CacheError, ConfigError
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+PENDING, OK, DEFECTIVE, MISSING = 0, 1, 2, 3
+STATUS_NAMES = {PENDING: "pending", OK: "ok", DEFECTIVE: "defective", MISSING: "missing"}
+ABSENT = "absent"  # status of a track no part of the cache holds
+
+MANIFEST = "manifest.json"
+TRACKS = "track_ids.npy"
+FEATURES = "features.npy"
+STATUS = "status.npy"
+FAILURES = "failures.csv"
+DTYPE = np.dtype(np.float16)
+
+DECODE_TIMEOUT = 120.0  # seconds one file may take before its worker is killed (30 s clips: ~30 ms)
+COMMIT_SECONDS = 2.0  # finished rows are committed (data synced, then status) this often
+_IN_FLIGHT = 2  # files queued per worker, so a worker never waits for the parent
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """A track that has no features: ``status`` is ``defective`` or ``missing``."""
+
+    track_id: int
+    path: str
+    status: str
+    reason: str
+
+
+@dataclasses.dataclass
+class CacheSummary:
+    """What :func:`ensure_cache` found and did, for the tracks of its shard."""
+
+    requested: int  # tracks of this shard asked for
+    cached: int  # already ok before this run
+    done: int  # extracted by this run
+    defective: int  # requested tracks that are defective (listed in failures.csv)
+    missing: int  # requested tracks whose file does not exist (listed in failures.csv)
+    pending: int  # requested but not finished (interrupted, or in another shard's unfinished part)
+    seconds: float
+    failures_csv: list[Path]
+
+    @property
+    def ok(self) -> int:
+        return self.cached + self.done
+
+    def __str__(self) -> str:
+        rate = f" ({self.done / self.seconds:.1f} clips/s)" if self.done and self.seconds > 0 else ""
+        return (
+            f"features: {self.ok} of {self.requested} tracks ready ({self.cached} cached, {self.done} "
+            f"extracted now in {self.seconds:.1f} s{rate}); skipped {self.defective} defective, "
+            f"{self.missing} missing; {self.pending} pending"
+        )
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` to ``(I, N)`` with ``0 <= I < N``; ConfigError otherwise."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"shard {text!r} must look like I/N, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise ConfigError(f"shard {text!r} needs 0 <= I < N")
+    return index, count
+
+
+def _npy_offset(path: Path) -> int:
+    """Byte offset of the data in a ``.npy`` file."""
+    with open(path, "rb") as fh:
+        major, _ = np.lib.format.read_magic(fh)
+        if major == 1:
+            np.lib.format.read_array_header_1_0(fh)
+        else:
+            np.lib.format.read_array_header_2_0(fh)
+        return fh.tell()
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not possible on every platform; best effort
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _software() -> dict[str, str]:
+    """Versions that could change decoded samples; recorded for the record, not checked."""
+    import soundfile
+    import soxr
+
+    import genrekit
+
+    return {
+        "genrekit": genrekit.__version__,
+        "libsndfile": soundfile.__libsndfile_version__,
+        "soxr": soxr.__version__,
+        "numpy": np.__version__,
+    }
+
+
+class _Part:
+    """One part of a cache: a fixed, sorted list of tracks and their rows."""
+
+    def __init__(self, path: Path, params: FeatureParams) -> None:
+        self.path = path
+        try:
+            self.manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+            self.track_ids = np.load(path / TRACKS)
+            self.status = np.load(path / STATUS)
+        except (OSError, ValueError) as exc:
+            raise CacheError(f"feature cache part {path} is unreadable ({exc}); delete it") from None
+        _check_manifest(path, self.manifest, params)
+        if hashlib.sha1(self.track_ids.tobytes()).hexdigest() != self.manifest.get("tracks_sha1") or len(
+            self.status
+        ) != len(self.track_ids):
+            raise CacheError(f"feature cache part {path} is corrupt (track list); delete it to rebuild it")
+        self.shard = tuple(self.manifest["shard"])
+        self.row_shape = (params.num_segments, params.n_mels, params.segment_frames)
+        self.row_nbytes = int(np.prod(self.row_shape)) * DTYPE.itemsize
+        self.data_offset = _npy_offset(path / FEATURES)
+        self.status_offset = _npy_offset(path / STATUS)
+        self._fd: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def failures(self) -> dict[int, Failure]:
+        path = self.path / FAILURES
+        if not path.is_file():
+            return {}
+        with open(path, newline="", encoding="utf-8") as fh:
+            return {
+                int(row["track_id"]): Failure(int(row["track_id"]), row["path"], row["status"], row["reason"])
+                for row in csv.DictReader(fh)
+            }
+
+    def read_rows(self, rows: np.ndarray, out: np.ndarray) -> None:
+        """Read sorted ``rows`` into ``out`` (C-contiguous, float16), one read per run of rows."""
+        if self._fd is None:
+            self._fd = os.open(self.path / FEATURES, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        buf = memoryview(out.reshape(-1).view(np.uint8))
+        i = 0
+        while i < len(rows):
+            j = i + 1
+            while j < len(rows) and rows[j] == rows[j - 1] + 1:
+                j += 1
+            view = buf[i * self.row_nbytes : j * self.row_nbytes]
+            offset = self.data_offset + int(rows[i]) * self.row_nbytes
+            while len(view):  # pread may return less than asked
+                n = os.preadv(self._fd, [view], offset)
+                if n <= 0:
+                    raise CacheError(f"feature cache part {self.path}: {FEATURES} is shorter than its rows")
+                view, offset = view[n:], offset + n
+            i = j
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _check_manifest(path: Path, manifest: dict[str, Any], params: FeatureParams) -> None:
+    if manifest.get("format") != CACHE_FORMAT or manifest.get("dtype") != DTYPE.name:
+        raise CacheError(
+            f"feature cache part {path} has another storage format ({manifest.get('format')}); "
+            "delete the cache folder to rebuild it"
+        )
+    if manifest.get("feature_version") != FEATURE_VERSION:
+        raise CacheError(
+            f"feature cache part {path} was made by feature code version {manifest.get('feature_version')}, "
+            f"this is version {FEATURE_VERSION}: delete the cache folder to rebuild it, or use another one"
+        )
+    built = manifest.get("params", {})
+    wanted = params.to_dict()
+    diffs = [f"{k}={built.get(k)!r} (asked {wanted[k]!r})" for k in wanted if built.get(k) != wanted[k]]
+    diffs += [f"{k}={built[k]!r} (unknown)" for k in built if k not in wanted]
+    if diffs:
+        raise CacheError(
+            f"feature cache part {path} was built with other feature parameters: {', '.join(diffs)}; "
+            f"delete {path.parent} to rebuild it, or choose another cache folder "
+            f"(e.g. .../{params.cache_name()})"
+        )
+
+
+def _part_dirs(cache_dir: Path) -> list[Path]:
+    if not cache_dir.is_dir():
+        return []
+    return sorted(p for p in cache_dir.iterdir() if p.is_dir() and p.name.startswith("part-"))
+
+
+class FeatureCache:
+    """Read access to a built (or partly built) cache folder: every part, checked against ``params``.
+
+    Use :meth:`open`; then :meth:`read` features, :meth:`status` of tracks, :attr:`failures`.
+    """
+
+    def __init__(self, cache_dir: Path, params: FeatureParams, parts: list[_Part]) -> None:
+        self.cache_dir = cache_dir
+        self.params = params
+        self.parts = parts
+        # Track id -> (part, row); an ok row wins over another part's non-ok row of the same track.
+        ids = [p.track_ids for p in parts]
+        part_of = [np.full(len(p.track_ids), k, np.int32) for k, p in enumerate(parts)]
+        rows = [np.arange(len(p.track_ids), dtype=np.int64) for p in parts]
+        codes = [p.status for p in parts]
+        if parts:
+            all_ids, all_parts = np.concatenate(ids), np.concatenate(part_of)
+            all_rows, all_codes = np.concatenate(rows), np.concatenate(codes)
+        else:
+            all_ids = all_parts = all_rows = all_codes = np.zeros(0, np.int64)
+        order = np.lexsort((all_codes != OK, all_ids))
+        all_ids, all_parts, all_rows, all_codes = (
+            a[order] for a in (all_ids, all_parts, all_rows, all_codes)
+        )
+        first = np.ones(len(all_ids), bool)
+        first[1:] = all_ids[1:] != all_ids[:-1]
+        self._ids = all_ids[first].astype(np.int64)
+        self._part = all_parts[first].astype(np.int32)
+        self._row = all_rows[first].astype(np.int64)
+        self._code = all_codes[first].astype(np.uint8)
+
+    @classmethod
+    def open(cls, cache_dir: str | os.PathLike, params: FeatureParams) -> FeatureCache:
+        """Open every part of ``cache_dir``.
+
+        Raises
+        ------
+        CacheError
+            When the folder holds no cache, or a part was built with other parameters.
+        """
+        cache_dir = Path(cache_dir)
+        dirs = _part_dirs(cache_dir)
+        if not dirs:
+            raise CacheError(
+                f"no feature cache at {cache_dir}; build it first (python balanced_trainer.py --extract_only)"
+            )
+        return cls(cache_dir, params, [_Part(d, params) for d in dirs])
+
+    @property
+    def track_ids(self) -> np.ndarray:
+        """Sorted ids of every track whose features are ready."""
+        return self._ids[self._code == OK]
+
+    def __len__(self) -> int:
+        return int((self._code == OK).sum())
+
+    def __contains__(self, track_id: object) -> bool:
+        i = np.searchsorted(self._ids, track_id)
+        return bool(i < len(self._ids) and self._ids[i] == track_id and self._code[i] == OK)
+
+    def _lookup(self, track_ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(track_ids, np.int64).reshape(-1)
+        idx = np.searchsorted(self._ids, ids)
+        idx_c = np.minimum(idx, max(len(self._ids) - 1, 0))
+        if not len(self._ids):
+            return idx_c, np.zeros(len(ids), bool)
+        found = (idx < len(self._ids)) & (self._ids[idx_c] == ids)
+        return idx_c, found
+
+    def status(self, track_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Each track's status: ``ok``, ``defective``, ``missing``, ``pending`` or ``absent`` (in no part)."""
+        idx, found = self._lookup(track_ids)
+        names = np.array([STATUS_NAMES[c] for c in range(4)] + [ABSENT], dtype=object)
+        codes = np.where(found, self._code[idx] if len(self._ids) else 4, 4)
+        return names[codes]
+
+    def available(self, track_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The ids among ``track_ids`` whose features are ready, in the given order."""
+        ids = np.asarray(track_ids, np.int64).reshape(-1)
+        idx, found = self._lookup(ids)
+        ok = found & (self._code[idx] == OK) if len(self._ids) else found
+        return ids[ok]
+
+    @property
+    def failures(self) -> list[Failure]:
+        """Defective and missing tracks of every part, with their reasons (from the parts' failures.csv)."""
+        merged: dict[int, Failure] = {}
+        for part in self.parts:
+            merged.update(part.failures())
+        return [f for tid, f in sorted(merged.items()) if tid not in self]
+
+    def read(self, track_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Features of ``track_ids`` in their order, float16 ``(n, num_segments, n_mels, segment_frames)``.
+
+        Rows are read sorted by position (consecutive rows in one read), which keeps reads large
+        when the cache does not fit in the page cache; ask for blocks of tracks, not one at a time.
+
+        Raises
+        ------
+        CacheError
+            When a track has no features (not ok), naming it and its status.
+        """
+        ids = np.asarray(track_ids, np.int64).reshape(-1)
+        idx, found = self._lookup(ids)
+        bad = ~found | (self._code[idx] != OK) if len(self._ids) else ~found
+        if bad.any():
+            status = self.status(ids[bad][:5])
+            which = ", ".join(f"{t} ({s})" for t, s in zip(ids[bad][:5].tolist(), status, strict=True))
+            raise CacheError(
+                f"{int(bad.sum())} requested tracks have no features in {self.cache_dir}: {which}"
+                f"{' ...' if bad.sum() > 5 else ''}; filter with FeatureCache.available() or extend the cache"
+            )
+        out = np.empty((len(ids), *self.parts[0].row_shape) if self.parts else (0,), DTYPE)
+        parts, rows = self._part[idx], self._row[idx]
+        order = np.lexsort((rows, parts))
+        sorted_out = np.empty_like(out)
+        start = 0
+        for k in np.unique(parts):
+            n = int((parts == k).sum())
+            self.parts[k].read_rows(rows[order[start : start + n]], sorted_out[start : start + n])
+            start += n
+        out[order] = sorted_out
+        return out
+
+    def iter_chunks(
+        self, track_ids: Sequence[int] | np.ndarray, chunk_rows: int = 128
+    ) -> Iterator[np.ndarray]:
+        """:meth:`read` over ``track_ids`` in chunks of ``chunk_rows`` tracks."""
+        ids = np.asarray(track_ids, np.int64).reshape(-1)
+        for i in range(0, len(ids), chunk_rows):
+            yield self.read(ids[i : i + chunk_rows])
+
+    def norm_stats(self, track_ids: Sequence[int] | np.ndarray, chunk_rows: int = 128) -> NormStats:
+        """Per-mel-band mean and std over these tracks (the training split), streamed in chunks."""
+        return band_stats(self.iter_chunks(np.sort(np.asarray(track_ids, np.int64)), chunk_rows))
+
+    def close(self) -> None:
+        for part in self.parts:
+            part.close()
+
+    def __enter__(self) -> FeatureCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --- Building ------------------------------------------------------------------------------------
+
+
+def _create_part(cache_dir: Path, name: str, params: FeatureParams, track_ids: np.ndarray, shard) -> Path:
+    """Write a new, empty part in a temp folder, then rename it into place: it exists whole or not at all."""
+    tmp = cache_dir / f".tmp-{name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    np.save(tmp / TRACKS, track_ids.astype(np.int64))
+    np.save(tmp / STATUS, np.zeros(len(track_ids), np.uint8))
+    # A sparse file: 17.5 GB for fma_large cost no disk until rows are written.
+    mm = np.lib.format.open_memmap(
+        tmp / FEATURES,
+        mode="w+",
+        dtype=DTYPE,
+        shape=(len(track_ids), params.num_segments, params.n_mels, params.segment_frames),
+    )
+    del mm
+    manifest = {
+        "format": CACHE_FORMAT,
+        "feature_version": FEATURE_VERSION,
+        "params": params.to_dict(),
+        "dtype": DTYPE.name,
+        "rows": len(track_ids),
+        "shard": list(shard),
+        "tracks_sha1": hashlib.sha1(track_ids.astype(np.int64).tobytes()).hexdigest(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "software": _software(),
+    }
+    _write_atomic(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
+    final = cache_dir / name
+    os.replace(tmp, final)
+    _fsync_dir(cache_dir)
+    return final
+
+
+class _Writer:
+    """Writes finished rows of one part; commits data before status, so no half row is ever 'ok'."""
+
+    def __init__(self, part: _Part) -> None:
+        self.part = part
+        self.fd = os.open(part.path / FEATURES, os.O_RDWR)
+        self.status_fd = os.open(part.path / STATUS, os.O_RDWR)
+        self.failures = part.failures()
+        self.queued: list[tuple[int, int]] = []
+        self.failures_dirty = False
+
+    def put(self, row: int, track_id: int, path: str, code: int, payload: bytes | str) -> None:
+        if code == OK:
+            if len(payload) != self.part.row_nbytes:
+                raise CacheError(f"internal: row of {len(payload)} bytes for {self.part.row_nbytes}")
+            os.pwrite(self.fd, payload, self.part.data_offset + row * self.part.row_nbytes)
+            if self.failures.pop(track_id, None) is not None:
+                self.failures_dirty = True
+        else:
+            self.failures[track_id] = Failure(track_id, path, STATUS_NAMES[code], str(payload))
+            self.failures_dirty = True
+        self.queued.append((row, code))
+
+    def commit(self) -> None:
+        if not self.queued and not self.failures_dirty:
+            return
+        os.fdatasync(self.fd) if hasattr(os, "fdatasync") else os.fsync(self.fd)
+        if self.failures_dirty:
+            text = io.StringIO()
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow(["track_id", "path", "status", "reason"])
+            for tid in sorted(self.failures):
+                f = self.failures[tid]
+                writer.writerow([f.track_id, f.path, f.status, f.reason])
+            _write_atomic(self.part.path / FAILURES, text.getvalue().encode("utf-8"))
+            self.failures_dirty = False
+        for row, code in self.queued:
+            os.pwrite(self.status_fd, bytes([code]), self.part.status_offset + row)
+            self.part.status[row] = code
+        os.fdatasync(self.status_fd) if hasattr(os, "fdatasync") else os.fsync(self.status_fd)
+        self.queued.clear()
+
+    def close(self) -> None:
+        os.close(self.fd)
+        os.close(self.status_fd)
+
+
+def _reason(exc: BaseException, path: str) -> str:
+    """The cause of an error, without the path its message starts with (the CSV has a path column)."""
+    text = str(exc)
+    prefix = f"{Path(path)}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def _worker_main(conn: Any, params_dict: dict[str, Any], stderr_path: str) -> None:
+    """A worker process: receive (key, path), answer (key, code, float16 bytes or reason)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # libsndfile/mpg123 print warnings on stderr; keep them out of the progress bar, in a log.
+    with contextlib.suppress(OSError):
+        fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 2)
+        os.close(fd)
+    params = FeatureParams.from_dict(params_dict)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if task is None:
+            return
+        key, path = task
+        if not os.path.lexists(path):
+            conn.send((key, MISSING, "file not found"))
+            continue
+        try:
+            answer = (key, OK, load_segments(path, params).astype(DTYPE).tobytes())
+        except AudioDecodeError as exc:
+            answer = (key, DEFECTIVE, _reason(exc, path))
+        except Exception as exc:  # one odd file must never stop a build of 100k
+            answer = (key, DEFECTIVE, f"unexpected {type(exc).__name__}: {_reason(exc, path)}")
+        try:
+            conn.send(answer)
+        except OSError:  # the parent is gone
+            return
+
+
+@contextlib.contextmanager
+def _one_thread_env() -> Iterator[None]:
+    """Children started inside inherit one BLAS/OpenMP thread (set before they import numpy)."""
+    saved = {k: os.environ.get(k) for k in _THREAD_ENV}
+    os.environ.update({k: "1" for k in _THREAD_ENV})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class _Worker:
+    def __init__(self, ctx: Any, params: FeatureParams, stderr_path: Path) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(
+            target=_worker_main, args=(child, params.to_dict(), str(stderr_path)), daemon=True
+        )
+        with _one_thread_env():
+            self.proc.start()
+        child.close()
+        self.inflight: deque[tuple[Any, float]] = deque()  # (task, time its decoding may have started)
+
+    def send(self, task: Any) -> None:
+        self.conn.send((task[:2], task[3]))
+        self.inflight.append((task, time.monotonic()))
+
+    def stop(self, kill: bool = False) -> None:
+        if not kill:
+            with contextlib.suppress(OSError, ValueError):
+                self.conn.send(None)
+            self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout=5)
+        self.conn.close()
+
+
+def _resolve_workers(workers: int | None) -> int:
+    if workers:
+        return workers
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def _run_pool(
+    tasks: deque,
+    writers: dict[str, _Writer],
+    params: FeatureParams,
+    workers: int,
+    stderr_path: Path,
+    progress: bool,
+    timeout: float,
+    commit_seconds: float,
+) -> int:
+    """Process ``tasks`` ((part name, row, track id, path)) in worker processes; return rows done ok."""
+    import multiprocessing
+
+    from tqdm.auto import tqdm
+
+    # spawn, not fork: the parent may hold TensorFlow's threads, which do not survive a fork.
+    ctx = multiprocessing.get_context("spawn")
+    pool = [_Worker(ctx, params, stderr_path) for _ in range(min(workers, len(tasks)))]
+    bar = tqdm(total=len(tasks), unit="clip", disable=not progress, smoothing=0.05, dynamic_ncols=True)
+    done_ok = bad = 0
+    last_commit = time.monotonic()
+
+    def record(task: tuple, code: int, payload: bytes | str) -> None:
+        nonlocal done_ok, bad
+        part, row, tid, path = task
+        writers[part].put(row, tid, path, code, payload)
+        if code == OK:
+            done_ok += 1
+        else:
+            bad += 1
+            bar.set_postfix(defective_or_missing=bad, refresh=False)
+        bar.update(1)
+
+    def replace(i: int, why: str) -> None:
+        """Worker i died or hung: its current file is defective, its queued ones go back."""
+        w = pool[i]
+        w.stop(kill=True)
+        (culprit, _), *rest = w.inflight
+        record(culprit, DEFECTIVE, why)
+        for task, _ in reversed(rest):
+            tasks.appendleft(task)
+        pool[i] = _Worker(ctx, params, stderr_path) if tasks else None
+
+    try:
+        from multiprocessing.connection import wait
+
+        while any(w is not None and w.inflight for w in pool) or tasks:
+            for i, w in enumerate(pool):
+                if w is not None and not w.inflight and not w.proc.is_alive():
+                    pool[i] = w = _Worker(ctx, params, stderr_path) if tasks else None
+                while w is not None and tasks and len(w.inflight) < _IN_FLIGHT:
+                    w.send(tasks.popleft())
+            live = [w for w in pool if w is not None]
+            ready = wait([w.conn for w in live] + [w.proc.sentinel for w in live], timeout=1.0)
+            now = time.monotonic()
+            for i, w in enumerate(pool):
+                if w is None:
+                    continue
+                if w.conn in ready:
+                    with contextlib.suppress(EOFError, OSError):
+                        while w.inflight and w.conn.poll():
+                            key, code, payload = w.conn.recv()
+                            task, _ = w.inflight.popleft()
+                            if task[:2] != key:
+                                raise CacheError(f"internal: worker answered {key} for {task[:2]}")
+                            record(task, code, payload)
+                            if w.inflight:  # the next file starts now
+                                w.inflight[0] = (w.inflight[0][0], now)
+                if w.inflight and not w.proc.is_alive():
+                    replace(i, f"decoder crashed (worker exit code {w.proc.exitcode})")
+                elif w.inflight and now - w.inflight[0][1] > timeout:
+                    replace(i, f"decoding took more than {timeout:g} s (hang); worker killed")
+            if now - last_commit >= commit_seconds:
+                for writer in writers.values():
+                    writer.commit()
+                last_commit = now
+    finally:
+        for w in pool:
+            if w is not None:
+                w.stop(kill=bool(tasks) or any(w.inflight))
+        for writer in writers.values():
+            writer.commit()
+        bar.close()
+    return done_ok
+
+
+@contextlib.contextmanager
+def _shard_lock(cache_dir: Path, shard: tuple[int, int]) -> Iterator[None]:
+    path = cache_dir / f".build-s{shard[0]}of{shard[1]}.lock"
+    fh = open(path, "a+")
+    try:
+        try:
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # pragma: no cover - Windows: no lock
+            pass
+        except OSError:
+            raise CacheError(
+                f"another build of shard {shard[0]}/{shard[1]} is running on {cache_dir}; wait for it to end"
+            ) from None
+        yield
+    finally:
+        fh.close()
+
+
+def ensure_cache(
+    cache_dir: str | os.PathLike,
+    items: Sequence[tuple[int, str | os.PathLike]],
+    params: FeatureParams,
+    workers: int | None = None,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+    retry_defective: bool = False,
+    timeout: float = DECODE_TIMEOUT,
+    commit_seconds: float = COMMIT_SECONDS,
+) -> CacheSummary:
+    """Build the features of ``items`` that the cache does not have yet; keep everything else.
+
+    Parameters
+    ----------
+    cache_dir : str or PathLike
+        The cache folder (created if needed); one folder per parameter set.
+    items : sequence of (int, path)
+        Track ids and their audio files (e.g. ``(tid, fma.audio_path(audio_dir, tid))``).
+    params : FeatureParams
+        Feature parameters; a cache built with others is refused.
+    workers : int, optional
+        Worker processes; ``None`` or 0 = every usable CPU core (``settings.num_workers``).
+    shard : (int, int), optional
+        ``(i, n)``: only the tracks with ``track_id % n == i``, into parts of their own.
+    progress : bool
+        Show a tqdm bar (clips/s, ETA).
+    retry_defective : bool
+        Try files recorded as defective again (missing files are always retried).
+    timeout : float
+        Seconds one file may take before its worker is killed and the file marked defective.
+    commit_seconds : float
+        Finished rows are committed (features synced to disk, then their status) this often; a
+        killed build loses at most this much work.
+
+    Returns
+    -------
+    CacheSummary
+        Counts for the requested tracks; also logged, with the failures CSVs.
+
+    Raises
+    ------
+    CacheError
+        When the folder holds a cache of other parameters, or another build of the shard runs.
+    """
+    start = time.monotonic()
+    cache_dir = Path(cache_dir)
+    index, count = shard or (0, 1)
+    if not 0 <= index < count:
+        raise ConfigError(f"shard {index}/{count} needs 0 <= I < N")
+    shard = (index, count)
+    paths: dict[int, str] = {}
+    for tid, path in items:
+        tid = int(tid)
+        if tid % count != index:
+            continue
+        if tid in paths and paths[tid] != str(path):
+            raise ConfigError(f"track {tid} is given twice, with paths {paths[tid]} and {path}")
+        paths[tid] = str(path)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with _shard_lock(cache_dir, shard):
+        prefix = f"part-s{index}of{count}-"
+        for stale in cache_dir.glob(f".tmp-{prefix}*"):  # left by a build killed while creating a part
+            shutil.rmtree(stale, ignore_errors=True)
+        parts = [_Part(d, params) for d in _part_dirs(cache_dir)]
+        covered = np.concatenate([p.track_ids for p in parts]) if parts else np.zeros(0, np.int64)
+        wanted = np.array(sorted(paths), np.int64)
+        new_ids = np.setdiff1d(wanted, covered)
+        if len(new_ids):
+            numbers = [int(p.name.rsplit("-", 1)[1]) for p in parts if p.name.startswith(prefix)]
+            name = f"{prefix}{max(numbers, default=-1) + 1:03d}"
+            parts.append(_Part(_create_part(cache_dir, name, params, new_ids, shard), params))
+
+        cache_before = FeatureCache(cache_dir, params, parts)
+        before = cache_before.status(wanted)
+        cached = int((before == "ok").sum())
+        redo = {"pending", "missing"} | ({"defective"} if retry_defective else set())
+        tasks: deque = deque()
+        for part in parts:
+            if part.shard != shard:
+                continue  # another shard's part: its builder owns it
+            todo = np.isin(part.status, [c for c, n in STATUS_NAMES.items() if n in redo])
+            for row in np.flatnonzero(todo):
+                tid = int(part.track_ids[row])
+                if tid in paths:
+                    tasks.append((part.name, int(row), tid, paths[tid]))
+        writers = {p.name: _Writer(p) for p in parts if p.shard == shard}
+        done = 0
+        try:
+            if tasks:
+                n_workers = _resolve_workers(workers)
+                log.info(
+                    "extracting features of %d tracks (%d already cached) with %d workers into %s",
+                    len(tasks),
+                    cached,
+                    n_workers,
+                    cache_dir,
+                )
+                stderr_path = cache_dir / f"decoder-s{index}of{count}.log"
+                done = _run_pool(
+                    tasks, writers, params, n_workers, stderr_path, progress, timeout, commit_seconds
+                )
+        finally:
+            for writer in writers.values():
+                writer.close()
+        after = FeatureCache(cache_dir, params, parts).status(wanted)
+        csvs = [p.path / FAILURES for p in parts if (p.path / FAILURES).is_file()]
+        summary = CacheSummary(
+            requested=len(wanted),
+            cached=cached,
+            done=done,
+            defective=int((after == "defective").sum()),
+            missing=int((after == "missing").sum()),
+            pending=int((after == "pending").sum()),
+            seconds=time.monotonic() - start,
+            failures_csv=csvs,
+        )
+    log.info("%s", summary)
+    if summary.defective or summary.missing:
+        log.warning(
+            "%d defective and %d missing files are left out; listed in %s",
+            summary.defective,
+            summary.missing,
+            ", ".join(str(c) for c in csvs),
+        )
+    return summary
