@@ -139,10 +139,36 @@ def check_model(model: Any, training_config: Mapping[str, Any], model_path: Path
         size = int(outputs[level].shape[-1])
         if size != len(names):
             problems.append(f"{level} head has {size} outputs, the config's vocabulary {len(names)} genres")
+    problems.extend(_normalization_problems(model, training_config.get("normalization") or {}))
     if problems:
         raise ModelError(
             f"model {model_path} does not match training config {config_path}: " + "; ".join(problems)
         )
+
+
+def _normalization_problems(model: Any, stats: Mapping[str, Any]) -> list[str]:
+    """The model normalizes its own input: its first layer must hold the config's statistics."""
+    from genrekit.model import MIN_NORM_STD
+
+    layer = next((x for x in model.layers if type(x).__name__ == "Normalization"), None)
+    if "mean" not in stats:
+        return []
+    if layer is None:
+        return ["the config has normalization statistics but the model has no Normalization layer"]
+    mean = np.asarray(stats["mean"], np.float64).ravel()
+    std = np.asarray(stats["std"], np.float64).ravel()
+    variance = np.where(std < MIN_NORM_STD, 1.0, std) ** 2
+    held_mean = np.asarray(layer.mean, np.float64).ravel()
+    held_var = np.asarray(layer.variance, np.float64).ravel()
+    if held_mean.shape != mean.shape or held_var.shape != variance.shape:
+        return [f"the model normalizes {held_mean.size} mel bands, the config's statistics {mean.size}"]
+    if not (
+        np.allclose(held_mean, mean, rtol=1e-4, atol=1e-3) and np.allclose(held_var, variance, rtol=1e-3)
+    ):
+        return [
+            "the model's normalization statistics differ from the config's (a config of another training)"
+        ]
+    return []
 
 
 def load_model(model_path: Path) -> Any:
@@ -912,6 +938,9 @@ class MusicGenreInference:
         started = time.perf_counter()
         folder = require_dir(Path(folder), "music")
         audio, other = list_audio_files(folder, recursive)
+        if output is not None:  # a report written into the music folder is not music
+            ours = {Path(output).resolve(), Path(f"{output}.partial.jsonl").resolve()}
+            other = [p for p in other if p.resolve() not in ours]
         items = [(p.relative_to(folder).as_posix(), str(p)) for p in audio]
         fingerprint = self.fingerprint()
         partial = None

@@ -457,6 +457,16 @@ def test_mismatched_input_shape_is_refused(tiny_run, tmp_path):
         MusicGenreInference(model, bad)
 
 
+def test_config_of_another_training_is_refused(tiny_run, tmp_path):
+    model, config = tiny_run
+    cfg = json.loads(config.read_text())
+    cfg["normalization"]["mean"] = [-35.0] * FEATURES["n_mels"]
+    bad = tmp_path / "retrained.json"
+    bad.write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match="normalization statistics differ from the config's"):
+        MusicGenreInference(model, bad)
+
+
 def test_missing_files_are_one_clear_error(tiny_run, tmp_path, capsys):
     model, config = tiny_run
     with pytest.raises(ModelError, match="model file not found"):
@@ -509,3 +519,15 @@ def test_script_file_and_folder(tiny_run, mixed_folder, tmp_path, capsys):
     assert "FAILED corrupt.mp3" in out.out and "FAILED sub/empty.mp3: empty file (0 bytes)" in out.out
     assert "4 file(s) done, 2 failed, 2 non-audio skipped" in out.err
     assert set(json.loads(output.read_text())["results"]) == GOOD
+    # A report written inside the music folder is neither music nor a skipped file on the rerun.
+    inside = mixed_folder / "results.json"
+    assert (
+        balanced_inference.main([*base, "--folder", str(mixed_folder), "--output", str(inside), "--quiet"])
+        == 0
+    )
+    assert (
+        balanced_inference.main([*base, "--folder", str(mixed_folder), "--output", str(inside), "--quiet"])
+        == 0
+    )
+    report = json.loads(inside.read_text())
+    assert report["skipped"] == ["cover.jpg", "notes.txt"] and report["summary"]["resumed"] == 3
