@@ -679,6 +679,8 @@ class MusicGenreInference:
         }
         values = dict(read_config_file(settings_path)) if settings_path else {}
         values.update({k: v for k, v in overrides.items() if v is not None})
+        # The training machine's worker count says nothing about this one.
+        values.setdefault("workers", defaults.WORKERS)
         self.settings = Settings.build(self.config_path, values)
         self.threshold = self.settings.threshold
         self.top_k = self.settings.top_k
@@ -873,7 +875,9 @@ class MusicGenreInference:
         on_result: Callable[[str, dict[str, Any] | None, str | None], None] | None = None,
         progress: bool = False,
     ) -> tuple[dict[str, Any], dict[str, str]]:
-        """Predict ``items`` ((key, path)); decoding in worker processes when there are several.
+        """Predict ``items`` ((key, path)); decoding in ``workers`` processes (default: the settings').
+
+        With ``workers`` <= 1 or a single file, decoding runs in this process (no start-up cost).
 
         ``on_result(key, result, error)`` is called for every finished file (in batches' order).
         Returns ``(results, errors)`` by key.
