@@ -32,6 +32,8 @@ def script_main(main: Callable[[list[str] | None], int | None]) -> Callable[[lis
         except KeyboardInterrupt:
             print("interrupted: finished work is kept; run the same command again to go on", file=sys.stderr)
             return 130
+        finally:
+            teardown_logging()
 
     return wrapper
 
@@ -44,14 +46,29 @@ def quiet_tensorflow() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
+class _ConsoleHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (notebooks and test runners swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def teardown_logging() -> None:
+    """Remove (and close) the handlers :func:`setup_logging` added."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_genrekit", False):
+            root.removeHandler(handler)
+            handler.close()
+
+
 def setup_logging(run_dir: str | Path | None = None, verbose: bool = False) -> None:
     """INFO (DEBUG with ``verbose``) to the console; DEBUG to ``run_dir/run.log`` when given."""
     root = logging.getLogger()
     root.setLevel(logging.DEBUG)
-    for handler in list(root.handlers):
-        if getattr(handler, "_genrekit", False):
-            root.removeHandler(handler)
-    console = logging.StreamHandler()
+    teardown_logging()
+    console = _ConsoleHandler()
     console.setLevel(logging.DEBUG if verbose else logging.INFO)
     console.setFormatter(logging.Formatter("%(message)s"))
     console._genrekit = True

@@ -122,6 +122,8 @@ def training_dataset(stream: TrainingStream, batch_size: int, input_shape: tuple
     ds = tf.data.Dataset.from_generator(stream.blocks, output_signature=signature)
     ds = ds.unbatch().shuffle(buffer, seed=stream.seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda x, y, w: (tf.expand_dims(x, -1), y, w))
+    # The epoch size is known in advance: telling tf.data lets Keras show steps and ETA.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(stream.steps(batch_size)))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -148,10 +150,10 @@ def predict_segments(
     outputs: dict[str, list[np.ndarray]] = {"top": [], "medium": [], "all": []}
     index = []
     for x, idx in iter_segment_batches(source, np.asarray(track_ids)):
-        for start in range(0, len(x), batch_size):
-            pred = model.predict_on_batch(x[start : start + batch_size])
-            for key in outputs:
-                outputs[key].append(np.asarray(pred[key], dtype=np.float32))
+        # predict (not predict_on_batch): it splits batches correctly under a distribution strategy.
+        pred = model.predict(x, batch_size=batch_size, verbose=0)
+        for key in outputs:
+            outputs[key].append(np.asarray(pred[key], dtype=np.float32))
         index.append(idx)
     if not index:
         return {k: np.zeros((0, 0), np.float32) for k in outputs}, np.zeros(0, np.int64)

@@ -463,10 +463,7 @@ def train(
         seed=settings.seed,
     )
     dataset = training_dataset(stream, settings.batch_size, settings.input_shape)
-    import tensorflow as tf
-
     steps = stream.steps(settings.batch_size)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "checkpoints").mkdir(exist_ok=True)

@@ -74,3 +74,21 @@ def tiny_overrides(demo, out_dir, **extra):
     }
     values.update(extra)
     return values
+
+
+@pytest.fixture(scope="session")
+def tiny_run(demo_dataset, tmp_path_factory):
+    """A tiny model trained for 2 epochs on the demo fixture through balanced_trainer.main.
+
+    Returns the run folder (model, training config, logs); the feature cache is beside it in
+    ``features/``. Shared by the training, inference and evaluation tests: do not modify it.
+    """
+    import json
+
+    import balanced_trainer
+
+    out = tmp_path_factory.mktemp("tiny_run") / "run"
+    config = out.parent / "tiny_config.json"
+    config.write_text(json.dumps(tiny_overrides(demo_dataset, out)))
+    assert balanced_trainer.main(["--config", str(config)]) == 0
+    return out

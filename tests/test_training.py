@@ -1,0 +1,232 @@
+"""balanced_trainer.py end to end on demo data, and the training building blocks on real features."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import balanced_trainer
+from genrekit.errors import CacheError
+from genrekit.settings import Settings
+from genrekit.training import BalancedGenreProcessor, load_training_config
+from tests.conftest import REPO, tiny_overrides
+
+pytestmark = pytest.mark.slow
+
+
+def test_run_folder_holds_model_config_and_logs(tiny_run, demo_dataset):
+    config = load_training_config(tiny_run / "balanced_training_config.json")
+    assert (tiny_run / "balanced_hierarchical_genre_model.h5").is_file()
+    for name in ("training_log.csv", "run.log", "checkpoints/best.keras"):
+        assert (tiny_run / name).exists(), name
+    assert any((tiny_run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert not (tiny_run / "backup").exists()  # a finished run leaves no backup behind
+    assert config["input_shape"] == [128, 64, 1]
+    assert len(config["normalization"]["mean"]) == 128
+    assert config["history"]["epochs_run"] == 2
+    assert config["features"]["duration"] == 3.0
+    vocab = config["vocabularies"]
+    assert len(vocab["top"]["names"]) == 16 and "Rock" in vocab["top"]["names"]
+    # the test split is never used by training; defective files are left out and counted
+    assert set(config["data"]["tracks"]) == {"training", "validation"}
+    left_out = sum(config["data"]["left_out"].values())
+    assert left_out == len(demo_dataset.defective_ids) - 1  # the short clip still has features
+    log = pd.read_csv(tiny_run / "training_log.csv")
+    assert log["epoch"].tolist() == [0, 1]
+    assert {"loss", "top_loss", "val_top_balanced_accuracy"} <= set(log.columns)
+
+
+def test_saved_model_loads_without_custom_objects_and_predicts_identically(tiny_run):
+    import keras
+
+    model = keras.models.load_model(tiny_run / "balanced_hierarchical_genre_model.h5")
+    best = keras.models.load_model(tiny_run / "checkpoints" / "best.keras")
+    x = np.random.default_rng(0).normal(-30, 15, size=(6, 128, 64, 1)).astype(np.float32)
+    a, b = model.predict(x, verbose=0), best.predict(x, verbose=0)
+    for head in ("top", "medium", "all"):
+        np.testing.assert_array_equal(a[head], b[head])  # EarlyStopping restored the best weights
+    assert a["top"].shape == (6, 16)
+    np.testing.assert_allclose(a["top"].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_a_finished_run_is_not_trained_again(tiny_run, capsys):
+    before = (tiny_run / "balanced_hierarchical_genre_model.h5").stat().st_mtime_ns
+    config = json.loads((tiny_run / "balanced_training_config.json").read_text())
+    overrides = {"output_dir": str(tiny_run), **config["settings"]}
+    path = tiny_run.parent / "again.json"
+    path.write_text(json.dumps(overrides))
+    assert balanced_trainer.main(["--config", str(path)]) == 0
+    assert (tiny_run / "balanced_hierarchical_genre_model.h5").stat().st_mtime_ns == before
+
+
+def test_loss_decreases_on_real_demo_features(tiny_run):
+    """A few steps on one batch of real cached features: the loss goes down."""
+    import keras
+
+    config = load_training_config(tiny_run / "balanced_training_config.json")
+    settings = Settings.build(tiny_run / "balanced_training_config.json")
+    processor = BalancedGenreProcessor(settings)
+    processed = processor.process_fma_labels(*processor.load_fma_metadata())
+    from genrekit.cache import FeatureCache
+    from genrekit.training import BalancedHierarchicalModel
+
+    cache = FeatureCache.open(config["data"]["cache_dir"], processor.feature_params())
+    labels = processed.labels("training", cache.track_ids)
+    weights = processor.compute_hierarchical_class_weights(processed, labels)
+    n = processed.num_classes
+    keras.utils.set_random_seed(0)
+    builder = BalancedHierarchicalModel(
+        settings.input_shape, n["top"], n["medium"], n["all"], weights, settings, config["normalization"]
+    )
+    model = builder.compile_with_balanced_losses(learning_rate=1e-3)
+    ids = labels.track_ids[:8]
+    x = cache.read(ids).reshape(-1, 128, 64, 1).astype(np.float32)
+    sub = labels.subset(np.arange(8))
+    y = {
+        "top": np.repeat(sub.one_hot("top", n["top"]), 10, axis=0),
+        "medium": np.repeat(sub.one_hot("medium", n["medium"]), 10, axis=0),
+        "all": np.repeat(sub.all.astype(np.float32), 10, axis=0),
+    }
+    losses = [float(model.train_on_batch(x, y, return_dict=True)["loss"]) for _ in range(15)]
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_pipeline_epoch_follows_the_sampling_thresholds(tiny_run):
+    """One epoch through the real tf.data pipeline: per top genre, the thresholds' counts."""
+    from genrekit.cache import FeatureCache
+    from genrekit.pipeline import TrainingStream, training_dataset
+
+    settings = Settings.build(tiny_run / "balanced_training_config.json")
+    config = load_training_config(tiny_run / "balanced_training_config.json")
+    processor = BalancedGenreProcessor(settings)
+    processed = processor.process_fma_labels(*processor.load_fma_metadata())
+    cache = FeatureCache.open(config["data"]["cache_dir"], processor.feature_params())
+    labels = processed.labels("training", cache.track_ids)
+    n = processed.num_classes
+    sampler = processor.make_sampler(labels, n["top"])
+    ones = {k: np.ones(n[k], np.float32) for k in ("top", "medium")}
+    stream = TrainingStream(cache, labels, ones, n, 10, sampler=sampler, shuffle_block=8, seed=1)
+    ds = training_dataset(stream, 32, settings.input_shape)
+    top_segments = np.zeros(n["top"])
+    masked = segments = 0
+    for x, y, w in ds:
+        assert x.shape[1:] == (128, 64, 1)
+        top_segments += y["top"].numpy().sum(axis=0)
+        masked += int((w["top"].numpy() == 0).sum())
+        segments += len(x)
+    counts = np.bincount(labels.top[labels.top >= 0], minlength=n["top"])
+    expected = np.clip(counts, settings.oversample_threshold, settings.undersample_threshold)
+    np.testing.assert_array_equal(top_segments / 10, expected)
+    assert masked == 10 * int((labels.top < 0).sum())  # no top genre: weight 0 at the top head
+    assert segments == 10 * sampler.epoch_size()
+    assert len(ds) == -(-segments // 32)
+
+
+def test_cache_built_with_other_parameters_is_refused(tiny_run, demo_dataset, capsys):
+    config = load_training_config(tiny_run / "balanced_training_config.json")
+    cache_dir = Path(config["data"]["cache_dir"])
+    from genrekit.audio import FeatureParams
+    from genrekit.cache import FeatureCache
+
+    other = FeatureParams.from_dict({**config["features"], "n_mels": 64})
+    with pytest.raises(CacheError, match="n_mels=128"):
+        FeatureCache.open(cache_dir, other)
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--batch_size", "0"], "setting 'batch_size' must be > 0"),
+        (["--subset", "huge"], "setting 'subset' must be one of"),
+        (["--shard", "3/2", "--extract_only"], "--shard '3/2'"),
+        (["--shard", "1/2"], "--shard works with --extract_only"),
+    ],
+)
+def test_impossible_settings_stop_before_training(tmp_path, flags, words, capsys):
+    assert balanced_trainer.main(["--output_dir", str(tmp_path / "run"), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0]
+    assert not (tmp_path / "run" / "balanced_hierarchical_genre_model.h5").exists()
+
+
+def test_no_training_tracks_is_one_clear_line(tmp_path, demo_dataset, capsys):
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    tracks = (demo_dataset.metadata_dir / "tracks.csv").read_text()
+    (meta / "tracks.csv").write_text(tracks.replace(",training,", ",validation,"))
+    (meta / "genres.csv").write_text((demo_dataset.metadata_dir / "genres.csv").read_text())
+    code = balanced_trainer.main(
+        [
+            "--metadata",
+            str(meta),
+            "--audio",
+            str(demo_dataset.audio_dir),
+            "--output_dir",
+            str(tmp_path / "run"),
+        ]
+    )
+    assert code == 2
+    assert "no training tracks" in capsys.readouterr().err
+
+
+def _trainer_process(config: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "balanced_trainer.py"), "--config", str(config), *extra],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_killed_run_resumes_at_the_next_epoch(tiny_run, demo_dataset, tmp_path):
+    """A real training process killed with SIGKILL after epoch k resumes at epoch k+1."""
+    out = tmp_path / "run"
+    config = tmp_path / "config.json"
+    settings = tiny_overrides(demo_dataset, out, num_epochs=5, patience=10)
+    settings["cache_dir"] = str(tiny_run.parent / "features")  # reuse the session's features
+    config.write_text(json.dumps(settings))
+    proc = _trainer_process(config)
+    log = out / "training_log.csv"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and len(log.read_text().strip().splitlines()) >= 3:  # header + 2 epochs
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.stdout.read()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    epochs_before = pd.read_csv(log)["epoch"].tolist()
+    assert epochs_before[:2] == [0, 1] and (out / "backup").is_dir()
+    assert not (out / "balanced_hierarchical_genre_model.h5").exists()
+
+    resumed = _trainer_process(config)
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    assert "resuming the interrupted run" in output
+    epochs = pd.read_csv(log)["epoch"].tolist()
+    assert epochs == [0, 1, 2, 3, 4]  # nothing redone, nothing skipped
+    assert f"Epoch {len(epochs_before) + 1}/5" in output and "Epoch 1/5" not in output
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tiny_run, demo_dataset, tmp_path):
+    out = tmp_path / "run"
+    config = tmp_path / "config.json"
+    settings = tiny_overrides(demo_dataset, out, num_epochs=1, strategy="mirrored")
+    settings["cache_dir"] = str(tiny_run.parent / "features")
+    config.write_text(json.dumps(settings))
+    proc = _trainer_process(config, "--logical_cpus", "2")
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    assert "MirroredStrategy" in (out / "run.log").read_text() or "replicas" in output
+    result = load_training_config(out / "balanced_training_config.json")
+    assert result["history"]["epochs_run"] == 1
