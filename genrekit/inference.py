@@ -172,8 +172,13 @@ def _normalization_problems(model: Any, stats: Mapping[str, Any]) -> list[str]:
 
 
 def load_model(model_path: Path) -> Any:
-    """Load a saved model for prediction (custom losses and metrics registered first)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Load a saved model for prediction (custom losses and metrics registered first).
+
+    The device is set up first: TensorFlow imported quietly, GPU memory growth on.
+    """
+    from genrekit.device import configure_device
+
+    configure_device(mixed_precision=False)
     import keras
 
     import genrekit.keras_metrics  # noqa: F401  (registers the custom objects)
