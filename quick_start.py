@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output_dir", default="runs/quick_start", help="run folder (default runs/quick_start)"
     )
+    parser.add_argument("--cache_dir", help=f"feature cache root (default {config.CACHE_DIR})")
     parser.add_argument(
         "--demo_dir", default=config.DEMO_DIR, help=f"demo dataset folder (default {config.DEMO_DIR})"
     )
@@ -106,6 +107,8 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict]:
     if args.epochs:
         overrides["num_epochs"] = args.epochs
     overrides["output_dir"] = args.output_dir
+    if args.cache_dir:
+        overrides["cache_dir"] = args.cache_dir
     settings = Settings.build(args.config, overrides)
     return settings, {"metadata": Path(settings.metadata_dir), "audio": Path(settings.audio_dir)}
 
