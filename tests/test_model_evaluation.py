@@ -183,6 +183,7 @@ def test_the_test_split_is_what_is_evaluated(report, demo_dataset, training_conf
     assert report["counts"]["segments"] == len(usable) * training_config["features"]["num_segments"]
 
 
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
 def test_track_numbers_agree_with_an_independent_recomputation(
     report, tiny_run, demo_dataset, training_config
 ):
@@ -309,6 +310,14 @@ def test_a_missing_model_is_one_clear_error(tmp_path, capsys):
         capsys.readouterr().err
         == f"error: {missing}: model file not found (train one with balanced_trainer.py)\n"
     )
+
+
+def test_a_file_that_is_not_a_model_is_one_clear_error(tiny_run, tmp_path):
+    broken = tmp_path / MODEL
+    broken.write_bytes((tiny_run / MODEL).read_bytes()[:4096])  # a copy cut short
+    with pytest.raises(ModelError, match=rf"{re.escape(str(broken))}: cannot load the model"):
+        evaluate_model(broken, tiny_run / CONFIG, output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_model_without_its_config_is_refused(tiny_run, tmp_path):
