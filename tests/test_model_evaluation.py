@@ -183,6 +183,7 @@ def test_the_test_split_is_what_is_evaluated(report, demo_dataset, training_conf
     assert report["counts"]["segments"] == len(usable) * training_config["features"]["num_segments"]
 
 
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
 def test_track_numbers_agree_with_an_independent_recomputation(
     report, tiny_run, demo_dataset, training_config
 ):
@@ -226,6 +227,38 @@ def test_a_second_run_gives_the_same_report(report, tiny_run, tmp_path):
     again = evaluate_model(tiny_run / MODEL, output_dir=tmp_path, plots=False)
     assert again == report
     assert json.loads((tmp_path / REPORT_JSON).read_text(encoding="utf-8")) == report
+
+
+def test_features_missing_from_every_cache_are_built(
+    report, tiny_run, demo_dataset, training_config, tmp_path
+):
+    """Another audio folder: its own cache under the config's cache root, built for the split's tracks."""
+    from genrekit.fma import audio_path
+
+    audio = tmp_path / "fma_fresh"
+    test_ids = _split_ids(demo_dataset.metadata_dir, "test")
+    for tid in test_ids:
+        src = audio_path(demo_dataset.audio_dir, tid)
+        if src.exists():
+            audio_path(audio, tid).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, audio_path(audio, tid))
+    config = json.loads(json.dumps(training_config))
+    config["settings"]["cache_dir"] = str(tmp_path / "features")
+    (tmp_path / CONFIG).write_text(json.dumps(config), encoding="utf-8")
+    results = evaluate_model(
+        tiny_run / MODEL,
+        tmp_path / CONFIG,
+        audio_dir=audio,
+        output_dir=tmp_path / "out",
+        plots=False,
+        workers=2,
+    )
+    cache_dir = Path(results[RUN_SECTION]["cache_dir"])
+    assert cache_dir.parent == tmp_path / "features" / "fma_fresh"
+    assert results[RUN_SECTION]["track_ids"] == report[RUN_SECTION]["track_ids"]
+    # The same audio decoded again gives the same features, so the same figures.
+    for section in ("counts", "top", "medium", "all", "hierarchy", "targets"):
+        assert results[section] == report[section], section
 
 
 def test_console_shows_the_headline_and_the_report_path(evaluated, report):
@@ -309,6 +342,14 @@ def test_a_missing_model_is_one_clear_error(tmp_path, capsys):
         capsys.readouterr().err
         == f"error: {missing}: model file not found (train one with balanced_trainer.py)\n"
     )
+
+
+def test_a_file_that_is_not_a_model_is_one_clear_error(tiny_run, tmp_path):
+    broken = tmp_path / MODEL
+    broken.write_bytes((tiny_run / MODEL).read_bytes()[:4096])  # a copy cut short
+    with pytest.raises(ModelError, match=rf"{re.escape(str(broken))}: cannot load the model"):
+        evaluate_model(broken, tiny_run / CONFIG, output_dir=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_model_without_its_config_is_refused(tiny_run, tmp_path):
