@@ -30,6 +30,7 @@ import numpy as np
 
 import config as defaults
 from genrekit.errors import AudioDecodeError, ConfigError, GenrekitError, ModelError
+from genrekit.model_io import check_model, load_model
 
 log = logging.getLogger(__name__)
 
@@ -109,85 +110,6 @@ def resolve_model_files(
             f"{defaults.TRAINING_CONFIG_FILENAME} next to the model in {model.parent}"
         )
     return model, beside, cfg
-
-
-def check_model(model: Any, training_config: Mapping[str, Any], model_path: Path, config_path: Path) -> None:
-    """Refuse a model whose input shape or head sizes differ from its training config.
-
-    Raises
-    ------
-    ModelError
-        Naming both files and every difference.
-    """
-    problems = []
-    expected_shape = tuple(int(d) for d in training_config["input_shape"])
-    features = training_config["features"]
-    if expected_shape[:2] != (features["n_mels"], features["segment_frames"]):
-        problems.append(
-            f"the config's input_shape {expected_shape} disagrees with its features "
-            f"({features['n_mels']} mels x {features['segment_frames']} frames)"
-        )
-    model_shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
-    if model_shape != expected_shape:
-        problems.append(f"model input shape {model_shape} != config input_shape {expected_shape}")
-    outputs = model.output if isinstance(model.output, dict) else {}
-    for level in ("top", "medium", "all"):
-        names = training_config["vocabularies"][level]["names"]
-        if level not in outputs:
-            problems.append(f"model has no output named {level!r}")
-            continue
-        size = int(outputs[level].shape[-1])
-        if size != len(names):
-            problems.append(f"{level} head has {size} outputs, the config's vocabulary {len(names)} genres")
-    problems.extend(_normalization_problems(model, training_config.get("normalization") or {}))
-    if problems:
-        raise ModelError(
-            f"model {model_path} does not match training config {config_path}: " + "; ".join(problems)
-        )
-
-
-def _normalization_problems(model: Any, stats: Mapping[str, Any]) -> list[str]:
-    """The model normalizes its own input: its first layer must hold the config's statistics."""
-    from genrekit.model import MIN_NORM_STD
-
-    layer = next((x for x in model.layers if type(x).__name__ == "Normalization"), None)
-    if "mean" not in stats:
-        return []
-    if layer is None:
-        return ["the config has normalization statistics but the model has no Normalization layer"]
-    mean = np.asarray(stats["mean"], np.float64).ravel()
-    std = np.asarray(stats["std"], np.float64).ravel()
-    variance = np.where(std < MIN_NORM_STD, 1.0, std) ** 2
-    held_mean = np.asarray(layer.mean, np.float64).ravel()
-    held_var = np.asarray(layer.variance, np.float64).ravel()
-    if held_mean.shape != mean.shape or held_var.shape != variance.shape:
-        return [f"the model normalizes {held_mean.size} mel bands, the config's statistics {mean.size}"]
-    if not (
-        np.allclose(held_mean, mean, rtol=1e-4, atol=1e-3) and np.allclose(held_var, variance, rtol=1e-3)
-    ):
-        return [
-            "the model's normalization statistics differ from the config's (a config of another training)"
-        ]
-    return []
-
-
-def load_model(model_path: Path) -> Any:
-    """Load a saved model for prediction (custom losses and metrics registered first).
-
-    The device is set up first: TensorFlow imported quietly, GPU memory growth on.
-    """
-    from genrekit.device import configure_device
-
-    configure_device(mixed_precision=False)
-    import keras
-
-    import genrekit.keras_metrics  # noqa: F401  (registers the custom objects)
-    import genrekit.losses  # noqa: F401
-
-    try:
-        return keras.models.load_model(model_path, compile=False)
-    except Exception as exc:  # h5py, zipfile and Keras raise many kinds
-        raise ModelError(f"{model_path}: cannot load the model ({type(exc).__name__}: {exc})") from None
 
 
 # --- Files and segments -----------------------------------------------------------------------------

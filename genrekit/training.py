@@ -336,7 +336,7 @@ def validation_metrics(
             )
         else:
             out[f"val_{level}_balanced_accuracy"] = out[f"val_{level}_f1_macro"] = 0.0
-    all_pred = (track_mean(probs["all"], segment_track, n) >= threshold).astype(np.uint8)
+    all_pred = (track_mean(probs["all"], segment_track, n) > threshold).astype(np.uint8)  # as evaluation
     out["val_all_jaccard"] = float(jaccard_score(labels.all, all_pred, average="samples", zero_division=0))
     return out
 
