@@ -1,10 +1,12 @@
 """Training speed through the feature cache + tf.data pipeline vs the same model on in-memory tensors.
 
-Run from the repository root (about 5 minutes on 2 cores with the defaults)::
+Run from the repository root (about 4-5 minutes on 2 cores with the defaults; longer when other jobs
+share them)::
 
     python benchmarks/bench_training.py
     python benchmarks/bench_training.py --work /tmp/bench_training     # keep the demo data and cache, reuse them
     python benchmarks/bench_training.py --skip_fit --n 2000 --work /tmp/bt   # cache reads only, larger cache
+    python benchmarks/bench_training.py --widths 1.0 --epoch_tracks 0 --mixed_precision   # on a GPU
 
 It writes a demo dataset (``--n`` tracks of ``--clip_seconds``, 22,050 Hz mono MP3) and builds its
 feature cache with ``ensure_cache`` (the real path), then measures, in one run:
@@ -13,20 +15,20 @@ feature cache with ``ensure_cache`` (the real path), then measures, in one run:
    sample weights, metrics) on ``training_dataset`` (cache -> generator -> unbatch -> shuffle ->
    batch -> prefetch) vs the same model on the same epoch's segments already in memory, fed by
    ``tf.data.Dataset.from_tensor_slices(...).batch().prefetch()`` (pre-shuffled once, no shuffle
-   per epoch: the ideal ceiling). Whole epochs are timed, after one warm-up epoch of each; the
-   runs alternate (ABBA) so drift in the machine's load hits both. Overhead = extra time per
-   segment of the pipeline.
+   per epoch: the ideal ceiling). Whole epochs are timed after one warm-up epoch of each, in ABBA
+   order; the overhead is the median over repeats of the ratio of neighbouring runs, in wall time
+   and in this process's CPU time (steadier when other jobs share the cores).
 2. The input pipeline alone (no model): the generator, the whole ``training_dataset``, and the
-   in-memory dataset, in segments/s: the pipeline's own ceiling.
+   in-memory dataset, in segments/s, with the time to the first batch: the pipeline's own ceiling.
 3. Cache reads in clips/s: the pipeline's block reads (sorted blocks of ``--shuffle_block``
    tracks in random order) vs random 32-track batches, random single tracks through the cache
    (``pread``) and the naive random single-row reads of a ``numpy`` memmap; with the page cache
    warm, cold once (file evicted, then one pass: later reads profit from earlier readahead) and
-   cold each (file evicted before every read: what a cache much larger than RAM sees). Eviction
-   uses ``/proc/sys/vm/drop_caches`` (root) or ``posix_fadvise(DONTNEED)``; the fraction of the
-   file still resident is checked with ``mincore``.
+   cold each (file evicted before every read, untimed: what a cache much larger than RAM sees).
+   Eviction uses ``/proc/sys/vm/drop_caches`` (root; tried once) or ``posix_fadvise(DONTNEED)``;
+   the fraction of the file still resident is checked with ``mincore``.
 
-No figures are asserted; rates are the best of ``--repeats`` (the machine is shared and noisy).
+No figures are asserted. Fit rates are medians, pipeline and read rates the best of their passes.
 """
 
 from __future__ import annotations
@@ -68,10 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--epoch_tracks",
         type=int,
         nargs="+",
-        default=[128, 24],
-        help="tracks per timed epoch, one per width; 0 = every cached track (default 128 24)",
+        default=[128, 16],
+        help="tracks per timed epoch, one per width; 0 = every cached track (default 128 16)",
     )
-    parser.add_argument("--repeats", type=int, default=2, help="timed epochs per side and width (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per side and width (default 3)")
     parser.add_argument("--batch_size", type=int, default=None, help="default: config.BATCH_SIZE")
     parser.add_argument("--shuffle_block", type=int, default=None, help="default: config.SHUFFLE_BLOCK")
     parser.add_argument("--read_repeats", type=int, default=2, help="passes per read measurement (default 2)")
@@ -130,10 +132,18 @@ def resident_fraction(path: Path) -> float | None:
 
 
 def fadvise_evict(path: Path) -> None:
-    """Drop ``path``'s clean pages from the page cache (no root needed; mapped pages stay)."""
+    """Drop ``path``'s clean pages from the page cache (no root needed; mapped pages stay).
+
+    Pages still being read in by the previous read's asynchronous readahead are locked and
+    skipped, so evict again, briefly, until ``mincore`` shows none left.
+    """
     fd = os.open(path, os.O_RDONLY)
     try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        for _ in range(20):
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            if not resident_fraction(path):
+                break
+            time.sleep(0.005)
     finally:
         os.close(fd)
 
@@ -259,13 +269,15 @@ def memory_dataset(stream, batch_size: int):
 # --- 1. and 2.: fit and pipeline -----------------------------------------------------------------
 
 
-def timed(fn, *fn_args) -> float:
-    start = time.perf_counter()
+def timed(fn, *fn_args) -> tuple[float, float]:
+    """Wall and CPU seconds (this process, all threads) of ``fn(*fn_args)``."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn(*fn_args)
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def bench_fit(args, settings, processed, cache, labels, weights, norm) -> list[dict]:
+    """Whole ``fit`` epochs on the pipeline and on in-memory tensors, alternated ABBA."""
     import keras
 
     from genrekit.pipeline import training_dataset
@@ -290,29 +302,27 @@ def bench_fit(args, settings, processed, cache, labels, weights, norm) -> list[d
             model.fit(ds, epochs=1, verbose=0, shuffle=False)
 
         data = {"pipeline": pipe, "memory": mem}
-        warm = {side: timed(fit, ds) for side, ds in data.items()}  # tracing, first iterators
-        times: dict[str, list[float]] = {"pipeline": [], "memory": []}
+        for ds in data.values():
+            fit(ds)  # warm-up: tracing, first iterators
+        times: dict[str, list[tuple[float, float]]] = {"pipeline": [], "memory": []}
         for r in range(args.repeats):
-            order = ("pipeline", "memory") if r % 2 == 0 else ("memory", "pipeline")
-            for side in order:
+            for side in ("pipeline", "memory") if r % 2 == 0 else ("memory", "pipeline"):
                 times[side].append(timed(fit, data[side]))
-        row = {
-            "width": width,
-            "params": model.count_params(),
-            "segments": segments,
-            "steps": -(-segments // s.batch_size),
-            "warm_up_s": warm,
-            "times": times,
-        }
-        for side in times:
-            row[side] = segments / min(times[side])
-            row[side + "_median"] = segments / statistics.median(times[side])
-        row["overhead"] = row["memory"] / row["pipeline"] - 1.0
-        row["overhead_median"] = row["memory_median"] / row["pipeline_median"] - 1.0
+        row = {"width": width, "params": model.count_params(), "segments": segments, "times": times}
+        row["steps"] = -(-segments // s.batch_size)
+        for side, runs in times.items():
+            row[side] = segments / statistics.median(t[0] for t in runs)
+            row[side + "_best"] = segments / min(t[0] for t in runs)
+            row[side + "_cpu_ms"] = 1000 * statistics.median(t[1] for t in runs) / segments
+        # Each repeat's two runs are neighbours in time: their ratio cancels slow drift in the load.
+        for k, name in ((0, "overhead"), (1, "overhead_cpu")):
+            ratios = [p[k] / m[k] for p, m in zip(times["pipeline"], times["memory"], strict=True)]
+            row[name] = statistics.median(ratios) - 1.0
         rows.append(row)
         print(
             f"  width {width:g}: pipeline {row['pipeline']:.0f} seg/s, memory {row['memory']:.0f} seg/s, "
-            f"overhead {100 * row['overhead']:+.1f}% (times {fmt_times(times)})",
+            f"overhead {100 * row['overhead']:+.1f}% wall, {100 * row['overhead_cpu']:+.1f}% CPU "
+            f"(wall, CPU s: {fmt_times(times)})",
             flush=True,
         )
         del model
@@ -320,8 +330,8 @@ def bench_fit(args, settings, processed, cache, labels, weights, norm) -> list[d
     return rows
 
 
-def fmt_times(times: dict[str, list[float]]) -> str:
-    return "; ".join(f"{k} " + ", ".join(f"{t:.2f}" for t in v) + " s" for k, v in times.items())
+def fmt_times(times: dict[str, list[tuple[float, float]]]) -> str:
+    return "; ".join(f"{k} " + " ".join(f"{w:.1f}/{c:.1f}" for w, c in v) for k, v in times.items())
 
 
 def bench_pipeline(args, settings, processed, cache, labels, weights) -> list[tuple[str, float, str]]:
@@ -506,21 +516,24 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n" + "=" * 100)
         if fit_rows:
-            print(f"1. model.fit, segments/s (best of {args.repeats} whole epochs; median in brackets)")
             print(
-                f"{'width':>5} {'params':>10} {'segs/epoch':>10} {'steps':>5} "
-                f"{'tf.data pipeline':>20} {'in memory':>20} {'pipeline overhead':>20}"
+                f"1. model.fit, whole epochs, median of {args.repeats} per side (ABBA order); "
+                "overhead = median over repeats of t_pipeline / t_memory - 1"
+            )
+            print(
+                f"{'width':>5} {'params':>10} {'segs/epoch':>10} {'steps':>5} {'pipeline seg/s':>15} "
+                f"{'memory seg/s':>13} {'overhead wall':>14} {'CPU ms/seg pipe/mem':>20} {'overhead CPU':>13}"
             )
             for r in fit_rows:
                 print(
                     f"{r['width']:>5g} {r['params']:>10,} {r['segments']:>10} {r['steps']:>5} "
-                    f"{r['pipeline']:>10.0f} ({r['pipeline_median']:>6.0f}) {r['memory']:>10.0f} "
-                    f"({r['memory_median']:>6.0f}) {100 * r['overhead']:>+9.1f}% ({100 * r['overhead_median']:+.1f}%)"
+                    f"{r['pipeline']:>15.1f} {r['memory']:>13.1f} {100 * r['overhead']:>+13.1f}% "
+                    f"{r['pipeline_cpu_ms']:>10.2f} / {r['memory_cpu_ms']:<7.2f} {100 * r['overhead_cpu']:>+12.1f}%"
                 )
             print(
-                "   in memory = the same epoch's float16 segments, targets and weights, pre-shuffled, in\n"
-                "   tf.data.Dataset.from_tensor_slices(...).batch(B).prefetch(AUTOTUNE); overhead = extra time\n"
-                "   per segment of the pipeline (target: under 10%)."
+                "   memory = the same epoch's float16 segments, targets and weights, pre-shuffled once, in\n"
+                "   tf.data.Dataset.from_tensor_slices(...).batch(B).prefetch(AUTOTUNE). CPU = this process's CPU\n"
+                "   time (all threads): steadier than wall time when other jobs share the cores. Target: < 10%."
             )
         if pipe_rows:
             print(f"\n2. input pipeline alone, no model (segments/s, best of {max(3, args.repeats)} epochs)")
@@ -553,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             res = notes["residency"]
             fmt = {k: ("?" if v is None else f"{100 * v:.0f}%") for k, v in res.items()}
+            if any(v is not None and v > 0.5 for k, v in res.items() if k != "warm"):
+                print("   WARNING: the file stayed in the page cache (tmpfs?): the cold columns are not cold")
             print(
                 "   eviction: "
                 + ", ".join(f"{k} {v}" for k, v in notes["evict"].items())
