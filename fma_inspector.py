@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     metadata = require_dir(args.metadata or settings.metadata_dir, "metadata", SETUP_HINTS["metadata"])
     audio = Path(args.audio or settings.audio_dir)
-    ds = Dataset.load(metadata, audio, settings.subset)
+    ds = Dataset.load(settings, metadata, audio)
 
     if args.generate_config:
         out = Path(args.generate_config)

@@ -19,16 +19,7 @@ import pandas as pd
 
 from genrekit import balancing, fma
 from genrekit.cli import SETUP_HINTS
-from genrekit.labels import (
-    LEVELS,
-    MASKED,
-    GenreTree,
-    Vocabulary,
-    build_vocabularies,
-    check_artist_filtered,
-    derive_targets,
-    encode,
-)
+from genrekit.labels import LEVELS, MASKED, GenreTree, Vocabulary, check_artist_filtered, encode
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +41,23 @@ class Dataset:
     skipped: dict[int, str]
 
     @classmethod
-    def load(cls, metadata_dir: str | os.PathLike, audio_dir: str | os.PathLike, subset: str) -> Dataset:
-        report = fma.TracksLoad(pd.DataFrame())
-        tracks = fma.load_tracks(metadata_dir, report=report)
-        tracks = fma.select_subset(tracks, subset)
-        tree = GenreTree(fma.load_genres(metadata_dir))
-        targets = derive_targets(tracks, tree)
-        vocabs = build_vocabularies(targets, tree)
-        return cls(Path(metadata_dir), Path(audio_dir), subset, tracks, tree, targets, vocabs, report.skipped)
+    def load(cls, settings: Any, metadata_dir: str | os.PathLike, audio_dir: str | os.PathLike) -> Dataset:
+        """The dataset exactly as the trainer sees it (same loading, subset, labels, vocabularies)."""
+        from genrekit.training import BalancedGenreProcessor
+
+        processor = BalancedGenreProcessor(settings, str(metadata_dir), str(audio_dir))
+        tracks, genres = processor.load_fma_metadata()
+        processed = processor.process_fma_labels(tracks, genres)
+        return cls(
+            Path(metadata_dir),
+            Path(audio_dir),
+            settings.subset,
+            tracks,
+            processed.tree,
+            processed.targets,
+            processed.vocabs,
+            processor.skipped,
+        )
 
     def encoded(self, split: str | None = None) -> tuple[pd.DataFrame, Any]:
         targets = self.targets if split is None else self.targets[self.targets["split"] == split]
