@@ -518,6 +518,7 @@ def _worker_main(conn: Any, params_dict: dict[str, Any], stderr_path: str, parts
         os.close(fd)
     params = FeatureParams.from_dict(params_dict)
     fds: dict[str, int] = {}
+    parent = os.getppid()
     while True:
         try:
             task = conn.recv()
@@ -536,6 +537,8 @@ def _worker_main(conn: Any, params_dict: dict[str, Any], stderr_path: str, parts
             answer = (key, DEFECTIVE, _reason(exc, path))
         except Exception as exc:  # one odd file must never stop a build of 100k
             answer = (key, DEFECTIVE, f"unexpected {type(exc).__name__}: {_reason(exc, path)}")
+        if os.getppid() != parent:  # the build was killed: write nothing more (a new build may run)
+            return
         if answer[1] == OK:
             features, offset, row_nbytes = parts[key[0]]
             try:
