@@ -12,6 +12,11 @@ regions the segments use, and our extractor through the real cache build (``ensu
 1 worker and with every core, each build in a fresh process so its peak memory can be read for
 two dataset sizes. Every path runs with one BLAS/OpenMP thread (the naive baseline too, as in
 PERF_NOTES.md: under load, extra BLAS threads only slow it down). No timed assertions: figures.
+
+Each path is timed twice: wall clock, and CPU time (user + system; for a build, of the parent and
+of every worker). On a machine busy with other jobs the wall-clock rates measure the load more
+than the code; the CPU time per clip does not, so the ratios are also given in CPU terms, with
+the rate they project on an idle machine (cores / CPU seconds per clip).
 """
 
 from __future__ import annotations
@@ -84,54 +89,68 @@ def make_clips(clip_dir: Path, n: int, workers: int) -> list[Path]:
     return [p for p, _ in jobs]
 
 
-def naive(paths: list[Path]) -> float:
+class _Timer:
+    """Wall-clock and CPU (user + system of this process) seconds of a ``with`` block."""
+
+    def __enter__(self) -> _Timer:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
+def naive(paths: list[Path]) -> _Timer:
     import librosa
 
-    start = time.perf_counter()
-    for path in paths:
-        y, sr = librosa.load(path, sr=22050)
-        mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=2048, hop_length=512, n_mels=128)
-        librosa.power_to_db(mel)
-    return time.perf_counter() - start
+    with _Timer() as timer:
+        for path in paths:
+            y, sr = librosa.load(path, sr=22050)
+            mel = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=2048, hop_length=512, n_mels=128)
+            librosa.power_to_db(mel)
+    return timer
 
 
-def decode_only(paths: list[Path]) -> float:
+def decode_only(paths: list[Path]) -> _Timer:
     import soundfile as sf
 
-    start = time.perf_counter()
-    for path in paths:
-        sf.read(path, dtype="float32")
-    return time.perf_counter() - start
+    with _Timer() as timer:
+        for path in paths:
+            sf.read(path, dtype="float32")
+    return timer
 
 
-def decode_regions(paths: list[Path], params) -> float:
+def decode_regions(paths: list[Path], params) -> _Timer:
     """Seek + read of only the regions the segments use (what load_segments decodes)."""
     import soundfile as sf
 
     from genrekit.audio import segment_starts
 
-    start = time.perf_counter()
-    for path in paths:
-        with sf.SoundFile(path) as f:
-            length = min(-(-f.frames * params.sample_rate // f.samplerate), round(params.duration * 22050))
-            total = 1 + length // params.hop_length
-            starts = segment_starts(total, params.num_segments, params.segment_frames)
-            ratio = f.samplerate / params.sample_rate
-            seg = (params.segment_frames - 1) * params.hop_length + params.n_fft
-            for s in starts:
-                a = max(0, int((s * params.hop_length - params.n_fft // 2 - 441) * ratio))
-                f.seek(a)
-                f.read(int((seg + 882) * ratio), dtype="float32")
-    return time.perf_counter() - start
+    with _Timer() as timer:
+        for path in paths:
+            with sf.SoundFile(path) as f:
+                length = min(
+                    -(-f.frames * params.sample_rate // f.samplerate), round(params.duration * 22050)
+                )
+                total = 1 + length // params.hop_length
+                starts = segment_starts(total, params.num_segments, params.segment_frames)
+                ratio = f.samplerate / params.sample_rate
+                seg = (params.segment_frames - 1) * params.hop_length + params.n_fft
+                for s in starts:
+                    a = max(0, int((s * params.hop_length - params.n_fft // 2 - 441) * ratio))
+                    f.seek(a)
+                    f.read(int((seg + 882) * ratio), dtype="float32")
+    return timer
 
 
-def in_process(paths: list[Path], params) -> float:
+def in_process(paths: list[Path], params) -> _Timer:
     from genrekit.audio import load_segments
 
-    start = time.perf_counter()
-    for path in paths:
-        load_segments(path, params)
-    return time.perf_counter() - start
+    with _Timer() as timer:
+        for path in paths:
+            load_segments(path, params)
+    return timer
 
 
 def build_in_subprocess(paths: list[Path], cache_dir: Path, workers: int) -> dict:
@@ -151,20 +170,30 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_seconds() -> tuple[float, float]:
+    """User + system seconds of this process and of its ended children (the build's workers)."""
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
 def _build_main(spec_text: str) -> None:
     from genrekit.audio import FeatureParams
     from genrekit.cache import ensure_cache
 
     spec = json.loads(spec_text)
     items = [(i + 1, p) for i, p in enumerate(spec["paths"])]
+    cpu_before = _cpu_seconds()
     start = time.perf_counter()
     summary = ensure_cache(spec["cache"], items, FeatureParams(), workers=spec["workers"], progress=False)
     seconds = time.perf_counter() - start
+    parent_cpu, workers_cpu = (b - a for a, b in zip(cpu_before, _cpu_seconds(), strict=True))
     assert summary.done == len(items), str(summary)
     print(
         json.dumps(
             {
                 "seconds": seconds,
+                "parent_cpu": parent_cpu,
+                "workers_cpu": workers_cpu,
                 "parent_rss_mb": _peak_rss_mb(),
                 "worker_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
             }
@@ -207,30 +236,53 @@ def main(argv: list[str] | None = None) -> None:
         one = build_in_subprocess(paths, temp / "cache1", 1)
         half = build_in_subprocess(paths[: n // 2], temp / "cache_half", cores)
         full = build_in_subprocess(paths, temp / "cache_all", cores)
+        load_end = os.getloadavg()[0]
 
-        rate = {
-            "naive (librosa.load + melspectrogram + power_to_db), 1 process": n / t_naive,
-            "decode only (soundfile.read float32), 1 process": n / t_decode,
-            "decode only the segments' regions (seek + read), 1 process": n / t_regions,
-            "ours, load_segments in-process, 1 process": n / t_inproc,
-            "ours, cache build, 1 worker (incl. ~1 s worker start)": n / one["seconds"],
-            f"ours, cache build, {cores} workers (incl. worker start)": n / full["seconds"],
-        }
-        width = max(map(len, rate))
-        print("\nclips/s")
-        for name, value in rate.items():
-            print(f"  {name:<{width}}  {value:7.1f}")
-        ours, naive_rate = n / full["seconds"], n / t_naive
-        decode_floor = n / t_decode * cores
-        print(f"\nours ({cores} workers) / naive (1 process): {ours / naive_rate:.2f}x (target >= 3)")
-        print(f"ours / (decode-only x {cores} cores):         {ours / decode_floor:.2f} (target >= 0.6)")
-        print(f"region decoding / full decoding time:     {t_regions / t_decode:.2f}")
-        per_core = n / t_inproc
+        def build_cpu(res: dict) -> float:
+            return res["parent_cpu"] + res["workers_cpu"]
+
+        rows = [  # name, wall seconds, CPU seconds (all processes)
+            ("naive (librosa.load + melspectrogram + power_to_db), 1 process", t_naive.wall, t_naive.cpu),
+            ("decode only (soundfile.read float32), 1 process", t_decode.wall, t_decode.cpu),
+            ("decode only the segments' regions (seek + read), 1 process", t_regions.wall, t_regions.cpu),
+            ("ours, load_segments in-process, 1 process", t_inproc.wall, t_inproc.cpu),
+            ("ours, cache build, 1 worker (incl. worker start)", one["seconds"], build_cpu(one)),
+            (f"ours, cache build, {cores} workers (incl. worker start)", full["seconds"], build_cpu(full)),
+        ]
+        width = max(len(r[0]) for r in rows)
+        print(f"\n{'':<{width}}  clips/s  CPU ms/clip")
+        for name, wall, cpu in rows:
+            print(f"  {name:<{width - 2}}  {n / wall:7.1f}  {1000 * cpu / n:11.1f}")
+        for label, res in (("1 worker", one), (f"{cores} workers", full)):
+            print(
+                f"  build, {label}: parent {1000 * res['parent_cpu'] / n:.1f} CPU ms/clip, "
+                f"workers {1000 * res['workers_cpu'] / n:.1f} (start-up included)"
+            )
+        print(f"load average {load:.1f} at the start, {load_end:.1f} at the end")
+
+        ours, naive_rate = n / full["seconds"], n / t_naive.wall
+        decode_floor = n / t_decode.wall * cores
         print(
-            f"projected fma_large ({FMA_LARGE:,} clips): {FMA_LARGE / ours / 60:.0f} min here "
-            f"({cores} cores); "
-            f"{FMA_LARGE / (per_core * 16 * 0.95) / 60:.0f} min on 16 cores (in-process rate x 16 x 0.95); "
-            f"naive, 1 process: {FMA_LARGE / naive_rate / 60:.0f} min"
+            f"\nwall clock: ours ({cores} workers) / naive (1 process): {ours / naive_rate:.2f}x (target >= 3)"
+        )
+        print(
+            f"wall clock: ours / (decode-only x {cores} cores):         {ours / decode_floor:.2f} (target >= 0.6)"
+        )
+        # CPU terms: what an idle machine gives, every core busy with workers.
+        ours_cpu = build_cpu(full) / n
+        idle_rate = cores / ours_cpu
+        print(
+            f"CPU time:   ours ({cores} workers) / naive: {idle_rate / (n / t_naive.cpu):.2f}x (target >= 3); "
+            f"ours / (decode-only x {cores}): {idle_rate / (cores * n / t_decode.cpu):.2f} (target >= 0.6); "
+            f"projected idle rate {idle_rate:.1f} clips/s"
+        )
+        print(f"region decoding / full decoding time:     {t_regions.cpu / t_decode.cpu:.2f} (CPU)")
+        per_core = n / t_inproc.cpu
+        print(
+            f"projected fma_large ({FMA_LARGE:,} clips): {FMA_LARGE / ours / 60:.0f} min here now "
+            f"({cores} cores), {FMA_LARGE / (per_core * cores * 0.95) / 60:.0f} min idle; "
+            f"{FMA_LARGE / (per_core * 16 * 0.95) / 60:.0f} min on 16 cores (in-process CPU rate x 16 x 0.95); "
+            f"naive, 1 process: {FMA_LARGE / (n / t_naive.cpu) / 60:.0f} min"
         )
         print("\npeak memory (RSS) of the cache build, by dataset size")
         for label, res in ((f"{n // 2} clips", half), (f"{n} clips", full)):
