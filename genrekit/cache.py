@@ -55,6 +55,7 @@ import numpy as np
 
 from genrekit.audio import FEATURE_VERSION, FeatureParams, NormStats, band_stats, load_segments
 from genrekit.errors import AudioDecodeError, CacheError, ConfigError
+from genrekit.workers import one_thread_env
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,6 @@ DECODE_TIMEOUT = 120.0  # seconds one file may take before its worker is killed 
 COMMIT_SECONDS = 2.0  # finished rows are committed (data synced, then status) this often
 _IN_FLIGHT = 2  # files queued per worker, so a worker never waits for the parent
 _WRITE_FAILED = -1  # a worker's answer when it could not write a row (the build stops)
-_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -555,31 +555,17 @@ def _worker_main(conn: Any, params_dict: dict[str, Any], stderr_path: str, parts
             return
 
 
-@contextlib.contextmanager
-def _one_thread_env() -> Iterator[None]:
-    """Children started inside inherit one BLAS/OpenMP thread (set before they import numpy)."""
-    saved = {k: os.environ.get(k) for k in _THREAD_ENV}
-    os.environ.update({k: "1" for k in _THREAD_ENV})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 class _Worker:
     def __init__(self, ctx: Any, params: FeatureParams, stderr_path: Path, parts: dict[str, tuple]) -> None:
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(
             target=_worker_main, args=(child, params.to_dict(), str(stderr_path), parts), daemon=True
         )
-        with _one_thread_env():
+        with one_thread_env():
             self.proc.start()
         child.close()
         self.inflight: deque[tuple[Any, float]] = deque()  # (task, time its decoding may have started)
+        self.answered = False  # set once the worker has finished a file: it started up fine
 
     def send(self, task: Any) -> None:
         self.conn.send((task[:2], task[3]))
@@ -644,14 +630,33 @@ def _run_pool(
             bar.set_postfix(defective_or_missing=bad, refresh=False)
         bar.update(1)
 
+    startup_deaths = 0
+
     def replace(i: int, why: str) -> None:
-        """Worker i died or hung: its current file is defective, its queued ones go back."""
+        """Worker i died or hung: its current file is defective, its queued ones go back.
+
+        A worker that dies before finishing any file most likely failed to start (e.g. a main
+        script without an ``if __name__ == "__main__":`` guard, which spawned workers re-import):
+        its files go back to the end of the queue instead of being marked defective, and three
+        such deaths in a row stop the build with a clear error.
+        """
+        nonlocal startup_deaths
         w = pool[i]
         w.stop(kill=True)
         (culprit, _), *rest = w.inflight
-        record(culprit, DEFECTIVE, why)
-        for task, _ in reversed(rest):
-            tasks.appendleft(task)
+        if not w.answered and "crashed" in why:
+            startup_deaths += 1
+            if startup_deaths >= 3:
+                raise CacheError(
+                    f"feature worker processes die before decoding anything ({why}); if you build the "
+                    "cache from your own script, put its code under `if __name__ == \"__main__\":` "
+                    f"(workers are spawned and import the main script); details in {stderr_path}"
+                )
+            tasks.extend(task for task, _ in w.inflight)  # retried last, by a worker that works
+        else:
+            record(culprit, DEFECTIVE, why)
+            for task, _ in reversed(rest):
+                tasks.appendleft(task)
         pool[i] = _Worker(ctx, params, stderr_path, parts) if tasks else None
 
     try:
@@ -677,6 +682,8 @@ def _run_pool(
                             if task[:2] != key:
                                 raise CacheError(f"internal: worker answered {key} for {task[:2]}")
                             record(task, code, reason)
+                            w.answered = True
+                            startup_deaths = 0
                             if w.inflight:  # the next file starts now
                                 w.inflight[0] = (w.inflight[0][0], now)
                 if w.inflight and not w.proc.is_alive():

@@ -31,6 +31,7 @@ import numpy as np
 import config as defaults
 from genrekit.errors import AudioDecodeError, ConfigError, GenrekitError, ModelError
 from genrekit.model_io import check_model, load_model
+from genrekit.workers import THREAD_ENV, one_thread_env
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ UNSUPPORTED_AUDIO = frozenset({".m4a", ".mp4", ".aac", ".wma", ".alac", ".ape", 
 # (FMA's "30 s" clips are 29.9-30.1 s): its first ``duration`` seconds, as in training.
 CLIP_TOLERANCE_SECONDS = 1.0
 DIGITS = 6  # probabilities are rounded to this many decimals in results
-_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 _INFLIGHT_PER_WORKER = 2  # chunks queued per decoding worker, so none waits for the main process
 _MAX_CHUNK = 8  # files per task sent to a worker
 
@@ -249,7 +249,7 @@ def _watch_parent(parent: int) -> None:
 
 def _init_worker(parent: int) -> None:
     """Decoding worker set-up: one BLAS thread, Ctrl-C left to the parent, quiet, exit with the parent."""
-    for key in _THREAD_ENV:
+    for key in THREAD_ENV:
         os.environ[key] = "1"
     with contextlib.suppress(Exception):
         from threadpoolctl import threadpool_limits
@@ -263,21 +263,6 @@ def _init_worker(parent: int) -> None:
         os.dup2(fd, 2)
         os.close(fd)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-
-
-@contextlib.contextmanager
-def _one_thread_env() -> Iterator[None]:
-    """Children spawned inside start with one BLAS thread (read when they import numpy)."""
-    saved = {k: os.environ.get(k) for k in _THREAD_ENV}
-    os.environ.update({k: "1" for k in _THREAD_ENV})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def decode_parallel(
@@ -316,7 +301,7 @@ def decode_parallel(
                 if inflight and (isolated or any(iso for _, iso in inflight.values())):
                     break
                 chunk, isolated = pending.popleft()
-                with _one_thread_env():
+                with one_thread_env():
                     inflight[pool.submit(_decode_chunk, chunk, params_dict, hop_seconds)] = (chunk, isolated)
             done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
             broken = False

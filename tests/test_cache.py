@@ -243,3 +243,22 @@ def test_build_killed_with_sigkill_resumes_to_the_same_features(clips, tmp_path)
     assert a.track_ids.tolist() == b.track_ids.tolist() == list(range(1, 601))
     assert np.array_equal(a.read(a.track_ids), b.read(b.track_ids))
     assert [(f.track_id, f.status) for f in a.failures] == [(700, "defective"), (701, "missing")]
+
+
+def test_workers_that_cannot_start_stop_the_build_without_marking_files(clips, tmp_path):
+    """A user script without a __main__ guard: spawned workers die at start-up; no file is blamed."""
+    script = tmp_path / "unguarded.py"
+    items = [(100 + i, str(c)) for i, c in enumerate(clips[:3])]
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "from genrekit.audio import FeatureParams\n"
+        "from genrekit.cache import ensure_cache\n"
+        f"ensure_cache({str(tmp_path / 'cache')!r}, {items!r}, FeatureParams(duration=3.0, num_segments=4),"
+        " workers=2, progress=False)\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "CacheError" in result.stderr and '__name__ == "__main__"' in result.stderr
+    status = np.load(next((tmp_path / "cache").glob("part-*")) / "status.npy")
+    assert not status.any()  # every row still pending: nothing was marked defective
