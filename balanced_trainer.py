@@ -4,7 +4,7 @@
     python balanced_trainer.py --batch_size 64 --epochs 50 --focal_loss
     python balanced_trainer.py --metadata fma_data/demo/fma_metadata --audio fma_data/demo/fma_demo \\
         --width_factor 0.125 --epochs 10 --output_dir runs/demo
-    python balanced_trainer.py --extract_only --shard 1/4     # features only, part 1 of 4
+    python balanced_trainer.py --extract_only --shard 0/4     # features only, shard 0 of 4 (0..3)
     python balanced_trainer.py --config examples/example_config.json
 
 The run folder (--output_dir) receives balanced_hierarchical_genre_model.h5,
@@ -19,6 +19,7 @@ import argparse
 import logging
 import sys
 
+from genrekit.cache import parse_shard
 from genrekit.cli import script_main, setup_logging
 from genrekit.errors import ConfigError
 from genrekit.settings import add_config_argument, add_setting_arguments, settings_from_args
@@ -65,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--audio", help="folder with NNN/NNNNNN.mp3 (config.py AUDIO_DIR)")
     parser.add_argument("--output_dir", help="run folder (config.py OUTPUT_DIR)")
     parser.add_argument("--extract_only", action="store_true", help="build the feature cache and stop")
-    parser.add_argument("--shard", metavar="I/N", help="with --extract_only: process part I of N (1-based)")
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="with --extract_only: the tracks with track_id %% N == I (0 <= I < N), into parts of their own",
+    )
     parser.add_argument(
         "--logical_cpus",
         type=int,
@@ -82,24 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """``"2/4"`` -> ``(1, 4)`` (0-based index, count)."""
-    if text is None:
-        return None
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard {text!r} must look like I/N, e.g. 1/4") from None
-    if not 1 <= i <= n:
-        raise ConfigError(f"--shard {text!r}: I must be between 1 and N")
-    return i - 1, n
-
-
 @script_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
-    shard = parse_shard(args.shard)
+    shard = parse_shard(args.shard) if args.shard else None
     if shard is not None and not args.extract_only:
         raise ConfigError("--shard works with --extract_only (train on the merged cache afterwards)")
     output_dir = args.output_dir or settings.output_dir

@@ -649,7 +649,7 @@ def _run_pool(
             if startup_deaths >= 3:
                 raise CacheError(
                     f"feature worker processes die before decoding anything ({why}); if you build the "
-                    "cache from your own script, put its code under `if __name__ == \"__main__\":` "
+                    'cache from your own script, put its code under `if __name__ == "__main__":` '
                     f"(workers are spawned and import the main script); details in {stderr_path}"
                 )
             tasks.extend(task for task, _ in w.inflight)  # retried last, by a worker that works

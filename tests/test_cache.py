@@ -257,7 +257,9 @@ def test_workers_that_cannot_start_stop_the_build_without_marking_files(clips, t
         f"ensure_cache({str(tmp_path / 'cache')!r}, {items!r}, FeatureParams(duration=3.0, num_segments=4),"
         " workers=2, progress=False)\n"
     )
-    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0
     assert "CacheError" in result.stderr and '__name__ == "__main__"' in result.stderr
     status = np.load(next((tmp_path / "cache").glob("part-*")) / "status.npy")
