@@ -1,22 +1,106 @@
-"""balanced_inference: not yet available in this version of the toolkit.
+"""balanced_inference: genre predictions for one audio file or a whole music folder.
 
-python balanced_inference.py --help
+    python balanced_inference.py --model balanced_hierarchical_genre_model.h5 \\
+        --config balanced_training_config.json --file example.mp3
+    python balanced_inference.py --model runs/balanced/balanced_hierarchical_genre_model.h5 \\
+        --folder music_folder/ --recursive --output results.json
+    python balanced_inference.py --model ... --folder music_folder/ --output results.csv --top_k 5
+
+Without --config, balanced_training_config.json next to the model is used. A folder run appends
+every finished file to <output>.partial.jsonl: after Ctrl-C or a crash, run the same command
+again and the files already done are skipped. --output x.csv writes one row per file.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+
+from genrekit.cli import script_main, setup_logging
+from genrekit.errors import AudioDecodeError
+from genrekit.settings import add_setting_arguments
+
+log = logging.getLogger("balanced_inference")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--model",
+        metavar="H5",
+        help="trained model (default: OUTPUT_DIR/MODEL_FILENAME of config.py, where training saves it)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="JSON",
+        help="training config (default: balanced_training_config.json next to the model); a plain "
+        "settings file overrides inference settings and the training config is read next to the model",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", metavar="AUDIO", help="one audio file (MP3, WAV, FLAC, OGG...)")
+    source.add_argument("--folder", metavar="DIR", help="a folder of audio files")
+    parser.add_argument(
+        "--output", metavar="PATH", help="write results: JSON, or one row per file for a .csv name"
+    )
+    parser.add_argument("--recursive", action="store_true", help="include sub-folders of --folder")
+    add_setting_arguments(
+        parser,
+        ["top_k", "threshold", "workers", "inference_batch_size", "inference_segment_hop"],
+        aliases={"inference_batch_size": ["--batch_size"], "inference_segment_hop": ["--segment_hop"]},
+    )
+    parser.add_argument("--quiet", action="store_true", help="no per-file table, only the summary")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.add_argument("--json", dest="print_json", action="store_true", help="print the JSON report")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
 
 
+@script_main
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print("balanced_inference.py is not yet available in this version of the toolkit", file=sys.stderr)
-    return 1
+    args = build_parser().parse_args(argv)
+    setup_logging(verbose=args.verbose)
+    from genrekit.inference import (
+        MusicGenreInference,
+        default_model_path,
+        format_summary,
+        format_table,
+        write_report,
+    )
+
+    overrides = {
+        key: getattr(args, key)
+        for key in ("top_k", "threshold", "workers", "inference_batch_size", "inference_segment_hop")
+    }
+    inference = MusicGenreInference(args.model or default_model_path(), args.config, **overrides)
+    if args.file:
+        report = inference.predict_one_report(args.file)
+        if args.output:
+            write_report(report, args.output)
+    else:
+        report = inference.batch_predict(
+            args.folder, output=args.output, recursive=args.recursive, progress=args.progress
+        )
+    if args.print_json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    elif not args.quiet:
+        table = format_table(report["results"], report["errors"] if args.folder else {})
+        if table:
+            print(table)
+    print(format_summary(report["summary"]), file=sys.stderr)
+    if args.output:
+        log.info("results written to %s", args.output)
+    for key, res in report["results"].items():
+        for warning in res["warnings"]:
+            log.log(logging.WARNING if args.file else logging.DEBUG, "%s: %s", key, warning)
+    if args.file and report["errors"]:
+        raise AudioDecodeError(f"{args.file}: {next(iter(report['errors'].values()))}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -75,6 +75,6 @@ TRAINING_CONFIG_FILENAME = "balanced_training_config.json"  # everything inferen
 
 # --- Derived values (computed, not repeated) ------------------------------------------------------
 INPUT_SHAPE = (N_MELS, SEGMENT_FRAMES, 1)  # model input: mel bands x frames x channel
-LOSS_WEIGHTS = {"top": TOP_LOSS_WEIGHT, "medium": MEDIUM_LOSS_WEIGHT, "all": ALL_LOSS_WEIGHT}
+LOSS_WEIGHTS = {"top": TOP_LOSS_WEIGHT, "medium": MEDIUM_LOSS_WEIGHT, "all": ALL_LOSS_WEIGHT}  # per head
 DEMO_METADATA_DIR = DEMO_DIR + "/fma_metadata"  # demo tracks.csv, genres.csv, checksums
 DEMO_AUDIO_DIR = DEMO_DIR + "/fma_demo"  # demo NNN/NNNNNN.mp3

@@ -1,22 +1,89 @@
-"""model_evaluation: not yet available in this version of the toolkit.
+"""Evaluate a trained genre model on FMA's test split: every figure in JSON, a readable report, plots.
 
-python model_evaluation.py --help
+    python model_evaluation.py --model runs/balanced/balanced_hierarchical_genre_model.h5
+    python model_evaluation.py --model balanced_hierarchical_genre_model.h5 \\
+        --config balanced_training_config.json \\
+        --metadata fma_data/extracted/metadata/fma_metadata \\
+        --audio fma_data/extracted/fma_large/fma_large
+    python model_evaluation.py --model runs/demo/balanced_hierarchical_genre_model.h5 --split validation
+
+--output_dir (default <run folder>/evaluation, <run folder>/evaluation_<split> for other splits)
+receives evaluation_report.json (every figure), evaluation_report.md (tables and figures) and
+plots/*.png. Without --config, balanced_training_config.json next to the model is used; --metadata
+and --audio default to the folders the model was trained on. Features come from the training's
+feature cache, which is completed for tracks it lacks; defective files are left out and counted.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+
+import config as defaults
+from genrekit.cli import script_main, setup_logging
+from genrekit.settings import SPLITS, SUBSETS
+
+log = logging.getLogger("model_evaluation")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument(
+        "--model",
+        default=f"{defaults.OUTPUT_DIR}/{defaults.MODEL_FILENAME}",
+        help="the trained model (default %(default)s)",
+    )
+    parser.add_argument(
+        "--config",
+        help=f"its training config (default: {defaults.TRAINING_CONFIG_FILENAME} next to the model)",
+    )
+    parser.add_argument("--metadata", help="folder with tracks.csv and genres.csv (default: the training's)")
+    parser.add_argument("--audio", help="folder with NNN/NNNNNN.mp3 (default: the training's)")
+    parser.add_argument(
+        "--split", default=defaults.SPLIT, choices=SPLITS, help="FMA split to evaluate (default %(default)s)"
+    )
+    parser.add_argument(
+        "--subset", choices=SUBSETS, help="FMA subset (default: the one the model was trained on)"
+    )
+    parser.add_argument("--output_dir", help="report folder (default <run folder>/evaluation)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes decoding audio missing from the feature cache (default: config.py WORKERS)",
+    )
+    parser.add_argument("--no_plots", action="store_true", help="write the JSON and Markdown report only")
+    parser.add_argument("--verbose", action="store_true", help="DEBUG messages on the console")
+    return parser
 
 
+@script_main
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print("model_evaluation.py is not yet available in this version of the toolkit", file=sys.stderr)
-    return 1
+    args = build_parser().parse_args(argv)
+    from genrekit.evaluate_model import default_output_dir, evaluate_model, format_headline
+    from genrekit.report import REPORT_MD
+
+    output_dir = args.output_dir or default_output_dir(args.model, args.split)
+    setup_logging(None, args.verbose)
+    results = evaluate_model(
+        args.model,
+        args.config,
+        args.metadata,
+        args.audio,
+        args.split,
+        output_dir,
+        args.subset,
+        workers=args.workers,
+        plots=not args.no_plots,
+    )
+    print(format_headline(results))
+    print(f"\nreport: {output_dir}/{REPORT_MD}")
+    return 0
 
 
 if __name__ == "__main__":

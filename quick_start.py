@@ -1,22 +1,286 @@
-"""quick_start: not yet available in this version of the toolkit.
+"""The whole pipeline in one command: setup, inspection, features, training, evaluation, inference.
 
-python quick_start.py --help
+    python quick_start.py                      # on the built-in demo dataset (generated if absent)
+    python quick_start.py --steps train,evaluate
+    python quick_start.py --data real          # on config.py's FMA paths (set them up first)
+    python quick_start.py --smallest           # a tiny end-to-end check (about a minute)
+
+Every step reuses what an earlier run finished: the demo dataset, the feature cache, a finished
+training run (``--retrain`` trains again) and the predictions of files already done. The model is
+deliberately small on the demo data (``--width_factor``, default 0.125) so the whole run takes a
+few minutes on a laptop CPU; use balanced_trainer.py for the full-size model.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
+import time
+from pathlib import Path
+
+import config
+from genrekit.cli import SETUP_HINTS, script_main, setup_logging
+from genrekit.errors import ConfigError, DatasetError
+from genrekit.settings import Settings, add_config_argument
+
+log = logging.getLogger("quick_start")
+
+STEPS = ("setup", "inspect", "features", "train", "evaluate", "predict")
+
+# Demo-data defaults: small enough for a few minutes on two CPU cores, large enough to learn.
+DEMO_OVERRIDES = {
+    "width_factor": 0.125,
+    "num_epochs": 12,
+    "patience": 4,
+    "lr_patience": 2,
+    "learning_rate": 1e-3,
+    "oversample_threshold": 25,
+    "undersample_threshold": 150,
+}
+SMALLEST = {"demo_tracks": 60, "demo_clip_seconds": 2.0, "width_factor": 0.0625, "num_epochs": 1}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Run the whole pipeline: setup, inspection, features, training, evaluation, inference.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    parser.add_argument(
+        "--data", choices=("demo", "real"), default="demo", help="demo dataset or FMA (default demo)"
+    )
+    parser.add_argument(
+        "--steps",
+        default=",".join(STEPS),
+        help=f"comma-separated steps to run (default all: {','.join(STEPS)})",
+    )
+    parser.add_argument(
+        "--output_dir", default="runs/quick_start", help="run folder (default runs/quick_start)"
+    )
+    parser.add_argument("--cache_dir", help=f"feature cache root (default {config.CACHE_DIR})")
+    parser.add_argument(
+        "--demo_dir", default=config.DEMO_DIR, help=f"demo dataset folder (default {config.DEMO_DIR})"
+    )
+    parser.add_argument("--demo_tracks", type=int, help=f"demo tracks (default {config.DEMO_TRACKS})")
+    parser.add_argument(
+        "--demo_seconds", type=float, help=f"demo clip length (default {config.DEMO_CLIP_SECONDS})"
+    )
+    parser.add_argument(
+        "--width_factor", type=float, help="model width (default 0.125 on demo data, config.py on real)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, help="maximum epochs (default 12 on demo data, config.py on real)"
+    )
+    parser.add_argument(
+        "--smallest", action="store_true", help="tiny sizes for a one-minute end-to-end check"
+    )
+    parser.add_argument(
+        "--retrain", action="store_true", help="train again even if the run folder has a model"
+    )
+    add_config_argument(parser)
+    return parser
 
 
+def header(number: int, title: str) -> None:
+    print(f"\n=== [{number}/{len(STEPS)}] {title} " + "=" * max(0, 60 - len(title)), flush=True)
+
+
+def resolve(args: argparse.Namespace) -> tuple[Settings, dict]:
+    """The run's settings and the paths of the dataset."""
+    overrides: dict = {}
+    if args.data == "demo":
+        overrides.update(DEMO_OVERRIDES)
+        if args.smallest:
+            overrides.update(SMALLEST)
+        demo = Path(args.demo_dir)
+        overrides["demo_tracks"] = args.demo_tracks or overrides.get("demo_tracks", config.DEMO_TRACKS)
+        overrides["demo_clip_seconds"] = args.demo_seconds or overrides.get(
+            "demo_clip_seconds", config.DEMO_CLIP_SECONDS
+        )
+        overrides["duration"] = overrides["demo_clip_seconds"]  # features cover the whole demo clip
+        overrides["metadata_dir"] = str(demo / "fma_metadata")
+        overrides["audio_dir"] = str(demo / "fma_demo")
+    if args.width_factor:
+        overrides["width_factor"] = args.width_factor
+    if args.epochs:
+        overrides["num_epochs"] = args.epochs
+    overrides["output_dir"] = args.output_dir
+    if args.cache_dir:
+        overrides["cache_dir"] = args.cache_dir
+    settings = Settings.build(args.config, overrides)
+    return settings, {"metadata": Path(settings.metadata_dir), "audio": Path(settings.audio_dir)}
+
+
+def step_setup(args, settings: Settings, paths: dict) -> None:
+    if args.data == "demo":
+        from genrekit.demo import write_demo_dataset
+
+        info = write_demo_dataset(
+            Path(args.demo_dir),
+            n_tracks=settings.demo_tracks,
+            clip_seconds=settings.demo_clip_seconds,
+            seed=0,
+        )
+        print(
+            f"demo dataset: {info.n_tracks} tracks of {info.clip_seconds:g} s, {info.n_roots} top genres, "
+            f"{len(info.defective_ids)} defective files on purpose, in {info.root}"
+        )
+        return
+    for key, hint in (("metadata", SETUP_HINTS["metadata"]), ("audio", SETUP_HINTS["audio"])):
+        if not paths[key].is_dir():
+            raise DatasetError(f"{key} folder {paths[key]} does not exist; set it up with: {hint}")
+    print(f"FMA data found: {paths['metadata']} and {paths['audio']}")
+
+
+def step_inspect(args, settings: Settings, paths: dict, out: Path) -> None:
+    import fma_inspector
+
+    code = fma_inspector.main(
+        [
+            "--metadata",
+            str(paths["metadata"]),
+            "--audio",
+            str(paths["audio"]),
+            "--output_dir",
+            str(out / "inspection"),
+            "--subset",
+            settings.subset,
+        ]
+    )
+    if code:
+        raise DatasetError("inspection failed (see the message above)")
+
+
+def step_features(settings: Settings, paths: dict) -> None:
+    from genrekit.training import BalancedGenreProcessor
+
+    processor = BalancedGenreProcessor(settings, str(paths["metadata"]), str(paths["audio"]))
+    processed = processor.process_fma_labels(*processor.load_fma_metadata())
+    cache = processor.extract_features(processed)
+    print(
+        f"feature cache: {cache.cache_dir} ({len(cache)} tracks with features, {len(cache.failures)} left out)"
+    )
+
+
+def step_train(args, settings: Settings, paths: dict, out: Path) -> dict:
+    from genrekit.training import train
+
+    if settings.width_factor < 1.0:
+        print(
+            f"model width factor {settings.width_factor:g} (the README's full model is 1.0): small enough for a "
+            "CPU in minutes; train the full model with balanced_trainer.py"
+        )
+    config_out = train(settings, out, str(paths["metadata"]), str(paths["audio"]), retrain=args.retrain)
+    best = config_out["history"]["best"]
+    print(
+        f"trained {config_out['history']['epochs_run']} epochs; best validation top balanced accuracy "
+        f"{best.get('val_top_balanced_accuracy', float('nan')):.3f}"
+    )
+    return config_out
+
+
+def step_evaluate(settings: Settings, paths: dict, out: Path) -> dict:
+    from genrekit.evaluate_model import evaluate_model
+
+    return evaluate_model(
+        out / settings.model_filename,
+        out / settings.training_config_filename,
+        paths["metadata"],
+        paths["audio"],
+        "test",
+        out / "evaluation",
+        settings.subset,
+    )
+
+
+def prediction_folder(settings: Settings, paths: dict, out: Path, limit: int = 40) -> Path:
+    """A folder of music to predict: links to test-split clips (and the genuine FMA clip if present)."""
+    from genrekit import fma
+
+    folder = out / "music_to_predict"
+    folder.mkdir(parents=True, exist_ok=True)
+    tracks = fma.select_subset(fma.load_tracks(paths["metadata"]), settings.subset)
+    for tid in fma.split_ids(tracks, "test")[:limit]:
+        source = fma.audio_path(paths["audio"], tid)
+        link = folder / source.name
+        if source.is_file() and not link.exists():
+            link.symlink_to(source.resolve())
+    return folder
+
+
+def step_predict(settings: Settings, paths: dict, out: Path) -> dict:
+    from genrekit.inference import MusicGenreInference
+
+    folder = prediction_folder(settings, paths, out)
+    inference = MusicGenreInference(out / settings.model_filename, out / settings.training_config_filename)
+    return inference.batch_predict(folder, output=out / "predictions.json", progress=True)
+
+
+@script_main
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print("quick_start.py is not yet available in this version of the toolkit", file=sys.stderr)
-    return 1
+    args = build_parser().parse_args(argv)
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        raise ConfigError(f"--steps: unknown step {unknown[0]!r}; steps are {', '.join(STEPS)}")
+    settings, paths = resolve(args)
+    out = Path(args.output_dir)
+    setup_logging(out)
+    started = time.time()
+    summary: dict = {}
+    numbered = {name: i + 1 for i, name in enumerate(STEPS)}
+    for name in STEPS:
+        if name not in steps:
+            continue
+        header(numbered[name], name)
+        t0 = time.time()
+        if name == "setup":
+            step_setup(args, settings, paths)
+        elif name == "inspect":
+            step_inspect(args, settings, paths, out)
+        elif name == "features":
+            step_features(settings, paths)
+        elif name == "train":
+            summary["train"] = step_train(args, settings, paths, out)["history"]
+        elif name == "evaluate":
+            summary["evaluate"] = step_evaluate(settings, paths, out)
+        elif name == "predict":
+            summary["predict"] = step_predict(settings, paths, out)["summary"]
+        print(f"({name}: {time.time() - t0:.0f} s)", flush=True)
+    print_summary(settings, out, summary, time.time() - started)
+    return 0
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def print_summary(settings: Settings, out: Path, summary: dict, seconds: float) -> None:
+    print("\n=== done " + "=" * 60)
+    print(f"total time: {seconds / 60:.1f} min")
+    model, cfg = out / settings.model_filename, out / settings.training_config_filename
+    if model.is_file():
+        print(f"model:       {model}")
+        print(f"config:      {cfg}")
+    report = out / "evaluation" / "evaluation_report.md"
+    if report.is_file():
+        print(f"report:      {report}")
+        data = json.loads((out / "evaluation" / "evaluation_report.json").read_text())
+        top = data["top"]["track"]
+        print(
+            f"             test top genre: balanced accuracy {_num(top['balanced_accuracy'])}, "
+            f"F1 macro {_num(top['f1_macro'])}, accuracy {_num(top['accuracy'])} ({top['n']} tracks)"
+        )
+    predictions = out / "predictions.json"
+    if predictions.is_file():
+        s = summary.get("predict") or json.loads(predictions.read_text())["summary"]
+        print(f"predictions: {predictions} ({s['processed']} files, {s['failed']} failed)")
+    print("\nnext:")
+    print(f"  python balanced_inference.py --model {model} --config {cfg} --file your_song.mp3")
+    print(f"  tensorboard --logdir {out / 'tensorboard'}")
+    print("  python balanced_trainer.py --help        # the full-size model, your own settings")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,10 @@ def script_main(main: Callable[[list[str] | None], int | None]) -> Callable[[lis
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
         quiet_tensorflow()
+        # A script may call another's main (quick_start runs the inspector): restore the caller's
+        # logging afterwards instead of leaving it torn down.
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
         try:
             return main(argv) or 0
         except GenrekitError as exc:
@@ -33,7 +37,14 @@ def script_main(main: Callable[[list[str] | None], int | None]) -> Callable[[lis
             print("interrupted: finished work is kept; run the same command again to go on", file=sys.stderr)
             return 130
         finally:
-            teardown_logging()
+            for handler in list(root.handlers):
+                if handler not in handlers:
+                    root.removeHandler(handler)
+                    handler.close()
+            for handler in handlers:
+                if handler not in root.handlers:
+                    root.addHandler(handler)
+            root.setLevel(level)
 
     return wrapper
 
@@ -55,12 +66,11 @@ class _ConsoleHandler(logging.StreamHandler):
 
 
 def teardown_logging() -> None:
-    """Remove (and close) the handlers :func:`setup_logging` added."""
+    """Remove the handlers :func:`setup_logging` added (closing is left to their owner)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_genrekit", False):
             root.removeHandler(handler)
-            handler.close()
 
 
 def setup_logging(run_dir: str | Path | None = None, verbose: bool = False) -> None:

@@ -5,6 +5,7 @@ The only module of the model side that imports TensorFlow; it does so inside the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
@@ -14,29 +15,24 @@ from genrekit.errors import ConfigError
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 
 
-def import_tensorflow() -> Any:
-    """Import TensorFlow and Keras with TensorFlow's C++ start-up chatter kept off the console.
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Capture the process's stderr (file descriptor 2) for TensorFlow's C++ start-up chatter.
 
-    TensorFlow 2.21 prints oneDNN and CUDA-probing lines to the process's stderr before its log
-    level applies (``TF_CPP_MIN_LOG_LEVEL`` does not silence them). They are captured at the file
-    descriptor level and shown only if the import fails. Set ``GENREKIT_TF_VERBOSE=1`` to see them.
+    What was captured is shown only if the block raises. ``GENREKIT_TF_VERBOSE=1`` turns it off.
     """
     import sys
-
-    if "tensorflow" in sys.modules or os.environ.get("GENREKIT_TF_VERBOSE"):
-        import keras  # noqa: F401
-        import tensorflow as tf
-
-        return tf
     import tempfile
 
+    if os.environ.get("GENREKIT_TF_VERBOSE"):
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         try:
-            import keras  # noqa: F401
-            import tensorflow as tf
+            yield
         except BaseException:
             os.dup2(saved, 2)
             capture.seek(0)
@@ -45,6 +41,18 @@ def import_tensorflow() -> Any:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+
+
+def import_tensorflow() -> Any:
+    """Import TensorFlow and Keras with TensorFlow's C++ start-up chatter kept off the console.
+
+    TensorFlow 2.21 prints oneDNN and CUDA-probing lines to the process's stderr before its log
+    level applies (``TF_CPP_MIN_LOG_LEVEL`` does not silence them); they are shown only if the
+    import fails.
+    """
+    with _quiet_stderr():
+        import keras  # noqa: F401
+        import tensorflow as tf
     return tf
 
 
@@ -71,7 +79,8 @@ def configure_device(mixed_precision: bool) -> dict[str, Any]:
     tf = import_tensorflow()
     import keras
 
-    gpus = tf.config.list_physical_devices("GPU")
+    with _quiet_stderr():  # on a machine without CUDA drivers, TF logs a failed cuInit here
+        gpus = tf.config.list_physical_devices("GPU")
     growth: bool | None = None
     if gpus:
         growth = True

@@ -79,6 +79,7 @@ def confusion_view(
     *,
     max_classes: int | None = None,
     order: Sequence[int] | None = None,
+    outside: bool = False,
 ) -> tuple[np.ndarray, list[str], list[str]] | None:
     """The row-normalized part of a confusion matrix that :func:`plot_confusion_matrix` draws.
 
@@ -91,13 +92,19 @@ def confusion_view(
         Keep only this many target classes, the most frequent (ties by index).
     order : sequence of int, optional
         Display order of class indices; default alphabetical by name.
+    outside : bool
+        Add columns after the shown classes for the predictions that went to classes not among
+        the rows (a genre without target tracks here, or one cut by ``max_classes``), so every
+        row sums to 1: one column per such class, most predicted first, while the columns number at
+        most ``max_classes``; the rest summed in one ``other genres (k)`` column.
 
     Returns
     -------
     (matrix, row_labels, col_labels) or None
         ``matrix[i, j]``: share of target class i's tracks predicted as class j, divided by the
-        class's full support (a row sums to less than 1 when some of its tracks went to classes
-        not shown); row labels carry the support. None when no class has a track.
+        class's full support (without ``outside``, a row sums to less than 1 when some of its
+        tracks went to classes not shown); row labels carry the support. None when no class has
+        a track.
     """
     cm = np.asarray(cm, dtype=np.float64)
     support = cm.sum(axis=1)
@@ -114,7 +121,23 @@ def confusion_view(
     matrix = cm[np.ix_(shown, shown)] / support[shown, None]
     # Support on the rows only: the columns read as "predicted as".
     row_labels = [f"{names[i]} (n={int(support[i])})" for i in shown]
-    return matrix, row_labels, [names[i] for i in shown]
+    col_labels = [names[i] for i in shown]
+    if outside:
+        received = cm[shown].sum(axis=0)
+        received[shown] = 0
+        others = np.flatnonzero(received > 0)
+        others = others[np.lexsort((others, -received[others]))]
+        room = len(others) if max_classes is None else max(max_classes - len(shown), 0)
+        named, rest = others[:room], others[room:]
+        if len(rest) == 1:  # one "other" column would hide a name for nothing
+            named, rest = others, rest[:0]
+        columns = [matrix, cm[np.ix_(shown, named)] / support[shown, None]]
+        col_labels += [names[i] for i in named]
+        if len(rest):
+            columns.append(cm[np.ix_(shown, rest)].sum(axis=1, keepdims=True) / support[shown, None])
+            col_labels.append(f"other genres ({len(rest)})")
+        matrix = np.concatenate(columns, axis=1)
+    return matrix, row_labels, col_labels
 
 
 def plot_confusion_matrix(
@@ -146,16 +169,16 @@ def plot_confusion_matrix(
     -------
     Path
     """
-    view = confusion_view(cm, names, max_classes=max_classes, order=order)
+    view = confusion_view(cm, names, max_classes=max_classes, order=order, outside=True)
     if view is None:
         return _empty(path, title, "no tracks with a target")
     matrix, row_labels, col_labels = view
     if max_classes is not None and len(np.flatnonzero(np.asarray(cm).sum(axis=1))) > max_classes:
         title = f"{title} ({max_classes} most frequent)"
+    n_rows = len(row_labels)
     n = len(col_labels)
-    side = max(6.0, 0.42 * n + 3.0)
     with _style() as sns:
-        fig = _figure(side + 1.2, side)
+        fig = _figure(max(6.0, 0.42 * n + 3.0) + 1.2, max(6.0, 0.42 * n_rows + 3.0))
         ax = fig.add_subplot()
         annotate = n <= ANNOTATE_MAX
         sns.heatmap(
@@ -182,7 +205,12 @@ def plot_confusion_matrix(
         tick_size = 8 if n <= 40 else 6
         ax.set_xticklabels(col_labels, rotation=60, ha="right", rotation_mode="anchor", fontsize=tick_size)
         ax.set_yticklabels(row_labels, rotation=0, fontsize=tick_size)
-        ax.set_xlabel("predicted genre")
+        xlabel = "predicted genre"
+        if n > n_rows:
+            # Predictions that left the rows' genres: kept visible, right of a separating line.
+            ax.axvline(n_rows, color="0.25", linewidth=1.5)
+            xlabel += " (right of the line: genres that are not rows here)"
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("target genre")
         ax.set_title(f"{title}\nrow-normalized, % of each target genre")
         return _save(fig, path)
@@ -301,6 +329,8 @@ def plot_reliability_diagram(
     bins = calibration["bins"]
     if not calibration.get("n"):
         return _empty(path, title, "no predictions")
+    from matplotlib.ticker import MaxNLocator
+
     lower = np.array([b["lower"] for b in bins])
     upper = np.array([b["upper"] for b in bins])
     centre, width = (lower + upper) / 2, upper - lower
@@ -328,6 +358,7 @@ def plot_reliability_diagram(
         top.legend(loc="upper left", fontsize=8)
         top.set_title(f"{title}\nECE {calibration['ece']:.3f}, MCE {calibration['mce']:.3f}")
         bottom.bar(centre, counts, width=width * 0.95, color="0.55")
+        bottom.yaxis.set_major_locator(MaxNLocator(integer=True))
         bottom.set_ylabel("tracks")
         bottom.set_xlabel("confidence (mean probability of the predicted genre)")
         return _save(fig, path)
@@ -357,6 +388,8 @@ def plot_stability(
     """
     if not stability.get("n_tracks"):
         return _empty(path, title, "no tracks")
+    from matplotlib.ticker import MaxNLocator
+
     edges = np.asarray(stability["histogram"]["edges"])
     counts = np.asarray(stability["histogram"]["counts"])
     genres = list(stability.get("per_genre", []))[:max_genres]
@@ -372,6 +405,7 @@ def plot_stability(
         ax.axvline(median, color=palette[3], linestyle=":", label=f"median {median:.2f}")
         ax.set_xlim(edges[0], edges[-1])
         ax.set_xlabel("share of a track's segments agreeing with the track's prediction")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("tracks")
         ax.legend(loc="upper left")
         ax.set_title(f"{title}: per track (n={stability['n_tracks']})")
@@ -409,6 +443,8 @@ def plot_confused_pairs(
     """
     if not pairs:
         return _empty(path, title, "no confusions")
+    from matplotlib.ticker import MaxNLocator
+
     labels = [f"{p['true']} \u2192 {p['predicted']}" for p in pairs]
     counts = [p["count"] for p in pairs]
     n = len(pairs)
@@ -425,6 +461,7 @@ def plot_confused_pairs(
             share = p.get("share_of_true")
             note = f"{p['count']}" + (f" ({share:.0%} of target)" if share is not None else "")
             ax.text(p["count"] + top * 0.01, yi, note, va="center", fontsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("tracks (target genre \u2192 predicted genre)")
         ax.set_title(title)
         return _save(fig, path)

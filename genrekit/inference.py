@@ -1,0 +1,1130 @@
+"""Genre predictions for audio files and music folders with a trained model and its training config.
+
+The model is loaded once and checked against ``balanced_training_config.json`` (input shape and
+the size of each head's vocabulary) before any work. Files are decoded into log-mel segments by
+exactly the code and parameters of training (:mod:`genrekit.audio`, parameters from the config),
+in worker processes, while the main process predicts several files per batch. Per-file results
+(schema: ``docs/inference_schema.md``) are appended to ``<output>.partial.jsonl`` as they finish,
+so an interrupted folder run keeps its work and a rerun with the same output skips it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import config as defaults
+from genrekit.errors import AudioDecodeError, ConfigError, GenrekitError, ModelError
+
+log = logging.getLogger(__name__)
+
+RESULT_FORMAT = "genrekit-inference"
+RESULT_VERSION = 1
+LEVEL_KEYS = {"top": "top_genre", "medium": "medium_genre"}
+
+# Extensions decoded (what libsndfile reads); other files in a folder are skipped and counted.
+AUDIO_EXTENSIONS = frozenset(
+    {".mp3", ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc", ".au", ".caf"}
+    | {".w64", ".rf64", ".snd"}
+)
+# Audio that libsndfile cannot read: reported as errors (the user has music there), not skipped.
+UNSUPPORTED_AUDIO = frozenset({".m4a", ".mp4", ".aac", ".wma", ".alac", ".ape", ".mka", ".webm"})
+# A file up to this much longer than the training clip duration is treated as a training clip
+# (FMA's "30 s" clips are 29.9-30.1 s): its first ``duration`` seconds, as in training.
+CLIP_TOLERANCE_SECONDS = 1.0
+DIGITS = 6  # probabilities are rounded to this many decimals in results
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+_INFLIGHT_PER_WORKER = 2  # chunks queued per decoding worker, so none waits for the main process
+_MAX_CHUNK = 8  # files per task sent to a worker
+
+
+# --- Model and config -----------------------------------------------------------------------------
+
+
+def resolve_model_files(
+    model_path: str | os.PathLike, config_path: str | os.PathLike | None = None
+) -> tuple[Path, Path, Path | None]:
+    """Find the model, its training config and an optional plain settings file.
+
+    Everything that shaped a model is saved next to it: without ``config_path``, or when
+    ``config_path`` is a plain settings file (no ``"format"`` key), the training config is
+    ``balanced_training_config.json`` in the model's folder.
+
+    Parameters
+    ----------
+    model_path : path-like
+        The saved model (``.h5`` or ``.keras``).
+    config_path : path-like, optional
+        The training config, or a plain settings file whose inference settings (threshold,
+        top_k, workers, batch size, segment hop) override the training config's.
+
+    Returns
+    -------
+    tuple
+        ``(model_path, training_config_path, settings_path or None)``.
+
+    Raises
+    ------
+    ModelError
+        When a file is missing or the config is not JSON.
+    """
+    model = Path(model_path)
+    if not model.is_file():
+        raise ModelError(f"{model}: model file not found (train one with balanced_trainer.py)")
+    beside = model.parent / defaults.TRAINING_CONFIG_FILENAME
+    if config_path is None:
+        if not beside.is_file():
+            raise ModelError(
+                f"no --config given and no {defaults.TRAINING_CONFIG_FILENAME} next to the model in "
+                f"{model.parent}; pass --config"
+            )
+        return model, beside, None
+    cfg = Path(config_path)
+    if not cfg.is_file():
+        raise ModelError(f"{cfg}: config file not found")
+    try:
+        data = json.loads(cfg.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{cfg}: not valid JSON ({exc})") from None
+    if isinstance(data, dict) and "format" in data:
+        return model, cfg, None
+    if not beside.is_file():
+        raise ModelError(
+            f"{cfg} is a settings file, not a training config, and there is no "
+            f"{defaults.TRAINING_CONFIG_FILENAME} next to the model in {model.parent}"
+        )
+    return model, beside, cfg
+
+
+def check_model(model: Any, training_config: Mapping[str, Any], model_path: Path, config_path: Path) -> None:
+    """Refuse a model whose input shape or head sizes differ from its training config.
+
+    Raises
+    ------
+    ModelError
+        Naming both files and every difference.
+    """
+    problems = []
+    expected_shape = tuple(int(d) for d in training_config["input_shape"])
+    features = training_config["features"]
+    if expected_shape[:2] != (features["n_mels"], features["segment_frames"]):
+        problems.append(
+            f"the config's input_shape {expected_shape} disagrees with its features "
+            f"({features['n_mels']} mels x {features['segment_frames']} frames)"
+        )
+    model_shape = tuple(model.input_shape[1:]) if not isinstance(model.input_shape, list) else None
+    if model_shape != expected_shape:
+        problems.append(f"model input shape {model_shape} != config input_shape {expected_shape}")
+    outputs = model.output if isinstance(model.output, dict) else {}
+    for level in ("top", "medium", "all"):
+        names = training_config["vocabularies"][level]["names"]
+        if level not in outputs:
+            problems.append(f"model has no output named {level!r}")
+            continue
+        size = int(outputs[level].shape[-1])
+        if size != len(names):
+            problems.append(f"{level} head has {size} outputs, the config's vocabulary {len(names)} genres")
+    problems.extend(_normalization_problems(model, training_config.get("normalization") or {}))
+    if problems:
+        raise ModelError(
+            f"model {model_path} does not match training config {config_path}: " + "; ".join(problems)
+        )
+
+
+def _normalization_problems(model: Any, stats: Mapping[str, Any]) -> list[str]:
+    """The model normalizes its own input: its first layer must hold the config's statistics."""
+    from genrekit.model import MIN_NORM_STD
+
+    layer = next((x for x in model.layers if type(x).__name__ == "Normalization"), None)
+    if "mean" not in stats:
+        return []
+    if layer is None:
+        return ["the config has normalization statistics but the model has no Normalization layer"]
+    mean = np.asarray(stats["mean"], np.float64).ravel()
+    std = np.asarray(stats["std"], np.float64).ravel()
+    variance = np.where(std < MIN_NORM_STD, 1.0, std) ** 2
+    held_mean = np.asarray(layer.mean, np.float64).ravel()
+    held_var = np.asarray(layer.variance, np.float64).ravel()
+    if held_mean.shape != mean.shape or held_var.shape != variance.shape:
+        return [f"the model normalizes {held_mean.size} mel bands, the config's statistics {mean.size}"]
+    if not (
+        np.allclose(held_mean, mean, rtol=1e-4, atol=1e-3) and np.allclose(held_var, variance, rtol=1e-3)
+    ):
+        return [
+            "the model's normalization statistics differ from the config's (a config of another training)"
+        ]
+    return []
+
+
+def load_model(model_path: Path) -> Any:
+    """Load a saved model for prediction (custom losses and metrics registered first).
+
+    The device is set up first: TensorFlow imported quietly, GPU memory growth on.
+    """
+    from genrekit.device import configure_device
+
+    configure_device(mixed_precision=False)
+    import keras
+
+    import genrekit.keras_metrics  # noqa: F401  (registers the custom objects)
+    import genrekit.losses  # noqa: F401
+
+    try:
+        return keras.models.load_model(model_path, compile=False)
+    except Exception as exc:  # h5py, zipfile and Keras raise many kinds
+        raise ModelError(f"{model_path}: cannot load the model ({type(exc).__name__}: {exc})") from None
+
+
+# --- Files and segments -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentPlan:
+    """Where the segments of one file are taken, decided from its length alone.
+
+    ``mode`` is ``clip`` (up to ``duration`` + 1 s long: the first ``duration`` seconds and
+    ``num_segments`` segments, exactly as training), ``short`` (fewer whole segments fit: that
+    many, with a warning) or ``track`` (longer: segments spread over the whole track, or one
+    every ``hop_seconds``).
+    """
+
+    mode: str
+    starts: np.ndarray  # first spectrogram frame of each segment
+    seconds: float  # length of the file
+    warning: str | None = None
+
+
+def plan_segments(frames: int, rate: int, params: Any, hop_seconds: float = 0.0) -> SegmentPlan:
+    """Decide how a file of ``frames`` samples at ``rate`` Hz is cut into segments.
+
+    Mirrors the placement rules of :func:`genrekit.audio.load_segments` and
+    :func:`~genrekit.audio.load_track_segments`.
+
+    Raises
+    ------
+    AudioDecodeError
+        When not even ``params.min_segments`` whole segments fit.
+    """
+    from genrekit.audio import segment_starts
+
+    sr, hop, width = params.sample_rate, params.hop_length, params.segment_frames
+    seconds = frames / rate
+    length = -(-frames * sr // rate)
+    if seconds <= params.duration + CLIP_TOLERANCE_SECONDS:
+        clip_length = min(length, int(round(params.duration * sr)))
+        total = 1 + clip_length // hop
+        fit = total // width
+        if fit < params.min_segments:
+            need = params.min_segments * width * hop / sr
+            raise AudioDecodeError(
+                f"too short: {seconds:.2f} s of audio, at least {need:.2f} s needed for "
+                f"{params.min_segments} segment(s)"
+            )
+        if fit >= params.num_segments or clip_length >= int(round(params.duration * sr)):
+            return SegmentPlan("clip", segment_starts(total, params.num_segments, width), seconds)
+        warning = (
+            f"short file ({seconds:.2f} s): {fit} segment(s) instead of {params.num_segments}, "
+            "the prediction is less reliable"
+        )
+        return SegmentPlan("short", segment_starts(total, fit, width), seconds, warning)
+    total = 1 + length // hop
+    if hop_seconds > 0:
+        step = max(1, int(round(hop_seconds * sr / hop)))
+        starts = np.arange(0, total - width + 1, step, dtype=np.int64)
+    else:
+        starts = segment_starts(total, params.num_segments, width)
+    return SegmentPlan("track", starts, seconds)
+
+
+@dataclasses.dataclass
+class Decoded:
+    """One file after decoding: its segments (float16, as the training cache stores them) or an error."""
+
+    key: str
+    path: str
+    segments: np.ndarray | None = None
+    info: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def _reason(exc: BaseException, path: str) -> str:
+    """An error's cause without the path its message may start with (results are keyed by file)."""
+    text = str(exc)
+    prefix = f"{path}: "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: float = 0.0) -> Decoded:
+    """Decode one file into segments; never raises for a bad file (the error is in the result).
+
+    The segments are rounded to float16 because the training feature cache stores them so: a
+    clip gives the model exactly the input it gets in training and evaluation.
+    """
+    from genrekit.audio import decoded_length, load_segments, load_track_segments
+
+    path = str(path)
+    suffix = Path(path).suffix.lower()
+    if suffix in UNSUPPORTED_AUDIO:
+        return Decoded(key, path, error=f"unsupported format {suffix} (readable: MP3, WAV, FLAC, OGG, AIFF)")
+    try:
+        frames, rate, channels = decoded_length(path)
+        plan = plan_segments(frames, rate, params, hop_seconds)
+        if plan.mode == "clip":
+            segments = load_segments(path, params)
+        elif plan.mode == "short":
+            segments = load_track_segments(path, params, num_segments=len(plan.starts))
+        else:
+            segments = load_track_segments(path, params, hop_seconds=hop_seconds)
+    except AudioDecodeError as exc:
+        return Decoded(key, path, error=_reason(exc, path))
+    except Exception as exc:  # one odd file must never stop a folder run
+        return Decoded(key, path, error=f"unexpected {type(exc).__name__}: {_reason(exc, path)}")
+    starts = plan.starts if len(plan.starts) == len(segments) else None
+    info = {
+        "duration_seconds": round(plan.seconds, 3),
+        "sample_rate": rate,
+        "channels": channels,
+        "segment_mode": plan.mode,
+        "segment_starts": (
+            [round(float(s) * params.hop_length / params.sample_rate, 3) for s in starts]
+            if starts is not None
+            else [None] * len(segments)
+        ),
+        "warnings": [plan.warning] if plan.warning else [],
+    }
+    return Decoded(key, path, segments.astype(np.float16), info)
+
+
+def _decode_chunk(chunk: list[tuple[str, str]], params_dict: dict[str, Any], hop: float) -> list[Decoded]:
+    from genrekit.audio import FeatureParams
+
+    params = FeatureParams.from_dict(params_dict)
+    return [decode_file(key, path, params, hop) for key, path in chunk]
+
+
+def _watch_parent(parent: int) -> None:
+    # A worker whose parent was killed (SIGKILL, OOM) would wait on its queue forever.
+    while True:
+        if os.getppid() != parent:
+            os._exit(0)
+        time.sleep(0.5)
+
+
+def _init_worker(parent: int) -> None:
+    """Decoding worker set-up: one BLAS thread, Ctrl-C left to the parent, quiet, exit with the parent."""
+    for key in _THREAD_ENV:
+        os.environ[key] = "1"
+    with contextlib.suppress(Exception):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # mpg123 prints notes on corrupt frames to stderr; they would break the progress bar, and
+    # every failure is reported in the results anyway.
+    with contextlib.suppress(OSError):
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, 2)
+        os.close(fd)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+@contextlib.contextmanager
+def _one_thread_env() -> Iterator[None]:
+    """Children spawned inside start with one BLAS thread (read when they import numpy)."""
+    saved = {k: os.environ.get(k) for k in _THREAD_ENV}
+    os.environ.update({k: "1" for k in _THREAD_ENV})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def decode_parallel(
+    items: list[tuple[str, str]], params: Any, hop_seconds: float, workers: int, chunk_size: int = 0
+) -> Iterator[Decoded]:
+    """Decode ``items`` ((key, path)) in ``workers`` spawned processes; yield results as they finish.
+
+    At most ``2 x workers`` chunks are in flight, so memory stays bounded when the consumer (the
+    model) is slower than decoding. A worker that dies (a decoder crash) does not stop the run:
+    the files it held are retried one at a time in a fresh pool and the one that kills a worker
+    again is reported as an error.
+    """
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    if not chunk_size:
+        chunk_size = max(1, min(_MAX_CHUNK, len(items) // (workers * 8) or 1))
+    pending: deque[tuple[list[tuple[str, str]], bool]] = deque(
+        (items[i : i + chunk_size], False) for i in range(0, len(items), chunk_size)
+    )
+    # spawn, never fork: the parent holds TensorFlow's threads, which do not survive a fork.
+    ctx = multiprocessing.get_context("spawn")
+    params_dict = params.to_dict()
+
+    def new_pool() -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+
+    pool = new_pool()
+    inflight: dict[Any, tuple[list[tuple[str, str]], bool]] = {}
+    try:
+        while pending or inflight:
+            while pending and len(inflight) < workers * _INFLIGHT_PER_WORKER:
+                # A file suspected of crashing a worker runs alone, so the culprit is known.
+                isolated = pending[0][1]
+                if inflight and (isolated or any(iso for _, iso in inflight.values())):
+                    break
+                chunk, isolated = pending.popleft()
+                with _one_thread_env():
+                    inflight[pool.submit(_decode_chunk, chunk, params_dict, hop_seconds)] = (chunk, isolated)
+            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
+            broken = False
+            for future in done:
+                chunk, isolated = inflight.pop(future)
+                try:
+                    results = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    if isolated:
+                        key, path = chunk[0]
+                        yield Decoded(
+                            key, path, error="the decoder crashed on this file (worker process died)"
+                        )
+                    else:
+                        pending.extendleft(([item], True) for item in reversed(chunk))
+                    continue
+                yield from results
+            if broken:
+                # Every chunk still in flight died with the pool: retry its files one at a time.
+                for chunk, _ in inflight.values():
+                    pending.extendleft(([item], True) for item in reversed(chunk))
+                inflight.clear()
+                pool.shutdown(wait=False, cancel_futures=True)
+                pool = new_pool()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def list_audio_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path]]:
+    """``(audio files, other files)`` of a folder, sorted; hidden files and folders are left out."""
+    audio, other = [], []
+    if recursive:
+        walker = os.walk(folder)
+    else:
+        walker = iter([(str(folder), [], [e.name for e in os.scandir(folder) if e.is_file()])])
+    for root, dirs, files in walker:
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(root) / name
+            if name.startswith("."):  # .DS_Store, macOS ._name.mp3 resource forks
+                continue
+            suffix = path.suffix.lower()
+            (audio if suffix in AUDIO_EXTENSIONS | UNSUPPORTED_AUDIO else other).append(path)
+    return sorted(audio), sorted(other)
+
+
+# --- Results ------------------------------------------------------------------------------------------
+
+
+def _r(value: float) -> float:
+    return round(float(value), DIGITS)
+
+
+class PartialLog:
+    """``<output>.partial.jsonl``: one JSON line per finished file, appended and fsync'd.
+
+    The first line holds the run's fingerprint (model, config, settings); a log written by
+    another model or with other settings is set aside and the run starts over.
+    """
+
+    def __init__(self, path: Path, fingerprint: dict[str, Any]):
+        self.path = path
+        self.fingerprint = fingerprint
+        self.fh: io.TextIOBase | None = None
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        """Entries of a previous run with the same fingerprint, by key (a torn last line is dropped)."""
+        if not self.path.is_file():
+            return {}
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        lines = data[:end].decode("utf-8", errors="replace").splitlines()
+        try:
+            header = json.loads(lines[0])["header"] if lines else None
+        except (json.JSONDecodeError, KeyError, TypeError):
+            header = None
+        if header != self.fingerprint:
+            log.warning("%s was written by another model or other settings: starting over", self.path)
+            self.path.unlink()
+            return {}
+        if end < len(data):  # a line cut by a crash: drop it so appends start on a new line
+            with open(self.path, "r+b") as fh:
+                fh.truncate(end)
+        entries = {}
+        for line in lines[1:]:
+            try:
+                entry = json.loads(line)
+                entries[entry["key"]] = entry
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+        return entries
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.is_file()
+        self.fh = open(self.path, "a", encoding="utf-8")
+        if new:
+            self.fh.write(json.dumps({"header": self.fingerprint}) + "\n")
+            self.sync()
+
+    def append(self, entries: Iterable[dict[str, Any]]) -> None:
+        for entry in entries:
+            self.fh.write(json.dumps(entry) + "\n")
+        self.sync()
+
+    def sync(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temp file beside ``path``, fsync it, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+CSV_COLUMNS = (
+    "file",
+    "status",
+    "top_genre",
+    "top_confidence",
+    "top_genre_voting",
+    "top_vote_share",
+    "medium_genre",
+    "medium_confidence",
+    "medium_path",
+    "hierarchy_consistent",
+    "labels",
+    "num_segments",
+    "duration_seconds",
+    "warnings",
+    "error",
+)
+
+
+def csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per file (results, then errors) with the columns of :data:`CSV_COLUMNS`."""
+    rows = []
+    for key, res in report["results"].items():
+        agg = res["aggregated_results"]
+        top, medium = agg["top_genre"], agg["medium_genre"]
+        rows.append(
+            {
+                "file": key,
+                "status": "ok",
+                "top_genre": top["average_confidence"]["name"],
+                "top_confidence": top["average_confidence"]["confidence"],
+                "top_genre_voting": top["voting"]["name"],
+                "top_vote_share": top["voting"]["share"],
+                "medium_genre": medium["average_confidence"]["name"],
+                "medium_confidence": medium["average_confidence"]["confidence"],
+                "medium_path": medium["average_confidence"]["path"],
+                "hierarchy_consistent": res["hierarchy"]["consistent"],
+                "labels": ";".join(label["genre"] for label in agg["all_genres"]["labels"]),
+                "num_segments": res["num_segments"],
+                "duration_seconds": res["duration_seconds"],
+                "warnings": " | ".join(res["warnings"]),
+                "error": "",
+            }
+        )
+    for key, reason in report["errors"].items():
+        rows.append({**dict.fromkeys(CSV_COLUMNS, ""), "file": key, "status": "error", "error": reason})
+    return rows
+
+
+def to_csv(report: Mapping[str, Any]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
+    writer.writeheader()
+    writer.writerows(csv_rows(report))
+    return buf.getvalue()
+
+
+def write_report(report: Mapping[str, Any], output: str | os.PathLike) -> Path:
+    """Write a run's report atomically: CSV (one row per file) for a ``.csv`` name, JSON otherwise."""
+    output = Path(output)
+    if output.suffix.lower() == ".csv":
+        write_atomic(output, to_csv(report))
+    else:
+        write_atomic(output, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return output
+
+
+def format_table(results: Mapping[str, Any], errors: Mapping[str, str] | None = None, width: int = 40) -> str:
+    """A plain-text table: file, top genre, confidence, medium genre, labels; then the errors."""
+
+    def cut(text: str, n: int) -> str:
+        return text if len(text) <= n else "..." + text[-(n - 3) :]
+
+    header = ("file", "top genre", "conf", "medium genre", "labels")
+    rows = []
+    for key, res in results.items():
+        agg = res["aggregated_results"]
+        avg = agg["top_genre"]["average_confidence"]
+        medium = agg["medium_genre"]["average_confidence"]["path"]
+        labels = ", ".join(label["genre"] for label in agg["all_genres"]["labels"]) or "-"
+        mark = "" if res["hierarchy"]["consistent"] else " (!)"
+        rows.append((cut(key, width), avg["name"], f"{avg['confidence']:.2f}", medium + mark, labels))
+    lines = []
+    if rows:
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
+        lines.append(fmt.format(*header))
+        lines.append(fmt.format(*("-" * w for w in widths)))
+        lines.extend(fmt.format(*row) for row in rows)
+        if any(not res["hierarchy"]["consistent"] for res in results.values()):
+            lines.append("(!) the medium genre is not under the top genre in the genre tree")
+    for key, reason in (errors or {}).items():
+        lines.append(f"FAILED {key}: {reason}")
+    return "\n".join(lines)
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """One line: files done, failed, skipped, speed."""
+    parts = [
+        f"{summary['processed']} file(s) done",
+        f"{summary['failed']} failed",
+    ]
+    if summary.get("skipped_non_audio"):
+        parts.append(f"{summary['skipped_non_audio']} non-audio skipped")
+    if summary.get("resumed"):
+        parts.append(f"{summary['resumed']} kept from an earlier run")
+    if summary.get("with_warnings"):
+        parts.append(f"{summary['with_warnings']} with warnings")
+    parts.append(f"{summary['seconds']:.1f} s, {summary['files_per_second']:.2f} files/s")
+    return ", ".join(parts)
+
+
+# --- The predictor ------------------------------------------------------------------------------------
+
+
+class MusicGenreInference:
+    """A trained genre model and its training config, ready to predict files and folders.
+
+    Parameters
+    ----------
+    model_path : path-like
+        The saved model, e.g. ``runs/balanced/balanced_hierarchical_genre_model.h5``.
+    config_path : path-like, optional
+        Its training config (default: ``balanced_training_config.json`` next to the model), or a
+        plain settings file whose inference settings override the training config's.
+    **overrides
+        Settings by name, e.g. ``threshold=0.3, top_k=5, workers=2, inference_batch_size=128,
+        inference_segment_hop=3.0``; ``None`` values are ignored.
+
+    Raises
+    ------
+    ModelError
+        When a file is missing or the model does not match the config.
+
+    Examples
+    --------
+    >>> inference = MusicGenreInference(model_path="model.h5", config_path="config.json")
+    >>> results = inference.batch_predict("music_folder/")
+    >>> for filename, result in results["results"].items():
+    ...     top = result["aggregated_results"]["top_genre"]["voting"]["name"]
+    """
+
+    def __init__(
+        self, model_path: str | os.PathLike, config_path: str | os.PathLike | None = None, **overrides: Any
+    ):
+        from genrekit.audio import FeatureParams
+        from genrekit.labels import Vocabulary
+        from genrekit.settings import Settings, read_config_file
+        from genrekit.training import load_training_config
+
+        self.model_path, self.config_path, settings_path = resolve_model_files(model_path, config_path)
+        self.training_config = load_training_config(self.config_path)
+        try:
+            self.params = FeatureParams.from_dict(self.training_config["features"])
+        except ConfigError as exc:
+            raise ModelError(f"{self.config_path}: {exc}") from None
+        self.vocabs = {
+            level: Vocabulary.from_dict(self.training_config["vocabularies"][level])
+            for level in ("top", "medium", "all")
+        }
+        values = dict(read_config_file(settings_path)) if settings_path else {}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        # The training machine's worker count says nothing about this one.
+        values.setdefault("workers", defaults.WORKERS)
+        self.settings = Settings.build(self.config_path, values)
+        self.threshold = self.settings.threshold
+        self.top_k = self.settings.top_k
+        self.segment_hop = self.settings.inference_segment_hop
+        self.batch_size = self.settings.inference_batch_size
+        self.workers = self.settings.num_workers
+        self.model = load_model(self.model_path)
+        check_model(self.model, self.training_config, self.model_path, self.config_path)
+        self._top_index = self.vocabs["top"].index
+        log.debug("model %s, config %s, settings %s", self.model_path, self.config_path, self.run_settings())
+
+    # -- core --
+
+    def run_settings(self) -> dict[str, Any]:
+        """The settings that shape results (stored in reports and resume logs)."""
+        return {
+            "threshold": self.threshold,
+            "top_k": self.top_k,
+            "segment_hop": self.segment_hop,
+            "batch_size": self.batch_size,
+            "workers": self.workers,
+        }
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What must not change between an interrupted run and its continuation."""
+        stat = self.model_path.stat()
+        return {
+            "format": RESULT_FORMAT,
+            "version": RESULT_VERSION,
+            "model": str(self.model_path.resolve()),
+            "model_bytes": stat.st_size,
+            "model_mtime_ns": stat.st_mtime_ns,
+            "config_sha1": hashlib.sha1(self.config_path.read_bytes()).hexdigest(),
+            "threshold": self.threshold,
+            "top_k": self.top_k,
+            "segment_hop": self.segment_hop,
+        }
+
+    def predict_segments(self, segments: np.ndarray) -> dict[str, np.ndarray]:
+        """Probabilities of each head for log-mel segments ``(n, n_mels, frames)`` (not normalized).
+
+        The model normalizes its own input (its first layer holds the training statistics).
+        Batches hold at most ``inference_batch_size`` segments.
+        """
+        x = np.asarray(segments, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[..., None]
+        out: dict[str, list[np.ndarray]] = {"top": [], "medium": [], "all": []}
+        for start in range(0, len(x), self.batch_size):
+            pred = self.model.predict_on_batch(x[start : start + self.batch_size])
+            for level in out:
+                out[level].append(np.asarray(pred[level], dtype=np.float64))
+        return {level: np.concatenate(parts) for level, parts in out.items()}
+
+    def _head_result(self, level: str, probs: np.ndarray) -> dict[str, Any]:
+        from genrekit.aggregate import average_confidence, voting
+
+        vocab = self.vocabs[level]
+        vote = voting(probs, vocab.names).to_dict()
+        avg = average_confidence(probs, vocab.names, self.top_k).to_dict()
+        for part in (vote, avg):
+            part["genre_id"] = vocab.genre_ids[part["index"]]
+            part["path"] = vocab.paths[part["index"]]
+        vote["share"] = _r(vote["share"])
+        avg["confidence"] = _r(avg["confidence"])
+        avg["top_k"] = [{"genre": t["genre"], "probability": _r(t["probability"])} for t in avg["top_k"]]
+        return {"voting": vote, "average_confidence": avg}
+
+    def build_result(self, decoded: Decoded, probs: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """The result of one file (schema: ``docs/inference_schema.md``) from its segments' probabilities."""
+        from genrekit.aggregate import multilabel_average
+
+        for level, p in probs.items():
+            if not np.all(np.isfinite(p)):
+                raise ModelError(f"the model gave non-finite {level} probabilities")
+        top = self._head_result("top", probs["top"])
+        medium = self._head_result("medium", probs["medium"])
+        vocab_all = self.vocabs["all"]
+        multi = multilabel_average(probs["all"], vocab_all.names, self.threshold)
+        by_name = {name: i for i, name in enumerate(vocab_all.names)}
+        labels = [
+            {
+                "genre": name,
+                "probability": _r(p),
+                "genre_id": vocab_all.genre_ids[by_name[name]],
+                "path": vocab_all.paths[by_name[name]],
+            }
+            for name, p in multi.labels
+        ]
+        top_avg, medium_avg = top["average_confidence"], medium["average_confidence"]
+        medium_root = self.vocabs["medium"].root_ids[medium_avg["index"]]
+        segments = []
+        top_names, medium_names = self.vocabs["top"].names, self.vocabs["medium"].names
+        for i, start in enumerate(decoded.info["segment_starts"]):
+            t, m = int(np.argmax(probs["top"][i])), int(np.argmax(probs["medium"][i]))
+            segments.append(
+                {
+                    "index": i,
+                    "start_seconds": start,
+                    "top_genre": {"name": top_names[t], "probability": _r(probs["top"][i, t])},
+                    "medium_genre": {"name": medium_names[m], "probability": _r(probs["medium"][i, m])},
+                    "all_genres": [
+                        vocab_all.names[j] for j in np.flatnonzero(probs["all"][i] > self.threshold)
+                    ],
+                }
+            )
+        info = decoded.info
+        return {
+            "file": str(Path(decoded.path).resolve()),
+            "duration_seconds": info["duration_seconds"],
+            "sample_rate": info["sample_rate"],
+            "channels": info["channels"],
+            "segment_mode": info["segment_mode"],
+            "num_segments": len(segments),
+            "warnings": list(info["warnings"]),
+            "segment_predictions": segments,
+            "aggregated_results": {
+                "top_genre": top,
+                "medium_genre": medium,
+                "all_genres": {"threshold": self.threshold, "labels": labels},
+            },
+            "hierarchy": {
+                "top_genre": top_avg["name"],
+                "medium_genre": medium_avg["name"],
+                "medium_path": medium_avg["path"],
+                "medium_root": medium_avg["path"].split(" > ")[0],
+                "consistent": bool(medium_root == top_avg["genre_id"]),
+            },
+        }
+
+    def _predict_group(self, group: list[Decoded]) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+        probs = self.predict_segments(np.concatenate([d.segments for d in group]))
+        start = 0
+        for d in group:
+            stop = start + len(d.segments)
+            try:
+                result = self.build_result(d, {k: v[start:stop] for k, v in probs.items()})
+            except (GenrekitError, ValueError) as exc:
+                yield d.key, None, str(exc)
+            else:
+                yield d.key, result, None
+            start = stop
+
+    def predict_decoded(
+        self, decoded: Iterable[Decoded]
+    ) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+        """``(key, result, None)`` or ``(key, None, reason)`` per file, several files per model batch.
+
+        Whole files are grouped until the next would take a batch past ``inference_batch_size``
+        segments (a file longer than that is predicted alone, in slices).
+        """
+        group: list[Decoded] = []
+        count = 0
+        for item in decoded:
+            if item.error is not None:
+                yield item.key, None, item.error
+                continue
+            if group and count + len(item.segments) > self.batch_size:
+                yield from self._predict_group(group)
+                group, count = [], 0
+            group.append(item)
+            count += len(item.segments)
+        if group:
+            yield from self._predict_group(group)
+
+    def predict_file(self, path: str | os.PathLike) -> dict[str, Any]:
+        """Predict one audio file.
+
+        Returns
+        -------
+        dict
+            The file's result: per-segment predictions, ``aggregated_results`` (``top_genre``,
+            ``medium_genre``, ``all_genres``) and ``hierarchy``; see ``docs/inference_schema.md``.
+
+        Raises
+        ------
+        AudioDecodeError
+            When the file cannot give segments (missing, not audio, corrupt, too short).
+        """
+        path = Path(path)
+        decoded = decode_file(path.name, path, self.params, self.segment_hop)
+        for _key, result, error in self.predict_decoded([decoded]):
+            if error is not None:
+                raise AudioDecodeError(f"{path}: {error}")
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def predict_files(
+        self,
+        items: list[tuple[str, str]],
+        workers: int | None = None,
+        on_result: Callable[[str, dict[str, Any] | None, str | None], None] | None = None,
+        progress: bool = False,
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Predict ``items`` ((key, path)); decoding in ``workers`` processes (default: the settings').
+
+        With ``workers`` <= 1 or a single file, decoding runs in this process (no start-up cost).
+
+        ``on_result(key, result, error)`` is called for every finished file (in batches' order).
+        Returns ``(results, errors)`` by key.
+        """
+        from tqdm.auto import tqdm
+
+        workers = self.workers if workers is None else workers
+        if workers > 1 and len(items) > 1:
+            decoded: Iterable[Decoded] = decode_parallel(
+                items, self.params, self.segment_hop, min(workers, len(items))
+            )
+        else:
+            decoded = (decode_file(k, p, self.params, self.segment_hop) for k, p in items)
+        results: dict[str, Any] = {}
+        errors: dict[str, str] = {}
+        bar = tqdm(total=len(items), unit="file", disable=not progress, dynamic_ncols=True, smoothing=0.05)
+        try:
+            for key, result, error in self.predict_decoded(decoded):
+                if error is None:
+                    results[key] = result
+                else:
+                    errors[key] = error
+                if on_result is not None:
+                    on_result(key, result, error)
+                bar.update(1)
+        finally:
+            bar.close()
+            if hasattr(decoded, "close"):
+                decoded.close()  # stops the worker pool at once on Ctrl-C or an error
+        return results, errors
+
+    def batch_predict(
+        self,
+        folder: str | os.PathLike,
+        output: str | os.PathLike | None = None,
+        recursive: bool = False,
+        progress: bool = False,
+        workers: int | None = None,
+    ) -> dict[str, Any]:
+        """Predict every audio file of a folder; write the report to ``output`` when given.
+
+        Non-audio and hidden files are skipped and counted; files that cannot be decoded go to
+        ``errors`` with the reason; the run never stops for one file. With ``output``, every
+        finished file is appended to ``<output>.partial.jsonl`` (fsync'd), so an interrupted run
+        keeps its work; a rerun with the same output (and the same model and settings) skips
+        the files already done, also those of a finished JSON report. The report is written
+        atomically at the end (CSV for a ``.csv`` name, else JSON) and the partial file removed.
+
+        Returns
+        -------
+        dict
+            ``{"format", "version", "run", "results", "errors", "skipped", "summary"}``;
+            see ``docs/inference_schema.md``.
+
+        Raises
+        ------
+        GenrekitError
+            When the folder does not exist.
+        """
+        from genrekit.cli import require_dir
+
+        started = time.perf_counter()
+        folder = require_dir(Path(folder), "music")
+        audio, other = list_audio_files(folder, recursive)
+        if output is not None:  # a report written into the music folder is not music
+            ours = {Path(output).resolve(), Path(f"{output}.partial.jsonl").resolve()}
+            other = [p for p in other if p.resolve() not in ours]
+        items = [(p.relative_to(folder).as_posix(), str(p)) for p in audio]
+        fingerprint = self.fingerprint()
+        partial = None
+        previous: dict[str, dict[str, Any]] = {}
+        if output is not None:
+            output = Path(output)
+            previous = self._previous_report(output, fingerprint)
+            partial = PartialLog(output.with_name(output.name + ".partial.jsonl"), fingerprint)
+            previous.update(partial.read())
+            partial.open()
+        wanted = {key for key, _ in items}
+        previous = {k: v for k, v in previous.items() if k in wanted}
+        todo = [(k, p) for k, p in items if k not in previous]
+        log.info(
+            "%d audio file(s) in %s (%d to do, %d done before), %d other file(s) skipped",
+            len(items),
+            folder,
+            len(todo),
+            len(previous),
+            len(other),
+        )
+        batch: list[dict[str, Any]] = []
+
+        def on_result(key: str, result: dict[str, Any] | None, error: str | None) -> None:
+            entry = {"key": key, "result": result} if error is None else {"key": key, "error": error}
+            batch.append(entry)
+            # One fsync per handful of files, not per file: cheap, and little is ever lost.
+            if len(batch) >= 8 or time.perf_counter() - last_sync[0] > 1.0:
+                flush()
+
+        last_sync = [time.perf_counter()]
+
+        def flush() -> None:
+            if partial is not None and batch:
+                partial.append(batch)
+            batch.clear()
+            last_sync[0] = time.perf_counter()
+
+        work_started = time.perf_counter()
+        try:
+            new_results, new_errors = self.predict_files(todo, workers, on_result, progress)
+        finally:
+            flush()
+            if partial is not None:
+                partial.close()
+        work_seconds = time.perf_counter() - work_started
+        results, errors = {}, {}
+        for key, _ in items:  # the folder's order, whatever the order files finished in
+            if key in new_results:
+                results[key] = new_results[key]
+            elif key in new_errors:
+                errors[key] = new_errors[key]
+            elif key in previous:
+                entry = previous[key]
+                if entry.get("error") is not None:
+                    errors[key] = entry["error"]
+                else:
+                    results[key] = entry["result"]
+        done_now = len(new_results) + len(new_errors)
+        top_counts: dict[str, int] = {}
+        for res in results.values():
+            name = res["aggregated_results"]["top_genre"]["average_confidence"]["name"]
+            top_counts[name] = top_counts.get(name, 0) + 1
+        summary = {
+            "files_found": len(audio) + len(other),
+            "audio_files": len(items),
+            "processed": len(results),
+            "failed": len(errors),
+            "skipped_non_audio": len(other),
+            "resumed": len(previous),
+            "with_warnings": sum(1 for r in results.values() if r["warnings"]),
+            "segments": sum(r["num_segments"] for r in results.values()),
+            "seconds": round(time.perf_counter() - started, 3),
+            "files_per_second": round(done_now / work_seconds, 3) if done_now and work_seconds > 0 else 0.0,
+            "top_genre_counts": dict(sorted(top_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
+        }
+        report = {
+            "format": RESULT_FORMAT,
+            "version": RESULT_VERSION,
+            "run": {
+                "folder": str(folder.resolve()),
+                "recursive": recursive,
+                "model": str(self.model_path),
+                "config": str(self.config_path),
+                "settings": self.run_settings(),
+                "fingerprint": fingerprint,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+            "results": results,
+            "errors": errors,
+            "skipped": [p.relative_to(folder).as_posix() for p in other],
+            "summary": summary,
+        }
+        if output is not None:
+            write_report(report, output)
+            partial.path.unlink(missing_ok=True)
+        return report
+
+    @staticmethod
+    def _previous_report(output: Path, fingerprint: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Entries of a finished JSON report at ``output`` made with the same model and settings."""
+        if output.suffix.lower() == ".csv" or not output.is_file():
+            return {}
+        try:
+            old = json.loads(output.read_text(encoding="utf-8"))
+            if old.get("run", {}).get("fingerprint") != fingerprint:
+                return {}
+            entries = {k: {"key": k, "result": v} for k, v in old["results"].items()}
+            entries.update({k: {"key": k, "error": v} for k, v in old["errors"].items()})
+            return entries
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError):
+            return {}
+
+    def predict_one_report(self, path: str | os.PathLike) -> dict[str, Any]:
+        """A report of the folder schema for one file (``--file`` with ``--output``)."""
+        started = time.perf_counter()
+        path = Path(path)
+        results, errors = {}, {}
+        try:
+            results[path.name] = self.predict_file(path)
+        except AudioDecodeError as exc:
+            errors[path.name] = _reason(exc, str(path))
+        seconds = time.perf_counter() - started
+        res = results.get(path.name)
+        return {
+            "format": RESULT_FORMAT,
+            "version": RESULT_VERSION,
+            "run": {
+                "file": str(path.resolve()),
+                "model": str(self.model_path),
+                "config": str(self.config_path),
+                "settings": self.run_settings(),
+                "fingerprint": self.fingerprint(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+            "results": results,
+            "errors": errors,
+            "skipped": [],
+            "summary": {
+                "files_found": 1,
+                "audio_files": 1,
+                "processed": len(results),
+                "failed": len(errors),
+                "skipped_non_audio": 0,
+                "resumed": 0,
+                "with_warnings": int(bool(res and res["warnings"])),
+                "segments": res["num_segments"] if res else 0,
+                "seconds": round(seconds, 3),
+                "files_per_second": round(1 / seconds, 3) if seconds > 0 else 0.0,
+                "top_genre_counts": (
+                    {res["aggregated_results"]["top_genre"]["average_confidence"]["name"]: 1} if res else {}
+                ),
+            },
+        }
+
+
+def default_model_path() -> str:
+    """``OUTPUT_DIR/MODEL_FILENAME`` of config.py, where balanced_trainer.py saves the model."""
+    return os.path.join(defaults.OUTPUT_DIR, defaults.MODEL_FILENAME)
+
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "Decoded",
+    "MusicGenreInference",
+    "PartialLog",
+    "SegmentPlan",
+    "check_model",
+    "decode_file",
+    "decode_parallel",
+    "format_summary",
+    "format_table",
+    "list_audio_files",
+    "load_model",
+    "plan_segments",
+    "resolve_model_files",
+    "write_report",
+]

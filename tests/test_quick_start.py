@@ -1,0 +1,88 @@
+"""quick_start.py end to end in its smallest mode: every artefact is there and usable."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import quick_start
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_start_smallest_mode_produces_every_artefact(tmp_path, capsys):
+    out, demo = tmp_path / "run", tmp_path / "demo"
+    args = [
+        "--smallest",
+        "--demo_dir",
+        str(demo),
+        "--output_dir",
+        str(out),
+        "--cache_dir",
+        str(tmp_path / "features"),
+    ]
+    assert quick_start.main(args) == 0
+    printed = capsys.readouterr().out
+    for step in ("setup", "inspect", "features", "train", "evaluate", "predict"):
+        assert f"] {step} " in printed
+    assert "total time" in printed and "next:" in printed
+
+    import keras
+
+    model = keras.models.load_model(out / "balanced_hierarchical_genre_model.h5")
+    config = json.loads((out / "balanced_training_config.json").read_text())
+    pred = model.predict(np.zeros((1, *config["input_shape"]), np.float32), verbose=0)
+    assert pred["top"].shape == (1, len(config["vocabularies"]["top"]["names"]))
+
+    report = json.loads((out / "evaluation" / "evaluation_report.json").read_text())
+    for level in ("top", "medium", "all"):
+        assert level in report
+    assert 0.0 <= report["top"]["track"]["balanced_accuracy"] <= 1.0
+    assert (out / "evaluation" / "evaluation_report.md").is_file()
+    assert (out / "inspection" / "inspection_report.json").is_file()
+
+    predictions = json.loads((out / "predictions.json").read_text())
+    linked = sorted(p.name for p in (out / "music_to_predict").iterdir())
+    done = sorted(list(predictions["results"]) + list(predictions["errors"]))
+    assert [name.split("/")[-1] for name in done] == linked  # every file has a result or an error
+    assert predictions["summary"]["processed"] >= 1
+
+    # a second run reuses everything: no retraining, nothing predicted again
+    mtime = (out / "balanced_hierarchical_genre_model.h5").stat().st_mtime_ns
+    assert quick_start.main([*args, "--steps", "train,predict"]) == 0
+    assert (out / "balanced_hierarchical_genre_model.h5").stat().st_mtime_ns == mtime
+    captured = capsys.readouterr()
+    assert "holds a finished run" in captured.out + captured.err
+    assert re.search(r"\(0 to do, [1-9]\d* done before\)", captured.out + captured.err)
+
+
+def test_real_data_missing_says_which_setup_command(tmp_path, capsys):
+    code = quick_start.main(
+        [
+            "--data",
+            "real",
+            "--steps",
+            "setup",
+            "--output_dir",
+            str(tmp_path / "run"),
+            "--config",
+            str(_config(tmp_path)),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "python setup_fma_dataset.py --subset metadata --symlinks" in err
+
+
+def test_unknown_step_is_refused(tmp_path, capsys):
+    assert quick_start.main(["--steps", "setup,dance", "--output_dir", str(tmp_path)]) == 2
+    assert "unknown step 'dance'" in capsys.readouterr().err
+
+
+def _config(tmp_path):
+    path = tmp_path / "paths.json"
+    path.write_text(
+        json.dumps({"metadata_dir": str(tmp_path / "no_meta"), "audio_dir": str(tmp_path / "no_audio")})
+    )
+    return path

@@ -1,0 +1,67 @@
+"""The README documents what the code has: every constant, every example key, every script's flags."""
+
+import json
+import re
+
+import pytest
+
+import balanced_inference
+import balanced_trainer
+import config
+import fma_inspector
+import model_evaluation
+import quick_start
+import setup_fma_dataset
+from tests.conftest import REPO
+
+README = (REPO / "README.md").read_text()
+
+
+def test_every_config_constant_is_in_the_reference():
+    constants = [n for n in dir(config) if n.isupper() and not n.startswith("_")]
+    missing = [n for n in constants if f"`{n}`" not in README]
+    assert not missing, missing
+
+
+def test_every_example_config_key_is_documented():
+    keys = [
+        k
+        for k in json.loads((REPO / "examples" / "example_config.json").read_text())
+        if not k.startswith("_")
+    ]
+    missing = [k for k in keys if f"`{k.upper()}`" not in README]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize(
+    "script, flags",
+    [
+        (
+            balanced_trainer,
+            ["--batch_size", "--epochs", "--focal_loss", "--extract_only", "--shard", "--strategy"],
+        ),
+        (fma_inspector, ["--check_paths", "--analyze_balance", "--generate_config"]),
+        (
+            balanced_inference,
+            ["--file", "--folder", "--output", "--top_k", "--threshold", "--recursive", "--workers"],
+        ),
+        (model_evaluation, ["--split", "--output_dir", "--subset", "--metadata", "--audio"]),
+        (
+            setup_fma_dataset,
+            ["--subset", "--symlinks", "--analyze", "--no_verify", "--cleanup", "--base_url"],
+        ),
+        (quick_start, ["--data", "--steps", "--smallest"]),
+    ],
+)
+def test_flags_in_the_readme_exist(script, flags):
+    help_text = script.build_parser().format_help()
+    for flag in flags:
+        assert flag in help_text, (script.__name__, flag)
+        assert flag in README, flag
+
+
+def test_readme_commands_name_real_scripts():
+    scripts = set(re.findall(r"python (\w+\.py)", README))
+    assert scripts, "no commands found"
+    for name in scripts:
+        assert (REPO / name).is_file() or (REPO / "examples" / name).is_file(), name
