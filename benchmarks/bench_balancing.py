@@ -222,47 +222,20 @@ def base_overrides(args: argparse.Namespace, metadata_dir: str, audio_dir: str, 
 
 
 def evaluate_nn_run(
-    settings: Any, run_dir: Path, config: dict[str, Any], metadata_dir: str, audio_dir: str, cache_dir: str
+    run_dir: Path, config: dict[str, Any], metadata_dir: str, audio_dir: str
 ) -> dict[str, Any]:
-    """The project's evaluation of a finished run on the test split (track-level JSON sections)."""
-    import keras
+    """The project's evaluation (``model_evaluation.py``'s function) of a finished run on the test split."""
+    from genrekit.evaluate_model import evaluate_model
 
-    import genrekit.keras_metrics  # noqa: F401  (registers the classes the saved model names)
-    import genrekit.losses  # noqa: F401
-    import genrekit.model  # noqa: F401
-    from genrekit.evaluation import evaluate
-    from genrekit.labels import Vocabulary
-    from genrekit.pipeline import predict_segments
-    from genrekit.training import BalancedGenreProcessor
-
-    processor = BalancedGenreProcessor(settings, metadata_dir, audio_dir)
-    tracks, genres = processor.load_fma_metadata()
-    processed = processor.process_fma_labels(tracks, genres)
-    processed.vocabs = {k: Vocabulary.from_dict(v) for k, v in config["vocabularies"].items()}
-    cache = processor.extract_features(processed, cache_dir=cache_dir)
-    labels = processed.labels("test", cache.track_ids)
-    model = keras.models.load_model(run_dir / config["model_file"], compile=False)
-    probs, seg_track = predict_segments(model, cache, labels.track_ids, settings.inference_batch_size)
-    vocab = config["vocabularies"]
-    results = evaluate(
-        top_probs=probs["top"],
-        medium_probs=probs["medium"],
-        all_probs=probs["all"],
-        segment_track=seg_track,
-        top_target=labels.top,
-        medium_target=labels.medium,
-        all_target=labels.all,
-        top_vocab=vocab["top"],
-        medium_vocab=vocab["medium"],
-        all_vocab=vocab["all"],
-        threshold=settings.threshold,
-        top_k=settings.top_k,
-        track_ids=labels.track_ids,
+    return evaluate_model(
+        run_dir / config["model_file"],
+        None,  # the training config beside the model
+        metadata_dir,
+        audio_dir,
+        "test",
+        run_dir / "evaluation_test",
+        plots=False,
     )
-    from genrekit.training import write_json_atomic
-
-    write_json_atomic(results, run_dir / "test_evaluation.json")
-    return results
 
 
 def row_metrics(results: dict[str, Any]) -> tuple[dict[str, float | None], np.ndarray]:
@@ -310,7 +283,7 @@ def run_nn_rows(rows, args, overrides, metadata_dir, audio_dir, work, results: d
         print(f"[row {row.key}, seed {seed}] training: {row.label}", flush=True)
         keras.backend.clear_session()
         config = train(settings, run_dir, retrain=args.retrain)
-        evaluation = evaluate_nn_run(settings, run_dir, config, metadata_dir, audio_dir, settings.cache_dir)
+        evaluation = evaluate_nn_run(run_dir, config, metadata_dir, audio_dir)
         metrics, recall = row_metrics(evaluation)
         hist = config["history"]
         res.add(metrics, recall, float(hist["seconds"]), f"{hist['best_epoch']}/{hist['epochs_run']}", seed)
@@ -631,6 +604,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     (work / "results.json").write_text(json.dumps(raw, indent=1, default=lambda o: None), encoding="utf-8")
 
+    train_total = sum(sum(r.seconds) for r in results.values() if r.row.kind == "nn")
+    fit_total = sum(sum(r.seconds) for r in results.values() if r.row.kind == "baseline")
+    parts = (
+        data_desc.get("generation_seconds", 0)
+        + cache_seconds
+        + train_total
+        + extra.get("mfcc_seconds", 0)
+        + fit_total
+    )
     m = raw["machine"]
     present = all_top[all_top > 0]
     ratio = f"{present.max() / present.min():.0f}x" if len(present) else "n/a"
@@ -648,9 +630,12 @@ def main(argv: list[str] | None = None) -> int:
             else "Real FMA data."
         ),
         "",
-        f"Produced by `{command.strip()}` in {total / 60:.1f} min "
-        f"(dataset generation {data_desc.get('generation_seconds', 0):.0f} s, feature cache "
-        f"{cache_seconds:.0f} s, MFCC statistics {extra.get('mfcc_seconds', 0):.0f} s).",
+        f"Produced by `{command.strip()}`. Compute time of the study, summed over its parts: "
+        f"{parts / 60:.1f} min (demo dataset generation {data_desc.get('generation_seconds', 0):.0f} s, "
+        f"feature cache {cache_seconds:.0f} s, training runs {train_total / 60:.1f} min, MFCC statistics "
+        f"{extra.get('mfcc_seconds', 0):.0f} s, classifier fits {fit_total:.0f} s); this invocation took "
+        f"{total / 60:.1f} min (finished runs, datasets and features in `--work-dir` are reused, and the "
+        "generation and cache times above are those of this invocation: 0 when they were reused).",
         "",
         "## Machine",
         "",
