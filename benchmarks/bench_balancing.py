@@ -84,15 +84,14 @@ class Row:
     kind: str  # "nn" or "baseline"
     flags: tuple[bool, bool, bool] = (False, False, False)  # class weights, weighted sampling, focal loss
     classifier: str = ""
-    repeated: bool = False  # run over every seed (rows 1 and 5)
 
 
 ROWS: tuple[Row, ...] = (
-    Row("1", "no balancing (cross-entropy, uniform sampling)", "nn", (False, False, False), repeated=True),
+    Row("1", "no balancing (cross-entropy, uniform sampling)", "nn", (False, False, False)),
     Row("2", "class weights only", "nn", (True, False, False)),
     Row("3", "weighted sampling only", "nn", (False, True, False)),
     Row("4", "focal loss only", "nn", (False, False, True)),
-    Row("5", "all three (the default configuration)", "nn", (True, True, True), repeated=True),
+    Row("5", "all three (the default configuration)", "nn", (True, True, True)),
     Row("6a", "baseline A: MFCC statistics + SVM (RBF)", "baseline", classifier="svm"),
     Row("6b", "baseline A: MFCC statistics + logistic regression", "baseline", classifier="logreg"),
     Row(
@@ -159,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr-patience", type=int, help="epochs without improvement before the LR is halved")
     parser.add_argument(
         "--seeds", type=int, nargs="+", help="seeds of rows 1 and 5 (the others use the first)"
+    )
+    parser.add_argument(
+        "--repeat", nargs="+", default=["1", "5"], help="rows run over every seed (default: 1 5)"
     )
     parser.add_argument("--rows", nargs="+", help="only these rows (e.g. 1 5 6a); default all")
     parser.add_argument("--workers", type=int, default=0, help="processes for features (0 = all cores)")
@@ -264,7 +266,7 @@ def run_nn_rows(rows, args, overrides, metadata_dir, audio_dir, work, results: d
     extra: dict[str, Any] = {}
     # Every row once first, then the repeated rows' other seeds: a study cut short still has a full table.
     plan = [(row, args.seeds[0]) for row in rows] + [
-        (row, seed) for seed in args.seeds[1:] for row in rows if row.repeated
+        (row, seed) for seed in args.seeds[1:] for row in rows if row.key in args.repeat
     ]
     for row, seed in plan:
         res = results.setdefault(row.key, Result(row))
@@ -492,6 +494,14 @@ def machine() -> dict[str, str]:
     }
 
 
+def describe_device(device: Any) -> str:
+    if not isinstance(device, dict):
+        return str(device)
+    gpus = device.get("gpus") or []
+    where = f"{len(gpus)} GPU(s): {', '.join(map(str, gpus))}" if gpus else "CPU only"
+    return f"{where}, {device.get('backend', '?')} backend, policy {device.get('policy', '?')}"
+
+
 NOTES_START, NOTES_END = "<!-- notes: kept when the script rewrites this file -->", "<!-- /notes -->"
 
 
@@ -549,6 +559,15 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     cache = processor.extract_features(processed, cache_dir=settings.cache_dir)
     cache_seconds = time.time() - t0
+    # A rerun reuses the dataset and cache: report the times measured when they were made.
+    timings_path = work / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    key = f"{Path(audio_dir).resolve()}|{settings.num_segments}|{settings.duration}"
+    first = timings.setdefault(
+        key, {"generation_seconds": data_desc["generation_seconds"], "cache_seconds": cache_seconds}
+    )
+    timings_path.write_text(json.dumps(timings, indent=1))
+    data_desc["generation_seconds"], cache_seconds = first["generation_seconds"], first["cache_seconds"]
     usable = np.asarray(cache.track_ids)
     print(
         f"feature cache: {len(usable)} usable tracks, {len(cache.failures)} left out ({cache_seconds:.0f} s)",
@@ -636,14 +655,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{parts / 60:.1f} min (demo dataset generation {data_desc.get('generation_seconds', 0):.0f} s, "
         f"feature cache {cache_seconds:.0f} s, training runs {train_total / 60:.1f} min, MFCC statistics "
         f"{extra.get('mfcc_seconds', 0):.0f} s, classifier fits {fit_total:.0f} s); this invocation took "
-        f"{total / 60:.1f} min (finished runs, datasets and features in `--work-dir` are reused, and the "
-        "generation and cache times above are those of this invocation: 0 when they were reused).",
+        f"{total / 60:.1f} min (finished runs, the dataset and the features in `--work-dir` are reused; "
+        "the times above are those measured when each was made).",
         "",
         "## Machine",
         "",
         f"- {m['cores']} CPU cores ({m['cpu']}), shared with other jobs while this ran; {m['platform']}, "
         f"Python {m['python']}; {m['versions']}; genrekit commit {m['commit']}.",
-        f"- Training device: {device.get('kind', device) if isinstance(device, dict) else device}. "
+        f"- Training device: {describe_device(device)}. "
         "No GPU was lent to this task, so the full-width rows (1 and 5 at width 1.0) were not run; "
         "every model row uses a reduced width factor (below).",
         "",
@@ -671,8 +690,8 @@ def main(argv: list[str] | None = None) -> int:
         f"thresholds (oversample below {settings.oversample_threshold}, undersample above "
         f"{settings.undersample_threshold} training tracks), focal gamma {settings.focal_gamma:g} and the "
         f"class-weight cap {settings.max_class_weight:g}.",
-        f"- Seeds: rows 1 and 5 over seeds {', '.join(map(str, args.seeds))} (mean ± sample standard "
-        f"deviation); rows 2-4 seed {args.seeds[0]}.",
+        f"- Seeds: rows {', '.join(args.repeat)} over seeds {', '.join(map(str, args.seeds))} (mean ± sample "
+        f"standard deviation); the other model rows seed {args.seeds[0]}.",
         "- Baselines (rows 6-7): `genrekit.baseline`, the FMA paper's recipe on the same usable tracks and "
         "split: 20 MFCCs x (mean, std, skew, kurtosis, median, min, max) = 140 values per clip (librosa), "
         "standardized, scikit-learn `SVC(kernel='rbf')` (defaults C=1, gamma='scale') and "
