@@ -240,6 +240,8 @@ def prepare(args: argparse.Namespace, work: Path):
 
 
 def make_stream(settings, cache, labels, weights, n_classes, epoch_tracks: int, seed: int = 0):
+    """The trainer's stream (config.py's augmentation included) over every track once per epoch."""
+    from genrekit.augment import AugmentPlan
     from genrekit.pipeline import TrainingStream
 
     if epoch_tracks and epoch_tracks < len(labels):
@@ -254,6 +256,8 @@ def make_stream(settings, cache, labels, weights, n_classes, epoch_tracks: int, 
         sampler=None,  # every track once per epoch: both sides see exactly the same segments
         shuffle_block=settings.shuffle_block,
         seed=seed,
+        batch_size=settings.batch_size,
+        augment=AugmentPlan.from_settings(settings),
     )
 
 
@@ -300,7 +304,7 @@ def bench_fit(args, settings, processed, cache, labels, weights, norm) -> list[d
             s.input_shape, n["top"], n["medium"], n["all"], weights, s, norm
         ).compile_with_balanced_losses()
         stream = make_stream(s, cache, labels, weights, n, tracks)
-        pipe = training_dataset(stream, s.batch_size, s.input_shape)
+        pipe = training_dataset(stream, s.batch_size, s.input_shape, fill=norm["mean"])
         mem, segments = memory_dataset(make_stream(s, cache, labels, weights, n, tracks), s.batch_size)
 
         def fit(ds, model=model):

@@ -283,7 +283,13 @@ def _callbacks_module():
     import keras
 
     class EpochSetter(keras.callbacks.Callback):
-        """Tells the data stream which epoch starts, so a resumed run samples the same epochs."""
+        """Tells the data stream which epoch starts, and restarts the dropout masks' random stream.
+
+        A resumed run then samples, orders, augments and drops out exactly as an uninterrupted
+        one: the stream draws from ``(seed, epoch)``, and each dropout layer's seed generator
+        (whose state the backup does not hold) is set to ``(its seed, epoch * 10**6)`` at the start
+        of every epoch.
+        """
 
         def __init__(self, stream):
             super().__init__()
@@ -291,6 +297,12 @@ def _callbacks_module():
 
         def on_epoch_begin(self, epoch, logs=None):
             self.stream.epoch = epoch
+            for layer in self.model.layers:
+                generator = getattr(layer, "seed_generator", None)
+                if isinstance(generator, keras.random.SeedGenerator):
+                    state = keras.ops.convert_to_numpy(generator.state)
+                    state[1] = epoch * 10**6
+                    generator.state.assign(state)
 
     class ValidationMetrics(keras.callbacks.Callback):
         """Track-level validation metrics each epoch (balanced accuracy, macro F1 of the top head).

@@ -243,13 +243,13 @@ def test_resumed_run_ends_like_an_uninterrupted_one(tiny_run, demo_dataset, tmp_
     """Killed after epoch 3 (SIGKILL) and resumed: same best epoch, best score and final learning rate.
 
     Early stopping, LR reduction and the best checkpoint must come back with their state (patience
-    counts, best scores), not start afresh; batches and augmentation are drawn per epoch.
+    counts, best scores), not start afresh; batches, augmentation and dropout masks are drawn per epoch.
     """
     runs = {}
     for name in ("straight", "killed"):
         out = tmp_path / name
         settings = tiny_overrides(demo_dataset, out, num_epochs=7, patience=3, lr_patience=1, lr_factor=0.5,
-                                  learning_rate=3e-3, conv_dropout=0.0, dense_dropout=0.0)  # fmt: skip
+                                  learning_rate=3e-3)  # fmt: skip
         settings["cache_dir"] = str(tiny_run.parent / "features")
         config = tmp_path / f"{name}.json"
         config.write_text(json.dumps(settings))
