@@ -82,7 +82,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=40, help="clips (default: %(default)s)")
     parser.add_argument("--cores", type=int, default=2, help="cores used (default: %(default)s)")
     parser.add_argument("--clip_dir", default="/tmp/genrekit_bench_clips", help="generated clips, reused")
-    parser.add_argument("--weights_dir", default=None, help="musicnn weights (default: config.PRETRAINED_DIR)")
+    parser.add_argument(
+        "--weights_dir", default=None, help="musicnn weights (default: config.PRETRAINED_DIR)"
+    )
     parser.add_argument("--batch_size", type=int, default=32, help="patches per forward pass")
     args = parser.parse_args(argv)
 
