@@ -10,7 +10,8 @@ Measured here (TF 2.21 / Keras 3.15, CPU): test A, same patches: max abs error t
 penultimate 1.2e-6, mean_pool 1.9e-6, max_pool 6.1e-5 (values up to 91). Test B, audio file to
 taggram: 2.4e-7 against the original front end without its float16 cast; 4.8e-4 against float16
 rounding alone; the original as shipped overflows on all 10 patches of this clip (1,660 infinite
-inputs) and its taggram is NaN there.
+inputs) and its taggram is NaN there. The same test A on the JAX backend (checked by hand, JAX is
+not a requirement): taggram 1.2e-7, penultimate 2.3e-6, mean_pool 2.9e-6, max_pool 1.5e-4.
 """
 
 from __future__ import annotations
@@ -91,8 +92,9 @@ def test_a_port_equals_original_on_the_same_patches(model, ports, reference):
     ):
         expected = reference[f"{model}.{key}"]
         assert out[key].shape == expected.shape == (3, size)
-        # 1e-4 absolute; the pools reach 91, where float32 sums in another order differ by ulps.
-        np.testing.assert_allclose(out[key], expected, atol=1e-4, rtol=1e-6, err_msg=f"{model} {key}")
+        # 1e-4 absolute; the max pool reaches 91, where float32 sums in another order differ by
+        # ulps (measured 6.1e-5 on TensorFlow, 1.5e-4 = 1.8e-6 relative on JAX), hence rtol.
+        np.testing.assert_allclose(out[key], expected, atol=1e-4, rtol=2e-6, err_msg=f"{model} {key}")
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -223,8 +223,12 @@ def read_manifest(weights_dir: str | os.PathLike | None = None) -> dict[str, Any
     if not isinstance(data, Mapping) or data.get("format_version") != FORMAT_VERSION:
         return None
     models = data.get("models")
-    if not isinstance(models, Mapping) or any(m not in models for m in MODELS):
+    if not isinstance(models, Mapping):
         return None
+    for model in MODELS:
+        entry = models.get(model)
+        if not isinstance(entry, Mapping) or any(key not in entry for key in ("file", "sha256", "tags")):
+            return None
     return dict(data)
 
 
