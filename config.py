@@ -11,6 +11,7 @@ METADATA_DIR = "fma_data/extracted/metadata/fma_metadata"  # folder holding trac
 AUDIO_DIR = "fma_data/extracted/fma_large/fma_large"  # folder holding NNN/NNNNNN.mp3
 DEMO_DIR = "fma_data/demo"  # the built-in demo dataset (its own folder, never posing as FMA)
 CACHE_DIR = "fma_data/features"  # mel-segment feature caches, one sub-folder per parameter set
+PRETRAINED_DIR = "fma_data/pretrained"  # pretrained backbones converted by fetch_backbone.py
 OUTPUT_DIR = "runs/balanced"  # training run folder: model, config, logs, checkpoints, reports
 SUBSET = "large"  # FMA subset: small < medium < large (a subset includes the smaller ones)
 DEMO_TRACKS = 600  # tracks of the demo dataset (600 gives FMA's >= 30x top-genre imbalance)
