@@ -289,7 +289,28 @@ def test_a_finished_run_with_other_settings_is_refused(tiny_run, tmp_path, capsy
     path.write_text(json.dumps(overrides))
     before = (tiny_run / "balanced_hierarchical_genre_model.h5").stat().st_mtime_ns
     assert balanced_trainer.main(["--config", str(path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("settings: ")]
     assert len(err) == 1 and "learning_rate: 0.0001 -> 0.02" in err[0] and "--retrain" in err[0], err
     assert "workers" not in err[0]  # does not shape the model
     assert (tiny_run / "balanced_hierarchical_genre_model.h5").stat().st_mtime_ns == before
+
+
+def test_tuned_thresholds_are_saved_and_used_by_inference(tiny_run, demo_dataset):
+    from genrekit.inference import MusicGenreInference
+
+    config = load_training_config(tiny_run / "balanced_training_config.json")
+    section = config["thresholds"]
+    n_all = len(config["vocabularies"]["all"]["genre_ids"])
+    assert section["method"] == "validation" and len(section["all"]) == n_all
+    assert section["jaccard"] >= section["jaccard_at_default"]  # chosen on those same tracks
+    model = tiny_run / "balanced_hierarchical_genre_model.h5"
+    inference = MusicGenreInference(model, workers=1)
+    np.testing.assert_array_equal(inference.thresholds, section["all"])
+    bad = set(demo_dataset.defective_ids)
+    clip = next(p for p in sorted(demo_dataset.audio_dir.rglob("*.mp3")) if int(p.stem) not in bad)
+    result = inference.predict_file(clip)
+    probs = {g["genre"]: g["probability"] for g in result["aggregated_results"]["all_genres"]["labels"]}
+    names = config["vocabularies"]["all"]["names"]
+    for name, p in probs.items():
+        assert p > section["all"][names.index(name)]
+    assert MusicGenreInference(model, threshold=0.3, workers=1).thresholds.tolist() == [0.3] * n_all
