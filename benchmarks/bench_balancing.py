@@ -56,6 +56,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         epochs=15,
         patience=4,
         lr_patience=2,
+        learning_rate=1e-3,
         seeds=[42, 43, 44],
         work_dir="/tmp/genrekit_bench_balancing",
         results=str(REPO / "docs" / "results.md"),
@@ -68,6 +69,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         epochs=2,
         patience=2,
         lr_patience=1,
+        learning_rate=1e-3,
         seeds=[42],
         work_dir="/tmp/genrekit_bench_balancing_quick",
         results=None,
@@ -156,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, help="maximum epochs, the same for every row")
     parser.add_argument("--patience", type=int, help="early-stopping patience, the same for every row")
     parser.add_argument("--lr-patience", type=int, help="epochs without improvement before the LR is halved")
+    parser.add_argument("--learning-rate", type=float, help="Adam learning rate, the same for every row")
     parser.add_argument(
         "--seeds", type=int, nargs="+", help="seeds of rows 1 and 5 (the others use the first)"
     )
@@ -215,6 +218,7 @@ def base_overrides(args: argparse.Namespace, metadata_dir: str, audio_dir: str, 
         "num_epochs": args.epochs,
         "patience": args.patience,
         "lr_patience": args.lr_patience,
+        "learning_rate": args.learning_rate,
         "workers": args.workers,
     }
     return {k: v for k, v in values.items() if v is not None}
@@ -684,9 +688,11 @@ def main(argv: list[str] | None = None) -> int:
         f"**{settings.width_factor:g}** (the README's model is 1.0, ~0.9 GFLOP per segment; too slow for "
         f"this CPU), {settings.num_segments} segments of {settings.segment_frames} frames per clip "
         f"(first {settings.duration:g} s), batch {settings.batch_size}, learning rate {settings.learning_rate:g}, "
-        f"at most {settings.num_epochs} epochs, early stopping on validation top balanced accuracy with "
-        f"patience {settings.patience} (best weights restored), LR halved after {settings.lr_patience} "
-        f"epochs without improvement. Every other setting is config.py's default, including the sampling "
+        f"at most {settings.num_epochs} epochs, early stopping on `{settings.monitor}` with "
+        f"patience {settings.patience} (best weights kept), LR schedule {settings.lr_schedule}"
+        + (f" (halved after {settings.lr_patience} epochs without improvement)" if settings.lr_schedule == "plateau" else "")
+        + f", SpecAugment {'on' if settings.spec_augment else 'off'}, mixup alpha {settings.mixup_alpha:g}. "
+        f"Every other setting is config.py's default, including the sampling "
         f"thresholds (oversample below {settings.oversample_threshold}, undersample above "
         f"{settings.undersample_threshold} training tracks), focal gamma {settings.focal_gamma:g} and the "
         f"class-weight cap {settings.max_class_weight:g}.",
