@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from genrekit.errors import ConfigError, DatasetError
+from genrekit.labels import MASKED, medium_genre
 
 log = logging.getLogger(__name__)
 
@@ -427,6 +428,7 @@ class _Plan:
     genres: pd.DataFrame
     params: np.ndarray  # (n_tracks, len(PARAMS)) synthesis parameters
     defects: dict[str, list[int]]
+    sound_genre: np.ndarray  # (n_tracks,) the genre whose variation shaped each track's sound
 
 
 def _plan(n_tracks: int, seed: int, long_text: bool = False) -> _Plan:
@@ -491,9 +493,13 @@ def _plan(n_tracks: int, seed: int, long_text: bool = False) -> _Plan:
             r2 = roots[rng.choice(len(roots), p=w / w.sum())]
             second_root[i] = r2
             labels.add(pick_genre(r2))
-        # The most specific label of the track's own root shapes its sound.
-        own = [x for x in labels if root_of[x] == r]
-        variation.append(max(own, key=lambda x: len(_ancestors(x, parent))))
+        # The track's medium target (labels.medium_genre, the rule the model is trained with) shapes
+        # its sound; its root's family leads the mix, so a multi-root track whose medium genre is
+        # in its second root sounds mostly like that root.
+        medium = medium_genre(labels, parent)
+        variation.append(r if medium == MASKED else medium)
+        if root_of[variation[-1]] != r:
+            second_root[i] = r
         if kind[i] == 2:
             labels = set()
         gl = sorted(labels)
@@ -554,7 +560,9 @@ def _plan(n_tracks: int, seed: int, long_text: bool = False) -> _Plan:
     defects = {k: sorted(int(track_ids[j]) for j in pool[i * per_kind : (i + 1) * per_kind])
                for i, k in enumerate(DEFECT_KINDS)}  # fmt: skip
 
-    params = _track_params(rng, track_root_a, track_artist_a, second_root, np.array(variation), parent)
+    variation_a = np.array(variation)
+    sound_root = np.array([root_of[int(v)] for v in variation_a])
+    params = _track_params(rng, sound_root, track_artist_a, second_root, variation_a, parent)
     meta = _other_columns(rng, n, track_artist_a, n_artists, artist_root, long_text)
     short_ids = set(defects["short"])
     duration = meta.pop(("track", "duration"))
@@ -579,6 +587,7 @@ def _plan(n_tracks: int, seed: int, long_text: bool = False) -> _Plan:
     order = np.argsort(track_ids, kind="stable")
     tracks = tracks.iloc[order]
     params = params[order]
+    sound_genre = variation_a[order]
 
     counts_all: dict[int, int] = {}
     for ga in genres_all_col:
@@ -593,7 +602,7 @@ def _plan(n_tracks: int, seed: int, long_text: bool = False) -> _Plan:
         },
         index=pd.Index([g for g, _, _, _ in GENRES], name="genre_id"),
     ).sort_index()
-    return _Plan(tracks=tracks, genres=genres, params=params, defects=defects)
+    return _Plan(tracks=tracks, genres=genres, params=params, defects=defects, sound_genre=sound_genre)
 
 
 def _unit(key: Sequence[int]) -> np.ndarray:

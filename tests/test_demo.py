@@ -432,3 +432,27 @@ def test_top_genres_are_learnable_but_not_trivially(tmp_path: Path) -> None:
     majority = pd.Series(y).value_counts(normalize=True).iloc[0]
     assert accuracy > majority + 0.2, (accuracy, majority)
     assert accuracy < 0.95, accuracy
+
+
+# --- Labels and sound agree ---------------------------------------------------------------------------
+@pytest.mark.parametrize("n_tracks", [600, 1800])
+def test_medium_target_is_the_genre_that_shaped_the_sound(tmp_path: Path, n_tracks: int) -> None:
+    """Defect 8 of issue 13: the label rule and the generator pick the same medium genre."""
+    from genrekit.demo import _plan, write_genres_csv
+    from genrekit.fma import load_genres, load_tracks
+    from genrekit.labels import MASKED, GenreTree, derive_targets
+
+    plan = _plan(n_tracks, 0)
+    write_tracks_csv(plan.tracks, tmp_path / "tracks.csv")
+    write_genres_csv(plan.genres, tmp_path / "genres.csv")
+    tree = GenreTree(load_genres(tmp_path / "genres.csv"))
+    targets = derive_targets(load_tracks(tmp_path / "tracks.csv"), tree)
+    assert (targets.index.to_numpy() == plan.tracks.index.to_numpy()).all()
+    medium = targets["medium"].to_numpy()
+    labelled = medium != MASKED
+    assert labelled.mean() > 0.7
+    sound = plan.sound_genre
+    wrong = np.flatnonzero(labelled & (medium != sound))
+    assert len(wrong) == 0, (
+        f"{len(wrong)} of {labelled.sum()} tracks, e.g. {targets.index[wrong[:5]].tolist()}"
+    )
