@@ -54,6 +54,7 @@ USE_WEIGHTED_SAMPLING = True  # resample tracks per epoch by the thresholds belo
 USE_FOCAL_LOSS = True  # focal loss on the softmax heads instead of cross-entropy
 OVERSAMPLE_THRESHOLD = 100  # classes with fewer training tracks are oversampled up to this
 UNDERSAMPLE_THRESHOLD = 5000  # classes with more training tracks are undersampled down to this
+SAMPLING_THRESHOLDS = "absolute"  # "relative": the two above are fma_large's, scaled to this training set
 FOCAL_GAMMA = 2.0  # focusing parameter of the focal loss
 MAX_CLASS_WEIGHT = 50.0  # class weights are clipped here so a 1-track class cannot dominate
 TOP_LOSS_WEIGHT = 1.0  # loss weight of the top-genre head

@@ -687,8 +687,8 @@ def main(argv: list[str] | None = None) -> int:
         f"at most {settings.num_epochs} epochs, early stopping on validation top balanced accuracy with "
         f"patience {settings.patience} (best weights restored), LR halved after {settings.lr_patience} "
         f"epochs without improvement. Every other setting is config.py's default, including the sampling "
-        f"thresholds (oversample below {settings.oversample_threshold}, undersample above "
-        f"{settings.undersample_threshold} training tracks), focal gamma {settings.focal_gamma:g} and the "
+        f"thresholds ({settings.sampling_thresholds}: oversample below {settings.oversample_threshold}, "
+        f"undersample above {settings.undersample_threshold} training tracks), focal gamma {settings.focal_gamma:g} and the "
         f"class-weight cap {settings.max_class_weight:g}.",
         f"- Seeds: rows {', '.join(args.repeat)} over seeds {', '.join(map(str, args.seeds))} (mean ± sample "
         f"standard deviation); the other model rows seed {args.seeds[0]}.",

@@ -27,6 +27,7 @@ DERIVED = frozenset({"INPUT_SHAPE", "LOSS_WEIGHTS", "DEMO_METADATA_DIR", "DEMO_A
 SUBSETS = ("small", "medium", "large")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 SPLITS = ("training", "validation", "test")
+THRESHOLD_MODES = ("absolute", "relative")  # how genrekit.balancing.effective_thresholds reads them
 
 
 def _config_constants() -> dict[str, Any]:
@@ -90,6 +91,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "subset": (lambda v: v in SUBSETS, f"must be one of {', '.join(SUBSETS)}"),
     "split": (lambda v: v in SPLITS, f"must be one of {', '.join(SPLITS)}"),
     "strategy": (lambda v: v in STRATEGIES, f"must be one of {', '.join(STRATEGIES)}"),
+    "sampling_thresholds": (lambda v: v in THRESHOLD_MODES, f"must be one of {', '.join(THRESHOLD_MODES)}"),
 }
 
 

@@ -109,9 +109,8 @@ class BalancedGenreProcessor:
         s = self.settings
         if not s.use_weighted_sampling:
             return None
-        return balancing.EpochSampler(
-            labels.top, n_top, s.oversample_threshold, s.undersample_threshold, s.seed
-        )
+        over, under = balancing.effective_thresholds(s, int((labels.top >= 0).sum()))
+        return balancing.EpochSampler(labels.top, n_top, over, under, s.seed)
 
     def compute_hierarchical_class_weights(
         self, processed: ProcessedData, labels: EncodedLabels | None = None
