@@ -100,11 +100,11 @@ def sampling_thresholds(ds: Dataset, settings: Any) -> dict[str, Any]:
     """The oversample/undersample thresholds the trainer's sampler will use on this training split.
 
     ``mode`` is ``settings.sampling_thresholds``; ``labelled_training_tracks`` counts the training
-    tracks with a top-level target, as the trainer does (it counts those whose audio decodes, so a
-    few defective files less).
+    tracks with a top-level target in the metadata, as the trainer does
+    (``ProcessedData.n_labelled_training``; defective files do not change it).
     """
-    _, train = ds.encoded("training")
-    n = int((train.top != MASKED).sum())
+    targets = ds.targets
+    n = int(((targets["split"] == "training") & (targets["top"] != MASKED)).sum())
     over, under = balancing.effective_thresholds(settings, n)
     return {
         "mode": settings.sampling_thresholds,

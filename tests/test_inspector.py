@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 import fma_inspector
@@ -89,13 +90,13 @@ def test_analyze_balance_shows_the_trainers_relative_thresholds(tmp_path, capsys
     import re
 
     from genrekit.analysis import Dataset, level_table, plot_distributions, sampling_thresholds
-    from genrekit.demo import make_demo_metadata, write_genres_csv, write_tracks_csv
+    from genrekit.demo import _plan, write_genres_csv, write_tracks_csv
     from genrekit.training import BalancedGenreProcessor
 
     meta = tmp_path / "fma_metadata"
-    tracks, genres = make_demo_metadata(1800, seed=0)
-    write_tracks_csv(tracks, meta / "tracks.csv")
-    write_genres_csv(genres, meta / "genres.csv")
+    plan = _plan(1800, 0)
+    write_tracks_csv(plan.tracks, meta / "tracks.csv")
+    write_genres_csv(plan.genres, meta / "genres.csv")
     assert (
         fma_inspector.main(
             ["--metadata", str(meta), "--analyze_balance", "--sampling_thresholds", "relative"]
@@ -109,9 +110,14 @@ def test_analyze_balance_shows_the_trainers_relative_thresholds(tmp_path, capsys
     settings = Settings.build(None, {"sampling_thresholds": "relative", "metadata_dir": str(meta)})
     processor = BalancedGenreProcessor(settings, str(meta), str(tmp_path / "audio"))
     processed = processor.process_fma_labels(*processor.load_fma_metadata())
-    train = processed.labels("training")
-    sampler = processor.make_sampler(train, processed.num_classes["top"])
-    n = int((train.top >= 0).sum())
+    # As train() does: the tracks whose audio decodes (not the demo's defective files), sized by the
+    # metadata's labelled training tracks.
+    defective = [t for ids in plan.defects.values() for t in ids]
+    usable = np.setdiff1d(plan.tracks.index.to_numpy(), defective)
+    train = processed.labels("training", usable)
+    n = processed.n_labelled_training
+    assert int((train.top >= 0).sum()) < n  # defective files among the labelled training tracks
+    sampler = processor.make_sampler(train, processed.num_classes["top"], n)
     want = (round(100 * n / 39257), round(5000 * n / 39257))  # by hand: neither is at .5
     assert (sampler.oversample_threshold, sampler.undersample_threshold) == want
     assert tuple(map(int, shown.groups())) == want
