@@ -39,6 +39,7 @@ SETTING_FLAGS = [
     "use_weighted_sampling",
     "oversample_threshold",
     "undersample_threshold",
+    "sampling_thresholds",
     "focal_gamma",
     "width_factor",
     "subset",

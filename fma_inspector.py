@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
             "subset",
             "oversample_threshold",
             "undersample_threshold",
+            "sampling_thresholds",
             "max_class_weight",
             "use_class_weights",
             "use_weighted_sampling",
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         balance_config,
         level_table,
         plot_distributions,
+        sampling_thresholds,
         write_json,
     )
 
@@ -126,10 +128,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"\n== {level} level: {len(table)} classes, imbalance {counts.max() / max(counts.min(), 1):.1f}x =="
             )
             _print_table(table, args.rows)
+        th = sampling_thresholds(ds, settings)
+        how = (
+            f"relative: {th['given'][0]} / {th['given'][1]} for fma_large scaled to "
+            f"{th['labelled_training_tracks']} labelled training tracks"
+            if th["mode"] == "relative"
+            else "absolute"
+        )
         print(
             f"\nweights: n_samples / (n_classes * n_samples_per_class), clipped at {settings.max_class_weight}; "
-            f"sampling: top genres under {settings.oversample_threshold} training tracks are oversampled, "
-            f"over {settings.undersample_threshold} undersampled."
+            f"sampling: top genres under {th['oversample']} training tracks are oversampled, "
+            f"over {th['undersample']} undersampled (thresholds {how})."
         )
         return 0
 

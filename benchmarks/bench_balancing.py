@@ -693,8 +693,8 @@ def main(argv: list[str] | None = None) -> int:
         + (f" (halved after {settings.lr_patience} epochs without improvement)" if settings.lr_schedule == "plateau" else "")
         + f", SpecAugment {'on' if settings.spec_augment else 'off'}, mixup alpha {settings.mixup_alpha:g}. "
         f"Every other setting is config.py's default, including the sampling "
-        f"thresholds (oversample below {settings.oversample_threshold}, undersample above "
-        f"{settings.undersample_threshold} training tracks), focal gamma {settings.focal_gamma:g} and the "
+        f"thresholds ({settings.sampling_thresholds}: oversample below {settings.oversample_threshold}, "
+        f"undersample above {settings.undersample_threshold} training tracks), focal gamma {settings.focal_gamma:g} and the "
         f"class-weight cap {settings.max_class_weight:g}.",
         f"- Seeds: rows {', '.join(args.repeat)} over seeds {', '.join(map(str, args.seeds))} (mean ± sample "
         f"standard deviation); the other model rows seed {args.seeds[0]}.",

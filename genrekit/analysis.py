@@ -96,6 +96,25 @@ def probe_audio_files(audio_dir: Path, track_ids: Iterable[int], limit_listed: i
     return {"audio_dir": str(audio_dir), "exists": True, **counts, "examples": examples}
 
 
+def sampling_thresholds(ds: Dataset, settings: Any) -> dict[str, Any]:
+    """The oversample/undersample thresholds the trainer's sampler will use on this training split.
+
+    ``mode`` is ``settings.sampling_thresholds``; ``labelled_training_tracks`` counts the training
+    tracks with a top-level target in the metadata, as the trainer does
+    (``ProcessedData.n_labelled_training``; defective files do not change it).
+    """
+    targets = ds.targets
+    n = int(((targets["split"] == "training") & (targets["top"] != MASKED)).sum())
+    over, under = balancing.effective_thresholds(settings, n)
+    return {
+        "mode": settings.sampling_thresholds,
+        "oversample": over,
+        "undersample": under,
+        "labelled_training_tracks": n,
+        "given": [settings.oversample_threshold, settings.undersample_threshold],
+    }
+
+
 def level_table(ds: Dataset, level: str, settings: Any) -> pd.DataFrame:
     """Per class at a level: training count, share, class weight, sampling action, all-split count."""
     vocab = ds.vocabs[level]
@@ -110,10 +129,8 @@ def level_table(ds: Dataset, level: str, settings: Any) -> pd.DataFrame:
         total = balancing.class_counts(getattr(everything, level), len(vocab))
         weights = balancing.class_weights(counts, settings.max_class_weight)
     if level == "top":
-        actions = [
-            balancing.sampling_action(int(c), settings.oversample_threshold, settings.undersample_threshold)
-            for c in counts
-        ]
+        th = sampling_thresholds(ds, settings)
+        actions = [balancing.sampling_action(int(c), th["oversample"], th["undersample"]) for c in counts]
     else:
         actions = ["follows top genre"] * len(vocab)
     table = pd.DataFrame(
@@ -180,6 +197,7 @@ def analyze(ds: Dataset, settings: Any, probe_audio_dir: bool = True) -> dict[st
         "artists_in_several_splits": check_artist_filtered(targets),
         "skipped_tracks": {str(k): v for k, v in ds.skipped.items()},
         "levels": levels,
+        "sampling_thresholds": sampling_thresholds(ds, settings),
     }
     if probe_audio_dir:
         report["audio"] = probe_audio_files(ds.audio_dir, tracks.index)
@@ -218,6 +236,8 @@ def balance_config(ds: Dataset, settings: Any) -> dict[str, Any]:
         "use_focal_loss": settings.use_focal_loss,
         "oversample_threshold": settings.oversample_threshold,
         "undersample_threshold": settings.undersample_threshold,
+        "sampling_thresholds": settings.sampling_thresholds,
+        "_effective_thresholds": sampling_thresholds(ds, settings),
         "focal_gamma": settings.focal_gamma,
         "max_class_weight": settings.max_class_weight,
         "_oversampled": top.genre[top.sampling == balancing.OVERSAMPLE].tolist(),
@@ -304,7 +324,8 @@ def plot_distributions(ds: Dataset, settings: Any, out_dir: Path) -> list[Path]:
             from matplotlib.lines import Line2D
             from matplotlib.patches import Patch
 
-            over, under = settings.oversample_threshold, settings.undersample_threshold
+            th = sampling_thresholds(ds, settings)
+            over, under, mode = th["oversample"], th["undersample"], th["mode"]
             ax.axvline(over, color="grey", linestyle=":", linewidth=1)
             ax.axvline(under, color="grey", linestyle="--", linewidth=1)
             ax.legend(
@@ -312,8 +333,8 @@ def plot_distributions(ds: Dataset, settings: Any, out_dir: Path) -> list[Path]:
                     Patch(color=colors["oversample"], label=f"oversampled (< {over})"),
                     Patch(color=colors["keep"], label="kept"),
                     Patch(color=colors["undersample"], label=f"undersampled (> {under})"),
-                    Line2D([], [], color="grey", linestyle=":", label="oversample threshold"),
-                    Line2D([], [], color="grey", linestyle="--", label="undersample threshold"),
+                    Line2D([], [], color="grey", linestyle=":", label=f"oversample threshold ({mode})"),
+                    Line2D([], [], color="grey", linestyle="--", label=f"undersample threshold ({mode})"),
                 ],
                 loc="lower right",
                 fontsize=8,

@@ -8,19 +8,58 @@ Weighted sampling works on tracks, per epoch, grouped by the top-level target: a
 fewer than ``oversample_threshold`` training tracks is drawn up to that many (all its tracks
 plus repeats), one with more than ``undersample_threshold`` is cut down to that many (a fresh
 random choice each epoch), the rest keep their count. Tracks without a top-level target form one
-group that keeps its size, since they still train the medium and all-genres heads.
+group that keeps its size, since they still train the medium and all-genres heads. The thresholds
+are absolute (the README's, FMA-sized) or relative to the training set: :func:`effective_thresholds`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from genrekit.errors import ConfigError
 from genrekit.labels import MASKED
+from genrekit.settings import THRESHOLD_MODES
 
 OVERSAMPLE, UNDERSAMPLE, KEEP = "oversample", "undersample", "keep"
+# Training tracks with a top-level target (genre_top) in fma_large, the dataset the README's
+# thresholds (100 / 5,000) were set for: 49,598 tracks have a genre_top (all splits, counted from
+# the real tracks.csv, as genrekit.demo.TOP_COUNTS) and the stratified split puts 84,353 of 106,574
+# tracks in training (shared/fma-real/README.md), so 49,598 * 84,353 / 106,574 = 39,257 (an
+# estimate to within the split's stratification; the full tracks.csv is not in the repository).
+FMA_LARGE_LABELLED_TRAINING = 39257
+
+
+def effective_thresholds(settings: Any, n_labelled_training: int) -> tuple[int, int]:
+    """The ``(oversample, undersample)`` thresholds weighted sampling uses on a training set.
+
+    ``settings.sampling_thresholds == "absolute"``: ``oversample_threshold`` and
+    ``undersample_threshold`` as given. ``"relative"``: they are read as set for fma_large's
+    training split and scaled by ``n_labelled_training / FMA_LARGE_LABELLED_TRAINING`` (rounded,
+    never below 1, oversample never above undersample), so a dataset 1/40 of fma_large's size
+    oversamples top genres under 100/40 training tracks, not under 100.
+
+    Parameters
+    ----------
+    settings : Settings or any object with those three attributes
+    n_labelled_training : int
+        Training tracks with a top-level target (the tracks the sampler groups by genre).
+    """
+    over, under = int(settings.oversample_threshold), int(settings.undersample_threshold)
+    mode = settings.sampling_thresholds
+    if mode == "absolute":
+        return over, under
+    if mode != "relative":
+        raise ConfigError(f"sampling_thresholds={mode!r} must be one of {', '.join(THRESHOLD_MODES)}")
+    if n_labelled_training < 0:
+        raise ConfigError(f"n_labelled_training={n_labelled_training} must be >= 0")
+    scale = n_labelled_training / FMA_LARGE_LABELLED_TRAINING
+    over = max(1, math.floor(over * scale + 0.5))
+    under = max(over, math.floor(under * scale + 0.5))
+    return over, under
 
 
 def class_counts(indices: np.ndarray, n_classes: int) -> np.ndarray:

@@ -7,15 +7,16 @@ top-genre imbalance, multi-label and multi-root tracks, an artist-filtered split
 the defective files real FMA has. Each root is a family of sounds (tempo, rhythm, register,
 timbre), each sub-genre a variation of it, each artist a variation of that, with noise and overlap.
 
-Defaults: 600 tracks (the largest top genre is then ~40x the smallest) of 30 s, 44.1 kHz stereo
-MP3, like FMA's clips. MP3 encoding costs ~1.3 s per 30 s stereo clip, so 600 such clips take
-~7 minutes on two cores; ``clip_seconds=10`` takes about a third of that, and
-``sample_rate=22050, channels=1`` is ~4x faster again, for benchmarks that need thousands of clips.
+Defaults: 600 tracks (the largest top genre is then ~40x the smallest) of 30 s, as 22,050 Hz mono
+MP3 (the rate and layout the pipeline converts every clip to; ``sample_rate=44100, channels=2``
+gives FMA's usual format). A 10 s clip costs ~0.1 s of CPU to synthesize and ~0.12 s to encode at
+22,050 Hz mono (44.1 kHz stereo: ~0.65 s to encode); ``benchmarks/bench_demo.py`` measures it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
@@ -31,12 +32,18 @@ import numpy as np
 import pandas as pd
 
 from genrekit.errors import ConfigError, DatasetError
+from genrekit.labels import MASKED, medium_genre
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1  # bump when the generator changes what a given seed produces
+FORMAT_VERSION = 2  # bump when the generator changes what a given seed produces
 DEFAULT_N_TRACKS = 600  # smallest default size where the top-genre imbalance reaches FMA's >= 30x
 DEFAULT_CLIP_SECONDS = 30.0  # FMA's clip length
+# MP3 files at 22,050 Hz mono: what the pipeline resamples and downmixes every clip to anyway, and
+# LAME (fixed at quality 2 by libsndfile) encodes them ~4x faster than 44.1 kHz stereo, which is most
+# of the generation time (benchmarks/bench_demo.py). FMA itself has clips at several rates.
+DEFAULT_SAMPLE_RATE = 22050
+DEFAULT_CHANNELS = 1
 MIN_TRACKS = 20  # fewer and some roots get no track at all
 METADATA_DIRNAME = "fma_metadata"
 AUDIO_DIRNAME = "fma_demo"
@@ -421,6 +428,7 @@ class _Plan:
     genres: pd.DataFrame
     params: np.ndarray  # (n_tracks, len(PARAMS)) synthesis parameters
     defects: dict[str, list[int]]
+    sound_genre: np.ndarray  # (n_tracks,) the genre whose variation shaped each track's sound
 
 
 def _plan(n_tracks: int, seed: int, long_text: bool = False) -> _Plan:
@@ -485,9 +493,13 @@ def _plan(n_tracks: int, seed: int, long_text: bool = False) -> _Plan:
             r2 = roots[rng.choice(len(roots), p=w / w.sum())]
             second_root[i] = r2
             labels.add(pick_genre(r2))
-        # The most specific label of the track's own root shapes its sound.
-        own = [x for x in labels if root_of[x] == r]
-        variation.append(max(own, key=lambda x: len(_ancestors(x, parent))))
+        # The track's medium target (labels.medium_genre, the rule the model is trained with) shapes
+        # its sound; its root's family leads the mix, so a multi-root track whose medium genre is
+        # in its second root sounds mostly like that root.
+        medium = medium_genre(labels, parent)
+        variation.append(r if medium == MASKED else medium)
+        if root_of[variation[-1]] != r:
+            second_root[i] = r
         if kind[i] == 2:
             labels = set()
         gl = sorted(labels)
@@ -548,7 +560,9 @@ def _plan(n_tracks: int, seed: int, long_text: bool = False) -> _Plan:
     defects = {k: sorted(int(track_ids[j]) for j in pool[i * per_kind : (i + 1) * per_kind])
                for i, k in enumerate(DEFECT_KINDS)}  # fmt: skip
 
-    params = _track_params(rng, track_root_a, track_artist_a, second_root, np.array(variation), parent)
+    variation_a = np.array(variation)
+    sound_root = np.array([root_of[int(v)] for v in variation_a])
+    params = _track_params(rng, sound_root, track_artist_a, second_root, variation_a, parent)
     meta = _other_columns(rng, n, track_artist_a, n_artists, artist_root, long_text)
     short_ids = set(defects["short"])
     duration = meta.pop(("track", "duration"))
@@ -573,6 +587,7 @@ def _plan(n_tracks: int, seed: int, long_text: bool = False) -> _Plan:
     order = np.argsort(track_ids, kind="stable")
     tracks = tracks.iloc[order]
     params = params[order]
+    sound_genre = variation_a[order]
 
     counts_all: dict[int, int] = {}
     for ga in genres_all_col:
@@ -587,7 +602,7 @@ def _plan(n_tracks: int, seed: int, long_text: bool = False) -> _Plan:
         },
         index=pd.Index([g for g, _, _, _ in GENRES], name="genre_id"),
     ).sort_index()
-    return _Plan(tracks=tracks, genres=genres, params=params, defects=defects)
+    return _Plan(tracks=tracks, genres=genres, params=params, defects=defects, sound_genre=sound_genre)
 
 
 def _unit(key: Sequence[int]) -> np.ndarray:
@@ -862,6 +877,42 @@ def _midi_hz(m: float) -> float:
     return 440.0 * 2.0 ** ((m - 69.0) / 12.0)
 
 
+@functools.lru_cache(maxsize=4)
+def _fft_freqs(size: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rfft bin frequencies of ``size`` samples and ``log(max(f, 30 Hz))``, computed once."""
+    freqs = np.fft.rfftfreq(size, 1 / sample_rate)
+    return freqs, np.log(np.maximum(freqs, 30.0))
+
+
+def _sine_bank(omega: np.ndarray, amp: np.ndarray, phase: np.ndarray, n: int) -> np.ndarray:
+    """``sum_k amp[k] * sin(omega[k] * i + phase[k])`` for ``i < n`` (omega in radians per sample).
+
+    Exact to float64 rounding and ~20x cheaper than one ``np.sin`` per harmonic and sample: with
+    ``i = B * j + r``, ``sin(a + b) = sin a cos b + cos a sin b`` turns the sum into two small
+    matrix products of (J, K) by (K, B) tables, so only ``K * (B + J)`` sines are computed.
+    """
+    if n <= 0 or len(omega) == 0:
+        return np.zeros(max(n, 0))
+    b = int(math.ceil(math.sqrt(n)))
+    j = int(math.ceil(n / b))
+    a_r = omega[:, None] * np.arange(b)[None, :]  # (K, B)
+    a_j = omega[:, None] * (b * np.arange(j))[None, :] + phase[:, None]  # (K, J)
+    out = (np.cos(a_j).T * amp) @ np.sin(a_r) + (np.sin(a_j).T * amp) @ np.cos(a_r)
+    return out.ravel()[:n]
+
+
+def _sine_sum_fm(freq: np.ndarray, amp: np.ndarray, phase_t: np.ndarray) -> np.ndarray:
+    """``sum_k amp[k] * sin(2 pi freq[k] * phase_t)`` for a non-linear phase (in seconds).
+
+    The phase is reduced to one cycle in float64 before a float32 sine (vectorized by numpy, unlike
+    float64's): the error stays below 1e-6, under the float32 resolution of the clips written.
+    """
+    cycles = freq[:, None] * phase_t[None, :]
+    cycles -= np.floor(cycles)
+    s = np.sin((2 * np.pi * cycles).astype(np.float32))
+    return amp.astype(np.float32) @ s
+
+
 def render_clip(
     params: np.ndarray, seconds: float, sample_rate: int, channels: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -881,16 +932,20 @@ def render_clip(
     sr = int(sample_rate)
     n = max(1, int(round(seconds * sr)))
     tail = int(0.05 * sr)  # room for the last onsets; the sound past the end is cut anyway
-    buf = np.zeros((2, n + tail), dtype=np.float64)
     nyq = sr / 2
+    # One mono lane per pan position: voices are summed there and panned once at the end, which
+    # is the same mix as panning each note (to float64 rounding) at a third of the cost.
+    lanes: dict[float, np.ndarray] = {}
 
     def add(sig: np.ndarray, at: float, gain: float, pan: float) -> None:
         i = int(at * sr)
         if i >= n or i < 0:
             return
+        lane = lanes.get(pan)
+        if lane is None:
+            lane = lanes[pan] = np.zeros(n + tail)
         seg = sig[: n + tail - i]
-        buf[0, i : i + len(seg)] += seg * gain * (1 - pan)
-        buf[1, i : i + len(seg)] += seg * gain * (1 + pan)
+        lane[i : i + len(seg)] += seg * gain
 
     beat = 60.0 / p["bpm"]
     step = beat / 4
@@ -949,16 +1004,19 @@ def render_clip(
         if key in templates:
             return templates[key]
         f0 = _midi_hz(m)
-        tt = np.arange(int(length * sr)) / sr
+        n_t = int(length * sr)
+        tt = np.arange(n_t) / sr
         k = np.arange(1, harmonics + 1)
         fk = k * f0 * np.sqrt(1 + p["inharm"] * k**2)
         keep = fk < min(cutoff_hz * 1.5, nyq * 0.9)
         k, fk = k[keep], fk[keep]
         amp = k ** (-bright) * np.where(k % 2 == 0, 2 * p["even"], 1.0)
-        vib = p["vibrato"] * 0.012 * np.sin(2 * np.pi * 5.5 * tt) / (2 * np.pi * 5.5) * 2 * np.pi
-        sig = np.zeros_like(tt)
-        for a, f in zip(amp, fk, strict=True):
-            sig += a * np.sin(2 * np.pi * f * tt + f * vib)
+        if p["vibrato"] > 0:
+            # sin(2 pi f t + f vib) = sin(2 pi f (t + vib / 2 pi)): one phase for every harmonic.
+            vib = p["vibrato"] * 0.012 * np.sin(2 * np.pi * 5.5 * tt) / (2 * np.pi * 5.5)
+            sig = _sine_sum_fm(fk, amp, tt + vib)
+        else:
+            sig = _sine_bank(2 * np.pi * fk / sr, amp, np.zeros(len(fk)), n_t)
         env = np.minimum(tt / max(attack, 1e-4), 1.0) * np.exp(-tt / max(decay, 1e-3))
         env[-min(len(env), int(0.01 * sr)) :] *= np.linspace(1, 0, min(len(env), int(0.01 * sr)))
         templates[key] = sig * env / max(amp.sum(), 1e-9)
@@ -996,18 +1054,21 @@ def render_clip(
         tt = np.arange(n_bar) / sr
         env = np.minimum(1.0, np.minimum(tt, tt[::-1]) / 0.08)
         for b in range(int(n / sr / bar) + 1):
-            chord = np.zeros(n_bar)
             d0 = int(degrees[b % 4])
+            freqs, phases = [], []
             for d in (d0, d0 + 2, d0 + 4):
                 f = _midi_hz(note_of(d, -1))
                 for det in (0.997, 1.003):
-                    chord += np.sin(2 * np.pi * f * det * tt + rng.uniform(0, 6.3))
+                    freqs.append(f * det)
+                    phases.append(rng.uniform(0, 6.3))
+            chord = _sine_bank(2 * np.pi * np.array(freqs) / sr, np.ones(6), np.array(phases), n_bar)
             add(chord * env / 6, b * bar, 0.5 * p["pad"], 0.25 * (1 if b % 2 else -1))
 
     if p["speech"] > 0.02:
         f0 = rng.uniform(95, 230)
         at = 0.0
         cache: dict[tuple[int, int], np.ndarray] = {}
+        windows: dict[int, np.ndarray] = {}
         while at < n / sr:
             if rng.random() < 0.15:
                 at += rng.uniform(0.25, 0.8)
@@ -1016,26 +1077,32 @@ def render_clip(
             key = (v, pitch_step)
             if key not in cache:
                 fv = f0 * (1 + 0.08 * (pitch_step - 1))
-                tt = np.arange(int(0.3 * sr)) / sr
                 k = np.arange(1, int(min(4500.0, nyq * 0.9) / fv) + 1)
                 amp = sum(1.0 / (1 + ((k * fv - fmt) / 90.0) ** 2) for fmt in _VOWELS[v]) + 0.02
-                sig = (amp[:, None] * np.sin(2 * np.pi * fv * k[:, None] * tt)).sum(axis=0)
+                sig = _sine_bank(2 * np.pi * fv * k / sr, amp, np.zeros(len(k)), int(0.3 * sr))
                 cache[key] = sig / amp.sum()
             dur = rng.uniform(0.12, 0.3)
-            syl = cache[key][: int(dur * sr)] * np.hanning(int(dur * sr))
+            n_syl = int(dur * sr)
+            if n_syl not in windows:
+                windows[n_syl] = np.hanning(n_syl)
+            syl = cache[key][:n_syl] * windows[n_syl]
             burst = rng.standard_normal(int(0.03 * sr)) * 0.15
             add(np.concatenate([burst, syl]), at, 1.2 * p["speech"], 0.0)
             at += dur + 0.03 + rng.uniform(0.0, 0.08)
 
+    buf = np.zeros((2, n + tail), dtype=np.float64)
+    for pan, lane in lanes.items():
+        buf[0] += lane * (1 - pan)
+        buf[1] += lane * (1 + pan)
+
     # Coloured noise (independent per channel) and crackle (the same in both).
     size = sfft.next_fast_len(n + tail, real=True)
-    freqs = np.fft.rfftfreq(size, 1 / sr)
+    freqs, log_freqs = _fft_freqs(size, sr)
     if p["noise"] > 0.001:
-        shape = np.maximum(freqs, 30.0) ** (-p["tilt"] / 2)
-        for c in range(2):
-            spec = sfft.rfft(rng.standard_normal(size)) * shape
-            colour = sfft.irfft(spec, size)[: n + tail]
-            buf[c] += p["noise"] * colour / (colour.std() + 1e-12) * 0.3
+        shape = np.exp(-p["tilt"] / 2 * log_freqs)  # max(f, 30 Hz) ** (-tilt / 2)
+        white = np.stack([rng.standard_normal(size) for _ in range(2)])
+        colour = sfft.irfft(sfft.rfft(white, axis=1) * shape, size, axis=1)[:, : n + tail]
+        buf += p["noise"] * colour / (colour.std(axis=1, keepdims=True) + 1e-12) * 0.3
     if p["crackle"] > 0.02:
         k = rng.poisson(p["crackle"] * 40 * n / sr)
         pos = rng.integers(0, n, k)
@@ -1053,17 +1120,18 @@ def render_clip(
     if p["drive"] > 0.05:
         g = 1 + p["drive"]
         buf = np.tanh(g * buf) / np.tanh(g)
-    lowpass = 1.0 / np.sqrt(1 + (freqs / cutoff_hz) ** 8)
-    out = np.empty((n, 2))
-    for c in range(2):
-        out[:, c] = sfft.irfft(sfft.rfft(buf[c], size) * lowpass, size)[:n]
-    if channels == 1:
-        out = out.mean(axis=1, keepdims=True)
+    ratio = freqs / cutoff_hz
+    ratio *= ratio
+    ratio *= ratio
+    lowpass = 1.0 / np.sqrt(1 + ratio * ratio)  # 1 / sqrt(1 + (f / cutoff) ** 8)
+    if channels == 1:  # the filter is linear: filter the downmix rather than each channel
+        buf = buf.mean(axis=0, keepdims=True)
+    out = sfft.irfft(sfft.rfft(buf, size, axis=1) * lowpass, size, axis=1)[:, :n].T
     peak = np.abs(out).max()
     gain = 10 ** (rng.uniform(-10, -1) / 20)
     if peak > 0:
-        out *= gain / peak
-    return out.astype(np.float32)
+        out = out * (gain / peak)
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def _syncsafe(n: int) -> bytes:
@@ -1167,9 +1235,12 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, progress: bool) -> Itera
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        from genrekit.workers import one_thread_env
+
         # spawn: safe whatever the parent has loaded (TensorFlow's threads do not survive fork).
+        # One BLAS thread per worker: the renderer's small matrix products would only fight.
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        with one_thread_env(), ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             for result in pool.map(_render_job, jobs, chunksize=1):
                 yield result
                 bar.update()
@@ -1183,8 +1254,8 @@ def write_demo_dataset(
     clip_seconds: float = DEFAULT_CLIP_SECONDS,
     seed: int = 0,
     workers: int | None = None,
-    sample_rate: int = 44100,
-    channels: int = 2,
+    sample_rate: int = DEFAULT_SAMPLE_RATE,
+    channels: int = DEFAULT_CHANNELS,
     progress: bool = True,
     overwrite: bool = False,
 ) -> DemoInfo:
@@ -1209,7 +1280,8 @@ def write_demo_dataset(
     workers : int or None
         Processes rendering and encoding clips; None or 0 = all CPU cores, 1 = in this process.
     sample_rate, channels : int
-        44,100 Hz stereo like FMA; 22,050 Hz mono encodes ~4x faster for large benchmarks.
+        22,050 Hz mono by default (the pipeline's own rate; ~4x faster to encode than FMA's usual
+        44,100 Hz stereo, which stays available).
     progress : bool
         Show a tqdm progress bar.
     overwrite : bool

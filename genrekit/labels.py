@@ -3,9 +3,9 @@
 - **top**: FMA's own ``('track', 'genre_top')``, a root genre. Empty when a track's genres span
   several roots (about half of fma_large): such tracks get no top target (masked, index -1) and
   keep their other labels.
-- **medium**: one non-root genre per track: the deepest non-root genre among
-  ``('track', 'genres')``; ties (same depth) go to the genre with the lowest ``genre_id``, so the
-  rule is deterministic. Masked when a track has only root genres.
+- **medium**: one non-root genre per track (:func:`medium_genre`): the deepest non-root genre
+  among ``('track', 'genres')``; ties (same depth) go to the genre with the lowest ``genre_id``, so
+  the rule is deterministic. Masked when a track has only root genres.
 - **all**: multi-label over ``('track', 'genres_all')`` (the genres and all their ancestors).
 
 Vocabularies hold the classes seen in the training split at each level; they are saved with the
@@ -15,7 +15,7 @@ model and reused unchanged by inference and evaluation.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,49 @@ class GenreTree:
         return len(self.parent)
 
 
+def medium_genre(genre_ids: Iterable[int], tree: GenreTree | Mapping[int, int]) -> int:
+    """The medium target of a track: its deepest non-root genre, ties to the lowest genre id.
+
+    The one rule for the medium level: :func:`derive_targets` labels tracks with it and the demo
+    generator (:mod:`genrekit.demo`) gives each track the sound of the genre it picks.
+
+    Parameters
+    ----------
+    genre_ids : iterable of int
+        The track's ``('track', 'genres')``; ids missing from the tree are ignored.
+    tree : GenreTree or mapping
+        The genre tree, or its parent table ``{genre_id: parent_id}`` (0 for a root).
+
+    Returns
+    -------
+    int
+        A genre id, or ``MASKED`` (-1) when the track has no non-root genre.
+    """
+    parent = tree.parent if isinstance(tree, GenreTree) else tree
+    depth = tree.depth if isinstance(tree, GenreTree) else None
+    best, best_key = MASKED, (0, 0)
+    for g in genre_ids:
+        g = int(g)
+        if parent.get(g, 0) == 0:
+            continue
+        d = depth[g] if depth is not None else _depth(g, parent)
+        key = (-d, g)
+        if best == MASKED or key < best_key:
+            best, best_key = g, key
+    return best
+
+
+def _depth(gid: int, parent: Mapping[int, int]) -> int:
+    depth, seen = 0, {gid}
+    while parent[gid] != 0:
+        gid = parent[gid]
+        if gid in seen:
+            raise DatasetError(f"genre {gid} is its own ancestor (cycle in parent)")
+        seen.add(gid)
+        depth += 1
+    return depth
+
+
 def derive_targets(tracks: pd.DataFrame, tree: GenreTree) -> pd.DataFrame:
     """Per-track targets at the three levels, as genre ids.
 
@@ -90,10 +133,7 @@ def derive_targets(tracks: pd.DataFrame, tree: GenreTree) -> pd.DataFrame:
             unknown.update(g for g in ids if g not in tree.parent)
         return good
 
-    medium = []
-    for ids in genres:
-        candidates = [g for g in known(ids) if tree.parent[g] != 0]
-        medium.append(min(candidates, key=lambda g: (-tree.depth[g], g)) if candidates else MASKED)
+    medium = [medium_genre(known(ids), tree) for ids in genres]
     all_ids = []
     for ids, base in zip(genres_all, genres, strict=True):
         # genres_all is FMA's closure of genres over ancestors; recompute it if a file lacks it.

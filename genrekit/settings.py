@@ -38,6 +38,7 @@ MONITORS = (
     "val_all_jaccard",
 )
 SPLITS = ("training", "validation", "test")
+THRESHOLD_MODES = ("absolute", "relative")  # how genrekit.balancing.effective_thresholds reads them
 
 
 def _config_constants() -> dict[str, Any]:
@@ -110,6 +111,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "strategy": (lambda v: v in STRATEGIES, f"must be one of {', '.join(STRATEGIES)}"),
     "lr_schedule": (lambda v: v in LR_SCHEDULES, f"must be one of {', '.join(LR_SCHEDULES)}"),
     "monitor": (lambda v: v in MONITORS, f"must be one of {', '.join(MONITORS)}"),
+    "sampling_thresholds": (lambda v: v in THRESHOLD_MODES, f"must be one of {', '.join(THRESHOLD_MODES)}"),
 }
 
 

@@ -29,6 +29,7 @@ from genrekit.cli import SETUP_HINTS, require_dir
 from genrekit.errors import ConfigError, DatasetError, ModelError
 from genrekit.labels import (
     LEVELS,
+    MASKED,
     EncodedLabels,
     GenreTree,
     Vocabulary,
@@ -80,6 +81,11 @@ class ProcessedData:
     def num_classes(self) -> dict[str, int]:
         return {level: len(v) for level, v in self.vocabs.items()}
 
+    @property
+    def n_labelled_training(self) -> int:
+        """Training tracks with a top-level target in the metadata: what relative thresholds scale by."""
+        return int(((self.targets["split"] == "training") & (self.targets["top"] != MASKED)).sum())
+
 
 class BalancedGenreProcessor:
     """FMA metadata to targets, class weights and features.
@@ -114,13 +120,17 @@ class BalancedGenreProcessor:
         targets = derive_targets(tracks, tree)
         return ProcessedData(tree, targets, build_vocabularies(targets, tree))
 
-    def make_sampler(self, labels: EncodedLabels, n_top: int) -> balancing.EpochSampler | None:
+    def make_sampler(
+        self, labels: EncodedLabels, n_top: int, n_labelled: int | None = None
+    ) -> balancing.EpochSampler | None:
+        """The epoch sampler; ``n_labelled`` (default: the labelled tracks of ``labels``) sizes
+        relative thresholds: ``ProcessedData.n_labelled_training``, as the inspector shows them."""
         s = self.settings
         if not s.use_weighted_sampling:
             return None
-        return balancing.EpochSampler(
-            labels.top, n_top, s.oversample_threshold, s.undersample_threshold, s.seed
-        )
+        n = int((labels.top >= 0).sum()) if n_labelled is None else n_labelled
+        over, under = balancing.effective_thresholds(s, n)
+        return balancing.EpochSampler(labels.top, n_top, over, under, s.seed)
 
     def compute_hierarchical_class_weights(
         self, processed: ProcessedData, labels: EncodedLabels | None = None
@@ -133,7 +143,7 @@ class BalancedGenreProcessor:
         """
         labels = labels if labels is not None else processed.labels("training")
         n = processed.num_classes
-        sampler = self.make_sampler(labels, n["top"])
+        sampler = self.make_sampler(labels, n["top"], processed.n_labelled_training)
         rates = sampler.expected_rates() if sampler is not None else np.ones(len(labels))
         weights = {}
         for level in ("top", "medium"):
@@ -590,7 +600,7 @@ def train(
 
     train_labels = split_labels["training"]
     weights = processor.compute_hierarchical_class_weights(processed, train_labels)
-    sampler = processor.make_sampler(train_labels, n["top"])
+    sampler = processor.make_sampler(train_labels, n["top"], processed.n_labelled_training)
     norm = cache.norm_stats(train_labels.track_ids).to_dict()
 
     from genrekit.device import configure_device, make_strategy, split_cpu

@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from genrekit.balancing import EpochSampler, class_counts, class_weights, pos_weights, target_count
+from genrekit.balancing import (
+    EpochSampler,
+    class_counts,
+    class_weights,
+    effective_thresholds,
+    pos_weights,
+    target_count,
+)
 from genrekit.errors import ConfigError
 
 
@@ -99,3 +106,31 @@ def test_expected_rates_give_the_planned_counts():
     assert rates[top == -1] == pytest.approx(1.0)
     sums = [rates[top == c].sum() for c in range(3)]
     assert sums == pytest.approx(sampler.planned_counts())
+
+
+def _th(over: int, under: int, mode: str):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(oversample_threshold=over, undersample_threshold=under, sampling_thresholds=mode)
+
+
+@pytest.mark.parametrize(
+    ("over", "under", "mode", "n", "want"),
+    [
+        (100, 5000, "absolute", 1000, (100, 5000)),  # as given, whatever the size
+        (100, 5000, "relative", 39257, (100, 5000)),  # fma_large's own size: the README's values
+        (100, 5000, "relative", 1000, (3, 127)),  # 100 * 1000 / 39257 = 2.55, 5000 * ... = 127.4
+        (100, 5000, "relative", 3926, (10, 500)),  # 10.0008 and 500.04
+        (100, 5000, "relative", 100, (1, 13)),  # 0.25 is raised to 1; 12.7 rounds to 13
+        (100, 5000, "relative", 0, (1, 1)),
+        (30, 40, "relative", 78514, (60, 80)),  # twice fma_large
+        (100, 120, "relative", 196, (1, 1)),  # 0.499 -> 1 and 0.599 -> 1: oversample never above undersample
+    ],
+)
+def test_effective_thresholds_by_hand(over, under, mode, n, want):
+    assert effective_thresholds(_th(over, under, mode), n) == want
+
+
+def test_effective_thresholds_refuse_an_unknown_mode():
+    with pytest.raises(ConfigError, match="sampling_thresholds='fraction'"):
+        effective_thresholds(_th(100, 5000, "fraction"), 10)

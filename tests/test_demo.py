@@ -250,8 +250,9 @@ def test_clips_decode_to_the_requested_length(demo: DemoInfo, tracks: pd.DataFra
         path = demo.audio_dir / f"{tid:06d}"[:3] / f"{tid:06d}.mp3"
         assert path.read_bytes()[:3] == b"ID3"  # tagged like FMA's files
         audio, sr = sf.read(path, dtype="float32")
-        assert sr == 44100 and audio.shape == (88200, 2), tid
-        assert 0.01 < np.abs(audio).max() <= 1.0 and audio.std() > 1e-3
+        assert sr == 22050 and audio.shape == (44100,), tid  # the default: 22,050 Hz mono
+        # Peaks are rendered at -10 to -1 dBFS; LAME's low-pass at 22,050 Hz overshoots them a little.
+        assert 0.01 < np.abs(audio).max() <= 1.25 and audio.std() > 1e-3
 
 
 def test_defective_files_are_like_fmas(demo: DemoInfo, tracks: pd.DataFrame) -> None:
@@ -271,10 +272,10 @@ def test_defective_files_are_like_fmas(demo: DemoInfo, tracks: pd.DataFrame) -> 
             sf.read(path(t))
     for t in demo.truncated_ids:
         audio, _ = sf.read(path(t))
-        assert 0 < len(audio) < 0.6 * 88200
+        assert 0 < len(audio) < 0.6 * 44100
     for t in demo.short_ids:
         audio, _ = sf.read(path(t))
-        assert len(audio) == round(0.4 * 88200)
+        assert len(audio) == round(0.4 * 44100)
         assert tracks.loc[t, ("track", "duration")] < 30
     for t in demo.missing_ids:
         assert not path(t).exists()
@@ -298,13 +299,43 @@ def test_same_seed_gives_the_same_bytes_whatever_the_workers(demo: DemoInfo, tmp
     assert again.defective_ids == demo.defective_ids
 
 
-def test_mono_low_rate_option(tmp_path: Path) -> None:
-    info = write_demo_dataset(tmp_path, n_tracks=20, clip_seconds=1.0, sample_rate=22050, channels=1,
+def test_fma_stereo_option(tmp_path: Path) -> None:
+    info = write_demo_dataset(tmp_path, n_tracks=20, clip_seconds=1.0, sample_rate=44100, channels=2,
                               workers=1, progress=False)  # fmt: skip
     tid = next(t for t in pd.read_csv(info.tracks_csv, index_col=0, header=[0, 1]).index
                if t not in info.defective_ids)  # fmt: skip
     audio, sr = sf.read(info.audio_dir / f"{tid:06d}"[:3] / f"{tid:06d}.mp3")
-    assert sr == 22050 and audio.shape == (22050,)
+    assert sr == 44100 and audio.shape == (44100, 2)
+    assert np.abs(audio[:, 0] - audio[:, 1]).max() > 1e-3  # really stereo
+
+
+def _bench_demo():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_demo", REPO / "benchmarks" / "bench_demo.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_demo"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("sample_rate", "channels"), [(22050, 1), (44100, 2)])
+def test_fast_renderer_matches_the_reference(sample_rate: int, channels: int) -> None:
+    """The vectorized synthesizer makes main's sounds: same rng draws, same samples to float error."""
+    from genrekit.demo import _plan, render_clip
+
+    reference = _bench_demo().render_clip_reference
+    params = _plan(600, 0).params
+    i_vib = list(_plan.__globals__["PARAM_NAMES"]).index("vibrato")
+    rows = [0, 37, 101, 222, 345, 480, 599]
+    # Both tone paths are covered: harmonics with and without vibrato.
+    assert {bool(params[r, i_vib] > 0) for r in rows} == {True, False}
+    for r in rows:
+        want = reference(params[r], 1.5, sample_rate, channels, np.random.default_rng([0, r, 3]))
+        got = render_clip(params[r], 1.5, sample_rate, channels, np.random.default_rng([0, r, 3]))
+        assert got.shape == want.shape and got.dtype == np.float32
+        assert np.abs(got - want).max() < 1e-6, r
+        assert np.abs(want).max() > 0.05
 
 
 # --- Idempotence, refusal and resume ----------------------------------------------------------------
@@ -401,3 +432,27 @@ def test_top_genres_are_learnable_but_not_trivially(tmp_path: Path) -> None:
     majority = pd.Series(y).value_counts(normalize=True).iloc[0]
     assert accuracy > majority + 0.2, (accuracy, majority)
     assert accuracy < 0.95, accuracy
+
+
+# --- Labels and sound agree ---------------------------------------------------------------------------
+@pytest.mark.parametrize("n_tracks", [600, 1800])
+def test_medium_target_is_the_genre_that_shaped_the_sound(tmp_path: Path, n_tracks: int) -> None:
+    """Defect 8 of issue 13: the label rule and the generator pick the same medium genre."""
+    from genrekit.demo import _plan, write_genres_csv
+    from genrekit.fma import load_genres, load_tracks
+    from genrekit.labels import MASKED, GenreTree, derive_targets
+
+    plan = _plan(n_tracks, 0)
+    write_tracks_csv(plan.tracks, tmp_path / "tracks.csv")
+    write_genres_csv(plan.genres, tmp_path / "genres.csv")
+    tree = GenreTree(load_genres(tmp_path / "genres.csv"))
+    targets = derive_targets(load_tracks(tmp_path / "tracks.csv"), tree)
+    assert (targets.index.to_numpy() == plan.tracks.index.to_numpy()).all()
+    medium = targets["medium"].to_numpy()
+    labelled = medium != MASKED
+    assert labelled.mean() > 0.7
+    sound = plan.sound_genre
+    wrong = np.flatnonzero(labelled & (medium != sound))
+    assert len(wrong) == 0, (
+        f"{len(wrong)} of {labelled.sum()} tracks, e.g. {targets.index[wrong[:5]].tolist()}"
+    )

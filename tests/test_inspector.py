@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 import fma_inspector
@@ -82,3 +83,57 @@ def test_missing_metadata_is_one_line_with_the_setup_command(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "does not exist; create it with: python setup_fma_dataset.py --subset metadata" in err[0]
+
+
+def test_analyze_balance_shows_the_trainers_relative_thresholds(tmp_path, capsys):
+    """Relative mode: the inspector prints and plots the thresholds the trainer's sampler uses."""
+    import re
+
+    from genrekit.analysis import Dataset, level_table, plot_distributions, sampling_thresholds
+    from genrekit.demo import _plan, write_genres_csv, write_tracks_csv
+    from genrekit.training import BalancedGenreProcessor
+
+    meta = tmp_path / "fma_metadata"
+    plan = _plan(1800, 0)
+    write_tracks_csv(plan.tracks, meta / "tracks.csv")
+    write_genres_csv(plan.genres, meta / "genres.csv")
+    assert (
+        fma_inspector.main(
+            ["--metadata", str(meta), "--analyze_balance", "--sampling_thresholds", "relative"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    shown = re.search(r"under (\d+) training tracks are oversampled, over (\d+) undersampled", out)
+    assert shown and "relative: 100 / 5000 for fma_large" in out
+
+    settings = Settings.build(None, {"sampling_thresholds": "relative", "metadata_dir": str(meta)})
+    processor = BalancedGenreProcessor(settings, str(meta), str(tmp_path / "audio"))
+    processed = processor.process_fma_labels(*processor.load_fma_metadata())
+    # As train() does: the tracks whose audio decodes (not the demo's defective files), sized by the
+    # metadata's labelled training tracks.
+    defective = [t for ids in plan.defects.values() for t in ids]
+    usable = np.setdiff1d(plan.tracks.index.to_numpy(), defective)
+    train = processed.labels("training", usable)
+    n = processed.n_labelled_training
+    assert int((train.top >= 0).sum()) < n  # defective files among the labelled training tracks
+    sampler = processor.make_sampler(train, processed.num_classes["top"], n)
+    want = (round(100 * n / 39257), round(5000 * n / 39257))  # by hand: neither is at .5
+    assert (sampler.oversample_threshold, sampler.undersample_threshold) == want
+    assert tuple(map(int, shown.groups())) == want
+    assert want[1] < 5000 and want[0] < 100  # really scaled
+
+    ds = Dataset.load(settings, meta, tmp_path / "audio")
+    assert sampling_thresholds(ds, settings)["labelled_training_tracks"] == n
+    table = level_table(ds, "top", settings)
+    planned = dict(zip(processed.vocabs["top"].names, sampler.planned_counts(), strict=True))
+    for row in table.itertuples():  # the table's actions are the sampler's plan
+        want_count = planned[row.genre]
+        if want_count == row.train_tracks:
+            assert row.sampling == "keep", row
+        else:
+            assert row.sampling == ("oversample" if want_count > row.train_tracks else "undersample"), row
+    (png,) = [
+        p for p in plot_distributions(ds, settings, tmp_path / "plots") if p.name == "distribution_top.png"
+    ]
+    assert png.stat().st_size > 0

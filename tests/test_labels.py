@@ -13,6 +13,7 @@ from genrekit.labels import (
     check_artist_filtered,
     derive_targets,
     encode,
+    medium_genre,
 )
 from tests.fma_fixtures import small_dataset
 
@@ -90,3 +91,32 @@ def test_real_tree_levels(real_genres_csv):
     assert tree.root_of[1] == 38  # Avant-Garde under Experimental
     assert len(tree.non_roots) == 147
     assert np.all([tree.depth[g] == 0 for g in tree.roots])
+
+
+# A hand-made tree: 1 > 10 > 100, 1 > 11, 2 > 20 > 200, 2 > 21.
+HAND_PARENT = {1: 0, 10: 1, 100: 10, 11: 1, 2: 0, 20: 2, 200: 20, 21: 2}
+
+
+@pytest.mark.parametrize(
+    ("genres", "want"),
+    [
+        ([1, 2], MASKED),  # roots only
+        ([], MASKED),
+        ([11], 11),
+        ([1, 11], 11),
+        ([21, 11], 11),  # same depth: lowest id, whatever the order or the root
+        ([11, 21, 10], 10),
+        ([11, 200], 200),  # deeper wins, even in another root
+        ([100, 200], 100),
+        ([200, 21, 2, 999], 200),  # unknown ids are ignored
+    ],
+)
+def test_medium_genre_rule_by_hand(genres, want):
+    assert medium_genre(genres, HAND_PARENT) == want
+    assert medium_genre(reversed(genres), HAND_PARENT) == want
+
+
+def test_medium_genre_same_with_tree_or_parent_table(data):
+    tracks, tree, _ = data
+    for ids in tracks["track", "genres"]:
+        assert medium_genre(ids, tree) == medium_genre(ids, tree.parent)
