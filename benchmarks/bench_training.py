@@ -52,7 +52,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from genrekit.pipeline import WINDOW_BLOCKS  # noqa: E402
+from genrekit.pipeline import WINDOW_TRACKS  # noqa: E402
 
 SAMPLE_RATE = 22050  # demo audio: mono 22,050 Hz encodes ~4x faster than FMA's 44.1 kHz stereo
 LEVELS = ("top", "medium", "all")
@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mixed_precision", action="store_true", help="mixed_float16 (GPU only)")
     parser.add_argument("--skip_fit", action="store_true", help="skip 1. and 2. (reads only)")
     parser.add_argument("--skip_reads", action="store_true", help="skip 3.")
+    parser.add_argument(
+        "--composition_tracks", type=int, default=20000, help="metadata size for 4. (default 20000)"
+    )
     return parser
 
 
@@ -393,56 +396,71 @@ def bench_pipeline(args, settings, processed, cache, labels, weights) -> list[tu
 # --- 4. batch composition ---------------------------------------------------------------------------
 
 
-def bench_composition(settings, processed, labels, repeats: int = 3) -> list[tuple[str, float, float]]:
+def composition_labels(n_tracks: int, seed: int = 0):
+    """Training-split labels and artists of generated FMA-layout metadata (no audio).
+
+    The demo's metadata, like FMA's, gives an artist's tracks neighbouring ids; at a few tens of
+    thousands of tracks it shows what the small benchmark cache cannot: batches drawn from a buffer
+    of a few sorted blocks hold few artists.
+    """
+    from genrekit.demo import make_demo_metadata
+    from genrekit.labels import GenreTree, build_vocabularies, derive_targets, encode
+
+    tracks, genres = make_demo_metadata(n_tracks, seed)
+    tree = GenreTree(genres)
+    targets = derive_targets(tracks, tree)
+    train = targets[targets["split"] == "training"].sort_index()
+    labels = encode(train, build_vocabularies(targets, tree))
+    return labels, train["artist"].to_numpy()
+
+
+def bench_composition(settings, labels, artist, repeats: int = 3) -> list[tuple[str, float, float]]:
     """Distinct artists and top genres per batch: the pipeline, the previous pipeline, a uniform draw.
 
-    The previous pipeline sorted the epoch's tracks, cut them into blocks of ``shuffle_block``, visited
-    the blocks in random order and mixed segments in a shuffle buffer of four blocks (tf.data's
-    ``shuffle`` semantics, simulated here in numpy). Track ids run in albums, so its batches held few
-    artists. Only which tracks land in which batch is computed (no features are read).
+    Epochs are drawn by the trainer's weighted sampler (config.py's thresholds, relative to this
+    training set). The previous pipeline sorted the epoch's tracks, cut them into blocks of
+    ``shuffle_block``, visited the blocks in random order and mixed segments in a shuffle buffer of
+    four blocks (tf.data's ``shuffle`` semantics, simulated here in numpy). The uniform draw takes the
+    same epoch's segments in a random order. Only which tracks land in which batch is computed.
     """
+    from genrekit.balancing import EpochSampler, effective_thresholds
     from genrekit.pipeline import TrainingStream
 
-    artist = processed.targets.loc[labels.track_ids, "artist"].to_numpy()
     top = labels.top
     S, bs, block = settings.num_segments, settings.batch_size, settings.shuffle_block
+    n_top = int(top.max()) + 1
+    over, under = effective_thresholds(
+        dataclasses.replace(settings, sampling_thresholds="relative"), int((top >= 0).sum())
+    )
+    sampler = EpochSampler(top, n_top, over, under, seed=0)
 
-    class NoRead:
-        def read(self, ids):
-            return np.zeros((len(ids), S, 1, 1), np.float16)
-
-    def stats(batches):
-        a = [len(set(artist[b].tolist())) for b in batches if len(b) == bs]
-        g = [len(set(top[b][top[b] >= 0].tolist())) for b in batches if len(b) == bs]
+    def stats(track_order):
+        batches = [track_order[i : i + bs] for i in range(0, len(track_order) - bs + 1, bs)]
+        a = [len(set(artist[b].tolist())) for b in batches]
+        g = [len(set(top[b][top[b] >= 0].tolist())) for b in batches]
         return float(np.mean(a)), float(np.mean(g))
 
-    ones = {"top": np.ones(1 + max(0, top.max())), "medium": np.ones(1 + max(0, labels.medium.max()))}
-    n = {"top": len(ones["top"]), "medium": len(ones["medium"]), "all": labels.all.shape[1]}
-    rows_out = {"pipeline (windows of blocks, segments permuted)": [], "previous (sorted blocks, buffer of 4)": [],
-                "uniform random draw": []}  # fmt: skip
-    for rep in range(repeats):
-        stream = TrainingStream(NoRead(), labels, ones, n, S, shuffle_block=block, seed=rep, batch_size=bs)
-        batches = []
-        for rows, order in stream.segment_rows(rep):
-            track = np.repeat(rows, S)[order]
-            batches += [track[i : i + bs] for i in range(0, len(track), bs)]
-        rows_out["pipeline (windows of blocks, segments permuted)"].append(stats(batches))
-        rng = np.random.default_rng((rep, 9))
-        srt = np.sort(rng.permutation(len(labels)))
-        chunks = np.array_split(srt, max(1, -(-len(srt) // block)))
-        stream_segments = np.concatenate([np.repeat(chunks[i], S) for i in rng.permutation(len(chunks))])
-        buffer_size, out, buf = 4 * block * S, [], list(stream_segments[: 4 * block * S])
-        for seg in stream_segments[4 * block * S :]:
+    names = (f"pipeline (windows of {WINDOW_TRACKS} tracks in blocks of {block})", "previous (sorted blocks, buffer of 4)",
+             "uniform random draw of the epoch's segments")  # fmt: skip
+    out: dict[str, list[tuple[float, float]]] = {k: [] for k in names}
+    for epoch in range(repeats):
+        stream = TrainingStream(None, labels, {}, {}, S, sampler=sampler, shuffle_block=block, seed=0, batch_size=bs)
+        order = np.concatenate([np.repeat(rows, S)[perm] for rows, perm in stream.segment_rows(epoch)])
+        out[names[0]].append(stats(order))
+        rng = np.random.default_rng((epoch, 9))
+        rows = np.sort(sampler.epoch(epoch))
+        chunks = np.array_split(rows, max(1, -(-len(rows) // block)))
+        segs = np.concatenate([np.repeat(chunks[i], S) for i in rng.permutation(len(chunks))])
+        size = 4 * block * S
+        buf, prev = list(segs[:size]), []
+        for seg in segs[size:]:
             j = int(rng.integers(len(buf)))
-            out.append(buf[j])
+            prev.append(buf[j])
             buf[j] = seg
         rng.shuffle(buf)
-        out = np.array(out + buf)
-        del buffer_size
-        rows_out["previous (sorted blocks, buffer of 4)"].append(stats([out[i : i + bs] for i in range(0, len(out), bs)]))
-        flat = rng.permutation(np.repeat(np.arange(len(labels)), S))
-        rows_out["uniform random draw"].append(stats([flat[i : i + bs] for i in range(0, len(flat), bs)]))
-    return [(k, float(np.mean([v[0] for v in vals])), float(np.mean([v[1] for v in vals]))) for k, vals in rows_out.items()]
+        out[names[1]].append(stats(np.array(prev + buf)))
+        out[names[2]].append(stats(rng.permutation(segs)))
+    return [(k, float(np.mean([v[0] for v in vals])), float(np.mean([v[1] for v in vals]))) for k, vals in out.items()]
 
 
 # --- 3. reads ------------------------------------------------------------------------------------
@@ -461,15 +479,11 @@ def bench_reads(args, settings, cache) -> tuple[list[tuple[str, dict[str, float]
     state: dict[str, str] = {}
 
     def pattern_blocks(rng):  # what TrainingStream reads: windows of WINDOW_BLOCKS random blocks, one call each
-        from genrekit.pipeline import WINDOW_BLOCKS
-
         rows = np.sort(ids)
         chunks = np.array_split(rows, max(1, -(-len(rows) // block)))
         order = rng.permutation(len(chunks))
-        return [
-            np.concatenate([chunks[i] for i in order[k : k + WINDOW_BLOCKS]])
-            for k in range(0, len(order), WINDOW_BLOCKS)
-        ]
+        per = max(1, WINDOW_TRACKS // block)
+        return [np.concatenate([chunks[i] for i in order[k : k + per]]) for k in range(0, len(order), per)]
 
     def pattern_batches(rng):
         perm = rng.permutation(ids)
@@ -563,11 +577,12 @@ def main(argv: list[str] | None = None) -> int:
         settings, processed, cache, labels, weights, norm = prepare(args, work)
         print(
             f"stream: {len(labels)} tracks x {settings.num_segments} segments, batch {settings.batch_size}, "
-            f"shuffle_block {settings.shuffle_block}, window {WINDOW_BLOCKS} blocks "
-            f"({WINDOW_BLOCKS * settings.shuffle_block * settings.num_segments} segments permuted together)"
+            f"shuffle_block {settings.shuffle_block}, window {WINDOW_TRACKS} tracks "
+            f"({WINDOW_TRACKS * settings.num_segments} segments permuted together)"
         )
-        print("4. batch composition ...", flush=True)
-        comp_rows = bench_composition(settings, processed, labels)
+        print(f"4. batch composition ({args.composition_tracks:,} tracks of generated metadata) ...", flush=True)
+        comp_labels, comp_artist = composition_labels(args.composition_tracks)
+        comp_rows = bench_composition(settings, comp_labels, comp_artist)
         fit_rows, pipe_rows, read_rows, notes = [], [], [], {}
         if not args.skip_fit:
             from genrekit.device import configure_device
@@ -648,7 +663,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{notes['read_ahead_kb']}"
             )
         print(f"\n4. batch composition: mean distinct artists and top genres per batch of {settings.batch_size} "
-              f"segments ({len(labels)} tracks, every track once per epoch; 3 epochs)")  # fmt: skip
+              f"segments ({len(comp_labels):,} training tracks of {args.composition_tracks:,}, "
+              f"weighted sampling; 3 epochs)")  # fmt: skip
         base_a, base_g = comp_rows[-1][1], comp_rows[-1][2]
         for name, a, g in comp_rows:
             print(f"   {name:50s} artists {a:6.2f} ({a / base_a:4.2f}x uniform)   top genres {g:5.2f} ({g / base_g:4.2f}x)")

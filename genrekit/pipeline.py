@@ -32,7 +32,7 @@ from genrekit.labels import EncodedLabels, one_hot
 log = logging.getLogger(__name__)
 
 LEVELS = ("top", "medium", "all")
-WINDOW_BLOCKS = 16  # blocks whose segments are permuted together before batching
+WINDOW_TRACKS = 1024  # tracks whose segments are permuted together before batching (a window)
 
 
 class FeatureSource(Protocol):
@@ -64,8 +64,8 @@ class TrainingStream:
     seed : int
     batch_size : int
         Segments per batch; the last batch of an epoch may be smaller.
-    window_blocks : int
-        Blocks whose segments are permuted together.
+    window_tracks : int
+        Tracks whose segments are permuted together (whole blocks, at least one).
     augment : AugmentPlan or None
         Draws each batch's augmentation parameters (applied in :func:`training_dataset`).
     """
@@ -79,7 +79,7 @@ class TrainingStream:
     shuffle_block: int = 64
     seed: int = 0
     batch_size: int = 32
-    window_blocks: int = WINDOW_BLOCKS
+    window_tracks: int = WINDOW_TRACKS
     augment: AugmentPlan | None = None
     epoch: int = 0  # set by EpochSetter at the start of each epoch (also after a resume)
     realized: list[np.ndarray] = field(default_factory=list)
@@ -104,13 +104,14 @@ class TrainingStream:
 
     def epoch_order(self, epoch: int) -> Iterator[np.ndarray]:
         """The training rows of each window of an epoch, in reading order (blocks of sorted rows)."""
-        rows = np.sort(self.epoch_rows(epoch))
+        rows = layered_sort(self.epoch_rows(epoch))
         rng = np.random.default_rng((self.seed, epoch, 1))
         n_blocks = max(1, math.ceil(len(rows) / self.shuffle_block))
         blocks = np.array_split(rows, n_blocks)
         order = rng.permutation(n_blocks)
-        for start in range(0, n_blocks, self.window_blocks):
-            yield np.concatenate([blocks[b] for b in order[start : start + self.window_blocks]])
+        per_window = max(1, self.window_tracks // self.shuffle_block)
+        for start in range(0, n_blocks, per_window):
+            yield np.concatenate([blocks[b] for b in order[start : start + per_window]])
 
     def segment_rows(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Per window: the track rows read, and the permuted (row position, segment) order.
@@ -167,6 +168,17 @@ class TrainingStream:
         n, n_mels, frames = x.shape
         plan = self.augment or AugmentPlan()
         return x, y, w, plan.draw(rng, n, n_mels, frames)
+
+
+def layered_sort(rows: np.ndarray) -> np.ndarray:
+    """Rows sorted for reading, the k-th draw of a row in layer k: ``[first draws sorted, second ...]``.
+
+    An oversampled track drawn several times in an epoch then never fills a block with its own
+    repeats (its draws sit in different layers, so in different blocks).
+    """
+    rows = np.sort(np.asarray(rows))
+    occurrence = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
+    return rows[np.lexsort((rows, occurrence))]
 
 
 def _concat(parts: list[tuple[np.ndarray, dict, dict]]) -> tuple[np.ndarray, dict, dict]:
