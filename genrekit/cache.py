@@ -8,7 +8,8 @@ Layout of a cache folder (one folder per parameter set, e.g. ``CACHE_DIR/<params
             track_ids.npy        int64 (rows,), sorted: row r holds track track_ids[r]
             features.npy         float16 (rows, num_segments, n_mels, segment_frames)
             status.npy           uint8 (rows,): 0 pending, 1 ok, 2 defective, 3 missing
-            failures.csv         track_id,path,status,reason of every defective or missing track
+            failures.csv         track_id,path,status,reason of every defective or missing track,
+                                 and of every truncated track whose decodable part is used
         decoder-s0of1.log        what libsndfile/mpg123 printed while decoding
 
 Building (:func:`ensure_cache`) is resumable: a row's status is written only after its features
@@ -17,6 +18,11 @@ keeps every finished row and the next run does only the rest. Workers are separa
 (one BLAS/OpenMP thread each) that write their rows' features themselves and report only a
 status, so the parent stays idle; a worker that crashes or hangs on a file (more than
 ``timeout`` seconds) is killed and replaced, and the file is recorded as defective.
+
+Truncated files (a cut download: decoding stops well before the length the header declares)
+follow :mod:`genrekit.audio`'s rule, the same in training, evaluation and inference: the part
+that decodes is used when it holds ``min_segments`` whole segments (the row is ok, and
+failures.csv lists it with status ``truncated``); a shorter part makes the track defective.
 
 Tracks: a part is created for the tracks it was asked for. Asking later for tracks the cache does
 not have (a larger subset, new files) **extends** the cache with a new part holding only those;
@@ -61,6 +67,7 @@ log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 PENDING, OK, DEFECTIVE, MISSING = 0, 1, 2, 3
+TRUNCATED = "truncated"  # failures.csv status of an ok row built from the decodable part of a cut file
 STATUS_NAMES = {PENDING: "pending", OK: "ok", DEFECTIVE: "defective", MISSING: "missing"}
 ABSENT = "absent"  # status of a track no part of the cache holds
 
@@ -79,7 +86,7 @@ _WRITE_FAILED = -1  # a worker's answer when it could not write a row (the build
 
 @dataclasses.dataclass(frozen=True)
 class Failure:
-    """A track that has no features: ``status`` is ``defective`` or ``missing``."""
+    """A track without features (``defective``, ``missing``) or built from a cut file (``truncated``)."""
 
     track_id: int
     path: str
@@ -99,6 +106,7 @@ class CacheSummary:
     pending: int  # requested but not finished (interrupted, or in another shard's unfinished part)
     seconds: float
     failures_csv: list[Path]
+    truncated: int = 0  # ok tracks built from the decodable part of a cut file (in failures.csv)
 
     @property
     def ok(self) -> int:
@@ -110,6 +118,7 @@ class CacheSummary:
             f"features: {self.ok} of {self.requested} tracks ready ({self.cached} cached, {self.done} "
             f"extracted now in {self.seconds:.1f} s{rate}); skipped {self.defective} defective, "
             f"{self.missing} missing; {self.pending} pending"
+            + (f"; {self.truncated} truncated files used" if self.truncated else "")
         )
 
 
@@ -350,6 +359,14 @@ class FeatureCache:
             merged.update(part.failures())
         return [f for tid, f in sorted(merged.items()) if tid not in self]
 
+    @property
+    def truncated(self) -> list[Failure]:
+        """Tracks whose features come from the decodable part of a cut file (status ``truncated``)."""
+        merged: dict[int, Failure] = {}
+        for part in self.parts:
+            merged.update(part.failures())
+        return [f for tid, f in sorted(merged.items()) if tid in self and f.status == TRUNCATED]
+
     def read(self, track_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Features of ``track_ids`` in their order, float16 ``(n, num_segments, n_mels, segment_frames)``.
 
@@ -455,11 +472,12 @@ class _Writer:
 
     def put(self, row: int, track_id: int, path: str, code: int, reason: str) -> None:
         """Queue a finished row's status; an ``ok`` row's features were written by the worker."""
-        if code == OK:
+        if code == OK and not reason:
             if self.failures.pop(track_id, None) is not None:
                 self.failures_dirty = True
-        else:
-            self.failures[track_id] = Failure(track_id, path, STATUS_NAMES[code], reason)
+        else:  # a failure, or an ok row with a note (a truncated file used)
+            status = TRUNCATED if code == OK else STATUS_NAMES[code]
+            self.failures[track_id] = Failure(track_id, path, status, reason)
             self.failures_dirty = True
         self.queued.append((row, code))
 
@@ -531,8 +549,9 @@ def _worker_main(conn: Any, params_dict: dict[str, Any], stderr_path: str, parts
             conn.send((key, MISSING, "file not found"))
             continue
         try:
-            data = load_segments(path, params).astype(DTYPE).tobytes()
-            answer = (key, OK, "")
+            notes: list[str] = []
+            data = load_segments(path, params, notes=notes).astype(DTYPE).tobytes()
+            answer = (key, OK, "; ".join(notes))
         except AudioDecodeError as exc:
             answer = (key, DEFECTIVE, _reason(exc, path))
         except Exception as exc:  # one odd file must never stop a build of 100k
@@ -831,6 +850,7 @@ def ensure_cache(
                 writer.close()
         after = FeatureCache(cache_dir, params, parts).status(wanted)
         csvs = [p.path / FAILURES for p in parts if (p.path / FAILURES).is_file()]
+        cut = FeatureCache(cache_dir, params, parts).truncated
         summary = CacheSummary(
             requested=len(wanted),
             cached=cached,
@@ -840,6 +860,7 @@ def ensure_cache(
             pending=int((after == "pending").sum()),
             seconds=time.monotonic() - start,
             failures_csv=csvs,
+            truncated=int(np.isin([f.track_id for f in cut], wanted).sum()),
         )
     log.info("%s", summary)
     if summary.defective or summary.missing:

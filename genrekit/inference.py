@@ -197,21 +197,31 @@ def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: flo
     The segments are rounded to float16 because the training feature cache stores them so: a
     clip gives the model exactly the input it gets in training and evaluation.
     """
-    from genrekit.audio import decoded_length, load_segments, load_track_segments
+    from genrekit.audio import decodable_length, decoded_length, load_segments, load_track_segments
 
     path = str(path)
     suffix = Path(path).suffix.lower()
     if suffix in UNSUPPORTED_AUDIO:
         return Decoded(key, path, error=f"unsupported format {suffix} (readable: MP3, WAV, FLAC, OGG, AIFF)")
+
+    def load(plan: SegmentPlan, notes: list[str]) -> np.ndarray:
+        if plan.mode == "clip":
+            return load_segments(path, params, notes=notes)
+        if plan.mode == "short":
+            return load_track_segments(path, params, num_segments=len(plan.starts), notes=notes)
+        return load_track_segments(path, params, hop_seconds=hop_seconds, notes=notes)
+
     try:
         frames, rate, channels = decoded_length(path)
         plan = plan_segments(frames, rate, params, hop_seconds)
-        if plan.mode == "clip":
-            segments = load_segments(path, params)
-        elif plan.mode == "short":
-            segments = load_track_segments(path, params, num_segments=len(plan.starts))
-        else:
-            segments = load_track_segments(path, params, hop_seconds=hop_seconds)
+        notes: list[str] = []
+        segments = load(plan, notes)
+        if notes:
+            # A cut file (genrekit.audio's truncation rule): segments are placed as for a file of
+            # the length that decodes, so it is predicted like a short file of that length.
+            plan = plan_segments(decodable_length(path), rate, params, hop_seconds)
+            notes = []
+            segments = load(plan, notes)
     except AudioDecodeError as exc:
         return Decoded(key, path, error=_reason(exc, path))
     except Exception as exc:  # one odd file must never stop a folder run
@@ -227,7 +237,7 @@ def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: flo
             if starts is not None
             else [None] * len(segments)
         ),
-        "warnings": [plan.warning] if plan.warning else [],
+        "warnings": notes + ([plan.warning] if plan.warning else []),
     }
     return Decoded(key, path, segments.astype(np.float16), info)
 

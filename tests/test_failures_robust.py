@@ -1,0 +1,197 @@
+"""Rough edges a new user hits (issue 18): cut metadata, cut clips, unresolvable paths, decoder
+noise on the console, and what the quick start's features step remembers and prints."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from genrekit import fma
+from genrekit.audio import FeatureParams, decodable_length, load_segments
+from genrekit.errors import AudioDecodeError, DatasetError, TruncatedAudioError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --- 1. tracks.csv cut short ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def full_tracks_csv(tmp_path_factory) -> tuple[Path, bytes]:
+    """A generated tracks.csv in FMA's full 52-column layout, with long multi-line text fields."""
+    from genrekit.demo import make_demo_metadata, write_tracks_csv
+
+    path = tmp_path_factory.mktemp("meta") / "tracks.csv"
+    tracks, _ = make_demo_metadata(120, seed=3, long_text=True)
+    write_tracks_csv(tracks, path)
+    return path, path.read_bytes()
+
+
+def _record_ends(data: bytes) -> list[int]:
+    """Byte offsets where each CSV record ends, found by Python's csv module (the reference)."""
+    consumed = [0]
+
+    def lines():
+        for line in data.decode("utf-8").splitlines(keepends=True):
+            consumed[0] += len(line.encode("utf-8"))
+            yield line
+
+    ends = []
+    for _ in csv.reader(lines()):
+        ends.append(consumed[0])
+    return ends
+
+
+def test_cut_tracks_csv_is_refused_at_every_cut_or_read_whole(full_tracks_csv, tmp_path):
+    path, data = full_tracks_csv
+    full = fma.load_tracks(path)
+    ends = _record_ends(data)
+    assert len(ends) == 3 + len(full)  # 3 header lines, then one record per track
+    # Cut points: every 1/50 of the file; inside and just after line feeds within quoted
+    # multi-line fields; just before a record's line feed; exactly at record ends.
+    cuts = {len(data) * k // 50 for k in range(1, 50)}
+    starts = [0, *ends[:-1]]
+    multiline = [(s, e) for s, e in zip(starts[3:], ends[3:], strict=True) if data[s:e].count(b"\n") > 1]
+    assert len(multiline) >= 5, "the fixture must hold quoted multi-line fields"
+    for s, e in multiline[:8]:
+        inner = data.index(b"\n", s)
+        cuts |= {inner, inner + 1, e - 1}
+    cuts |= set(ends[3:12]) | {ends[1], ends[2] - 3}
+    cut_path = tmp_path / "tracks.csv"
+    refused = kept = 0
+    for n in sorted(cuts):
+        cut_path.write_bytes(data[:n])
+        complete = sum(1 for e in ends if e <= n)
+        if n in ends and complete > 3:  # a file of whole rows: indistinguishable from a short one
+            tracks = fma.load_tracks(cut_path)
+            assert tracks.index.tolist() == full.index[: complete - 3].tolist()
+            assert tracks.equals(full.iloc[: complete - 3]) or tracks.astype(str).equals(
+                full.iloc[: complete - 3].astype(str)
+            )
+            kept += 1
+            continue
+        with pytest.raises(DatasetError) as info:
+            fma.load_tracks(cut_path)
+        message = str(info.value)
+        assert message.startswith(f"{cut_path}: ") and "\n" not in message
+        if complete >= 3:
+            assert f"ends inside row {complete - 2} " in message, (n, message)
+            assert f"(track_id {full.index[complete - 3]})" in message, (n, message)
+        refused += 1
+    assert refused > 60 and kept >= 9
+
+
+def test_whole_tracks_csv_without_final_newline_is_refused(full_tracks_csv, tmp_path):
+    """The last field could be cut anywhere: a file not ending its last row is not trusted."""
+    _, data = full_tracks_csv
+    path = tmp_path / "tracks.csv"
+    path.write_bytes(data[:-1])
+    with pytest.raises(DatasetError, match="ends inside row 120 "):
+        fma.load_tracks(path)
+
+
+# --- 2. a genuine clip cut short --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cut_clips(real_clip, tmp_path_factory) -> dict[str, Path]:
+    """The genuine FMA clip 000002.mp3 cut at 40% (about 12 s of music), 3% (0.85 s) and 1%."""
+    root = tmp_path_factory.mktemp("cut")
+    data = real_clip.read_bytes()
+    out = {}
+    for name, fraction in (("cut40", 0.40), ("cut3", 0.03), ("cut1", 0.01)):
+        out[name] = root / f"{name}.mp3"
+        out[name].write_bytes(data[: int(len(data) * fraction)])
+    return out
+
+
+def test_truncated_clip_is_refused_strictly_and_used_with_a_note(cut_clips, tmp_path):
+    params = FeatureParams()
+    path = cut_clips["cut40"]
+    with pytest.raises(TruncatedAudioError, match="header declares 1321967 samples"):
+        load_segments(path, params)
+    decodable = decodable_length(path)
+    assert 11.0 * 44100 < decodable < 13.0 * 44100  # 40% of a 256 kbps clip
+    notes: list[str] = []
+    segments = load_segments(path, params, notes=notes)
+    assert notes == [
+        f"truncated file: the header declares 29.98 s but only {decodable / 44100:.2f} s decode; "
+        "used the part that decodes"
+    ]
+    # Reference: the same decodable samples as a WAV file, which is whole and not truncated.
+    samples, rate = sf.read(path, frames=decodable, dtype="float32", always_2d=True)
+    wav = tmp_path / "decodable.wav"
+    sf.write(wav, samples, rate, subtype="FLOAT")
+    reference = load_segments(wav, params)
+    assert segments.shape == reference.shape == (10, 128, 64)
+    np.testing.assert_allclose(segments, reference, atol=0.05)
+    # Under one segment's worth of music: refused, naming both causes.
+    with pytest.raises(TruncatedAudioError) as info:
+        load_segments(cut_clips["cut3"], params, notes=[])
+    assert str(info.value).startswith(f"{cut_clips['cut3']}: truncated file: the header declares 29.98 s")
+    assert "too short" in str(info.value)
+
+
+def test_cache_uses_a_truncated_clip_and_lists_it(cut_clips, real_clip, tmp_path):
+    from genrekit.cache import FeatureCache, ensure_cache
+
+    params = FeatureParams(n_mels=32, num_segments=4)
+    items = [(2, real_clip), (3, cut_clips["cut40"]), (4, cut_clips["cut3"])]
+    summary = ensure_cache(tmp_path / "cache", items, params, workers=2, progress=False)
+    assert (summary.ok, summary.defective, summary.truncated) == (2, 1, 1)
+    assert "1 truncated files used" in str(summary)
+    with FeatureCache.open(tmp_path / "cache", params) as cache:
+        assert list(cache.status([2, 3, 4])) == ["ok", "ok", "defective"]
+        assert [(f.track_id, f.status) for f in cache.truncated] == [(3, "truncated")]
+        assert [(f.track_id, f.status) for f in cache.failures] == [(4, "defective")]
+        expected = load_segments(cut_clips["cut40"], params, notes=[]).astype(np.float16)
+        np.testing.assert_array_equal(cache.read([3])[0], expected)
+    rows = list(csv.DictReader(open(next((tmp_path / "cache").glob("part-*")) / "failures.csv")))
+    assert [(r["track_id"], r["status"]) for r in rows] == [("3", "truncated"), ("4", "defective")]
+    assert "only" in rows[0]["reason"] and "too short" in rows[1]["reason"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
+    from tests.inference_helpers import build_tiny_run
+
+    return build_tiny_run(tmp_path_factory.mktemp("run"))
+
+
+def test_truncated_clip_is_predicted_with_a_warning_in_json_and_csv(tiny_model, cut_clips, tmp_path):
+    import balanced_inference
+
+    model, config = tiny_model
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for name, path in cut_clips.items():  # segments of 16 frames at 11,025 Hz: 0.37 s
+        (folder / f"{name}.mp3").write_bytes(path.read_bytes())
+    out_json, out_csv = tmp_path / "one.json", tmp_path / "all.csv"
+    args = ["--model", str(model), "--config", str(config), "--quiet", "--no-progress"]
+    assert balanced_inference.main([*args, "--file", str(folder / "cut40.mp3"), "--output", str(out_json)]) == 0
+    result = json.loads(out_json.read_text())["results"]["cut40.mp3"]
+    seconds = decodable_length(cut_clips["cut40"]) / 44100
+    assert result["warnings"][0].startswith(
+        f"truncated file: the header declares 29.98 s but only {seconds:.2f} s decode"
+    )
+    assert result["duration_seconds"] == pytest.approx(seconds, abs=1e-3)
+    assert result["num_segments"] == 10
+    assert max(s["start_seconds"] for s in result["segment_predictions"]) < seconds
+    assert balanced_inference.main([*args, "--folder", str(folder), "--output", str(out_csv)]) == 0
+    rows = {r["file"]: r for r in csv.DictReader(io.StringIO(out_csv.read_text()))}
+    assert rows["cut40.mp3"]["status"] == "ok" and "truncated file" in rows["cut40.mp3"]["warnings"]
+    # 0.85 s decode: 1 + 9372 // 256 = 37 frames hold 2 whole segments of 16, fewer than 10.
+    assert rows["cut3.mp3"]["status"] == "ok" and rows["cut3.mp3"]["num_segments"] == "2"
+    assert rows["cut3.mp3"]["warnings"].startswith("truncated file") and "short file" in rows["cut3.mp3"]["warnings"]
+    assert rows["cut1.mp3"]["status"] == "error" and "too short" in rows["cut1.mp3"]["error"]
+    assert rows["cut1.mp3"]["error"].startswith("truncated file: the header declares 29.98 s")
