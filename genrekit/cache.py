@@ -61,7 +61,7 @@ import numpy as np
 
 from genrekit.audio import FEATURE_VERSION, FeatureParams, NormStats, band_stats, load_segments
 from genrekit.errors import AudioDecodeError, CacheError, ConfigError
-from genrekit.workers import one_thread_env
+from genrekit.workers import one_thread_env, redirect_native_stderr
 
 log = logging.getLogger(__name__)
 
@@ -530,10 +530,7 @@ def _worker_main(conn: Any, params_dict: dict[str, Any], stderr_path: str, parts
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # libsndfile/mpg123 print warnings on stderr; keep them out of the progress bar, in a log.
-    with contextlib.suppress(OSError):
-        fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(fd, 2)
-        os.close(fd)
+    redirect_native_stderr(stderr_path)
     params = FeatureParams.from_dict(params_dict)
     fds: dict[str, int] = {}
     parent = os.getppid()

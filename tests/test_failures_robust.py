@@ -6,19 +6,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import soundfile as sf
 
 from genrekit import fma
 from genrekit.audio import FeatureParams, decodable_length, load_segments
-from genrekit.errors import AudioDecodeError, DatasetError, TruncatedAudioError
+from genrekit.errors import DatasetError, TruncatedAudioError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -178,7 +174,9 @@ def test_truncated_clip_is_predicted_with_a_warning_in_json_and_csv(tiny_model, 
         (folder / f"{name}.mp3").write_bytes(path.read_bytes())
     out_json, out_csv = tmp_path / "one.json", tmp_path / "all.csv"
     args = ["--model", str(model), "--config", str(config), "--quiet", "--no-progress"]
-    assert balanced_inference.main([*args, "--file", str(folder / "cut40.mp3"), "--output", str(out_json)]) == 0
+    assert (
+        balanced_inference.main([*args, "--file", str(folder / "cut40.mp3"), "--output", str(out_json)]) == 0
+    )
     result = json.loads(out_json.read_text())["results"]["cut40.mp3"]
     seconds = decodable_length(cut_clips["cut40"]) / 44100
     assert result["warnings"][0].startswith(
@@ -192,6 +190,149 @@ def test_truncated_clip_is_predicted_with_a_warning_in_json_and_csv(tiny_model, 
     assert rows["cut40.mp3"]["status"] == "ok" and "truncated file" in rows["cut40.mp3"]["warnings"]
     # 0.85 s decode: 1 + 9372 // 256 = 37 frames hold 2 whole segments of 16, fewer than 10.
     assert rows["cut3.mp3"]["status"] == "ok" and rows["cut3.mp3"]["num_segments"] == "2"
-    assert rows["cut3.mp3"]["warnings"].startswith("truncated file") and "short file" in rows["cut3.mp3"]["warnings"]
+    assert (
+        rows["cut3.mp3"]["warnings"].startswith("truncated file")
+        and "short file" in rows["cut3.mp3"]["warnings"]
+    )
     assert rows["cut1.mp3"]["status"] == "error" and "too short" in rows["cut1.mp3"]["error"]
     assert rows["cut1.mp3"]["error"].startswith("truncated file: the header declares 29.98 s")
+
+
+# --- 3. every path error is one line -----------------------------------------------------------------
+
+
+@pytest.fixture
+def bad_paths(tmp_path) -> dict[str, Path]:
+    """A symlink loop, a folder named like a file, and a music folder holding both."""
+    loop = tmp_path / "loop.mp3"
+    loop.symlink_to(loop.name)
+    (tmp_path / "loopdir").symlink_to("loopdir2")
+    (tmp_path / "loopdir2").symlink_to("loopdir")
+    folder_file = tmp_path / "x.mp3"
+    folder_file.mkdir()
+    for name in ("x.json", "x.h5", "x.csv"):
+        (tmp_path / name).mkdir()
+    music = tmp_path / "music"
+    music.mkdir()
+    (music / "loop.mp3").symlink_to("loop.mp3")
+    (music / "dir.mp3").mkdir()
+    return {
+        "loop": loop,
+        "loopdir": tmp_path / "loopdir",
+        "dir": folder_file,
+        "music": music,
+        "root": tmp_path,
+    }
+
+
+def _one_error_line(capsys, rc: int) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert rc == 2, err
+    assert "Traceback" not in err and lines[-1].startswith("error: "), err
+    return lines[-1]
+
+
+def test_inference_path_errors_are_one_line(tiny_model, bad_paths, capsys):
+    import balanced_inference
+
+    model, config = tiny_model
+    base = ["--model", str(model), "--quiet", "--no-progress"]
+    p = bad_paths
+    cases = [
+        (["--file", str(p["loop"])], f"{p['loop']}: cannot stat (Too many levels of symbolic links)"),
+        (["--file", str(p["dir"])], f"{p['dir']}: not a regular file"),
+        (["--folder", str(p["loopdir"])], "is a link that cannot be resolved"),
+        (["--folder", str(p["music"]), "--output", str(p["root"] / "x.json")], "is a folder, not a file"),
+        (["--file", str(p["dir"]), "--output", str(p["root"] / "loopdir")], "cannot be resolved"),
+        (["--model", str(p["loop"]), "--file", "a.mp3"], "model file is a link that cannot be resolved"),
+        (["--model", str(p["root"] / "x.h5"), "--file", "a.mp3"], "model file is a folder, not a file"),
+        (["--config", str(p["root"] / "x.json"), "--file", "a.mp3"], "config file is a folder, not a file"),
+    ]
+    for argv, expected in cases:
+        line = _one_error_line(capsys, balanced_inference.main([*base, *argv]))
+        assert expected in line, (argv, line)
+    # The folder run reports the loop as that file's error and goes on (both listing modes).
+    for extra in ([], ["--recursive"]):
+        out = p["root"] / f"report{len(extra)}.json"
+        assert (
+            balanced_inference.main([*base, "--folder", str(p["music"]), "--output", str(out), *extra]) == 0
+        )
+        report = json.loads(out.read_text())
+        assert "Too many levels of symbolic links" in report["errors"]["loop.mp3"]
+        assert report["results"] == {}
+
+
+@pytest.mark.parametrize(
+    "script, argv, expected",
+    [
+        ("balanced_trainer", ["--config", "{loop}"], "{loop}: config file not found"),
+        ("balanced_trainer", ["--metadata", "{loopdir}", "--extract_only"], "cannot be resolved"),
+        ("balanced_trainer", ["--output_dir", "{loopdir}", "--extract_only"], "{loopdir}: File exists"),
+        ("model_evaluation", ["--model", "{loop}"], "{loop}: model file not found"),
+        ("fma_inspector", ["--metadata", "{loopdir}"], "cannot be resolved"),
+        ("fma_inspector", ["--metadata", "{dir}"], "{dir}/tracks.csv: tracks.csv not found"),
+        ("setup_fma_dataset", ["--subset", "demo", "--data_dir", "{loopdir}"], "Too many levels of symbolic"),
+        (
+            "quick_start",
+            ["--smallest", "--output_dir", "{loopdir}", "--demo_dir", "{root}/demo"],
+            "{loopdir}",
+        ),
+    ],
+)
+def test_script_path_errors_are_one_line(script, argv, expected, bad_paths, capsys):
+    import importlib
+
+    names = {k: str(v) for k, v in bad_paths.items()}
+    module = importlib.import_module(script)
+    line = _one_error_line(capsys, module.main([a.format(**names) for a in argv]))
+    assert expected.format(**names) in line, line
+
+
+def test_script_main_turns_os_path_errors_into_one_line(capsys):
+    from genrekit.cli import script_main
+
+    @script_main
+    def fails(argv=None):
+        raise argv
+
+    assert fails(IsADirectoryError(21, "Is a directory", "/x/out.json")) == 2
+    assert capsys.readouterr().err == "error: /x/out.json: Is a directory\n"
+    assert fails(RuntimeError("Symlink loop from '/x/loop'")) == 2
+    assert capsys.readouterr().err == "error: /x/loop: symlink loop (cannot be resolved)\n"
+    with pytest.raises(RuntimeError, match="a bug"):  # not a path error: the traceback stays
+        fails(RuntimeError("a bug"))
+    with pytest.raises(OSError):
+        fails(OSError("no file named"))
+
+
+# --- 4. native decoder messages -------------------------------------------------------------------
+
+
+def test_decoder_messages_are_quiet_in_every_mode_and_shown_with_verbose(
+    tiny_model, cut_clips, tmp_path, capfd
+):
+    """libmpg123 writes on file descriptor 2 ("Xing stream size off ...") from C: captured at fd level."""
+    import balanced_inference
+
+    model, _ = tiny_model
+    folder = tmp_path / "music"
+    folder.mkdir()
+    for name in ("cut40", "cut3"):
+        (folder / f"{name}.mp3").write_bytes(cut_clips[name].read_bytes())
+    base = ["--model", str(model), "--quiet", "--no-progress", "--workers", "2"]
+    runs = {
+        "file": ["--file", str(folder / "cut40.mp3")],
+        "folder": ["--folder", str(folder), "--output", str(tmp_path / "r.json")],
+    }
+    for mode, argv in runs.items():
+        capfd.readouterr()
+        assert balanced_inference.main([*base, *argv]) == 0
+        quiet = capfd.readouterr().err
+        assert "Xing" not in quiet and "mpg123" not in quiet.lower(), (mode, quiet)
+        assert "file(s) done" in quiet  # the toolkit's own lines still show
+        (tmp_path / "r.json").unlink(missing_ok=True)
+        assert balanced_inference.main([*base, *argv, "--verbose"]) == 0
+        loud = capfd.readouterr().err
+        assert "Xing stream size off" in loud, (mode, loud)
+        (tmp_path / "r.json").unlink(missing_ok=True)
