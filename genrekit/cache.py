@@ -26,8 +26,9 @@ failures.csv lists it with status ``truncated``); a shorter part makes the track
 
 Tracks: a part is created for the tracks it was asked for. Asking later for tracks the cache does
 not have (a larger subset, new files) **extends** the cache with a new part holding only those;
-tracks already present are never recomputed. Missing files are retried on every build (cheap);
-defective files only with ``retry_defective=True``. A cache whose manifest disagrees with the
+tracks already present are never recomputed. A missing file is remembered as missing while it
+is absent and tried again by the first build that finds it in place; defective files are tried
+again only with ``retry_defective=True``. A cache whose manifest disagrees with the
 requested :class:`~genrekit.audio.FeatureParams` (or an older feature version) is refused with a
 :class:`~genrekit.errors.CacheError` naming the differences: features are never mixed.
 
@@ -768,7 +769,7 @@ def ensure_cache(
     progress : bool
         Show a tqdm bar (clips/s, ETA).
     retry_defective : bool
-        Try files recorded as defective again (missing files are always retried).
+        Try files recorded as defective again (missing files are tried again once they exist).
     timeout : float
         Seconds one file may take before its worker is killed and the file marked defective.
     commit_seconds : float
@@ -824,8 +825,11 @@ def ensure_cache(
             todo = np.isin(part.status, [c for c, n in STATUS_NAMES.items() if n in redo])
             for row in np.flatnonzero(todo):
                 tid = int(part.track_ids[row])
-                if tid in paths:
-                    tasks.append((part.name, int(row), tid, paths[tid]))
+                if tid not in paths:
+                    continue
+                if part.status[row] == MISSING and not os.path.lexists(paths[tid]):
+                    continue  # still absent: stays missing, without a worker started for it
+                tasks.append((part.name, int(row), tid, paths[tid]))
         writers = {p.name: _Writer(p) for p in parts if p.shard == shard}
         done = 0
         try:
@@ -859,7 +863,7 @@ def ensure_cache(
             failures_csv=csvs,
             truncated=int(np.isin([f.track_id for f in cut], wanted).sum()),
         )
-    log.info("%s", summary)
+    log.info("%s in %s", summary, cache_dir)
     if summary.defective or summary.missing:
         log.warning(
             "%d defective and %d missing files are left out; listed in %s",

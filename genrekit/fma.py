@@ -324,6 +324,27 @@ def select_subset(tracks: pd.DataFrame, subset: str) -> pd.DataFrame:
     return tracks[tracks["set", "subset"] <= subset]
 
 
+def subset_split_counts(tracks: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
+    """Tracks per subset and split, labeled both ways FMA's ``('set', 'subset')`` can be read.
+
+    ``inclusive`` counts a subset as :func:`select_subset` loads it (fma_medium holds the small
+    tracks too); ``exact_value`` counts the tracks whose column holds that value (the smallest
+    subset a track belongs to). Subsets above the largest value present are left out.
+    """
+    subset = tracks["set", "subset"].astype(pd.CategoricalDtype(SUBSETS, ordered=True))
+    split = tracks["set", "split"].astype(str)
+    present = [s for s in SUBSETS if (subset == s).any()]
+    upto = SUBSETS[: SUBSETS.index(present[-1]) + 1] if present else ()
+
+    def count(mask: pd.Series) -> dict[str, int]:
+        return {sp: int(((split == sp) & mask).sum()) for sp in SPLITS}
+
+    return {
+        "inclusive": {s: count(subset <= s) for s in upto},
+        "exact_value": {s: count(subset == s) for s in upto},
+    }
+
+
 def split_ids(tracks: pd.DataFrame, split: str) -> np.ndarray:
     """Track ids of one of FMA's splits (training, validation, test), sorted."""
     if split not in SPLITS:

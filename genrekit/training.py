@@ -167,7 +167,7 @@ class BalancedGenreProcessor:
         folder = cache_folder(cache_dir or self.settings.cache_dir, self.audio_dir, params)
         items = fma.audio_items(self.audio_dir, track_ids)
         summary = ensure_cache(folder, items, params, workers=self.settings.num_workers, shard=shard)
-        log.info("feature cache %s: %s", folder, summary)
+        log.debug("feature cache %s: %s", folder, summary)  # ensure_cache logs it at INFO
         return FeatureCache.open(folder, params)
 
 

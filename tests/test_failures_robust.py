@@ -336,3 +336,80 @@ def test_decoder_messages_are_quiet_in_every_mode_and_shown_with_verbose(
         loud = capfd.readouterr().err
         assert "Xing stream size off" in loud, (mode, loud)
         (tmp_path / "r.json").unlink(missing_ok=True)
+
+
+# --- 5. quick start: one summary line, missing files remembered, labeled subset counts -------------
+
+
+def test_subset_counts_are_inclusive_and_exact_labeled(tmp_path):
+    from tests.fma_fixtures import small_dataset
+
+    tracks = fma.load_tracks(small_dataset(tmp_path / "meta"))
+    counts = fma.subset_split_counts(tracks)
+    # By hand from fma_fixtures.small_dataset: small 2, 3 | 20 | 30; medium 5 | 21 |;
+    # large 10, 11, 12, 33 | | 31, 32 (training | validation | test).
+    assert counts["exact_value"] == {
+        "small": {"training": 2, "validation": 1, "test": 1},
+        "medium": {"training": 1, "validation": 1, "test": 0},
+        "large": {"training": 4, "validation": 0, "test": 2},
+    }
+    assert counts["inclusive"] == {
+        "small": {"training": 2, "validation": 1, "test": 1},
+        "medium": {"training": 3, "validation": 2, "test": 1},
+        "large": {"training": 7, "validation": 2, "test": 3},
+    }
+    for subset, by_split in counts["inclusive"].items():  # what the loader selects
+        assert sum(by_split.values()) == len(fma.select_subset(tracks, subset))
+    small_only = fma.subset_split_counts(fma.select_subset(tracks, "small"))
+    assert list(small_only["inclusive"]) == ["small"]
+
+
+def test_inspection_report_labels_its_subset_counts(tmp_path):
+    import fma_inspector
+    from tests.fma_fixtures import small_dataset
+
+    meta = small_dataset(tmp_path / "meta")
+    out = tmp_path / "report"
+    argv = ["--metadata", str(meta), "--audio", str(tmp_path), "--output_dir", str(out), "--no_audio_probe"]
+    assert fma_inspector.main(argv) == 0
+    report = json.loads((out / "inspection_report.json").read_text())
+    assert report["tracks_per_subset_and_split"]["inclusive"]["medium"] == {
+        "training": 3,
+        "validation": 2,
+        "test": 1,
+    }
+    assert report["tracks_per_subset_and_split"]["exact_value"]["medium"]["training"] == 1
+
+
+@pytest.mark.slow
+def test_quick_start_features_prints_once_and_remembers_missing_files(tmp_path, capsys):
+    import quick_start
+    from genrekit.demo import DemoInfo
+
+    demo_dir = tmp_path / "demo"
+    args = ["--smallest", "--demo_dir", str(demo_dir), "--output_dir", str(tmp_path / "run")]
+    args += ["--cache_dir", str(tmp_path / "features"), "--steps", "setup,features"]
+
+    def run() -> str:
+        assert quick_start.main(args) == 0
+        captured = capsys.readouterr()
+        return captured.out + captured.err
+
+    first = run()
+    summaries = [line for line in first.splitlines() if "tracks ready" in line]
+    assert len(summaries) == 1, summaries
+    assert "1 missing" in summaries[0] and "extracting features of 60 tracks" in first
+    second = run()  # nothing changed: nothing to extract, the missing file is not tried again
+    assert "extracting features" not in second
+    assert len([line for line in second.splitlines() if "tracks ready" in line]) == 1
+    assert "(60 cached" not in second and "1 missing" in second
+    # The missing file appears: the next run picks it up, and only it.
+    info = DemoInfo.from_json(json.loads((demo_dir / "demo_dataset.json").read_text())["info"], demo_dir)
+    (missing,) = info.missing_ids
+    ok_clip = next(p for p in sorted(info.audio_dir.rglob("*.mp3")) if int(p.stem) not in info.defective_ids)
+    target = fma.audio_path(info.audio_dir, missing)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(ok_clip.read_bytes())
+    third = run()
+    assert "extracting features of 1 tracks" in third
+    assert "0 missing" in third
