@@ -722,14 +722,16 @@ def _run_pool(
 
 
 @contextlib.contextmanager
-def _shard_lock(cache_dir: Path, shard: tuple[int, int]) -> Iterator[None]:
+def _shard_lock(cache_dir: Path, shard: tuple[int, int], exclusive: bool = True) -> Iterator[None]:
+    """Hold a shard's build lock: exclusive to build, shared to only check that all is built."""
     path = cache_dir / f".build-s{shard[0]}of{shard[1]}.lock"
     fh = open(path, "a+")
     try:
         try:
             import fcntl
 
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            fcntl.flock(fh.fileno(), mode | fcntl.LOCK_NB)
         except ImportError:  # pragma: no cover - Windows: no lock
             pass
         except OSError:
@@ -801,68 +803,77 @@ def ensure_cache(
             raise ConfigError(f"track {tid} is given twice, with paths {paths[tid]} and {path}")
         paths[tid] = str(path)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with _shard_lock(cache_dir, shard):
-        prefix = f"part-s{index}of{count}-"
-        for stale in cache_dir.glob(f".tmp-{prefix}*"):  # left by a build killed while creating a part
-            shutil.rmtree(stale, ignore_errors=True)
-        parts = [_Part(d, params) for d in _part_dirs(cache_dir)]
-        covered = np.concatenate([p.track_ids for p in parts]) if parts else np.zeros(0, np.int64)
-        wanted = np.array(sorted(paths), np.int64)
-        new_ids = np.setdiff1d(wanted, covered)
-        if len(new_ids):
-            numbers = [int(p.name.rsplit("-", 1)[1]) for p in parts if p.name.startswith(prefix)]
-            name = f"{prefix}{max(numbers, default=-1) + 1:03d}"
-            parts.append(_Part(_create_part(cache_dir, name, params, new_ids, shard), params))
+    # First a shared lock: readers that find everything built (the workers of a multi-worker
+    # training, all opening one cache) do not block each other; work needs the exclusive lock.
+    for exclusive in (False, True):
+        with _shard_lock(cache_dir, shard, exclusive):
+            prefix = f"part-s{index}of{count}-"
+            if exclusive:
+                for stale in cache_dir.glob(f".tmp-{prefix}*"):  # left by a build killed creating a part
+                    shutil.rmtree(stale, ignore_errors=True)
+            parts = [_Part(d, params) for d in _part_dirs(cache_dir)]
+            covered = np.concatenate([p.track_ids for p in parts]) if parts else np.zeros(0, np.int64)
+            wanted = np.array(sorted(paths), np.int64)
+            new_ids = np.setdiff1d(wanted, covered)
+            if len(new_ids):
+                if not exclusive:
+                    continue  # work to do: again, as the shard's only builder
+                numbers = [int(p.name.rsplit("-", 1)[1]) for p in parts if p.name.startswith(prefix)]
+                name = f"{prefix}{max(numbers, default=-1) + 1:03d}"
+                parts.append(_Part(_create_part(cache_dir, name, params, new_ids, shard), params))
 
-        cache_before = FeatureCache(cache_dir, params, parts)
-        before = cache_before.status(wanted)
-        cached = int((before == "ok").sum())
-        redo = {"pending", "missing"} | ({"defective"} if retry_defective else set())
-        tasks: deque = deque()
-        for part in parts:
-            if part.shard != shard:
-                continue  # another shard's part: its builder owns it
-            todo = np.isin(part.status, [c for c, n in STATUS_NAMES.items() if n in redo])
-            for row in np.flatnonzero(todo):
-                tid = int(part.track_ids[row])
-                if tid not in paths:
-                    continue
-                if part.status[row] == MISSING and not os.path.lexists(paths[tid]):
-                    continue  # still absent: stays missing, without a worker started for it
-                tasks.append((part.name, int(row), tid, paths[tid]))
-        writers = {p.name: _Writer(p) for p in parts if p.shard == shard}
-        done = 0
-        try:
-            if tasks:
-                n_workers = _resolve_workers(workers)
-                log.info(
-                    "extracting features of %d tracks (%d already cached) with %d workers into %s",
-                    len(tasks),
-                    cached,
-                    n_workers,
-                    cache_dir,
-                )
-                stderr_path = cache_dir / f"decoder-s{index}of{count}.log"
-                done = _run_pool(
-                    tasks, writers, params, n_workers, stderr_path, progress, timeout, commit_seconds
-                )
-        finally:
-            for writer in writers.values():
-                writer.close()
-        after = FeatureCache(cache_dir, params, parts).status(wanted)
-        csvs = [p.path / FAILURES for p in parts if (p.path / FAILURES).is_file()]
-        cut = FeatureCache(cache_dir, params, parts).truncated
-        summary = CacheSummary(
-            requested=len(wanted),
-            cached=cached,
-            done=done,
-            defective=int((after == "defective").sum()),
-            missing=int((after == "missing").sum()),
-            pending=int((after == "pending").sum()),
-            seconds=time.monotonic() - start,
-            failures_csv=csvs,
-            truncated=int(np.isin([f.track_id for f in cut], wanted).sum()),
-        )
+            cache_before = FeatureCache(cache_dir, params, parts)
+            before = cache_before.status(wanted)
+            cached = int((before == "ok").sum())
+            redo = {"pending", "missing"} | ({"defective"} if retry_defective else set())
+            tasks: deque = deque()
+            for part in parts:
+                if part.shard != shard:
+                    continue  # another shard's part: its builder owns it
+                todo = np.isin(part.status, [c for c, n in STATUS_NAMES.items() if n in redo])
+                for row in np.flatnonzero(todo):
+                    tid = int(part.track_ids[row])
+                    if tid not in paths:
+                        continue
+                    if part.status[row] == MISSING and not os.path.lexists(paths[tid]):
+                        continue  # still absent: stays missing, without a worker started for it
+                    tasks.append((part.name, int(row), tid, paths[tid]))
+            if tasks and not exclusive:
+                continue
+            writers = {p.name: _Writer(p) for p in parts if p.shard == shard}
+            done = 0
+            try:
+                if tasks:
+                    n_workers = _resolve_workers(workers)
+                    log.info(
+                        "extracting features of %d tracks (%d already cached) with %d workers into %s",
+                        len(tasks),
+                        cached,
+                        n_workers,
+                        cache_dir,
+                    )
+                    stderr_path = cache_dir / f"decoder-s{index}of{count}.log"
+                    done = _run_pool(
+                        tasks, writers, params, n_workers, stderr_path, progress, timeout, commit_seconds
+                    )
+            finally:
+                for writer in writers.values():
+                    writer.close()
+            after = FeatureCache(cache_dir, params, parts).status(wanted)
+            csvs = [p.path / FAILURES for p in parts if (p.path / FAILURES).is_file()]
+            cut = FeatureCache(cache_dir, params, parts).truncated
+            summary = CacheSummary(
+                requested=len(wanted),
+                cached=cached,
+                done=done,
+                defective=int((after == "defective").sum()),
+                missing=int((after == "missing").sum()),
+                pending=int((after == "pending").sum()),
+                seconds=time.monotonic() - start,
+                failures_csv=csvs,
+                truncated=int(np.isin([f.track_id for f in cut], wanted).sum()),
+            )
+        break
     log.info("%s in %s", summary, cache_dir)
     if summary.defective or summary.missing:
         log.warning(

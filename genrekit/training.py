@@ -428,6 +428,9 @@ def train(
     device = configure_device(settings.mixed_precision)
     log.info("device: %s", device)
     strategy = make_strategy(settings.strategy)
+    from genrekit.device import release_worker_output_dir, worker_output_dir
+
+    run_dir, out = out, worker_output_dir(out)  # non-chief workers write into a temp folder
 
     import keras
 
@@ -447,6 +450,9 @@ def train(
         builder.build_model()
         builder.compile_with_balanced_losses()
     model = builder.model
+    from genrekit.device import fit_on_strategy
+
+    fit_on_strategy(model, strategy)  # MultiWorkerMirroredStrategy under Keras 3
 
     sample_weights = {
         level: weights[level] if settings.use_class_weights else np.ones(n[level], np.float32)
@@ -504,7 +510,12 @@ def train(
         settings.use_class_weights,
         settings.use_focal_loss,
     )
-    history = model.fit(dataset, epochs=settings.num_epochs, callbacks=callbacks, verbose=2, shuffle=False)
+    from genrekit.device import peer_failures_reported
+
+    with peer_failures_reported(strategy):  # a lost worker: one clear error, not a hang
+        history = model.fit(
+            dataset, epochs=settings.num_epochs, callbacks=callbacks, verbose=2, shuffle=False
+        )
 
     model_path = out / settings.model_filename
     save_model_atomic(model, model_path)
@@ -555,6 +566,7 @@ def train(
     }
     del history
     write_json_atomic(config, out / settings.training_config_filename)
+    release_worker_output_dir(run_dir, out)
     log.info("model: %s", model_path)
     log.info("config: %s", out / settings.training_config_filename)
     return config
