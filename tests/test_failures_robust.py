@@ -413,3 +413,58 @@ def test_quick_start_features_prints_once_and_remembers_missing_files(tmp_path, 
     third = run()
     assert "extracting features of 1 tracks" in third
     assert "0 missing" in third
+
+
+# --- 6. who writes in a multi-worker run (the two-process runs are in test_scale_out.py) ----------
+
+
+@pytest.mark.parametrize(
+    "tf_config, role",
+    [
+        (None, ("chief", 0, True)),
+        (
+            {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}},
+            ("worker", 0, True),
+        ),
+        (
+            {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}},
+            ("worker", 1, False),
+        ),
+        (
+            {"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}},
+            ("worker", 0, False),
+        ),
+        (
+            {"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}},
+            ("chief", 0, True),
+        ),
+    ],
+)
+def test_worker_role_and_where_it_writes(tf_config, role, monkeypatch, tmp_path):
+    from genrekit.device import release_worker_output_dir, worker_output_dir, worker_role
+
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    assert worker_role() == role
+    out = tmp_path / "run"
+    written = worker_output_dir(out)
+    if role[2]:
+        assert written == out
+    else:
+        assert (
+            written != out and written.is_dir() and written.name.startswith(f"genrekit-{role[0]}{role[1]}-")
+        )
+        release_worker_output_dir(out, written)
+        assert not written.exists()
+    assert not out.exists()  # deciding writes nothing
+
+
+def test_bad_tf_config_is_a_config_error(monkeypatch):
+    from genrekit.device import worker_role
+    from genrekit.errors import ConfigError
+
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
+    with pytest.raises(ConfigError, match="TF_CONFIG must name the cluster"):
+        worker_role()

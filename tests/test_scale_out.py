@@ -68,7 +68,7 @@ def _start_workers(tiny: dict, out: Path, logs: Path) -> list[tuple[subprocess.P
     for index in range(2):
         env = dict(os.environ)
         env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        env["GENREKIT_COLLECTIVE_TIMEOUT"] = "90"
+        env.pop("GENREKIT_COLLECTIVE_TIMEOUT", None)  # the heartbeats alone must catch a dead worker
         log = logs / f"worker{index}.log"
         cmd = [sys.executable, "balanced_trainer.py", "--config", str(tiny["config"])]
         cmd += ["--strategy", "multiworker", "--output_dir", str(out)]
