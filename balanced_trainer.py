@@ -48,6 +48,11 @@ SETTING_FLAGS = [
     "strategy",
     "mixed_precision",
     "cache_dir",
+    "monitor",
+    "lr_schedule",
+    "spec_augment",
+    "mixup_alpha",
+    "tune_thresholds",
 ]
 ALIASES = {
     "num_epochs": ["--epochs"],
@@ -111,10 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     config = train(
         settings, output_dir, args.metadata, args.audio, logical_cpus=args.logical_cpus, retrain=args.retrain
     )
-    best = config["history"]["best"]
+    history = config["history"]
+    best, monitor = history["best"], history.get("monitor", "val_top_balanced_accuracy")
     print(
-        f"done: {config['history']['epochs_run']} epochs; best validation top balanced accuracy "
-        f"{best.get('val_top_balanced_accuracy', float('nan')):.3f} (epoch {config['history']['best_epoch']})"
+        f"done: {history['epochs_run']} epochs; best validation {monitor} {best.get(monitor, float('nan')):.3f} "
+        f"(epoch {history['best_epoch']}; top balanced accuracy {best.get('val_top_balanced_accuracy', float('nan')):.3f})"
     )
     return 0
 

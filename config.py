@@ -11,6 +11,7 @@ METADATA_DIR = "fma_data/extracted/metadata/fma_metadata"  # folder holding trac
 AUDIO_DIR = "fma_data/extracted/fma_large/fma_large"  # folder holding NNN/NNNNNN.mp3
 DEMO_DIR = "fma_data/demo"  # the built-in demo dataset (its own folder, never posing as FMA)
 CACHE_DIR = "fma_data/features"  # mel-segment feature caches, one sub-folder per parameter set
+PRETRAINED_DIR = "fma_data/pretrained"  # pretrained backbones converted by fetch_backbone.py
 OUTPUT_DIR = "runs/balanced"  # training run folder: model, config, logs, checkpoints, reports
 SUBSET = "large"  # FMA subset: small < medium < large (a subset includes the smaller ones)
 DEMO_TRACKS = 600  # tracks of the demo dataset (600 gives FMA's >= 30x top-genre imbalance)
@@ -42,11 +43,22 @@ PATIENCE = 15  # epochs without validation improvement before early stopping
 LR_PATIENCE = 5  # epochs without improvement before the learning rate is reduced
 LR_FACTOR = 0.5  # factor applied to the learning rate on a plateau
 MIN_LR = 1e-6  # the learning rate is never reduced below this
-CLIP_NORM = 1.0  # gradient clipping by global norm
+CLIP_NORM = 1.0  # gradient clipping by global norm (over all variables together)
+MONITOR = "val_score"  # validation figure that drives early stopping, LR and the best checkpoint (below)
+LR_SCHEDULE = "plateau"  # "plateau": ReduceLROnPlateau; "cosine": linear warm-up, then cosine decay to MIN_LR
+WARMUP_EPOCHS = 1  # cosine schedule: epochs of linear warm-up from LEARNING_RATE / 10
 SEED = 42  # seed for sampling, shuffling and weight initialisation
 MIXED_PRECISION = True  # mixed_float16 when a GPU is present (never on a CPU)
 STRATEGY = "auto"  # distribution: auto, default, mirrored, multiworker
 SHUFFLE_BLOCK = 64  # tracks read together when shuffling the feature cache (keeps reads large)
+
+# --- Augmentation (training segments only) ------------------------------------------------------------
+SPEC_AUGMENT = True  # SpecAugment: mask bands of frames and of mel bands (filled with the band means)
+TIME_MASKS = 2  # time masks per segment
+TIME_MASK_FRAMES = 8  # widest time mask in frames (of SEGMENT_FRAMES)
+FREQ_MASKS = 2  # frequency masks per segment
+FREQ_MASK_BANDS = 16  # widest frequency mask in mel bands (of N_MELS)
+MIXUP_ALPHA = 0.0  # mixup of segment pairs, lam ~ Beta(alpha, alpha); 0 = off
 
 # --- Balancing -------------------------------------------------------------------------------------
 USE_CLASS_WEIGHTS = True  # per-output sample weights n_samples / (n_classes * n_per_class)
@@ -61,7 +73,9 @@ MEDIUM_LOSS_WEIGHT = 0.8  # loss weight of the medium-genre head
 ALL_LOSS_WEIGHT = 0.6  # loss weight of the multi-label all-genres head
 
 # --- Inference and evaluation ----------------------------------------------------------------------
-THRESHOLD = 0.5  # probability above which a genre of the all-genres head is predicted
+THRESHOLD = 0.5  # probability above which a genre of the all-genres head is predicted (when not tuned)
+TUNE_THRESHOLDS = True  # choose per-genre thresholds of the all-genres head on the validation split
+THRESHOLD_MIN_POSITIVES = 5  # genres with fewer validation tracks use one threshold tuned over all genres
 TOP_K = 3  # genres listed per head in predictions
 WORKERS = 0  # worker processes for decoding and feature extraction; 0 = all CPU cores
 INFERENCE_BATCH_SIZE = 64  # segments per predict batch

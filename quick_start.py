@@ -170,10 +170,11 @@ def step_train(args, settings: Settings, paths: dict, out: Path) -> dict:
             "CPU in minutes; train the full model with balanced_trainer.py"
         )
     config_out = train(settings, out, str(paths["metadata"]), str(paths["audio"]), retrain=args.retrain)
-    best = config_out["history"]["best"]
+    history = config_out["history"]
+    best, monitor = history["best"], history.get("monitor", "val_top_balanced_accuracy")
     print(
-        f"trained {config_out['history']['epochs_run']} epochs; best validation top balanced accuracy "
-        f"{best.get('val_top_balanced_accuracy', float('nan')):.3f}"
+        f"trained {history['epochs_run']} epochs; best validation {monitor} {best.get(monitor, float('nan')):.3f} "
+        f"at epoch {history['best_epoch']} (top balanced accuracy {best.get('val_top_balanced_accuracy', float('nan')):.3f})"
     )
     return config_out
 
@@ -265,11 +266,23 @@ def print_summary(settings: Settings, out: Path, summary: dict, seconds: float) 
     if report.is_file():
         print(f"report:      {report}")
         data = json.loads((out / "evaluation" / "evaluation_report.json").read_text())
-        top = data["top"]["track"]
+        for level, name in (("top", "top genre"), ("medium", "medium genre")):
+            m = data[level]["track"]
+            print(
+                f"             test {name + ':':<13} balanced accuracy {_num(m['balanced_accuracy'])}, "
+                f"F1 macro {_num(m['f1_macro'])}, F1 weighted {_num(m['f1_weighted'])}, "
+                f"accuracy {_num(m['accuracy'])} ({m['n']} tracks)"
+            )
+        a, fixed = data["all"]["track"], data["all"].get("track_fixed_threshold")
+        at_fixed = f"; {_num(fixed['jaccard_samples'])} at {fixed['threshold']:g}" if fixed else ""
         print(
-            f"             test top genre: balanced accuracy {_num(top['balanced_accuracy'])}, "
-            f"F1 macro {_num(top['f1_macro'])}, accuracy {_num(top['accuracy'])} ({top['n']} tracks)"
+            f"             test all genres:  Jaccard {_num(a['jaccard_samples'])} (tuned thresholds{at_fixed}), "
+            f"LRAP {_num(a['lrap'])} ({a['n']} tracks)"
         )
+        print("             README targets (test split, tracks):")
+        for t in data["targets"]:
+            verdict = "n/a" if t["passed"] is None else ("PASS" if t["passed"] else "FAIL")
+            print(f"               {t['name']:<34} > {t['target']:.2f}   {_num(t['value']):>6}   {verdict}")
     predictions = out / "predictions.json"
     if predictions.is_file():
         s = summary.get("predict") or json.loads(predictions.read_text())["summary"]

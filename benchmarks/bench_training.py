@@ -20,13 +20,16 @@ feature cache with ``ensure_cache`` (the real path), then measures, in one run:
    and in this process's CPU time (steadier when other jobs share the cores).
 2. The input pipeline alone (no model): the generator, the whole ``training_dataset``, and the
    in-memory dataset, in segments/s, with the time to the first batch: the pipeline's own ceiling.
-3. Cache reads in clips/s: the pipeline's block reads (sorted blocks of ``--shuffle_block``
-   tracks in random order) vs random 32-track batches, random single tracks through the cache
+3. Cache reads in clips/s: the pipeline's reads (windows of random blocks of ``--shuffle_block``
+   sorted tracks) vs random 32-track batches, random single tracks through the cache
    (``pread``) and the naive random single-row reads of a ``numpy`` memmap; with the page cache
    warm, cold once (file evicted, then one pass: later reads profit from earlier readahead) and
    cold each (file evicted before every read, untimed: what a cache much larger than RAM sees).
    Eviction uses ``/proc/sys/vm/drop_caches`` (root; tried once) or ``posix_fadvise(DONTNEED)``;
    the fraction of the file still resident is checked with ``mincore``.
+
+4. Batch composition: distinct artists and top genres per batch for the pipeline, the previous
+   pipeline (sorted blocks in a four-block shuffle buffer) and a uniform random draw.
 
 No figures are asserted. Fit rates are medians, pipeline and read rates the best of their passes.
 """
@@ -48,6 +51,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from genrekit.pipeline import WINDOW_BLOCKS  # noqa: E402
 
 SAMPLE_RATE = 22050  # demo audio: mono 22,050 Hz encodes ~4x faster than FMA's 44.1 kHz stereo
 LEVELS = ("top", "medium", "all")
@@ -235,6 +240,8 @@ def prepare(args: argparse.Namespace, work: Path):
 
 
 def make_stream(settings, cache, labels, weights, n_classes, epoch_tracks: int, seed: int = 0):
+    """The trainer's stream (config.py's augmentation included) over every track once per epoch."""
+    from genrekit.augment import AugmentPlan
     from genrekit.pipeline import TrainingStream
 
     if epoch_tracks and epoch_tracks < len(labels):
@@ -249,6 +256,8 @@ def make_stream(settings, cache, labels, weights, n_classes, epoch_tracks: int, 
         sampler=None,  # every track once per epoch: both sides see exactly the same segments
         shuffle_block=settings.shuffle_block,
         seed=seed,
+        batch_size=settings.batch_size,
+        augment=AugmentPlan.from_settings(settings),
     )
 
 
@@ -256,7 +265,7 @@ def memory_dataset(stream, batch_size: int):
     """One epoch of the stream's segments, pre-shuffled, as in-memory tensors in a tf.data.Dataset."""
     import tensorflow as tf
 
-    blocks = list(stream.blocks())
+    blocks = list(stream.batches())
     x = np.concatenate([b[0] for b in blocks])[..., None]
     y = {k: np.concatenate([b[1][k] for b in blocks]) for k in LEVELS}
     w = {k: np.concatenate([b[2][k] for b in blocks]) for k in LEVELS}
@@ -295,7 +304,7 @@ def bench_fit(args, settings, processed, cache, labels, weights, norm) -> list[d
             s.input_shape, n["top"], n["medium"], n["all"], weights, s, norm
         ).compile_with_balanced_losses()
         stream = make_stream(s, cache, labels, weights, n, tracks)
-        pipe = training_dataset(stream, s.batch_size, s.input_shape)
+        pipe = training_dataset(stream, s.batch_size, s.input_shape, fill=norm["mean"])
         mem, segments = memory_dataset(make_stream(s, cache, labels, weights, n, tracks), s.batch_size)
 
         def fit(ds, model=model):
@@ -349,7 +358,7 @@ def bench_pipeline(args, settings, processed, cache, labels, weights) -> list[tu
     segments = len(labels) * settings.num_segments
 
     def generator() -> float:
-        for _ in stream.blocks():
+        for _ in stream.batches():
             pass
         return float("nan")
 
@@ -366,7 +375,7 @@ def bench_pipeline(args, settings, processed, cache, labels, weights) -> list[tu
     results = []
     for name, fn in (
         ("generator only (cache reads + targets, numpy)", generator),
-        ("training_dataset (+ unbatch, shuffle, batch, prefetch)", lambda: iterate(ds)),
+        ("training_dataset (+ augmentation map, prefetch)", lambda: iterate(ds)),
         ("in memory: from_tensor_slices().batch().prefetch()", lambda: iterate(mem)),
     ):
         fn()  # warm-up
@@ -379,6 +388,61 @@ def bench_pipeline(args, settings, processed, cache, labels, weights) -> list[tu
         extra = "" if first != first else f"first batch after {1000 * first:.0f} ms"
         results.append((name, segments / total, extra))
     return results
+
+
+# --- 4. batch composition ---------------------------------------------------------------------------
+
+
+def bench_composition(settings, processed, labels, repeats: int = 3) -> list[tuple[str, float, float]]:
+    """Distinct artists and top genres per batch: the pipeline, the previous pipeline, a uniform draw.
+
+    The previous pipeline sorted the epoch's tracks, cut them into blocks of ``shuffle_block``, visited
+    the blocks in random order and mixed segments in a shuffle buffer of four blocks (tf.data's
+    ``shuffle`` semantics, simulated here in numpy). Track ids run in albums, so its batches held few
+    artists. Only which tracks land in which batch is computed (no features are read).
+    """
+    from genrekit.pipeline import TrainingStream
+
+    artist = processed.targets.loc[labels.track_ids, "artist"].to_numpy()
+    top = labels.top
+    S, bs, block = settings.num_segments, settings.batch_size, settings.shuffle_block
+
+    class NoRead:
+        def read(self, ids):
+            return np.zeros((len(ids), S, 1, 1), np.float16)
+
+    def stats(batches):
+        a = [len(set(artist[b].tolist())) for b in batches if len(b) == bs]
+        g = [len(set(top[b][top[b] >= 0].tolist())) for b in batches if len(b) == bs]
+        return float(np.mean(a)), float(np.mean(g))
+
+    ones = {"top": np.ones(1 + max(0, top.max())), "medium": np.ones(1 + max(0, labels.medium.max()))}
+    n = {"top": len(ones["top"]), "medium": len(ones["medium"]), "all": labels.all.shape[1]}
+    rows_out = {"pipeline (windows of blocks, segments permuted)": [], "previous (sorted blocks, buffer of 4)": [],
+                "uniform random draw": []}  # fmt: skip
+    for rep in range(repeats):
+        stream = TrainingStream(NoRead(), labels, ones, n, S, shuffle_block=block, seed=rep, batch_size=bs)
+        batches = []
+        for rows, order in stream.segment_rows(rep):
+            track = np.repeat(rows, S)[order]
+            batches += [track[i : i + bs] for i in range(0, len(track), bs)]
+        rows_out["pipeline (windows of blocks, segments permuted)"].append(stats(batches))
+        rng = np.random.default_rng((rep, 9))
+        srt = np.sort(rng.permutation(len(labels)))
+        chunks = np.array_split(srt, max(1, -(-len(srt) // block)))
+        stream_segments = np.concatenate([np.repeat(chunks[i], S) for i in rng.permutation(len(chunks))])
+        buffer_size, out, buf = 4 * block * S, [], list(stream_segments[: 4 * block * S])
+        for seg in stream_segments[4 * block * S :]:
+            j = int(rng.integers(len(buf)))
+            out.append(buf[j])
+            buf[j] = seg
+        rng.shuffle(buf)
+        out = np.array(out + buf)
+        del buffer_size
+        rows_out["previous (sorted blocks, buffer of 4)"].append(stats([out[i : i + bs] for i in range(0, len(out), bs)]))
+        flat = rng.permutation(np.repeat(np.arange(len(labels)), S))
+        rows_out["uniform random draw"].append(stats([flat[i : i + bs] for i in range(0, len(flat), bs)]))
+    return [(k, float(np.mean([v[0] for v in vals])), float(np.mean([v[1] for v in vals]))) for k, vals in rows_out.items()]
 
 
 # --- 3. reads ------------------------------------------------------------------------------------
@@ -396,10 +460,16 @@ def bench_reads(args, settings, cache) -> tuple[list[tuple[str, dict[str, float]
     notes: dict[str, object] = {"file": path, "tracks": len(ids), "read_ahead_kb": read_ahead_kb(path)}
     state: dict[str, str] = {}
 
-    def pattern_blocks(rng):  # what TrainingStream.blocks() reads
+    def pattern_blocks(rng):  # what TrainingStream reads: windows of WINDOW_BLOCKS random blocks, one call each
+        from genrekit.pipeline import WINDOW_BLOCKS
+
         rows = np.sort(ids)
         chunks = np.array_split(rows, max(1, -(-len(rows) // block)))
-        return [chunks[i] for i in rng.permutation(len(chunks))]
+        order = rng.permutation(len(chunks))
+        return [
+            np.concatenate([chunks[i] for i in order[k : k + WINDOW_BLOCKS]])
+            for k in range(0, len(order), WINDOW_BLOCKS)
+        ]
 
     def pattern_batches(rng):
         perm = rng.permutation(ids)
@@ -431,7 +501,7 @@ def bench_reads(args, settings, cache) -> tuple[list[tuple[str, dict[str, float]
             del self.mm  # unmapped: fadvise cannot evict pages a process still maps
 
     methods = (
-        (f"blocks of {block} sorted tracks, random order (pipeline)", pattern_blocks, CacheReader()),
+        (f"windows of random blocks of {block} sorted tracks (pipeline)", pattern_blocks, CacheReader()),
         (f"random batches of {batch} tracks (cache.read)", pattern_batches, CacheReader()),
         ("random single tracks (cache.read: pread)", pattern_single, CacheReader()),
         ("random single tracks (numpy memmap row: naive)", pattern_single, MemmapReader()),
@@ -493,9 +563,11 @@ def main(argv: list[str] | None = None) -> int:
         settings, processed, cache, labels, weights, norm = prepare(args, work)
         print(
             f"stream: {len(labels)} tracks x {settings.num_segments} segments, batch {settings.batch_size}, "
-            f"shuffle_block {settings.shuffle_block}, shuffle buffer "
-            f"{max(settings.batch_size, 4 * settings.shuffle_block * settings.num_segments)} segments"
+            f"shuffle_block {settings.shuffle_block}, window {WINDOW_BLOCKS} blocks "
+            f"({WINDOW_BLOCKS * settings.shuffle_block * settings.num_segments} segments permuted together)"
         )
+        print("4. batch composition ...", flush=True)
+        comp_rows = bench_composition(settings, processed, labels)
         fit_rows, pipe_rows, read_rows, notes = [], [], [], {}
         if not args.skip_fit:
             from genrekit.device import configure_device
@@ -575,6 +647,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"cold once {fmt['cold once']}, cold each {fmt['cold each']}; device read_ahead_kb "
                 f"{notes['read_ahead_kb']}"
             )
+        print(f"\n4. batch composition: mean distinct artists and top genres per batch of {settings.batch_size} "
+              f"segments ({len(labels)} tracks, every track once per epoch; 3 epochs)")  # fmt: skip
+        base_a, base_g = comp_rows[-1][1], comp_rows[-1][2]
+        for name, a, g in comp_rows:
+            print(f"   {name:50s} artists {a:6.2f} ({a / base_a:4.2f}x uniform)   top genres {g:5.2f} ({g / base_g:4.2f}x)")
         print(f"\ntotal {time.perf_counter() - started:.0f} s")
     finally:
         if not args.work:

@@ -375,7 +375,7 @@ class MultiLabelPrediction:
 
     labels: list[tuple[str | int, float]]  # labels above the threshold, most probable first
     probabilities: np.ndarray  # (n_labels,) mean over segments
-    threshold: float
+    threshold: float | list[float]  # one for all labels, or one per label
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serializable form (without the full probability vector)."""
@@ -386,7 +386,7 @@ class MultiLabelPrediction:
 
 
 def multilabel_average(
-    probs: Any, names: Sequence[str] | None = None, threshold: float = 0.5
+    probs: Any, names: Sequence[str] | None = None, threshold: Any = 0.5
 ) -> MultiLabelPrediction:
     """Mean sigmoid probability of each label over one file's segments, and the labels above it.
 
@@ -394,8 +394,8 @@ def multilabel_average(
     ----------
     probs : array, shape (n_segments, n_labels)
     names : sequence of str, optional
-    threshold : float
-        A label is listed when its mean probability is strictly above it.
+    threshold : float or array of float, shape (n_labels,)
+        A label is listed when its mean probability is strictly above it (or above its own).
 
     Returns
     -------
@@ -405,10 +405,19 @@ def multilabel_average(
     probs = _one_file(probs)
     _check_names(names, probs.shape[1])
     mean = probs.astype(np.float64).mean(axis=0)
+    th = np.broadcast_to(np.asarray(threshold, dtype=np.float64), mean.shape)
     order = top_k_indices(mean, len(mean))
     labels = [
         (_name(names, int(i)) if names is not None else int(i), float(mean[i]))
         for i in order
-        if mean[i] > threshold
+        if mean[i] > th[i]
     ]
-    return MultiLabelPrediction(labels=labels, probabilities=mean, threshold=float(threshold))
+    return MultiLabelPrediction(labels=labels, probabilities=mean, threshold=threshold_value(th))
+
+
+def threshold_value(thresholds: Any) -> float | list[float]:
+    """One number when every label shares the threshold, else the per-label list (for JSON)."""
+    th = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    if th.size == 0 or np.all(th == th[0]):
+        return float(th[0]) if th.size else 0.5
+    return [float(v) for v in th]

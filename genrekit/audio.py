@@ -226,8 +226,14 @@ def _mel_sparse(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: fl
     return scipy.sparse.csr_array(mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax))
 
 
-def _log_mel(frames: np.ndarray, params: FeatureParams) -> np.ndarray:
-    """Windowed frames ``(n, n_fft)`` float32 to log-mel ``(n_mels, n)`` float32 dB."""
+# How mel power becomes the model's input. "db": 10 * log10(max(power, AMIN)), this toolkit's
+# features. "log10000": log10(10000 * power + 1), the compression musicnn was trained on
+# (computed in float32 here; see genrekit/backbones/musicnn.py for the original's float16).
+COMPRESSIONS = ("db", "log10000")
+
+
+def _log_mel(frames: np.ndarray, params: FeatureParams, compression: str = "db") -> np.ndarray:
+    """Windowed frames ``(n, n_fft)`` float32 to log-mel ``(n_mels, n)`` float32 (see COMPRESSIONS)."""
     import scipy.fft
 
     spec = scipy.fft.rfft(frames, axis=1, workers=1)
@@ -235,6 +241,11 @@ def _log_mel(frames: np.ndarray, params: FeatureParams) -> np.ndarray:
     power += np.square(spec.imag)
     weights = _mel_sparse(params.sample_rate, params.n_fft, params.n_mels, params.fmin, params.fmax)
     mel = np.asarray(weights @ power.T, dtype=np.float32)
+    if compression == "log10000":
+        mel *= np.float32(10000.0)
+        np.log1p(mel, out=mel)
+        mel *= np.float32(1 / np.log(10))
+        return mel
     np.maximum(mel, AMIN, out=mel)
     np.log10(mel, out=mel)
     mel *= 10.0
@@ -405,7 +416,9 @@ def _resampled_span(src: _Source, start: int, stop: int, length: int, params: Fe
     return out
 
 
-def _segments(src: _Source, length: int, starts: np.ndarray, params: FeatureParams) -> np.ndarray:
+def _segments(
+    src: _Source, length: int, starts: np.ndarray, params: FeatureParams, compression: str = "db"
+) -> np.ndarray:
     """Log-mel segments ``(len(starts), n_mels, F)`` starting at frames ``starts`` of a clip."""
     hop, n_fft, nf = params.hop_length, params.n_fft, params.segment_frames
     sr = params.sample_rate
@@ -429,7 +442,7 @@ def _segments(src: _Source, length: int, starts: np.ndarray, params: FeaturePara
 
     def flush() -> None:
         nonlocal filled, done
-        mel = _log_mel(batch[: filled * nf], params).reshape(params.n_mels, filled, nf)
+        mel = _log_mel(batch[: filled * nf], params, compression).reshape(params.n_mels, filled, nf)
         out[done : done + filled] = mel.transpose(1, 0, 2)
         done += filled
         filled = 0
@@ -544,6 +557,8 @@ def load_track_segments(
     *,
     hop_seconds: float = 0.0,
     num_segments: int | None = None,
+    hop_frames: int | None = None,
+    compression: str = "db",
     notes: list[str] | None = None,
 ) -> np.ndarray:
     """Log-mel segments spread over a whole track of any length (inference on long files).
@@ -561,6 +576,11 @@ def load_track_segments(
     num_segments : int, optional
         When ``hop_seconds`` is 0: this many segments spread evenly over the track
         (default ``params.num_segments``).
+    hop_frames : int, optional
+        One segment every ``hop_frames`` spectrogram frames from the start, the last whole one
+        included (overrides ``hop_seconds``; musicnn's patches use ``hop_frames=segment_frames``).
+    compression : str
+        ``"db"`` (this toolkit's features) or ``"log10000"`` (musicnn's input), see COMPRESSIONS.
     notes : list of str, optional
         Accept a truncated file, as :func:`load_segments`.
 
@@ -576,6 +596,12 @@ def load_track_segments(
     """
     if hop_seconds < 0:
         raise ConfigError(f"hop_seconds={hop_seconds!r} must be >= 0")
+    if hop_frames is not None and (
+        isinstance(hop_frames, bool) or not isinstance(hop_frames, int) or hop_frames < 1
+    ):
+        raise ConfigError(f"hop_frames={hop_frames!r} must be a positive integer")
+    if compression not in COMPRESSIONS:
+        raise ConfigError(f"compression={compression!r} must be one of {', '.join(COMPRESSIONS)}")
     count = params.num_segments if num_segments is None else num_segments
     if count < 1:
         raise ConfigError(f"num_segments={count!r} must be >= 1")
@@ -583,12 +609,14 @@ def load_track_segments(
     def run() -> np.ndarray:
         length = _clip_length(src, params, None)
         total = _check_long_enough(src, length, params)
-        if hop_seconds > 0:
-            hop_frames = max(1, int(round(hop_seconds * params.sample_rate / params.hop_length)))
-            starts = np.arange(0, total - params.segment_frames + 1, hop_frames, dtype=np.int64)
+        step = hop_frames
+        if step is None and hop_seconds > 0:
+            step = max(1, int(round(hop_seconds * params.sample_rate / params.hop_length)))
+        if step is not None:
+            starts = np.arange(0, total - params.segment_frames + 1, step, dtype=np.int64)
         else:
             starts = segment_starts(total, count, params.segment_frames)
-        return _segments(src, length, starts, params)
+        return _segments(src, length, starts, params, compression)
 
     with _Source(path) as src:
         return _decodable_part(src, run, notes)

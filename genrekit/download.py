@@ -153,10 +153,17 @@ def check_free_space(path: str | os.PathLike, needed: float, what: str) -> None:
 
 def sha1_of_file(path: str | os.PathLike, progress: bool = False, chunk_size: int = 4 * MiB) -> str:
     """The sha1 of a file, read in chunks (never whole into memory)."""
+    return file_digest(path, "sha1", progress=progress, chunk_size=chunk_size)
+
+
+def file_digest(
+    path: str | os.PathLike, algorithm: str = "sha256", progress: bool = False, chunk_size: int = 4 * MiB
+) -> str:
+    """The hex digest of a file (any :mod:`hashlib` algorithm), read in chunks."""
     from tqdm.auto import tqdm
 
     path = Path(path)
-    hasher = hashlib.sha1()
+    hasher = hashlib.new(algorithm)
     with (
         open(path, "rb") as fh,
         tqdm(
@@ -164,7 +171,7 @@ def sha1_of_file(path: str | os.PathLike, progress: bool = False, chunk_size: in
             unit="B",
             unit_scale=True,
             unit_divisor=1024,
-            desc=f"sha1 {path.name}",
+            desc=f"{algorithm} {path.name}",
             disable=not progress,
         ) as bar,
     ):
@@ -174,7 +181,8 @@ def sha1_of_file(path: str | os.PathLike, progress: bool = False, chunk_size: in
     return hasher.hexdigest()
 
 
-def _write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as JSON to a temp file beside ``path``, fsync it, then rename over ``path``."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(data, fh, indent=2)
@@ -799,7 +807,7 @@ def _trusted_sha1(record: Path, path: Path) -> str | None:
 
 def _record_verified(record: Path, path: Path, sha1: str) -> None:
     st = path.stat()
-    _write_json_atomic(
+    write_json_atomic(
         record, {"path": str(path.resolve()), "sha1": sha1, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
     )
 
@@ -965,7 +973,7 @@ def setup_archive(
     else:
         log.warning("%s holds no checksums file: the extracted files were not checked", path.name)
 
-    _write_json_atomic(
+    write_json_atomic(
         marker_path(data_dir, archive),
         {
             "archive": archive.filename,

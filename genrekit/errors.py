@@ -34,7 +34,7 @@ class DownloadError(GenrekitError):
 
 
 class ChecksumError(DownloadError):
-    """A file whose sha1 does not match the expected one."""
+    """A file whose checksum (sha1, sha256) does not match the expected one."""
 
 
 class UnsafeArchiveError(DownloadError):

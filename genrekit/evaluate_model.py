@@ -25,6 +25,7 @@ from genrekit.errors import ConfigError, DatasetError, ModelError
 from genrekit.labels import LEVELS, MASKED, GenreTree, Vocabulary, derive_targets, encode
 from genrekit.model_io import check_model, load_model
 from genrekit.settings import SPLITS, SUBSETS, Settings
+from genrekit.thresholds import thresholds_of
 
 __all__ = [
     "check_model",
@@ -265,6 +266,7 @@ def evaluate_model(
         medium_vocab=vocabs["medium"],
         all_vocab=vocabs["all"],
         threshold=float(training_config.get("threshold", settings.threshold)),
+        thresholds=thresholds_of(training_config, len(vocabs["all"])) if "thresholds" in training_config else None,
         top_k=int(training_config.get("top_k", settings.top_k)),
         n_bins=settings.calibration_bins,
         n_defective_files=len(failures),
@@ -408,10 +410,17 @@ def format_headline(results: Mapping[str, Any]) -> str:
             f"{_n(m['f1_macro']):>10}{_n(m['f1_weighted']):>13}"
         )
     a = results["all"]["track"]
+    th = a["threshold"] if isinstance(a["threshold"], str) else f"threshold {a['threshold']:g}"
     lines.append(
         f"{'all genres':<16}{a['n']:>7}  Jaccard {_n(a['jaccard_samples'])}, F1 micro {_n(a['f1_micro'])}, "
-        f"F1 macro {_n(a['f1_macro'])} (threshold {a['threshold']:g})"
+        f"F1 macro {_n(a['f1_macro'])}, LRAP {_n(a['lrap'])} ({th} thresholds)"
     )
+    fixed = results["all"].get("track_fixed_threshold")
+    if fixed:
+        lines.append(
+            f"{'':<23}at the fixed threshold {fixed['threshold']:g}: Jaccard {_n(fixed['jaccard_samples'])}, "
+            f"F1 micro {_n(fixed['f1_micro'])}, F1 macro {_n(fixed['f1_macro'])}"
+        )
     h = results["hierarchy"]
     if "skipped" in h:
         lines.append(f"hierarchy consistency: not checked ({h['skipped']})")

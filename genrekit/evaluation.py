@@ -430,7 +430,11 @@ def calibration(confidence: Any, correct: Any, *, n_bins: int = 10) -> dict[str,
 
 
 def multilabel_metrics(
-    y_true: Any, probs: Any, *, threshold: float = 0.5, vocab: LevelVocab | Sequence[str] | None = None
+    y_true: Any,
+    probs: Any,
+    *,
+    threshold: float | Sequence[float] | np.ndarray = 0.5,
+    vocab: LevelVocab | Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Metrics of the multi-label all-genres head.
 
@@ -443,15 +447,17 @@ def multilabel_metrics(
         Multi-hot targets.
     probs : array of float, shape (n, n_labels)
         Sigmoid probabilities; a label is predicted when strictly above ``threshold``.
-    threshold : float
-        Config ``THRESHOLD``.
+    threshold : float or array of float, shape (n_labels,)
+        One threshold for every label (config ``THRESHOLD``), or one per label (the thresholds
+        tuned on the validation split, see :mod:`genrekit.thresholds`).
     vocab : LevelVocab or sequence of str, optional
         Label names for the per-label table.
 
     Returns
     -------
     dict
-        ``n``, ``excluded_no_labels``, ``threshold``, ``hamming_loss``, ``jaccard_samples``,
+        ``n``, ``excluded_no_labels``, ``threshold`` (the value, or ``"per label"`` with the values
+        in ``thresholds``), ``hamming_loss``, ``jaccard_samples``,
         ``lrap`` (label ranking average precision), ``coverage_error``, ``ranking_loss``,
         ``f1_micro``, ``f1_macro`` (over labels present in the targets or the predictions),
         ``precision_micro``, ``recall_micro``, ``mean_true_labels``, ``mean_predicted_labels``,
@@ -478,13 +484,18 @@ def multilabel_metrics(
     y_true = (y_true > 0).astype(np.int64)
     keep = y_true.any(axis=1)
     y_true, probs = y_true[keep], probs[keep]
-    y_pred = (probs > threshold).astype(np.int64)
+    th = np.asarray(threshold, dtype=np.float64)
+    if th.ndim not in (0, 1) or (th.ndim == 1 and th.shape[0] != probs.shape[1]):
+        raise ValueError(f"threshold must be a number or one per label ({probs.shape[1]}), got shape {th.shape}")
+    y_pred = (probs > th).astype(np.int64)
     n = len(y_true)
     result: dict[str, Any] = {
         "n": n,
         "excluded_no_labels": int((~keep).sum()),
-        "threshold": float(threshold),
+        "threshold": float(th) if th.ndim == 0 else "per label",
     }
+    if th.ndim == 1:
+        result["thresholds"] = [float(v) for v in th]
     keys = (
         "hamming_loss",
         "jaccard_samples",
@@ -800,6 +811,7 @@ def evaluate(
     n_pairs: int = 10,
     n_defective_files: int = 0,
     track_ids: Any = None,
+    thresholds: Any = None,
 ) -> dict[str, Any]:
     """Evaluate the three heads on tracks and on segments; return every figure as plain JSON.
 
@@ -825,7 +837,11 @@ def evaluate(
     top_vocab, medium_vocab, all_vocab : LevelVocab or compatible (see :meth:`LevelVocab.coerce`)
         ``medium_vocab`` needs ``root_ids`` for the hierarchy section (skipped without).
     threshold : float
-        Decision threshold of the all-genres head (config ``THRESHOLD``).
+        Fixed decision threshold of the all-genres head (config ``THRESHOLD``).
+    thresholds : array of float, shape (n_all,), optional
+        Per-genre thresholds the model was saved with (tuned on validation). When given, the
+        all-genres figures use them, and ``all.track_fixed_threshold`` holds the figures at
+        ``threshold`` beside them.
     top_k : int
         k of the top-k accuracy (config ``TOP_K``).
     n_bins : int
@@ -899,16 +915,21 @@ def evaluate(
     )
 
     all_mean = track_mean(all_probs, segment_track, n_tracks)
+    operating = threshold if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     all_section = {
         "n_labels": len(all_vocab),
         "names": list(all_vocab.names),
         "excluded": {"no_segments": int((~has_segments).sum())},
         "track": multilabel_metrics(
-            all_target[has_segments], all_mean[has_segments], threshold=threshold, vocab=all_vocab
+            all_target[has_segments], all_mean[has_segments], threshold=operating, vocab=all_vocab
         ),
-        "segment": multilabel_metrics(all_target[segment_track], all_probs, threshold=threshold),
+        "segment": multilabel_metrics(all_target[segment_track], all_probs, threshold=operating),
     }
     all_section["segment"].pop("per_label")
+    if thresholds is not None:
+        fixed = multilabel_metrics(all_target[has_segments], all_mean[has_segments], threshold=threshold)
+        fixed.pop("per_label")
+        all_section["track_fixed_threshold"] = fixed
 
     if medium_vocab.root_ids is None:
         hierarchy: dict[str, Any] = {"skipped": "the medium vocabulary has no root_ids"}
@@ -935,7 +956,12 @@ def evaluate(
                 "all_no_labels": all_section["track"]["excluded_no_labels"],
             },
         },
-        "settings": {"threshold": float(threshold), "top_k": top_k, "calibration_bins": n_bins},
+        "settings": {
+            "threshold": float(threshold),
+            "thresholds": "fixed" if thresholds is None else "per genre, tuned on the validation split",
+            "top_k": top_k,
+            "calibration_bins": n_bins,
+        },
         "top": top,
         "medium": medium,
         "all": all_section,

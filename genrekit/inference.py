@@ -595,9 +595,11 @@ class MusicGenreInference:
     def __init__(
         self, model_path: str | os.PathLike, config_path: str | os.PathLike | None = None, **overrides: Any
     ):
+        from genrekit.aggregate import threshold_value
         from genrekit.audio import FeatureParams
         from genrekit.labels import Vocabulary
         from genrekit.settings import Settings, read_config_file
+        from genrekit.thresholds import thresholds_of
         from genrekit.training import load_training_config
 
         self.model_path, self.config_path, settings_path = resolve_model_files(model_path, config_path)
@@ -615,7 +617,11 @@ class MusicGenreInference:
         # The training machine's worker count says nothing about this one.
         values.setdefault("workers", defaults.WORKERS)
         self.settings = Settings.build(self.config_path, values)
-        self.threshold = self.settings.threshold
+        # A threshold the user asks for wins; else the per-genre thresholds saved with the model.
+        self.thresholds = thresholds_of(
+            self.training_config, len(self.vocabs["all"]), override=values.get("threshold")
+        )
+        self.threshold = threshold_value(self.thresholds)
         self.top_k = self.settings.top_k
         self.segment_hop = self.settings.inference_segment_hop
         self.batch_size = self.settings.inference_batch_size
@@ -694,7 +700,7 @@ class MusicGenreInference:
         top = self._head_result("top", probs["top"])
         medium = self._head_result("medium", probs["medium"])
         vocab_all = self.vocabs["all"]
-        multi = multilabel_average(probs["all"], vocab_all.names, self.threshold)
+        multi = multilabel_average(probs["all"], vocab_all.names, self.thresholds)
         by_name = {name: i for i, name in enumerate(vocab_all.names)}
         labels = [
             {
@@ -718,7 +724,7 @@ class MusicGenreInference:
                     "top_genre": {"name": top_names[t], "probability": _r(probs["top"][i, t])},
                     "medium_genre": {"name": medium_names[m], "probability": _r(probs["medium"][i, m])},
                     "all_genres": [
-                        vocab_all.names[j] for j in np.flatnonzero(probs["all"][i] > self.threshold)
+                        vocab_all.names[j] for j in np.flatnonzero(probs["all"][i] > self.thresholds)
                     ],
                 }
             )

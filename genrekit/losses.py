@@ -3,6 +3,12 @@
 Both are registered ``keras.losses.Loss`` subclasses built from ``keras.ops``, so a saved model
 loads back without ``custom_objects`` on any Keras 3 backend. They compute in float32 whatever
 the model's precision policy.
+
+Reduction: a batch's loss is ``sum_i w_i * loss_i / sum_i w_i`` (Keras' ``"mean_with_sample_weight"``)
+where ``w_i`` is the row's sample weight: the trainer gives a masked row (no target at that level)
+weight 0 and a labelled row its class weight. Dividing by the batch size instead would let the
+share of masked rows and the class mix of each batch change the head's step size from batch to
+batch. Called without sample weights, the loss is the plain mean over rows.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from genrekit.errors import ConfigError
 
 # Predicted probabilities are clipped to [EPSILON, 1 - EPSILON] before the log: Keras' own value.
 EPSILON = 1e-7
+# Normalize each head's loss by the weight of the rows that carry a label (see the module docstring).
+REDUCTION = "mean_with_sample_weight"
 
 
 def _as_float_list(values: Any, name: str) -> float | list[float]:
@@ -57,7 +65,8 @@ class FocalLoss(keras.losses.Loss):
     gamma : float
         Focusing parameter (>= 0); larger values down-weight well-classified examples.
     reduction : str
-        Keras reduction; the default averages over the batch, masked rows included as zeros.
+        Keras reduction; the default divides the weighted sum by the sum of the sample weights
+        (see the module docstring); without sample weights it is the mean over rows.
     name : str
         Loss name.
     dtype : str
@@ -68,7 +77,7 @@ class FocalLoss(keras.losses.Loss):
         self,
         alpha: float | Sequence[float] | np.ndarray | None = None,
         gamma: float = 2.0,
-        reduction: str | None = "sum_over_batch_size",
+        reduction: str | None = REDUCTION,
         name: str = "focal_loss",
         dtype: str = "float32",
     ) -> None:
@@ -113,7 +122,7 @@ class WeightedBinaryCrossEntropy(keras.losses.Loss):
     def __init__(
         self,
         pos_weight: float | Sequence[float] | np.ndarray | None = None,
-        reduction: str | None = "sum_over_batch_size",
+        reduction: str | None = REDUCTION,
         name: str = "weighted_bce",
         dtype: str = "float32",
     ) -> None:

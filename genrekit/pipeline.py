@@ -1,13 +1,18 @@
 """The tf.data input pipeline: feature-cache rows to batches of (segment, targets, weights).
 
-Reads stay large even though epochs are shuffled: an epoch's tracks (drawn by the weighted
-sampler, or a permutation) are sorted by cache row, cut into blocks of ``shuffle_block``
-neighbouring tracks, and the blocks are visited in random order; each block is one near
-sequential read of the memory-mapped cache. A shuffle buffer of several blocks then mixes the
-segments of different blocks before batching. Random single-track reads of a cold memmap fall
-to ~160 clips/s on a small machine; block reads do not (see benchmarks/bench_training.py).
+Batches must look like random draws of the epoch's segments while reads stay large. An
+epoch's tracks (drawn by the weighted sampler, or a permutation) are sorted by cache row and cut
+into blocks of ``shuffle_block`` neighbouring tracks (one near sequential read each); the blocks
+are visited in random order, ``window_blocks`` of them at a time, and the segments of a whole
+window (by default 16 blocks of 64 tracks, 10,240 segments) are permuted before they are cut into
+batches. A batch of 32 segments is thus a draw from about a thousand tracks spread over the whole
+cache, not from a few neighbouring blocks: FMA's ids run in albums, and an oversampled genre's
+repeats sit next to each other once sorted (see benchmarks/bench_training.py for the measured
+artists and genres per batch against a uniform draw, and the read rates).
 
-TensorFlow is imported inside the functions, so importing this module is cheap.
+All randomness (order, augmentation) is drawn with numpy from ``(seed, epoch)``, so a resumed
+run sees exactly the batches an uninterrupted run would. TensorFlow is imported inside the
+functions, so importing this module is cheap.
 """
 
 from __future__ import annotations
@@ -20,10 +25,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from genrekit.augment import PARAM_KEYS, AugmentPlan
 from genrekit.balancing import EpochSampler
 from genrekit.labels import EncodedLabels, one_hot
 
 log = logging.getLogger(__name__)
+
+LEVELS = ("top", "medium", "all")
+WINDOW_BLOCKS = 16  # blocks whose segments are permuted together before batching
 
 
 class FeatureSource(Protocol):
@@ -35,7 +44,7 @@ class FeatureSource(Protocol):
 
 @dataclass
 class TrainingStream:
-    """Per-epoch generator of blocks of segments with their targets and sample weights.
+    """Per-epoch generator of shuffled batches of segments with their targets and sample weights.
 
     Parameters
     ----------
@@ -46,8 +55,19 @@ class TrainingStream:
     weights : mapping of level to array (n_classes,)
         Class weight per class for ``top`` and ``medium``; a masked track gets weight 0.
     n_classes : mapping of level to int
+    num_segments : int
+        Segments per track in the cache.
     sampler : EpochSampler or None
         Weighted sampling; None draws every track once per epoch in random order.
+    shuffle_block : int
+        Tracks read together (neighbouring cache rows).
+    seed : int
+    batch_size : int
+        Segments per batch; the last batch of an epoch may be smaller.
+    window_blocks : int
+        Blocks whose segments are permuted together.
+    augment : AugmentPlan or None
+        Draws each batch's augmentation parameters (applied in :func:`training_dataset`).
     """
 
     source: FeatureSource
@@ -58,6 +78,9 @@ class TrainingStream:
     sampler: EpochSampler | None = None
     shuffle_block: int = 64
     seed: int = 0
+    batch_size: int = 32
+    window_blocks: int = WINDOW_BLOCKS
+    augment: AugmentPlan | None = None
     epoch: int = 0  # set by EpochSetter at the start of each epoch (also after a resume)
     realized: list[np.ndarray] = field(default_factory=list)
 
@@ -73,57 +96,141 @@ class TrainingStream:
             return self.sampler.epoch(epoch)
         return np.random.default_rng((self.seed, epoch)).permutation(len(self.labels))
 
-    def steps(self, batch_size: int) -> int:
-        n = self.sampler.epoch_size() if self.sampler is not None else len(self.labels)
-        return math.ceil(n * self.num_segments / batch_size)
+    def epoch_tracks(self) -> int:
+        return self.sampler.epoch_size() if self.sampler is not None else len(self.labels)
 
-    def blocks(self) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]]:
-        epoch = self.epoch
-        self.epoch += 1  # if nobody sets it, consecutive iterations are consecutive epochs
-        rows = self.epoch_rows(epoch)
-        if self.sampler is not None:
-            counts = self.sampler.realized_counts(rows)
-            self.realized.append(counts)
-            log.info("epoch %d: %d tracks drawn; top-genre counts %s", epoch + 1, len(rows), counts.tolist())
+    def steps(self, batch_size: int | None = None) -> int:
+        return math.ceil(self.epoch_tracks() * self.num_segments / (batch_size or self.batch_size))
+
+    def epoch_order(self, epoch: int) -> Iterator[np.ndarray]:
+        """The training rows of each window of an epoch, in reading order (blocks of sorted rows)."""
+        rows = np.sort(self.epoch_rows(epoch))
         rng = np.random.default_rng((self.seed, epoch, 1))
-        rows = np.sort(rows)
         n_blocks = max(1, math.ceil(len(rows) / self.shuffle_block))
         blocks = np.array_split(rows, n_blocks)
-        S = self.num_segments
-        for b in rng.permutation(n_blocks):
-            block = blocks[b]
-            x = self.source.read(self.labels.track_ids[block])
-            x = x.reshape((-1,) + x.shape[2:])
-            y = {
-                "top": np.repeat(one_hot(self.labels.top[block], self.n_classes["top"]), S, axis=0),
-                "medium": np.repeat(one_hot(self.labels.medium[block], self.n_classes["medium"]), S, axis=0),
-                "all": np.repeat(self.labels.all[block].astype(np.float32), S, axis=0),
-            }
-            w = {
-                "top": np.repeat(self.track_weights("top", block), S),
-                "medium": np.repeat(self.track_weights("medium", block), S),
-                "all": np.ones(len(block) * S, dtype=np.float32),
-            }
-            yield x, y, w
+        order = rng.permutation(n_blocks)
+        for start in range(0, n_blocks, self.window_blocks):
+            yield np.concatenate([blocks[b] for b in order[start : start + self.window_blocks]])
+
+    def segment_rows(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Per window: the track rows read, and the permuted (row position, segment) order.
+
+        Yields ``(rows, order)`` where ``order`` indexes the window's flattened segments.
+        """
+        rng = np.random.default_rng((self.seed, epoch, 2))
+        for rows in self.epoch_order(epoch):
+            yield rows, rng.permutation(len(rows) * self.num_segments)
+
+    def _window(self, rows: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, dict, dict]:
+        """Segments, targets and weights of one window, in the permuted order."""
+        # One read for the window: the cache reads its rows sorted, consecutive rows in one go.
+        x = self.source.read(self.labels.track_ids[rows])
+        x = x.reshape((-1,) + x.shape[2:])[order]
+        track = np.repeat(rows, self.num_segments)[order]
+        y = {
+            "top": one_hot(self.labels.top[track], self.n_classes["top"]),
+            "medium": one_hot(self.labels.medium[track], self.n_classes["medium"]),
+            "all": self.labels.all[track].astype(np.float32),
+        }
+        w = {
+            "top": self.track_weights("top", track),
+            "medium": self.track_weights("medium", track),
+            "all": np.ones(len(track), dtype=np.float32),
+        }
+        return x, y, w
+
+    def batches(self) -> Iterator[tuple[np.ndarray, dict, dict, dict]]:
+        """One epoch of ``(x, y, w, augmentation params)`` batches (the generator behind tf.data)."""
+        epoch = self.epoch
+        self.epoch += 1  # if nobody sets it, consecutive iterations are consecutive epochs
+        if self.sampler is not None:
+            counts = self.sampler.realized_counts(self.sampler.epoch(epoch))
+            self.realized.append(counts)
+            log.info("epoch %d: %d tracks drawn; top-genre counts %s", epoch + 1, counts.sum(), counts.tolist())
+        aug_rng = np.random.default_rng((self.seed, epoch, 3))
+        pending: list[tuple[np.ndarray, dict, dict]] = []
+        held = 0
+        bs = self.batch_size
+        for rows, order in self.segment_rows(epoch):
+            pending.append(self._window(rows, order))
+            held += len(order)
+            while held >= bs:
+                x, y, w = _concat(pending)
+                yield self._with_params(x[:bs], _head(y, bs), _head(w, bs), aug_rng)
+                pending = [(x[bs:], _tail(y, bs), _tail(w, bs))]
+                held -= bs
+        if held:
+            x, y, w = _concat(pending)
+            yield self._with_params(x, y, w, aug_rng)
+
+    def _with_params(self, x, y, w, rng) -> tuple[np.ndarray, dict, dict, dict]:
+        n, n_mels, frames = x.shape
+        plan = self.augment or AugmentPlan()
+        return x, y, w, plan.draw(rng, n, n_mels, frames)
 
 
-def training_dataset(stream: TrainingStream, batch_size: int, input_shape: tuple[int, int, int]) -> Any:
-    """A ``tf.data.Dataset`` of ``(x, y, sample_weight)`` batches, one pass = one epoch."""
+def _concat(parts: list[tuple[np.ndarray, dict, dict]]) -> tuple[np.ndarray, dict, dict]:
+    if len(parts) == 1:
+        return parts[0]
+    x = np.concatenate([p[0] for p in parts])
+    y = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+    w = {k: np.concatenate([p[2][k] for p in parts]) for k in parts[0][2]}
+    return x, y, w
+
+
+def _head(d: dict, n: int) -> dict:
+    return {k: v[:n] for k, v in d.items()}
+
+
+def _tail(d: dict, n: int) -> dict:
+    return {k: v[n:] for k, v in d.items()}
+
+
+def training_dataset(
+    stream: TrainingStream,
+    batch_size: int | None = None,
+    input_shape: tuple[int, int, int] = (128, 64, 1),
+    fill: np.ndarray | None = None,
+) -> Any:
+    """A ``tf.data.Dataset`` of ``(x, y, sample_weight)`` batches, one pass = one epoch.
+
+    ``fill`` (n_mels,) is the value SpecAugment masks with (the training-set mean of each band).
+    """
     import tensorflow as tf
 
+    from genrekit.augment import apply_augmentation
+
+    if batch_size is not None:
+        stream.batch_size = batch_size
     n_mels, frames, _ = input_shape
-    levels = ("top", "medium", "all")
+    k_time = stream.augment.time_masks if stream.augment and stream.augment.time_mask_frames else 0
+    k_freq = stream.augment.freq_masks if stream.augment and stream.augment.freq_mask_bands else 0
     signature = (
         tf.TensorSpec((None, n_mels, frames), tf.float16),
-        {k: tf.TensorSpec((None, stream.n_classes[k]), tf.float32) for k in levels},
-        {k: tf.TensorSpec((None,), tf.float32) for k in levels},
+        {k: tf.TensorSpec((None, stream.n_classes[k]), tf.float32) for k in LEVELS},
+        {k: tf.TensorSpec((None,), tf.float32) for k in LEVELS},
+        {
+            "time_start": tf.TensorSpec((None, k_time), tf.int32),
+            "time_width": tf.TensorSpec((None, k_time), tf.int32),
+            "freq_start": tf.TensorSpec((None, k_freq), tf.int32),
+            "freq_width": tf.TensorSpec((None, k_freq), tf.int32),
+            "partner": tf.TensorSpec((None,), tf.int32),
+            "lam": tf.TensorSpec((None,), tf.float32),
+        },
     )
-    buffer = max(batch_size, 4 * stream.shuffle_block * stream.num_segments)
-    ds = tf.data.Dataset.from_generator(stream.blocks, output_signature=signature)
-    ds = ds.unbatch().shuffle(buffer, seed=stream.seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(lambda x, y, w: (tf.expand_dims(x, -1), y, w))
+    assert tuple(signature[3]) == PARAM_KEYS
+    ds = tf.data.Dataset.from_generator(stream.batches, output_signature=signature)
+    plan = stream.augment
+    fill_values = np.zeros(n_mels, np.float32) if fill is None else np.asarray(fill, np.float32)
+
+    def finish(x, y, w, params):
+        if plan is not None:
+            x, y, w = apply_augmentation(x, y, w, params, fill_values, plan)
+        return tf.expand_dims(x, -1), y, w
+
+    ds = ds.map(finish, num_parallel_calls=1)
     # The epoch size is known in advance: telling tf.data lets Keras show steps and ETA.
-    ds = ds.apply(tf.data.experimental.assert_cardinality(stream.steps(batch_size)))
+    ds = ds.apply(tf.data.experimental.assert_cardinality(stream.steps()))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -26,6 +26,17 @@ DERIVED = frozenset({"INPUT_SHAPE", "LOSS_WEIGHTS", "DEMO_METADATA_DIR", "DEMO_A
 
 SUBSETS = ("small", "medium", "large")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+LR_SCHEDULES = ("plateau", "cosine")
+# Validation figures the trainer computes each epoch (genrekit.training.validation_metrics).
+MONITORS = (
+    "val_score",
+    "val_top_balanced_accuracy",
+    "val_top_f1_macro",
+    "val_medium_balanced_accuracy",
+    "val_medium_f1_macro",
+    "val_all_lrap",
+    "val_all_jaccard",
+)
 SPLITS = ("training", "validation", "test")
 
 
@@ -81,6 +92,13 @@ _RULES: dict[str, tuple[Any, str]] = {
             "fmin",
             "inference_segment_hop",
             "seed",
+            "warmup_epochs",
+            "time_masks",
+            "time_mask_frames",
+            "freq_masks",
+            "freq_mask_bands",
+            "mixup_alpha",
+            "threshold_min_positives",
         )
     },
     **{key: (lambda v: 0 <= v < 1, "must be in [0, 1)") for key in ("conv_dropout", "dense_dropout")},
@@ -90,6 +108,8 @@ _RULES: dict[str, tuple[Any, str]] = {
     "subset": (lambda v: v in SUBSETS, f"must be one of {', '.join(SUBSETS)}"),
     "split": (lambda v: v in SPLITS, f"must be one of {', '.join(SPLITS)}"),
     "strategy": (lambda v: v in STRATEGIES, f"must be one of {', '.join(STRATEGIES)}"),
+    "lr_schedule": (lambda v: v in LR_SCHEDULES, f"must be one of {', '.join(LR_SCHEDULES)}"),
+    "monitor": (lambda v: v in MONITORS, f"must be one of {', '.join(MONITORS)}"),
 }
 
 
@@ -129,6 +149,11 @@ def _validate(values: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"setting 'fmax' must be above fmin and at most sample_rate / 2 "
             f"({values['sample_rate'] / 2:g}), got {values['fmax']!r}"
+        )
+    if values["time_mask_frames"] > values["segment_frames"] or values["freq_mask_bands"] > values["n_mels"]:
+        raise ConfigError(
+            f"setting 'time_mask_frames' ({values['time_mask_frames']}) must be at most 'segment_frames' and "
+            f"'freq_mask_bands' ({values['freq_mask_bands']}) at most 'n_mels'"
         )
     if values["n_fft"] < values["hop_length"]:
         raise ConfigError(f"setting 'n_fft' ({values['n_fft']}) must be >= 'hop_length'")

@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,15 @@ log = logging.getLogger(__name__)
 
 CONFIG_FORMAT = "genrekit-training-config"
 CONFIG_VERSION = 1
-MONITOR = "val_top_balanced_accuracy"  # drives early stopping, LR reduction and the best checkpoint
+# Settings that do not shape the model: a finished run is reused even when these differ.
+NOT_SHAPING = frozenset(
+    {
+        "output_dir", "cache_dir", "data_dir", "demo_dir", "workers", "strategy", "threshold", "top_k",
+        "inference_batch_size", "inference_segment_hop", "split", "calibration_bins",
+        "confusion_max_classes", "model_filename", "training_config_filename", "mixed_precision",
+    }
+)  # fmt: skip
+STATE_FILE = "callback_state.json"  # in backup/: the state of the callbacks that decide
 
 
 def cache_folder(cache_root: str | os.PathLike, audio_dir: str | os.PathLike, params) -> Path:
@@ -240,7 +249,12 @@ class BalancedHierarchicalModel:
             pos_weight = np.asarray(self.class_weights["all"], np.float32).tolist()
         return make_losses(s.use_focal_loss, s.focal_gamma, pos_weight=pos_weight)
 
-    def compile_with_balanced_losses(self, learning_rate: float | None = None):
+    def compile_with_balanced_losses(self, learning_rate: Any = None):
+        """Compile with Adam (gradients clipped by their global norm) and the balanced losses.
+
+        ``learning_rate`` is a float or a ``keras.optimizers.schedules.LearningRateSchedule``
+        (default ``settings.learning_rate``).
+        """
         import keras
 
         from genrekit.keras_metrics import MaskedTopKAccuracy
@@ -250,7 +264,7 @@ class BalancedHierarchicalModel:
         s = self.settings
         self.model.compile(
             optimizer=keras.optimizers.Adam(
-                learning_rate=learning_rate or s.learning_rate, clipnorm=s.clip_norm
+                learning_rate=learning_rate or s.learning_rate, global_clipnorm=s.clip_norm
             ),
             loss=self.losses(),
             loss_weights=s.loss_weights,
@@ -269,7 +283,13 @@ def _callbacks_module():
     import keras
 
     class EpochSetter(keras.callbacks.Callback):
-        """Tells the data stream which epoch starts, so a resumed run samples the same epochs."""
+        """Tells the data stream which epoch starts, and restarts the dropout masks' random stream.
+
+        A resumed run then samples, orders, augments and drops out exactly as an uninterrupted
+        one: the stream draws from ``(seed, epoch)``, and each dropout layer's seed generator
+        (whose state the backup does not hold) is set to ``(its seed, epoch * 10**6)`` at the start
+        of every epoch.
+        """
 
         def __init__(self, stream):
             super().__init__()
@@ -277,6 +297,12 @@ def _callbacks_module():
 
         def on_epoch_begin(self, epoch, logs=None):
             self.stream.epoch = epoch
+            for layer in self.model.layers:
+                generator = getattr(layer, "seed_generator", None)
+                if isinstance(generator, keras.random.SeedGenerator):
+                    state = keras.ops.convert_to_numpy(generator.state)
+                    state[1] = epoch * 10**6
+                    generator.state.assign(state)
 
     class ValidationMetrics(keras.callbacks.Callback):
         """Track-level validation metrics each epoch (balanced accuracy, macro F1 of the top head).
@@ -285,10 +311,12 @@ def _callbacks_module():
         ``val_top_balanced_accuracy`` in the epoch's logs.
         """
 
-        def __init__(self, source, labels: EncodedLabels, batch_size: int, threshold: float):
+        def __init__(
+            self, source, labels: EncodedLabels, batch_size: int, threshold: float, loss_weights: dict
+        ):
             super().__init__()
             self.source, self.labels = source, labels
-            self.batch_size, self.threshold = batch_size, threshold
+            self.batch_size, self.threshold, self.loss_weights = batch_size, threshold, loss_weights
 
         def on_epoch_end(self, epoch, logs=None):
             from genrekit.pipeline import predict_segments
@@ -296,48 +324,136 @@ def _callbacks_module():
             probs, seg_track = predict_segments(
                 self.model, self.source, self.labels.track_ids, self.batch_size
             )
-            metrics = validation_metrics(probs, seg_track, self.labels, self.threshold)
+            metrics = validation_metrics(probs, seg_track, self.labels, self.threshold, self.loss_weights)
             if logs is not None:
                 logs.update(metrics)
+                logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
             log.info(
-                "epoch %d validation: top balanced accuracy %.3f, top macro F1 %.3f, medium balanced accuracy "
-                "%.3f, all-genres Jaccard %.3f",
+                "epoch %d validation: score %.3f; top balanced accuracy %.3f, top macro F1 %.3f, medium "
+                "balanced accuracy %.3f, all-genres LRAP %.3f, Jaccard %.3f",
                 epoch + 1,
+                metrics["val_score"],
                 metrics["val_top_balanced_accuracy"],
                 metrics["val_top_f1_macro"],
                 metrics["val_medium_balanced_accuracy"],
+                metrics["val_all_lrap"],
                 metrics["val_all_jaccard"],
             )
 
-    return EpochSetter, ValidationMetrics
+    class CallbackState(keras.callbacks.Callback):
+        """Saves and restores the state of the callbacks that decide, so a resumed run goes on exactly.
+
+        BackupAndRestore brings back weights, optimizer and epoch, but early stopping's patience
+        count and best score, the LR reduction's, and the best checkpoint's score start afresh,
+        so a worse epoch could overwrite the best model. This callback writes their state after
+        every epoch (before the backup is written: it must sit after them and before
+        BackupAndRestore in the callback list) and restores it when the first epoch of a resumed
+        run begins. The state of the last two epochs is kept, so a run killed between this write
+        and the backup's resumes with the state of the epoch the backup holds.
+        """
+
+        FIELDS = {
+            "EarlyStopping": ("wait", "best", "stopped_epoch", "best_epoch"),
+            "ReduceLROnPlateau": ("wait", "best", "cooldown_counter"),
+            "ModelCheckpoint": ("best",),
+        }
+
+        def __init__(self, path: Path, deciders: list):
+            super().__init__()
+            self.path, self.deciders = path, deciders
+            self.first = True
+
+        def _states(self) -> dict:
+            if not self.path.is_file():
+                return {}
+            return json.loads(self.path.read_text(encoding="utf-8"))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if not self.first:
+                return
+            self.first = False
+            state = self._states().get(str(epoch))
+            if epoch == 0 or state is None:
+                return
+            for cb in self.deciders:
+                for name, value in state.get(type(cb).__name__, {}).items():
+                    setattr(cb, name, value)
+            log.info("restored the state of early stopping, LR reduction and the best checkpoint at epoch %d", epoch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            states = self._states()
+            states[str(epoch + 1)] = {
+                type(cb).__name__: {f: _plain(getattr(cb, f)) for f in self.FIELDS[type(cb).__name__]}
+                for cb in self.deciders
+            }
+            keep = sorted(states, key=int)[-2:]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic({k: states[k] for k in keep}, self.path)
+
+    return EpochSetter, ValidationMetrics, CallbackState
+
+
+def _plain(value: Any) -> Any:
+    """A callback's state value as plain JSON (numpy and Keras scalars become floats or ints)."""
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    array = np.asarray(value)
+    return array.item() if array.ndim == 0 else array.tolist()
 
 
 def validation_metrics(
-    probs: dict[str, np.ndarray], segment_track: np.ndarray, labels: EncodedLabels, threshold: float
+    probs: dict[str, np.ndarray],
+    segment_track: np.ndarray,
+    labels: EncodedLabels,
+    threshold: float,
+    loss_weights: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """Track-level metrics used to steer training (computed with scikit-learn)."""
-    import warnings
+    """Track-level metrics used to steer training (computed with scikit-learn).
 
-    from sklearn.metrics import balanced_accuracy_score, f1_score, jaccard_score
+    ``val_score`` combines the three heads, weighted like their losses: the top and medium heads'
+    balanced accuracy and the all-genres head's label ranking average precision (LRAP: threshold-free,
+    so the score does not depend on the threshold tuned after training). It is the default
+    ``MONITOR``; every figure is logged, and any of them can be monitored instead.
+    """
+    from sklearn.metrics import (
+        balanced_accuracy_score,
+        f1_score,
+        jaccard_score,
+        label_ranking_average_precision_score,
+    )
 
     from genrekit.aggregate import track_mean
 
     n = len(labels)
     out = {}
-    warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
     for level in ("top", "medium"):
         target = getattr(labels, level)
         known = target >= 0
         pred = track_mean(probs[level], segment_track, n).argmax(axis=1)
         if known.any():
-            out[f"val_{level}_balanced_accuracy"] = float(balanced_accuracy_score(target[known], pred[known]))
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+                out[f"val_{level}_balanced_accuracy"] = float(balanced_accuracy_score(target[known], pred[known]))
             out[f"val_{level}_f1_macro"] = float(
                 f1_score(target[known], pred[known], average="macro", zero_division=0)
             )
         else:
             out[f"val_{level}_balanced_accuracy"] = out[f"val_{level}_f1_macro"] = 0.0
-    all_pred = (track_mean(probs["all"], segment_track, n) > threshold).astype(np.uint8)  # as evaluation
+    all_mean = track_mean(probs["all"], segment_track, n)
+    all_pred = (all_mean > threshold).astype(np.uint8)  # as evaluation
     out["val_all_jaccard"] = float(jaccard_score(labels.all, all_pred, average="samples", zero_division=0))
+    has = labels.all.any(axis=1)
+    out["val_all_lrap"] = (
+        float(label_ranking_average_precision_score(labels.all[has], all_mean[has])) if has.any() else 0.0
+    )
+    w = loss_weights or {"top": 1.0, "medium": 1.0, "all": 1.0}
+    parts = {
+        "top": out["val_top_balanced_accuracy"],
+        "medium": out["val_medium_balanced_accuracy"],
+        "all": out["val_all_lrap"],
+    }
+    total = sum(w[k] for k in parts)
+    out["val_score"] = float(sum(w[k] * v for k, v in parts.items()) / total) if total > 0 else 0.0
     return out
 
 
@@ -362,12 +478,62 @@ def save_model_atomic(model, path: Path) -> None:
 
 
 def finished_run(settings: Settings, output_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The training config of a finished run in ``output_dir`` (model and config present), else None."""
+    """The training config of a finished run in ``output_dir`` (model and config present), else None.
+
+    Raises
+    ------
+    ConfigError
+        When the finished run was trained with other settings (see :func:`settings_differences`).
+    """
     out = Path(output_dir)
     config_path = out / settings.training_config_filename
     if not (config_path.is_file() and (out / settings.model_filename).is_file()):
         return None
-    return load_training_config(config_path)
+    config = load_training_config(config_path)
+    _refuse_other_settings(config.get("settings", {}), settings, out, "holds a finished run")
+    return config
+
+
+def settings_differences(saved: dict[str, Any], requested: Settings) -> list[str]:
+    """``key: saved -> requested`` for every setting that shapes a model and differs.
+
+    Settings that do not change what is trained (``NOT_SHAPING``: paths of outputs and caches,
+    workers, inference and evaluation settings) are not compared; data folders are compared as
+    resolved paths.
+    """
+    wanted = requested.to_dict()
+    diffs = []
+    for key in sorted(wanted):
+        if key in NOT_SHAPING or key not in saved:
+            continue
+        old, new = saved[key], wanted[key]
+        if key in ("metadata_dir", "audio_dir"):
+            old, new = str(Path(old).resolve()), str(Path(new).resolve())
+        if isinstance(new, tuple):
+            new = list(new)
+        if old != new:
+            diffs.append(f"{key}: {saved[key]!r} -> {wanted[key]!r}")
+    return diffs
+
+
+def _refuse_other_settings(saved: dict[str, Any], settings: Settings, out: Path, what: str) -> None:
+    diffs = settings_differences(saved, settings)
+    if diffs:
+        raise ConfigError(
+            f"{out} {what} trained with other settings ({'; '.join(diffs)}): use --retrain to train "
+            "again in this folder, or another --output_dir"
+        )
+
+
+def _start_fresh(out: Path) -> None:
+    """``--retrain``: remove an earlier run's resume state and logs (the model is replaced at the end)."""
+    import shutil
+
+    for name in ("backup", "checkpoints"):
+        if (out / name).is_dir():
+            shutil.rmtree(out / name)
+    for name in ("training_log.csv", "run_settings.json"):
+        (out / name).unlink(missing_ok=True)
 
 
 def train(
@@ -382,7 +548,8 @@ def train(
     """Run a whole training; return the training config that was written next to the model.
 
     A finished run in ``output_dir`` is returned as it is unless ``retrain``; an interrupted one
-    resumes from its last finished epoch (``backup/``).
+    resumes from its last finished epoch (``backup/``), with the state of early stopping, LR
+    reduction and the best checkpoint. Either is refused when it was started with other settings.
 
     Raises
     ------
@@ -394,6 +561,11 @@ def train(
     if done is not None:
         log.info("%s holds a finished run: nothing to do (use --retrain to train again)", out)
         return done
+    if retrain:
+        _start_fresh(out)
+    elif (out / "backup").is_dir() and (out / "run_settings.json").is_file():
+        saved = json.loads((out / "run_settings.json").read_text(encoding="utf-8"))
+        _refuse_other_settings(saved, settings, out, "holds an interrupted run")
     started = time.time()
     processor = BalancedGenreProcessor(settings, metadata_dir, audio_dir)
     tracks, genres = processor.load_fma_metadata()
@@ -434,25 +606,8 @@ def train(
 
     import keras
 
+    from genrekit.augment import AugmentPlan
     from genrekit.pipeline import TrainingStream, training_dataset
-
-    keras.utils.set_random_seed(settings.seed)
-    with strategy.scope():
-        builder = BalancedHierarchicalModel(
-            settings.input_shape,
-            n["top"],
-            n["medium"],
-            n["all"],
-            class_weights=weights,
-            settings=settings,
-            normalization=norm,
-        )
-        builder.build_model()
-        builder.compile_with_balanced_losses()
-    model = builder.model
-    from genrekit.device import fit_on_strategy
-
-    fit_on_strategy(model, strategy)  # MultiWorkerMirroredStrategy under Keras 3
 
     sample_weights = {
         level: weights[level] if settings.use_class_weights else np.ones(n[level], np.float32)
@@ -467,31 +622,62 @@ def train(
         sampler=sampler,
         shuffle_block=settings.shuffle_block,
         seed=settings.seed,
+        batch_size=settings.batch_size,
+        augment=AugmentPlan.from_settings(settings),
     )
-    dataset = training_dataset(stream, settings.batch_size, settings.input_shape)
-    steps = stream.steps(settings.batch_size)
+    dataset = training_dataset(stream, settings.batch_size, settings.input_shape, fill=norm["mean"])
+    steps = stream.steps()
+
+    keras.utils.set_random_seed(settings.seed)
+    with strategy.scope():
+        builder = BalancedHierarchicalModel(
+            settings.input_shape,
+            n["top"],
+            n["medium"],
+            n["all"],
+            class_weights=weights,
+            settings=settings,
+            normalization=norm,
+        )
+        builder.build_model()
+        builder.compile_with_balanced_losses(learning_rate_schedule(settings, steps))
+    model = builder.model
+    from genrekit.device import fit_on_strategy
+
+    fit_on_strategy(model, strategy)  # MultiWorkerMirroredStrategy under Keras 3
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "checkpoints").mkdir(exist_ok=True)
-    EpochSetter, ValidationMetrics = _callbacks_module()
+    write_json_atomic(settings.to_dict(), out / "run_settings.json")
+    monitor = settings.monitor
+    EpochSetter, ValidationMetrics, CallbackState = _callbacks_module()
+    best_path = out / "checkpoints" / "best.keras"
+    deciders = [
+        keras.callbacks.ModelCheckpoint(best_path, monitor=monitor, mode="max", save_best_only=True),
+        # The best weights are loaded from the checkpoint after training (also after a resume).
+        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=settings.patience),
+    ]
+    if settings.lr_schedule == "plateau":
+        deciders.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor,
+                mode="max",
+                factor=settings.lr_factor,
+                patience=settings.lr_patience,
+                min_lr=settings.min_lr,
+            )
+        )
     callbacks = [
         EpochSetter(stream),
         ValidationMetrics(
-            cache, split_labels["validation"], settings.inference_batch_size, settings.threshold
+            cache,
+            split_labels["validation"],
+            settings.inference_batch_size,
+            settings.threshold,
+            settings.loss_weights,
         ),
-        keras.callbacks.ModelCheckpoint(
-            out / "checkpoints" / "best.keras", monitor=MONITOR, mode="max", save_best_only=True
-        ),
-        keras.callbacks.EarlyStopping(
-            monitor=MONITOR, mode="max", patience=settings.patience, restore_best_weights=True
-        ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor=MONITOR,
-            mode="max",
-            factor=settings.lr_factor,
-            patience=settings.lr_patience,
-            min_lr=settings.min_lr,
-        ),
+        *deciders,
+        CallbackState(out / "backup" / STATE_FILE, deciders),
         # The backup is written before the CSV row, so a run killed once a row is visible
         # resumes after that epoch and never logs an epoch twice.
         keras.callbacks.BackupAndRestore(backup_dir=str(out / "backup")),
@@ -501,14 +687,18 @@ def train(
     if (out / "backup").is_dir():
         log.info("resuming the interrupted run in %s from its last finished epoch", out)
     log.info(
-        "training: %d epochs max, %d steps of %d segments per epoch, weighted sampling %s, class weights %s, "
-        "focal loss %s",
+        "training: %d epochs max, %d steps of %d segments per epoch, monitor %s, LR %g (%s), weighted "
+        "sampling %s, class weights %s, focal loss %s, augmentation %s",
         settings.num_epochs,
         steps,
         settings.batch_size,
+        monitor,
+        settings.learning_rate,
+        settings.lr_schedule,
         settings.use_weighted_sampling,
         settings.use_class_weights,
         settings.use_focal_loss,
+        stream.augment,
     )
     from genrekit.device import peer_failures_reported
 
@@ -516,11 +706,14 @@ def train(
         history = model.fit(
             dataset, epochs=settings.num_epochs, callbacks=callbacks, verbose=2, shuffle=False
         )
+    if best_path.is_file():
+        model.load_weights(best_path)  # the best epoch's weights (the checkpoint holds the whole model)
 
+    thresholds = tune_all_thresholds(model, cache, split_labels["validation"], settings)
     model_path = out / settings.model_filename
     save_model_atomic(model, model_path)
     per_epoch = _read_training_log(out / "training_log.csv")
-    best = max(per_epoch, key=lambda row: row.get(MONITOR, -1)) if per_epoch else {}
+    best = max(per_epoch, key=lambda row: row.get(monitor, -1)) if per_epoch else {}
     config = {
         "format": CONFIG_FORMAT,
         "version": CONFIG_VERSION,
@@ -534,6 +727,7 @@ def train(
         "left_out_files": [dataclasses.asdict(f) for f in cache.failures][:1000],
         "vocabularies": {level: processed.vocabs[level].to_dict() for level in LEVELS},
         "threshold": settings.threshold,
+        "thresholds": thresholds,
         "top_k": settings.top_k,
         "balancing": {
             "use_class_weights": settings.use_class_weights,
@@ -555,6 +749,7 @@ def train(
         },
         "device": device,
         "history": {
+            "monitor": monitor,
             "epochs_run": len(per_epoch),
             "best_epoch": int(best.get("epoch", -1)) + 1 if best else None,
             "best": best,
@@ -570,6 +765,59 @@ def train(
     log.info("model: %s", model_path)
     log.info("config: %s", out / settings.training_config_filename)
     return config
+
+
+def learning_rate_schedule(settings: Settings, steps_per_epoch: int) -> Any:
+    """The optimizer's learning rate: a float (``plateau``) or a warm-up + cosine schedule (``cosine``).
+
+    ``cosine``: linear warm-up from ``learning_rate / 10`` to ``learning_rate`` over
+    ``warmup_epochs``, then cosine decay to ``min_lr`` at ``num_epochs`` (Keras' ``CosineDecay``).
+    """
+    if settings.lr_schedule != "cosine":
+        return settings.learning_rate
+    import keras
+
+    total = max(1, settings.num_epochs * steps_per_epoch)
+    warmup = min(total - 1, settings.warmup_epochs * steps_per_epoch)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=settings.learning_rate / 10 if warmup else settings.learning_rate,
+        decay_steps=max(1, total - warmup),
+        alpha=min(1.0, settings.min_lr / settings.learning_rate),
+        warmup_target=settings.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def tune_all_thresholds(model: Any, cache: Any, labels: EncodedLabels, settings: Settings) -> dict[str, Any]:
+    """Per-genre thresholds of the all-genres head, chosen on the validation split's tracks.
+
+    Returns the ``thresholds`` section of the training config (see
+    :func:`genrekit.thresholds.choose_thresholds`); with ``TUNE_THRESHOLDS`` off, every genre
+    gets ``settings.threshold``.
+    """
+    from genrekit.aggregate import track_mean
+    from genrekit.pipeline import predict_segments
+    from genrekit.thresholds import choose_thresholds, fixed_thresholds
+
+    n_all = labels.all.shape[1]
+    if not settings.tune_thresholds:
+        return fixed_thresholds(n_all, settings.threshold)
+    probs, seg_track = predict_segments(model, cache, labels.track_ids, settings.inference_batch_size)
+    mean = track_mean(probs["all"], seg_track, len(labels))
+    result = choose_thresholds(
+        labels.all, mean, min_positives=settings.threshold_min_positives, default=settings.threshold
+    )
+    log.info(
+        "all-genres thresholds chosen on %d validation tracks: %d genres their own, the rest %.2f; "
+        "validation Jaccard %.3f (at %.2f: %.3f)",
+        result["n_tracks"],
+        result["n_own"],
+        result["fallback"],
+        result["jaccard"],
+        settings.threshold,
+        result["jaccard_at_default"],
+    )
+    return result
 
 
 def _read_training_log(path: Path) -> list[dict[str, float]]:

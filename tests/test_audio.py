@@ -144,6 +144,15 @@ def test_track_segments_cover_a_long_file_by_hop_or_count(tmp_path):
     assert load_track_segments(path, params).shape == (3, 128, 64)
     with pytest.raises(ConfigError):
         load_track_segments(path, params, hop_seconds=-1.0)
+    # Hops in frames and musicnn's compression: the same frames, log10(10000 * power + 1).
+    by_frames = load_track_segments(path, params, hop_frames=64, compression="log10000")
+    starts = np.arange(0, total - 64 + 1, 64)
+    assert by_frames.shape == (len(starts), 128, 64)
+    expected = np.log10(10000 * 10 ** (at(spec, starts, 64).astype(np.float64) / 10) + 1)
+    np.testing.assert_allclose(by_frames, expected, atol=2e-4)
+    for bad in ({"hop_frames": 0}, {"compression": "log"}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            load_track_segments(path, params, **bad)
 
 
 def test_feature_params_from_settings_round_trip_and_validation():

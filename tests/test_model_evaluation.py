@@ -216,7 +216,12 @@ def test_track_numbers_agree_with_an_independent_recomputation(
     labelled = targets["all"].any(axis=1)
     y_all, p_all = targets["all"][labelled], probs["all"][labelled]
     got = report["all"]["track"]
+    # Decisions at the per-genre thresholds saved with the model, and at the fixed one beside them.
+    tuned = np.asarray(training_config["thresholds"]["all"])
     assert got["jaccard_samples"] == pytest.approx(
+        jaccard_score(y_all, p_all > tuned, average="samples", zero_division=0)
+    )
+    assert report["all"]["track_fixed_threshold"]["jaccard_samples"] == pytest.approx(
         jaccard_score(y_all, p_all > training_config["threshold"], average="samples", zero_division=0)
     )
     # Ranking metrics read the probabilities themselves, not only the decisions.

@@ -230,3 +230,87 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_run, demo_dataset, tmp_path)
     assert "MirroredStrategy" in (out / "run.log").read_text() or "replicas" in output
     result = load_training_config(out / "balanced_training_config.json")
     assert result["history"]["epochs_run"] == 1
+
+
+def _run_to_end(config_path, timeout=400):
+    proc = _trainer_process(config_path)
+    output, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, output
+    return output
+
+
+def test_resumed_run_ends_like_an_uninterrupted_one(tiny_run, demo_dataset, tmp_path):
+    """Killed after epoch 3 (SIGKILL) and resumed: same best epoch, best score and final learning rate.
+
+    Early stopping, LR reduction and the best checkpoint must come back with their state (patience
+    counts, best scores), not start afresh; batches, augmentation and dropout masks are drawn per epoch.
+    """
+    runs = {}
+    for name in ("straight", "killed"):
+        out = tmp_path / name
+        settings = tiny_overrides(demo_dataset, out, num_epochs=7, patience=3, lr_patience=1, lr_factor=0.5,
+                                  learning_rate=3e-3)  # fmt: skip
+        settings["cache_dir"] = str(tiny_run.parent / "features")
+        config = tmp_path / f"{name}.json"
+        config.write_text(json.dumps(settings))
+        runs[name] = (out, config)
+    _run_to_end(runs["straight"][1])
+
+    out, config = runs["killed"]
+    proc = _trainer_process(config)
+    log = out / "training_log.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if log.is_file() and len(log.read_text().strip().splitlines()) >= 4:  # header + 3 epochs
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stdout.read()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (out / "backup" / "callback_state.json").is_file()
+    output = _run_to_end(config)
+    assert "restored the state of early stopping" in (out / "run.log").read_text()
+
+    straight = load_training_config(runs["straight"][0] / "balanced_training_config.json")["history"]
+    resumed = load_training_config(out / "balanced_training_config.json")["history"]
+    assert resumed["best_epoch"] == straight["best_epoch"], output
+    assert resumed["best"]["val_score"] == pytest.approx(straight["best"]["val_score"], abs=1e-9)
+    assert resumed["epochs_run"] == straight["epochs_run"]
+    assert resumed["last"]["learning_rate"] == pytest.approx(straight["last"]["learning_rate"], rel=1e-6)
+    a = pd.read_csv(runs["straight"][0] / "training_log.csv")
+    b = pd.read_csv(log)
+    np.testing.assert_allclose(b["val_score"], a["val_score"], atol=1e-9)
+
+
+def test_a_finished_run_with_other_settings_is_refused(tiny_run, tmp_path, capsys):
+    config = json.loads((tiny_run / "balanced_training_config.json").read_text())
+    overrides = {"output_dir": str(tiny_run), **config["settings"], "learning_rate": 0.02, "workers": 1}
+    path = tmp_path / "changed.json"
+    path.write_text(json.dumps(overrides))
+    before = (tiny_run / "balanced_hierarchical_genre_model.h5").stat().st_mtime_ns
+    assert balanced_trainer.main(["--config", str(path)]) == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("settings: ")]
+    assert len(err) == 1 and "learning_rate: 0.0001 -> 0.02" in err[0] and "--retrain" in err[0], err
+    assert "workers" not in err[0]  # does not shape the model
+    assert (tiny_run / "balanced_hierarchical_genre_model.h5").stat().st_mtime_ns == before
+
+
+def test_tuned_thresholds_are_saved_and_used_by_inference(tiny_run, demo_dataset):
+    from genrekit.inference import MusicGenreInference
+
+    config = load_training_config(tiny_run / "balanced_training_config.json")
+    section = config["thresholds"]
+    n_all = len(config["vocabularies"]["all"]["genre_ids"])
+    assert section["method"] == "validation" and len(section["all"]) == n_all
+    assert section["jaccard"] >= section["jaccard_at_default"]  # chosen on those same tracks
+    model = tiny_run / "balanced_hierarchical_genre_model.h5"
+    inference = MusicGenreInference(model, workers=1)
+    np.testing.assert_array_equal(inference.thresholds, section["all"])
+    bad = set(demo_dataset.defective_ids)
+    clip = next(p for p in sorted(demo_dataset.audio_dir.rglob("*.mp3")) if int(p.stem) not in bad)
+    result = inference.predict_file(clip)
+    probs = {g["genre"]: g["probability"] for g in result["aggregated_results"]["all_genres"]["labels"]}
+    names = config["vocabularies"]["all"]["names"]
+    for name, p in probs.items():
+        assert p > section["all"][names.index(name)]
+    assert MusicGenreInference(model, threshold=0.3, workers=1).thresholds.tolist() == [0.3] * n_all

@@ -1,0 +1,278 @@
+"""The training core's contracts: loss normalization, global clipping, the monitored score, batch
+composition, augmentation, tuned thresholds, resume state and stale-run refusal (issue 13)."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from genrekit.augment import AugmentPlan, apply_augmentation, mixup, spec_augment
+from genrekit.errors import ConfigError
+from genrekit.labels import EncodedLabels
+from genrekit.losses import FocalLoss, WeightedBinaryCrossEntropy
+from genrekit.pipeline import TrainingStream
+from genrekit.settings import Settings
+from genrekit.thresholds import choose_thresholds, thresholds_of
+from genrekit.training import settings_differences, validation_metrics
+
+# --- 1. loss normalization ------------------------------------------------------------------------
+
+
+def test_focal_loss_is_normalized_by_the_weight_of_labelled_rows():
+    """Class weights and masked rows (weight 0): sum(w * loss) / sum(w), not / batch size."""
+    y_true = np.array([[0, 1, 0], [0, 0, 0], [1, 0, 0], [0, 0, 1]], np.float32)  # row 1 masked
+    y_pred = np.array([[0.2, 0.7, 0.1], [0.9, 0.05, 0.05], [0.3, 0.5, 0.2], [0.1, 0.1, 0.8]], np.float32)
+    w = np.array([2.0, 0.0, 1.0, 0.5], np.float32)
+    ce = np.array([-np.log(0.7), 0.0, -np.log(0.3), -np.log(0.8)])
+    expected = (w * ce).sum() / w.sum()  # = 1.2106 / 3.5 by hand
+    got = float(FocalLoss(gamma=0.0)(y_true, y_pred, sample_weight=w))
+    assert got == pytest.approx(expected, rel=1e-6)
+    # The same labelled rows with more masked rows around them give the same loss.
+    more = float(
+        FocalLoss(gamma=0.0)(
+            np.concatenate([y_true, np.zeros((4, 3), np.float32)]),
+            np.concatenate([y_pred, np.full((4, 3), 1 / 3, np.float32)]),
+            sample_weight=np.concatenate([w, np.zeros(4, np.float32)]),
+        )
+    )
+    assert more == pytest.approx(expected, rel=1e-6)
+
+
+def test_focal_loss_of_a_batch_without_labels_is_zero():
+    y = np.zeros((3, 4), np.float32)
+    p = np.full((3, 4), 0.25, np.float32)
+    assert float(FocalLoss()(y, p, sample_weight=np.zeros(3, np.float32))) == 0.0
+
+
+def test_weighted_bce_is_normalized_by_the_sample_weights():
+    y = np.array([[1, 0], [0, 1]], np.float32)
+    p = np.array([[0.8, 0.4], [0.5, 0.9]], np.float32)
+    w = np.array([3.0, 1.0], np.float32)
+    rows = np.array([-(np.log(0.8) + np.log(0.6)) / 2, -(np.log(0.5) + np.log(0.9)) / 2])
+    got = float(WeightedBinaryCrossEntropy()(y, p, sample_weight=w))
+    assert got == pytest.approx((w * rows).sum() / w.sum(), rel=1e-6)
+
+
+def test_compiled_model_loss_uses_the_same_normalization(rng):
+    """Through model.compile / evaluate: each head's loss is its weighted mean over labelled rows."""
+    from genrekit.model import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model((16, 8, 1), 3, 4, 5, width_factor=0.0625, seed=0)
+    model.compile(loss={"top": FocalLoss(gamma=0.0), "medium": FocalLoss(gamma=0.0),
+                        "all": WeightedBinaryCrossEntropy()}, loss_weights={"top": 1.0, "medium": 0.0, "all": 0.0})  # fmt: skip
+    x = rng.normal(size=(6, 16, 8, 1)).astype(np.float32)
+    top = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1, 2]]
+    top[[1, 4]] = 0  # masked rows
+    w_top = np.array([1.0, 0.0, 2.0, 1.0, 0.0, 0.5], np.float32)
+    y = {"top": top, "medium": np.eye(4, dtype=np.float32)[[0] * 6], "all": np.ones((6, 5), np.float32)}
+    sw = {"top": w_top, "medium": np.ones(6, np.float32), "all": np.ones(6, np.float32)}
+    loss = model.evaluate(x, y, sample_weight=sw, batch_size=6, verbose=0, return_dict=True)["loss"]
+    p = model.predict(x, verbose=0)["top"]
+    ce = -np.log(np.clip((top * p).sum(axis=1), 1e-7, 1))
+    ce[[1, 4]] = 0
+    assert loss == pytest.approx((w_top * ce).sum() / w_top.sum(), rel=1e-4)
+
+
+# --- 2. global clipping --------------------------------------------------------------------------------
+
+
+def test_optimizer_clips_by_global_norm():
+    from genrekit.training import BalancedHierarchicalModel
+
+    settings = Settings.build(overrides={"width_factor": 0.0625, "clip_norm": 0.7})
+    model = BalancedHierarchicalModel((16, 8, 1), 3, 4, 5, settings=settings).compile_with_balanced_losses()
+    assert model.optimizer.global_clipnorm == pytest.approx(0.7)
+    assert model.optimizer.clipnorm is None
+
+
+def test_global_clipping_scales_all_gradients_together():
+    """Two variables with gradients 3 and 4 (global norm 5), clip 1: both scaled by 1/5."""
+    a, b = keras.Variable([0.0]), keras.Variable([0.0])
+    opt = keras.optimizers.SGD(learning_rate=1.0, global_clipnorm=1.0)
+    opt.apply_gradients([(keras.ops.convert_to_tensor([3.0]), a), (keras.ops.convert_to_tensor([4.0]), b)])
+    np.testing.assert_allclose([float(a.numpy()[0]), float(b.numpy()[0])], [-0.6, -0.8], rtol=1e-6)
+
+
+# --- 3. the monitored score ----------------------------------------------------------------------------------
+
+
+def _labels(top, medium, all_):
+    n = len(top)
+    return EncodedLabels(np.arange(n), np.asarray(top), np.asarray(medium), np.asarray(all_, np.uint8))
+
+
+def test_validation_score_combines_the_heads_like_their_losses():
+    # 4 tracks, one segment each. Top: 3 of 4 right, classes {0: 2/2, 1: 1/2} -> balanced 0.75.
+    top_p = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
+    # Medium: tracks 0, 1 masked; 2 right, 3 wrong -> balanced accuracy over classes {0, 2}: 0.5.
+    med_p = np.array([[1, 0, 0], [1, 0, 0], [0, 0, 1], [0, 1, 0]], float)
+    # All: every track's true label ranked first -> LRAP 1.0.
+    all_p = np.array([[0.9, 0.1], [0.8, 0.3], [0.2, 0.7], [0.1, 0.6]])
+    labels = _labels([0, 0, 1, 1], [-1, -1, 2, 0], [[1, 0], [1, 0], [0, 1], [0, 1]])
+    m = validation_metrics({"top": top_p, "medium": med_p, "all": all_p}, np.arange(4), labels, 0.5,
+                           {"top": 1.0, "medium": 0.8, "all": 0.6})  # fmt: skip
+    assert m["val_top_balanced_accuracy"] == pytest.approx(0.75)
+    assert m["val_medium_balanced_accuracy"] == pytest.approx(0.5)
+    assert m["val_all_lrap"] == pytest.approx(1.0)
+    assert m["val_score"] == pytest.approx((1.0 * 0.75 + 0.8 * 0.5 + 0.6 * 1.0) / 2.4)
+
+
+def test_monitor_is_a_checked_setting_and_a_trainer_flag():
+    import balanced_trainer
+
+    args = balanced_trainer.build_parser().parse_args(["--monitor", "val_top_balanced_accuracy"])
+    assert args.monitor == "val_top_balanced_accuracy"
+    assert Settings.build().monitor == "val_score"
+    with pytest.raises(ConfigError, match="monitor"):
+        Settings.build(overrides={"monitor": "val_loss_of_nothing"})
+
+
+# --- 4. batch composition ----------------------------------------------------------------------------
+
+
+class ArraySource:
+    """Cache stand-in: track i's segments are filled with the value i (float16 exact below 2048)."""
+
+    def __init__(self, n_tracks: int, segments: int = 4, shape=(4, 2)):
+        self.segments, self.shape = segments, shape
+        self.reads: list[int] = []
+
+    def read(self, track_ids):
+        ids = np.asarray(track_ids)
+        self.reads.append(len(ids))
+        out = np.empty((len(ids), self.segments, *self.shape), np.float16)
+        out[:] = ids[:, None, None, None]
+        return out
+
+
+def _stream(n_tracks=1024, segments=4, artist_size=16, **kw):
+    labels = _labels(np.arange(n_tracks) // 128 % 8, np.full(n_tracks, -1), np.zeros((n_tracks, 2)))
+    stream = TrainingStream(ArraySource(n_tracks, segments), labels, {"top": np.ones(8), "medium": np.ones(1)},
+                            {"top": 8, "medium": 1, "all": 2}, segments, shuffle_block=64, seed=3,
+                            batch_size=32, **kw)  # fmt: skip
+    artist = np.arange(n_tracks) // artist_size  # albums: consecutive ids, as FMA's
+    return stream, artist
+
+
+def test_batches_look_like_uniform_random_draws():
+    """Distinct artists per batch close to a uniform draw of the same size (consecutive ids are albums)."""
+    stream, artist = _stream()
+    per_batch = []
+    for x, _, _, _ in stream.batches():
+        tracks = x[:, 0, 0].astype(np.int64)
+        per_batch.append(len(set(artist[tracks].tolist())))
+    rng = np.random.default_rng(0)
+    n_seg = 1024 * 4
+    uniform = [len(set(artist[rng.choice(n_seg, 32, replace=False) // 4].tolist())) for _ in range(2000)]
+    assert np.mean(per_batch) >= 0.95 * np.mean(uniform), (np.mean(per_batch), np.mean(uniform))
+    # Reads stay large: one read per window of 16 blocks of 64 tracks.
+    assert min(stream.source.reads) == 1024
+
+
+def test_every_segment_once_per_epoch_and_epochs_are_reproducible():
+    stream, _ = _stream(n_tracks=300, segments=3)
+    seen = np.concatenate([x[:, 0, 0] for x, *_ in stream.batches()]).astype(int)
+    assert sorted(seen.tolist()) == sorted(np.repeat(np.arange(300), 3).tolist())
+    again, _ = _stream(n_tracks=300, segments=3)
+    again.epoch = 0
+    first = [x.copy() for x, *_ in again.batches()]
+    np.testing.assert_array_equal(np.concatenate(first)[:, 0, 0].astype(int), seen)
+    second = np.concatenate([x[:, 0, 0] for x, *_ in again.batches()]).astype(int)
+    assert not np.array_equal(second, seen)  # epoch 1 is another order
+    assert stream.steps() == -(-300 * 3 // 32) == len(first)
+
+
+# --- augmentation ----------------------------------------------------------------------------------------------
+
+
+def test_spec_augment_masks_exactly_the_drawn_bands_with_the_band_means():
+    x = np.arange(2 * 4 * 6, dtype=np.float32).reshape(2, 4, 6)
+    params = {"time_start": np.array([[1], [0]], np.int32), "time_width": np.array([[2], [0]], np.int32),
+              "freq_start": np.array([[3], [0]], np.int32), "freq_width": np.array([[1], [2]], np.int32)}  # fmt: skip
+    fill = np.array([-1.0, -2.0, -3.0, -4.0], np.float32)
+    out = keras.ops.convert_to_numpy(spec_augment(x, params, fill))
+    expected = x.copy()
+    expected[0, :, 1:3] = fill[:, None]
+    expected[0, 3, :] = -4.0
+    expected[1, 0:2, :] = fill[:2, None]
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_mixup_keeps_the_weighted_loss_of_each_pair():
+    """y and w mixed so that w * CE(y_mix) = lam * w_i * CE(y_i) + (1 - lam) * w_j * CE(y_j)."""
+    x = np.array([[[1.0]], [[3.0]], [[5.0]]], np.float32)
+    y = {"top": np.array([[1, 0], [0, 1], [0, 0]], np.float32), "all": np.array([[1, 0], [0, 1], [1, 1]], np.float32)}
+    w = {"top": np.array([2.0, 1.0, 0.0], np.float32), "all": np.ones(3, np.float32)}
+    partner, lam = np.array([1, 2, 0], np.int32), np.array([0.25, 0.5, 1.0], np.float32)
+    xm, ym, wm = (keras.tree.map_structure(keras.ops.convert_to_numpy, v) for v in mixup(x, y, w, partner, lam))
+    np.testing.assert_allclose(xm[:, 0, 0], [0.25 * 1 + 0.75 * 3, 0.5 * 3 + 0.5 * 5, 5.0])
+    # row 0: w = 0.25*2 + 0.75*1 = 1.25, y = (0.5*[1,0] + 0.75*[0,1]) / 1.25
+    np.testing.assert_allclose(wm["top"], [1.25, 0.5, 0.0])
+    np.testing.assert_allclose(ym["top"][0], [0.4, 0.6], rtol=1e-6)
+    np.testing.assert_allclose(ym["top"][1], [0.0, 1.0], rtol=1e-6)  # partner masked: its own target
+    np.testing.assert_array_equal(ym["top"][2], [0.0, 0.0])  # a masked row with lam 1 stays masked
+    np.testing.assert_allclose(ym["all"][0], [0.25, 0.75])
+    p = np.array([0.6, 0.4])
+    ce = lambda t: -(t * np.log(p)).sum()
+    assert wm["top"][0] * ce(ym["top"][0]) == pytest.approx(0.25 * 2 * ce(y["top"][0]) + 0.75 * 1 * ce(y["top"][1]))
+
+
+def test_augmentation_parameters_are_drawn_per_epoch_and_reproducible():
+    plan = AugmentPlan(time_masks=2, time_mask_frames=4, freq_masks=2, freq_mask_bands=3, mixup_alpha=1.0)
+    a = plan.draw(np.random.default_rng((1, 2, 3)), 8, 16, 10)
+    b = plan.draw(np.random.default_rng((1, 2, 3)), 8, 16, 10)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert (a["time_start"] + a["time_width"] <= 10).all() and (a["freq_start"] + a["freq_width"] <= 16).all()
+    assert sorted(a["partner"].tolist()) == list(range(8))
+    x = np.zeros((8, 16, 10), np.float32)
+    y = {"top": np.eye(8, 2, dtype=np.float32)}
+    out = apply_augmentation(x, y, {"top": np.ones(8, np.float32)}, a, np.ones(16, np.float32), plan)
+    assert keras.ops.convert_to_numpy(out[0]).max() == 1.0  # masks filled with the band means (1)
+
+
+# --- 5. thresholds of the all-genres head ------------------------------------------------------------------
+
+
+def test_thresholds_are_chosen_per_genre_on_validation():
+    # Genre 0: positives at 0.62-0.9, negatives at 0.55-0.6: its best F1 threshold is 0.6.
+    # Genre 1: two positives (< min_positives): it gets the shared fallback. The last track has no
+    # genre at all: it is left out (its 0.99s would otherwise count as false positives).
+    y = np.array([[1, 0], [1, 0], [1, 0], [0, 1], [0, 1], [1, 0], [0, 0]])
+    p = np.array([[0.9, 0.2], [0.62, 0.1], [0.7, 0.3], [0.55, 0.35], [0.6, 0.2], [0.8, 0.1], [0.99, 0.99]])
+    out = choose_thresholds(y, p, min_positives=3, default=0.5)
+    assert out["own"] == [True, False] and out["n_own"] == 1
+    assert out["all"][0] == pytest.approx(0.6)  # 0.60 keeps 0.62 and drops 0.55 and 0.6 (strictly above)
+    assert out["n_tracks"] == 6  # the track without any genre is left out
+    # Fallback maximizes the mean Jaccard over tracks with all genres at one threshold.
+    from sklearn.metrics import jaccard_score
+
+    keep = y.any(axis=1)
+    best = max(np.round(np.arange(0.05, 0.951, 0.05), 2),
+               key=lambda t: (jaccard_score(y[keep], (p[keep] > t).astype(int), average="samples"), -t))  # fmt: skip
+    assert out["fallback"] == pytest.approx(best)
+    assert out["jaccard"] >= out["jaccard_at_default"]
+
+
+def test_thresholds_of_a_config():
+    assert thresholds_of({"threshold": 0.4}, 3).tolist() == [0.4, 0.4, 0.4]
+    assert thresholds_of({"thresholds": {"all": [0.2, 0.7]}}, 2, override=0.3).tolist() == [0.3, 0.3]
+    assert thresholds_of({"thresholds": {"all": [0.2, 0.7]}}, 2).tolist() == [0.2, 0.7]
+    from genrekit.errors import ModelError
+
+    with pytest.raises(ModelError, match="thresholds"):
+        thresholds_of({"thresholds": {"all": [0.2]}}, 2)
+
+
+# --- 7. stale reuse ----------------------------------------------------------------------------------------
+
+
+def test_settings_differences_name_the_keys_that_shape_a_model():
+    saved = Settings.build().to_dict()
+    changed = Settings.build(overrides={"learning_rate": 3e-3, "workers": 1, "threshold": 0.3})
+    assert settings_differences(saved, changed) == ["learning_rate: 0.0001 -> 0.003"]
+    assert settings_differences(json.loads(json.dumps(saved)), Settings.build()) == []
