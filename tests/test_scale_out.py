@@ -101,7 +101,7 @@ def test_two_workers_train_and_only_the_chief_writes_the_run(tiny, tmp_path):
     assert (out / "run.log").read_text().count("settings: ") == 1  # one writer of run.log
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["balanced_hierarchical_genre_model.h5", "balanced_training_config.json", "checkpoints"]
-        + ["run.log", "tensorboard", "training_log.csv"]
+        + ["run.log", "run_settings.json", "tensorboard", "training_log.csv"]
     )
     # Worker 1 saved into a temporary folder of its own, removed at the end.
     line = next(s for s in texts[1].splitlines() if s.startswith("model: "))
