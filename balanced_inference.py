@@ -18,7 +18,7 @@ import json
 import logging
 import sys
 
-from genrekit.cli import script_main, setup_logging
+from genrekit.cli import check_output_file, script_main, setup_logging
 from genrekit.errors import AudioDecodeError
 from genrekit.settings import add_setting_arguments
 
@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quiet", action="store_true", help="no per-file table, only the summary")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument("--json", dest="print_json", action="store_true", help="print the JSON report")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, and the audio decoders' own messages"
+    )
     return parser
 
 
@@ -77,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         key: getattr(args, key)
         for key in ("top_k", "threshold", "workers", "inference_batch_size", "inference_segment_hop")
     }
+    if args.output:
+        check_output_file(args.output)
     inference = MusicGenreInference(args.model or default_model_path(), args.config, **overrides)
+    inference.decoder_messages = args.verbose  # libmpg123's notes, in every mode alike
     if args.file:
         report = inference.predict_one_report(args.file)
         if args.output:

@@ -21,6 +21,7 @@ import sys
 
 from genrekit.cache import parse_shard
 from genrekit.cli import script_main, setup_logging
+from genrekit.device import worker_role
 from genrekit.errors import ConfigError
 from genrekit.settings import add_config_argument, add_setting_arguments, settings_from_args
 from genrekit.training import BalancedGenreProcessor, BalancedHierarchicalModel, train
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     if shard is not None and not args.extract_only:
         raise ConfigError("--shard works with --extract_only (train on the merged cache afterwards)")
     output_dir = args.output_dir or settings.output_dir
-    setup_logging(output_dir, args.verbose)
+    # In a multi-worker run only the chief writes the run folder (its run.log included).
+    setup_logging(output_dir if worker_role()[2] else None, args.verbose)
     log.info("settings: %s", settings.to_dict())
 
     if args.extract_only:

@@ -159,10 +159,7 @@ def step_features(settings: Settings, paths: dict) -> None:
 
     processor = BalancedGenreProcessor(settings, str(paths["metadata"]), str(paths["audio"]))
     processed = processor.process_fma_labels(*processor.load_fma_metadata())
-    cache = processor.extract_features(processed)
-    print(
-        f"feature cache: {cache.cache_dir} ({len(cache)} tracks with features, {len(cache.failures)} left out)"
-    )
+    processor.extract_features(processed)  # the cache logs its one summary line
 
 
 def step_train(args, settings: Settings, paths: dict, out: Path) -> dict:

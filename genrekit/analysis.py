@@ -157,7 +157,6 @@ def imbalance(counts: np.ndarray) -> float:
 def analyze(ds: Dataset, settings: Any, probe_audio_dir: bool = True) -> dict[str, Any]:
     """The full analysis as a JSON-serializable dict."""
     tracks, targets = ds.tracks, ds.targets
-    per_subset_split = pd.crosstab(tracks["set", "subset"], tracks["set", "split"])
     levels = {}
     for level in LEVELS:
         table = level_table(ds, level, settings)
@@ -175,9 +174,7 @@ def analyze(ds: Dataset, settings: Any, probe_audio_dir: bool = True) -> dict[st
         "subset": ds.subset,
         "n_tracks": len(tracks),
         "tracks_per_split": {s: int((targets["split"] == s).sum()) for s in fma.SPLITS},
-        "tracks_per_subset_and_split": {
-            str(sub): {str(sp): int(n) for sp, n in row.items()} for sub, row in per_subset_split.iterrows()
-        },
+        "tracks_per_subset_and_split": fma.subset_split_counts(tracks),
         "genre_tree": {
             "genres": len(ds.tree),
             "roots": len(ds.tree.roots),

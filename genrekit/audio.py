@@ -12,6 +12,11 @@ of ``segment_frames`` log-mel frames, float32 of shape ``(S, n_mels, segment_fra
    that holds at least ``min_segments`` whole, disjoint segments (``T // F >= min_segments``)
    still gives ``S`` segments, which then overlap; no zero padding is ever invented. A shorter
    clip raises :class:`~genrekit.errors.AudioDecodeError` ("too short").
+   **Truncated files** (cut downloads: decoding stops well before the length the header
+   declares) follow the same rule on the part that decodes, when the caller passes ``notes``
+   (the feature cache and inference do, so training, evaluation and inference agree): that part
+   is used if it holds ``min_segments`` whole segments, and a note says so (failures.csv status
+   ``truncated`` for a cached track, a warning in an inference result); else the file is refused.
 3. Only the audio those frames need is decoded: each segment's region (plus a 20 ms resampler
    margin) is read with libsndfile's sample-exact seeking, regions closer than 0.1 s are merged.
    Measured on 30 s FMA MP3s: 17-21 ms instead of 28-34 ms for the whole file.
@@ -36,6 +41,7 @@ declares), non-finite samples, too short.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -49,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from genrekit.errors import AudioDecodeError, ConfigError
+from genrekit.errors import AudioDecodeError, ConfigError, TruncatedAudioError
 
 # Bump when the extraction code changes its output: caches built by another version are refused.
 FEATURE_VERSION = 1
@@ -309,6 +315,7 @@ class _Source:
         self.frames = int(self.file.frames)
         self.rate = int(self.file.samplerate)
         self.channels = int(self.file.channels)
+        self._decodable: int | None = None  # measured only when a read comes up short
         try:
             if self.frames <= 0:
                 raise AudioDecodeError(f"{self.path}: no audio frames")
@@ -334,6 +341,18 @@ class _Source:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def decodable_frames(self) -> int:
+        """Frames that actually decode, reading the file from the start (a cut file has fewer
+        than its header declares); a decoder error ends the count where it occurs."""
+        if self._decodable is None:
+            count = 0
+            with contextlib.suppress(Exception):  # libsndfile raises several types on bad data
+                self.file.seek(0)
+                while block := len(self.file.read(1 << 16, dtype="float32", always_2d=True)):
+                    count += block
+            self._decodable = count
+        return self._decodable
+
     def read_mono(self, start: int, stop: int) -> np.ndarray:
         """Mono float32 samples ``[start, stop)`` at the file's rate; zeros past a slightly short end."""
         want = stop - start
@@ -344,11 +363,17 @@ class _Source:
             raise AudioDecodeError(f"{self.path}: decoding failed near sample {start} ({exc})") from exc
         got = len(x)
         if got < want:
-            missing = min(stop, self.frames) - (start + got)  # short of the header's own length
-            if missing > TRUNCATION_TOLERANCE_SECONDS * self.rate:
-                raise AudioDecodeError(
+            # Measured against the header's end, not this read's: a short read far from the end
+            # is a cut file even when the region itself is shorter than the tolerance; a short
+            # read near the end (a read past a cut file's end gives nothing) is checked by
+            # decoding the file once.
+            stopped = start + got
+            if self.frames - stopped <= TRUNCATION_TOLERANCE_SECONDS * self.rate:
+                stopped = self.decodable_frames()
+            if self.frames - stopped > TRUNCATION_TOLERANCE_SECONDS * self.rate:
+                raise TruncatedAudioError(
                     f"{self.path}: truncated or corrupt: header declares {self.frames} samples "
-                    f"({self.frames / self.rate:.2f} s) but decoding stopped at {start + got}"
+                    f"({self.frames / self.rate:.2f} s) but decoding stopped at {stopped}"
                 )
         if self.channels == 1:
             mono = x[:, 0]
@@ -457,7 +482,37 @@ def _check_long_enough(src: _Source, length: int, params: FeatureParams) -> int:
     return total
 
 
-def load_segments(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
+def _decodable_part(src: _Source, run: Any, notes: list[str] | None) -> np.ndarray:
+    """``run()``; when it fails on a cut file and ``notes`` is a list, ``run()`` again on the part
+    that decodes (the truncation rule, see :func:`load_segments`) and append a note saying so."""
+    try:
+        return run()
+    except AudioDecodeError:
+        if notes is None:
+            raise
+        declared = src.frames
+        decodable = src.decodable_frames()
+        if declared - decodable <= TRUNCATION_TOLERANCE_SECONDS * src.rate:
+            raise  # not a cut file: the original error stands
+    src.frames = decodable
+    cut = (
+        f"truncated file: the header declares {declared / src.rate:.2f} s but only "
+        f"{decodable / src.rate:.2f} s decode"
+    )
+    try:
+        result = run()
+    except AudioDecodeError as exc:
+        cause = str(exc)
+        prefix = f"{src.path}: "
+        cause = cause[len(prefix) :] if cause.startswith(prefix) else cause
+        raise TruncatedAudioError(f"{src.path}: {cut}; {cause}") from None
+    notes.append(f"{cut}; used the part that decodes")
+    return result
+
+
+def load_segments(
+    path: str | os.PathLike, params: FeatureParams, *, notes: list[str] | None = None
+) -> np.ndarray:
     """Log-mel segments of the first ``params.duration`` seconds of an audio file.
 
     Parameters
@@ -466,6 +521,12 @@ def load_segments(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
         An audio file libsndfile reads (MP3, WAV, FLAC, OGG...).
     params : FeatureParams
         Sample rate, mel and segment parameters.
+    notes : list of str, optional
+        Accept a truncated file (one that stops decoding well before the length its header
+        declares): when given, such a file gives the segments of the part that decodes, under the
+        same rules as a short clip (at least ``min_segments`` whole segments), and a line saying
+        so is appended here. Without it a truncated file raises :class:`TruncatedAudioError`.
+        The feature cache (training and evaluation) and inference all pass it: one rule.
 
     Returns
     -------
@@ -479,11 +540,15 @@ def load_segments(path: str | os.PathLike, params: FeatureParams) -> np.ndarray:
     AudioDecodeError
         When the file cannot give segments; the message names the file and the cause.
     """
-    with _Source(path) as src:
+
+    def run() -> np.ndarray:
         length = _clip_length(src, params, params.duration)
         total = _check_long_enough(src, length, params)
         starts = segment_starts(total, params.num_segments, params.segment_frames)
         return _segments(src, length, starts, params)
+
+    with _Source(path) as src:
+        return _decodable_part(src, run, notes)
 
 
 def load_track_segments(
@@ -494,6 +559,7 @@ def load_track_segments(
     num_segments: int | None = None,
     hop_frames: int | None = None,
     compression: str = "db",
+    notes: list[str] | None = None,
 ) -> np.ndarray:
     """Log-mel segments spread over a whole track of any length (inference on long files).
 
@@ -515,6 +581,8 @@ def load_track_segments(
         included (overrides ``hop_seconds``; musicnn's patches use ``hop_frames=segment_frames``).
     compression : str
         ``"db"`` (this toolkit's features) or ``"log10000"`` (musicnn's input), see COMPRESSIONS.
+    notes : list of str, optional
+        Accept a truncated file, as :func:`load_segments`.
 
     Returns
     -------
@@ -537,22 +605,33 @@ def load_track_segments(
     count = params.num_segments if num_segments is None else num_segments
     if count < 1:
         raise ConfigError(f"num_segments={count!r} must be >= 1")
-    with _Source(path) as src:
+
+    def run() -> np.ndarray:
         length = _clip_length(src, params, None)
         total = _check_long_enough(src, length, params)
-        if hop_frames is None and hop_seconds > 0:
-            hop_frames = max(1, int(round(hop_seconds * params.sample_rate / params.hop_length)))
-        if hop_frames is not None:
-            starts = np.arange(0, total - params.segment_frames + 1, hop_frames, dtype=np.int64)
+        step = hop_frames
+        if step is None and hop_seconds > 0:
+            step = max(1, int(round(hop_seconds * params.sample_rate / params.hop_length)))
+        if step is not None:
+            starts = np.arange(0, total - params.segment_frames + 1, step, dtype=np.int64)
         else:
             starts = segment_starts(total, count, params.segment_frames)
         return _segments(src, length, starts, params, compression)
+
+    with _Source(path) as src:
+        return _decodable_part(src, run, notes)
 
 
 def decoded_length(path: str | os.PathLike) -> tuple[int, int, int]:
     """``(frames, sample_rate, channels)`` an audio file declares, after the same checks as decoding."""
     with _Source(path) as src:
         return src.frames, src.rate, src.channels
+
+
+def decodable_length(path: str | os.PathLike) -> int:
+    """Frames of an audio file that actually decode (fewer than declared when the file is cut)."""
+    with _Source(path) as src:
+        return src.decodable_frames()
 
 
 # --- Normalization -------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ Layout of a cache folder (one folder per parameter set, e.g. ``CACHE_DIR/<params
             track_ids.npy        int64 (rows,), sorted: row r holds track track_ids[r]
             features.npy         float16 (rows, num_segments, n_mels, segment_frames)
             status.npy           uint8 (rows,): 0 pending, 1 ok, 2 defective, 3 missing
-            failures.csv         track_id,path,status,reason of every defective or missing track
+            failures.csv         track_id,path,status,reason of every defective or missing track,
+                                 and of every truncated track whose decodable part is used
         decoder-s0of1.log        what libsndfile/mpg123 printed while decoding
 
 Building (:func:`ensure_cache`) is resumable: a row's status is written only after its features
@@ -18,10 +19,16 @@ keeps every finished row and the next run does only the rest. Workers are separa
 status, so the parent stays idle; a worker that crashes or hangs on a file (more than
 ``timeout`` seconds) is killed and replaced, and the file is recorded as defective.
 
+Truncated files (a cut download: decoding stops well before the length the header declares)
+follow :mod:`genrekit.audio`'s rule, the same in training, evaluation and inference: the part
+that decodes is used when it holds ``min_segments`` whole segments (the row is ok, and
+failures.csv lists it with status ``truncated``); a shorter part makes the track defective.
+
 Tracks: a part is created for the tracks it was asked for. Asking later for tracks the cache does
 not have (a larger subset, new files) **extends** the cache with a new part holding only those;
-tracks already present are never recomputed. Missing files are retried on every build (cheap);
-defective files only with ``retry_defective=True``. A cache whose manifest disagrees with the
+tracks already present are never recomputed. A missing file is remembered as missing while it
+is absent and tried again by the first build that finds it in place; defective files are tried
+again only with ``retry_defective=True``. A cache whose manifest disagrees with the
 requested :class:`~genrekit.audio.FeatureParams` (or an older feature version) is refused with a
 :class:`~genrekit.errors.CacheError` naming the differences: features are never mixed.
 
@@ -55,12 +62,13 @@ import numpy as np
 
 from genrekit.audio import FEATURE_VERSION, FeatureParams, NormStats, band_stats, load_segments
 from genrekit.errors import AudioDecodeError, CacheError, ConfigError
-from genrekit.workers import one_thread_env
+from genrekit.workers import one_thread_env, redirect_native_stderr
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 PENDING, OK, DEFECTIVE, MISSING = 0, 1, 2, 3
+TRUNCATED = "truncated"  # failures.csv status of an ok row built from the decodable part of a cut file
 STATUS_NAMES = {PENDING: "pending", OK: "ok", DEFECTIVE: "defective", MISSING: "missing"}
 ABSENT = "absent"  # status of a track no part of the cache holds
 
@@ -79,7 +87,7 @@ _WRITE_FAILED = -1  # a worker's answer when it could not write a row (the build
 
 @dataclasses.dataclass(frozen=True)
 class Failure:
-    """A track that has no features: ``status`` is ``defective`` or ``missing``."""
+    """A track without features (``defective``, ``missing``) or built from a cut file (``truncated``)."""
 
     track_id: int
     path: str
@@ -99,6 +107,7 @@ class CacheSummary:
     pending: int  # requested but not finished (interrupted, or in another shard's unfinished part)
     seconds: float
     failures_csv: list[Path]
+    truncated: int = 0  # ok tracks built from the decodable part of a cut file (in failures.csv)
 
     @property
     def ok(self) -> int:
@@ -110,6 +119,7 @@ class CacheSummary:
             f"features: {self.ok} of {self.requested} tracks ready ({self.cached} cached, {self.done} "
             f"extracted now in {self.seconds:.1f} s{rate}); skipped {self.defective} defective, "
             f"{self.missing} missing; {self.pending} pending"
+            + (f"; {self.truncated} truncated files used" if self.truncated else "")
         )
 
 
@@ -350,6 +360,14 @@ class FeatureCache:
             merged.update(part.failures())
         return [f for tid, f in sorted(merged.items()) if tid not in self]
 
+    @property
+    def truncated(self) -> list[Failure]:
+        """Tracks whose features come from the decodable part of a cut file (status ``truncated``)."""
+        merged: dict[int, Failure] = {}
+        for part in self.parts:
+            merged.update(part.failures())
+        return [f for tid, f in sorted(merged.items()) if tid in self and f.status == TRUNCATED]
+
     def read(self, track_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Features of ``track_ids`` in their order, float16 ``(n, num_segments, n_mels, segment_frames)``.
 
@@ -455,11 +473,12 @@ class _Writer:
 
     def put(self, row: int, track_id: int, path: str, code: int, reason: str) -> None:
         """Queue a finished row's status; an ``ok`` row's features were written by the worker."""
-        if code == OK:
+        if code == OK and not reason:
             if self.failures.pop(track_id, None) is not None:
                 self.failures_dirty = True
-        else:
-            self.failures[track_id] = Failure(track_id, path, STATUS_NAMES[code], reason)
+        else:  # a failure, or an ok row with a note (a truncated file used)
+            status = TRUNCATED if code == OK else STATUS_NAMES[code]
+            self.failures[track_id] = Failure(track_id, path, status, reason)
             self.failures_dirty = True
         self.queued.append((row, code))
 
@@ -512,10 +531,7 @@ def _worker_main(conn: Any, params_dict: dict[str, Any], stderr_path: str, parts
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # libsndfile/mpg123 print warnings on stderr; keep them out of the progress bar, in a log.
-    with contextlib.suppress(OSError):
-        fd = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(fd, 2)
-        os.close(fd)
+    redirect_native_stderr(stderr_path)
     params = FeatureParams.from_dict(params_dict)
     fds: dict[str, int] = {}
     parent = os.getppid()
@@ -531,8 +547,9 @@ def _worker_main(conn: Any, params_dict: dict[str, Any], stderr_path: str, parts
             conn.send((key, MISSING, "file not found"))
             continue
         try:
-            data = load_segments(path, params).astype(DTYPE).tobytes()
-            answer = (key, OK, "")
+            notes: list[str] = []
+            data = load_segments(path, params, notes=notes).astype(DTYPE).tobytes()
+            answer = (key, OK, "; ".join(notes))
         except AudioDecodeError as exc:
             answer = (key, DEFECTIVE, _reason(exc, path))
         except Exception as exc:  # one odd file must never stop a build of 100k
@@ -705,14 +722,16 @@ def _run_pool(
 
 
 @contextlib.contextmanager
-def _shard_lock(cache_dir: Path, shard: tuple[int, int]) -> Iterator[None]:
+def _shard_lock(cache_dir: Path, shard: tuple[int, int], exclusive: bool = True) -> Iterator[None]:
+    """Hold a shard's build lock: exclusive to build, shared to only check that all is built."""
     path = cache_dir / f".build-s{shard[0]}of{shard[1]}.lock"
     fh = open(path, "a+")
     try:
         try:
             import fcntl
 
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            fcntl.flock(fh.fileno(), mode | fcntl.LOCK_NB)
         except ImportError:  # pragma: no cover - Windows: no lock
             pass
         except OSError:
@@ -752,7 +771,7 @@ def ensure_cache(
     progress : bool
         Show a tqdm bar (clips/s, ETA).
     retry_defective : bool
-        Try files recorded as defective again (missing files are always retried).
+        Try files recorded as defective again (missing files are tried again once they exist).
     timeout : float
         Seconds one file may take before its worker is killed and the file marked defective.
     commit_seconds : float
@@ -784,64 +803,78 @@ def ensure_cache(
             raise ConfigError(f"track {tid} is given twice, with paths {paths[tid]} and {path}")
         paths[tid] = str(path)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with _shard_lock(cache_dir, shard):
-        prefix = f"part-s{index}of{count}-"
-        for stale in cache_dir.glob(f".tmp-{prefix}*"):  # left by a build killed while creating a part
-            shutil.rmtree(stale, ignore_errors=True)
-        parts = [_Part(d, params) for d in _part_dirs(cache_dir)]
-        covered = np.concatenate([p.track_ids for p in parts]) if parts else np.zeros(0, np.int64)
-        wanted = np.array(sorted(paths), np.int64)
-        new_ids = np.setdiff1d(wanted, covered)
-        if len(new_ids):
-            numbers = [int(p.name.rsplit("-", 1)[1]) for p in parts if p.name.startswith(prefix)]
-            name = f"{prefix}{max(numbers, default=-1) + 1:03d}"
-            parts.append(_Part(_create_part(cache_dir, name, params, new_ids, shard), params))
+    # First a shared lock: readers that find everything built (the workers of a multi-worker
+    # training, all opening one cache) do not block each other; work needs the exclusive lock.
+    for exclusive in (False, True):
+        with _shard_lock(cache_dir, shard, exclusive):
+            prefix = f"part-s{index}of{count}-"
+            if exclusive:
+                for stale in cache_dir.glob(f".tmp-{prefix}*"):  # left by a build killed creating a part
+                    shutil.rmtree(stale, ignore_errors=True)
+            parts = [_Part(d, params) for d in _part_dirs(cache_dir)]
+            covered = np.concatenate([p.track_ids for p in parts]) if parts else np.zeros(0, np.int64)
+            wanted = np.array(sorted(paths), np.int64)
+            new_ids = np.setdiff1d(wanted, covered)
+            if len(new_ids):
+                if not exclusive:
+                    continue  # work to do: again, as the shard's only builder
+                numbers = [int(p.name.rsplit("-", 1)[1]) for p in parts if p.name.startswith(prefix)]
+                name = f"{prefix}{max(numbers, default=-1) + 1:03d}"
+                parts.append(_Part(_create_part(cache_dir, name, params, new_ids, shard), params))
 
-        cache_before = FeatureCache(cache_dir, params, parts)
-        before = cache_before.status(wanted)
-        cached = int((before == "ok").sum())
-        redo = {"pending", "missing"} | ({"defective"} if retry_defective else set())
-        tasks: deque = deque()
-        for part in parts:
-            if part.shard != shard:
-                continue  # another shard's part: its builder owns it
-            todo = np.isin(part.status, [c for c, n in STATUS_NAMES.items() if n in redo])
-            for row in np.flatnonzero(todo):
-                tid = int(part.track_ids[row])
-                if tid in paths:
+            cache_before = FeatureCache(cache_dir, params, parts)
+            before = cache_before.status(wanted)
+            cached = int((before == "ok").sum())
+            redo = {"pending", "missing"} | ({"defective"} if retry_defective else set())
+            tasks: deque = deque()
+            for part in parts:
+                if part.shard != shard:
+                    continue  # another shard's part: its builder owns it
+                todo = np.isin(part.status, [c for c, n in STATUS_NAMES.items() if n in redo])
+                for row in np.flatnonzero(todo):
+                    tid = int(part.track_ids[row])
+                    if tid not in paths:
+                        continue
+                    if part.status[row] == MISSING and not os.path.lexists(paths[tid]):
+                        continue  # still absent: stays missing, without a worker started for it
                     tasks.append((part.name, int(row), tid, paths[tid]))
-        writers = {p.name: _Writer(p) for p in parts if p.shard == shard}
-        done = 0
-        try:
-            if tasks:
-                n_workers = _resolve_workers(workers)
-                log.info(
-                    "extracting features of %d tracks (%d already cached) with %d workers into %s",
-                    len(tasks),
-                    cached,
-                    n_workers,
-                    cache_dir,
-                )
-                stderr_path = cache_dir / f"decoder-s{index}of{count}.log"
-                done = _run_pool(
-                    tasks, writers, params, n_workers, stderr_path, progress, timeout, commit_seconds
-                )
-        finally:
-            for writer in writers.values():
-                writer.close()
-        after = FeatureCache(cache_dir, params, parts).status(wanted)
-        csvs = [p.path / FAILURES for p in parts if (p.path / FAILURES).is_file()]
-        summary = CacheSummary(
-            requested=len(wanted),
-            cached=cached,
-            done=done,
-            defective=int((after == "defective").sum()),
-            missing=int((after == "missing").sum()),
-            pending=int((after == "pending").sum()),
-            seconds=time.monotonic() - start,
-            failures_csv=csvs,
-        )
-    log.info("%s", summary)
+            if tasks and not exclusive:
+                continue
+            writers = {p.name: _Writer(p) for p in parts if p.shard == shard}
+            done = 0
+            try:
+                if tasks:
+                    n_workers = _resolve_workers(workers)
+                    log.info(
+                        "extracting features of %d tracks (%d already cached) with %d workers into %s",
+                        len(tasks),
+                        cached,
+                        n_workers,
+                        cache_dir,
+                    )
+                    stderr_path = cache_dir / f"decoder-s{index}of{count}.log"
+                    done = _run_pool(
+                        tasks, writers, params, n_workers, stderr_path, progress, timeout, commit_seconds
+                    )
+            finally:
+                for writer in writers.values():
+                    writer.close()
+            after = FeatureCache(cache_dir, params, parts).status(wanted)
+            csvs = [p.path / FAILURES for p in parts if (p.path / FAILURES).is_file()]
+            cut = FeatureCache(cache_dir, params, parts).truncated
+            summary = CacheSummary(
+                requested=len(wanted),
+                cached=cached,
+                done=done,
+                defective=int((after == "defective").sum()),
+                missing=int((after == "missing").sum()),
+                pending=int((after == "pending").sum()),
+                seconds=time.monotonic() - start,
+                failures_csv=csvs,
+                truncated=int(np.isin([f.track_id for f in cut], wanted).sum()),
+            )
+        break
+    log.info("%s in %s", summary, cache_dir)
     if summary.defective or summary.missing:
         log.warning(
             "%d defective and %d missing files are left out; listed in %s",

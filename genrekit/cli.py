@@ -1,7 +1,9 @@
 """What every script shares: error handling, logging set-up and path checks.
 
 A script's ``main(argv)`` is wrapped with :func:`script_main`, so any
-:class:`~genrekit.errors.GenrekitError` ends the run with one ``error: ...`` line and exit code 2.
+:class:`~genrekit.errors.GenrekitError`, and any path the operating system refuses (a symlink loop,
+a folder where a file belongs, no permission), ends the run with one ``error: ...`` line and exit
+code 2 (the traceback goes to the run's log file at DEBUG level).
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ def script_main(main: Callable[[list[str] | None], int | None]) -> Callable[[lis
         except GenrekitError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except (OSError, RuntimeError) as exc:
+            message = path_error(exc)
+            if message is None:
+                raise
+            logging.getLogger(__name__).debug("path error", exc_info=True)
+            print(f"error: {message}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt:
             print("interrupted: finished work is kept; run the same command again to go on", file=sys.stderr)
             return 130
@@ -47,6 +56,53 @@ def script_main(main: Callable[[list[str] | None], int | None]) -> Callable[[lis
             root.setLevel(level)
 
     return wrapper
+
+
+def path_error(exc: BaseException) -> str | None:
+    """One line for an error about a path (``path: cause``); None for any other error.
+
+    OSError names its file; pathlib on Python < 3.13 raises RuntimeError for a symlink loop.
+    """
+    if isinstance(exc, OSError) and exc.filename is not None:
+        names = " -> ".join(os.fsdecode(f) for f in (exc.filename, exc.filename2) if f is not None)
+        return f"{names}: {exc.strerror or exc}"
+    if isinstance(exc, RuntimeError) and str(exc).startswith("Symlink loop from"):
+        return (
+            f"{str(exc).removeprefix('Symlink loop from ').strip(chr(39))}: symlink loop (cannot be resolved)"
+        )
+    return None
+
+
+def resolved(path: str | os.PathLike) -> Path:
+    """``path`` made absolute and resolved as far as possible; never raises (a symlink loop or a
+    dangling link is kept as written, made absolute), for reports that name a file."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
+def not_a_file(path: str | os.PathLike) -> str:
+    """Why ``path`` is not a readable file, in a few words ("not found", "is a folder"...)."""
+    path = Path(path)
+    if path.is_dir():
+        return "is a folder, not a file"
+    if os.path.lexists(path) and not path.exists():
+        return "is a link that cannot be resolved (dangling or a symlink loop)"
+    if path.exists():
+        return "is not a regular file"
+    return "not found"
+
+
+def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
+    """``path`` if a file can be written there; else one clear DatasetError (before any work)."""
+    path = Path(path)
+    if path.is_dir() or (os.path.lexists(path) and not path.exists()):
+        raise DatasetError(f"{what} {path} {not_a_file(path)}; give a file name")
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise DatasetError(f"{what} {path}: {parent} is not a folder")
+    return path
 
 
 def quiet_tensorflow() -> None:
@@ -108,5 +164,10 @@ def require_dir(path: str | Path, what: str, hint: str | None = None) -> Path:
     if path.is_dir():
         return path
     fix = f"; create it with: {hint}" if hint else ""
-    state = "is not a folder" if path.exists() else "does not exist"
+    if path.exists():
+        state = "is not a folder"
+    elif os.path.lexists(path):
+        state = "is a link that cannot be resolved (dangling or a symlink loop)"
+    else:
+        state = "does not exist"
     raise DatasetError(f"{what} folder {path} {state}{fix}")

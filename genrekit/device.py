@@ -8,11 +8,58 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from genrekit.errors import ConfigError
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+# A dead multi-worker peer is noticed by TensorFlow's coordination service (missed heartbeats,
+# measured: the survivor stops 13 s after a kill). A peer alive but stuck is not: the environment
+# variable GENREKIT_COLLECTIVE_TIMEOUT (seconds) makes every collective give up after that long.
+# Off by default: TensorFlow runs one extra thread per collective to time it.
+COLLECTIVE_TIMEOUT_SECONDS = 0.0
+
+
+def worker_role() -> tuple[str, int, bool]:
+    """``(task type, task index, is_chief)`` of this process from ``TF_CONFIG`` (no TensorFlow import).
+
+    Without ``TF_CONFIG`` the process is a single chief. As in TensorFlow's multi-worker guide, the
+    chief is the ``chief`` task, or worker 0 when the cluster has no ``chief``.
+    """
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return "chief", 0, True
+    try:
+        tf_config = json.loads(raw)
+        task_type, index = tf_config["task"]["type"], int(tf_config["task"]["index"])
+        has_chief = bool(tf_config["cluster"].get("chief"))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(
+            f"TF_CONFIG must name the cluster and this task's type and index ({exc!r})"
+        ) from None
+    chief = task_type == "chief" or (task_type == "worker" and index == 0 and not has_chief)
+    return task_type, index, chief
+
+
+def worker_output_dir(out: str | os.PathLike) -> Path:
+    """Where this process writes a run: ``out`` for the chief; for another worker of a
+    multi-worker run, a temporary folder of its own (TensorFlow's multi-worker pattern: every
+    worker saves, since saving may need all of them, but only the chief's files are kept)."""
+    import tempfile
+
+    task_type, index, chief = worker_role()
+    if chief:
+        return Path(out)
+    return Path(tempfile.mkdtemp(prefix=f"genrekit-{task_type}{index}-"))
+
+
+def release_worker_output_dir(out: str | os.PathLike, written: str | os.PathLike) -> None:
+    """Remove a non-chief worker's temporary folder (``written`` != ``out``) once its run is over."""
+    import shutil
+
+    if Path(written) != Path(out):
+        shutil.rmtree(written, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -153,6 +200,77 @@ def split_cpu(n_devices: int) -> list[str]:
     return [d.name for d in tf.config.list_logical_devices("CPU")]
 
 
+def fit_on_strategy(model: Any, strategy: Any) -> None:
+    """Let ``model.fit`` run under ``strategy``, whatever it is; call once, after compiling.
+
+    Before training, Keras 3 (3.x, TensorFlow backend) averages the first distributed batch
+    across replicas only to learn its shapes; with MultiWorkerMirroredStrategy that reduce fails
+    on a nested batch ("Attempt to convert a value (PerReplica...)", keras-team/keras#20585). The
+    shapes are all that build needs, so under that strategy this worker's own part of the batch is
+    used instead; and each step's scalar metrics get the axis 0 along which Keras averages them
+    across workers. Other strategies are left as they are.
+    """
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    from keras import tree
+
+    def local_part(value: Any) -> Any:
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def symbolic_build(iterator: Any = None, data_batch: Any = None) -> None:
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tree.map_structure(local_part, next(batches))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = symbolic_build
+
+    # Keras then averages each step's logged metrics across workers along axis 0, which scalars
+    # lack: give them that axis (the mean over replicas of [value] is the value's mean).
+    def with_axis(step: Any) -> Any:
+        def wrapped(data: Any) -> Any:
+            return tree.map_structure(lambda v: tf.reshape(v, (1,)), step(data))
+
+        return wrapped
+
+    model.train_step = with_axis(model.train_step)
+    model.test_step = with_axis(model.test_step)
+
+
+@contextlib.contextmanager
+def peer_failures_reported(strategy: Any) -> Any:
+    """Turn a multi-worker run's lost peer (killed, crashed, unreachable) into one clear error.
+
+    TensorFlow's coordination service notices a worker that stops sending heartbeats, and a
+    collective that waits longer than ``GENREKIT_COLLECTIVE_TIMEOUT`` seconds (when set) gives up;
+    either ends the survivors' step with an UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED or CANCELLED
+    error, raised here as a :class:`~genrekit.errors.GenrekitError` naming the cause.
+    """
+    import tensorflow as tf
+
+    from genrekit.errors import GenrekitError
+
+    lost = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError)
+    lost += (tf.errors.CancelledError,)
+    try:
+        yield
+    except lost as exc:
+        if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            raise
+        cause = " ".join(str(exc.message or exc).split())[:300]
+        raise GenrekitError(
+            f"multi-worker training stopped: another worker died or cannot be reached "
+            f"({type(exc).__name__}: {cause}); start every worker again to resume from the last "
+            "finished epoch"
+        ) from None
+
+
 def make_strategy(name: str = "auto") -> Any:
     """Return the ``tf.distribute`` strategy called ``name``.
 
@@ -203,7 +321,17 @@ def make_strategy(name: str = "auto") -> Any:
             raise ConfigError(f"TF_CONFIG is not valid JSON ({exc.msg} at position {exc.pos})") from exc
         if not isinstance(tf_config, dict) or "cluster" not in tf_config or "task" not in tf_config:
             raise ConfigError("TF_CONFIG must be a JSON object with 'cluster' and 'task' keys")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        # A collective that waits longer than this for a peer (a killed worker) raises
+        # DeadlineExceededError on the survivors instead of hanging forever.
+        raw_timeout = os.environ.get("GENREKIT_COLLECTIVE_TIMEOUT", str(COLLECTIVE_TIMEOUT_SECONDS))
+        try:
+            timeout = float(raw_timeout)
+        except ValueError:
+            raise ConfigError(
+                f"GENREKIT_COLLECTIVE_TIMEOUT={raw_timeout!r} must be a number of seconds"
+            ) from None
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=timeout or None)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()

@@ -21,6 +21,10 @@ class AudioDecodeError(GenrekitError):
     """An audio file that cannot be decoded into usable segments."""
 
 
+class TruncatedAudioError(AudioDecodeError):
+    """An audio file whose decoding stops well before the length its header declares."""
+
+
 class CacheError(GenrekitError):
     """A feature cache that is missing, incomplete or built with other parameters."""
 

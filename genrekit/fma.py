@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import io
 import logging
 import os
 from collections.abc import Iterable, Sequence
@@ -81,6 +82,41 @@ def _read_header(path: Path) -> list[tuple[str, str]]:
     return list(zip(top[1:], sub[1:], strict=True))
 
 
+_SCAN_BLOCK = 1 << 16  # bytes read at a time when looking back for the last complete row
+
+
+def _complete_length(path: Path) -> int:
+    """Bytes of ``path`` up to the end of its last complete CSV record.
+
+    A record is complete when its line feed lies outside quotes; CSV doubles a quote inside a
+    quoted field, so the parity of the quotes before a line feed tells whether it is inside one.
+    A file that ends with a line feed outside quotes is whole (the usual case: one pass counting
+    quotes); otherwise the last such line feed is searched backwards from the end.
+    """
+    quotes, size, last = 0, 0, b""
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            quotes += block.count(b'"')
+            size += len(block)
+            last = block[-1:]
+        if last == b"\n" and quotes % 2 == 0:
+            return size
+        end, after = size, 0  # after: quotes in [end, size)
+        while end > 0:
+            start = max(0, end - _SCAN_BLOCK)
+            fh.seek(start)
+            buf = np.frombuffer(fh.read(end - start), np.uint8)
+            is_quote = buf == ord('"')
+            # quotes strictly after each position, up to the end of the file
+            later = np.cumsum(is_quote[::-1])[::-1] - is_quote + after
+            ends = np.flatnonzero((buf == ord("\n")) & ((quotes - later) % 2 == 0))
+            if len(ends):
+                return start + int(ends[-1]) + 1
+            after += int(is_quote.sum())
+            end = start
+    return 0
+
+
 def _parse_int_lists(series: pd.Series, path: Path, column: tuple[str, str]) -> tuple[pd.Series, list]:
     """Parse ``[21, 76]`` literals into tuples of int; return the bad track ids separately."""
     text = series.fillna("[]").astype(str).str.strip()
@@ -140,6 +176,9 @@ def load_tracks(
         path = path / "tracks.csv"
     if not path.is_file():
         raise DatasetError(f"{path}: tracks.csv not found")
+    complete = _complete_length(path)
+    if complete < path.stat().st_size:
+        _refuse_cut(path, complete)
     header = _read_header(path)
     if columns is None or columns == "all":
         wanted = header
@@ -216,6 +255,22 @@ def load_tracks(
     return tracks
 
 
+def _refuse_cut(path: Path, complete: int) -> None:
+    """Raise the one-line error for a tracks.csv that ends inside a row (a cut download)."""
+    with open(path, "rb") as fh:
+        head = fh.read(complete)
+        rest = fh.read(32)
+    rows = len(list(csv.reader(io.StringIO(head.decode("utf-8", errors="replace")))))
+    tid = rest.split(b",", 1)[0].decode("utf-8", errors="replace")
+    which = f" (track_id {tid})" if tid.isdigit() and b"," in rest else ""
+    if rows < 3:
+        raise DatasetError(f"{path}: file ends inside its header lines (cut short?); download it again")
+    raise DatasetError(
+        f"{path}: file ends inside row {rows - 2}{which} after {rows - 3} complete rows (cut short?); "
+        "download it again (python setup_fma_dataset.py --subset metadata)"
+    )
+
+
 def _literal_list(value: object) -> list:
     if not isinstance(value, str):
         return []
@@ -267,6 +322,27 @@ def select_subset(tracks: pd.DataFrame, subset: str) -> pd.DataFrame:
     if subset not in SUBSETS:
         raise DatasetError(f"subset {subset!r} is not one of {', '.join(SUBSETS)}")
     return tracks[tracks["set", "subset"] <= subset]
+
+
+def subset_split_counts(tracks: pd.DataFrame) -> dict[str, dict[str, dict[str, int]]]:
+    """Tracks per subset and split, labeled both ways FMA's ``('set', 'subset')`` can be read.
+
+    ``inclusive`` counts a subset as :func:`select_subset` loads it (fma_medium holds the small
+    tracks too); ``exact_value`` counts the tracks whose column holds that value (the smallest
+    subset a track belongs to). Subsets above the largest value present are left out.
+    """
+    subset = tracks["set", "subset"].astype(pd.CategoricalDtype(SUBSETS, ordered=True))
+    split = tracks["set", "split"].astype(str)
+    present = [s for s in SUBSETS if (subset == s).any()]
+    upto = SUBSETS[: SUBSETS.index(present[-1]) + 1] if present else ()
+
+    def count(mask: pd.Series) -> dict[str, int]:
+        return {sp: int(((split == sp) & mask).sum()) for sp in SPLITS}
+
+    return {
+        "inclusive": {s: count(subset <= s) for s in upto},
+        "exact_value": {s: count(subset == s) for s in upto},
+    }
 
 
 def split_ids(tracks: pd.DataFrame, split: str) -> np.ndarray:

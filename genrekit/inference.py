@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 
 import config as defaults
+from genrekit.cli import resolved
 from genrekit.errors import AudioDecodeError, ConfigError, GenrekitError, ModelError
 from genrekit.model_io import check_model, load_model
-from genrekit.workers import THREAD_ENV, one_thread_env
+from genrekit.workers import THREAD_ENV, native_stderr_to, one_thread_env, redirect_native_stderr
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,11 @@ def resolve_model_files(
     ModelError
         When a file is missing or the config is not JSON.
     """
+    from genrekit.cli import not_a_file
+
     model = Path(model_path)
     if not model.is_file():
-        raise ModelError(f"{model}: model file not found (train one with balanced_trainer.py)")
+        raise ModelError(f"{model}: model file {not_a_file(model)} (train one with balanced_trainer.py)")
     beside = model.parent / defaults.TRAINING_CONFIG_FILENAME
     if config_path is None:
         if not beside.is_file():
@@ -97,7 +100,7 @@ def resolve_model_files(
         return model, beside, None
     cfg = Path(config_path)
     if not cfg.is_file():
-        raise ModelError(f"{cfg}: config file not found")
+        raise ModelError(f"{cfg}: config file {not_a_file(cfg)}")
     try:
         data = json.loads(cfg.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -197,21 +200,31 @@ def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: flo
     The segments are rounded to float16 because the training feature cache stores them so: a
     clip gives the model exactly the input it gets in training and evaluation.
     """
-    from genrekit.audio import decoded_length, load_segments, load_track_segments
+    from genrekit.audio import decodable_length, decoded_length, load_segments, load_track_segments
 
     path = str(path)
     suffix = Path(path).suffix.lower()
     if suffix in UNSUPPORTED_AUDIO:
         return Decoded(key, path, error=f"unsupported format {suffix} (readable: MP3, WAV, FLAC, OGG, AIFF)")
+
+    def load(plan: SegmentPlan, notes: list[str]) -> np.ndarray:
+        if plan.mode == "clip":
+            return load_segments(path, params, notes=notes)
+        if plan.mode == "short":
+            return load_track_segments(path, params, num_segments=len(plan.starts), notes=notes)
+        return load_track_segments(path, params, hop_seconds=hop_seconds, notes=notes)
+
     try:
         frames, rate, channels = decoded_length(path)
         plan = plan_segments(frames, rate, params, hop_seconds)
-        if plan.mode == "clip":
-            segments = load_segments(path, params)
-        elif plan.mode == "short":
-            segments = load_track_segments(path, params, num_segments=len(plan.starts))
-        else:
-            segments = load_track_segments(path, params, hop_seconds=hop_seconds)
+        notes: list[str] = []
+        segments = load(plan, notes)
+        if notes:
+            # A cut file (genrekit.audio's truncation rule): segments are placed as for a file of
+            # the length that decodes, so it is predicted like a short file of that length.
+            plan = plan_segments(decodable_length(path), rate, params, hop_seconds)
+            notes = []
+            segments = load(plan, notes)
     except AudioDecodeError as exc:
         return Decoded(key, path, error=_reason(exc, path))
     except Exception as exc:  # one odd file must never stop a folder run
@@ -227,7 +240,7 @@ def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: flo
             if starts is not None
             else [None] * len(segments)
         ),
-        "warnings": [plan.warning] if plan.warning else [],
+        "warnings": notes + ([plan.warning] if plan.warning else []),
     }
     return Decoded(key, path, segments.astype(np.float16), info)
 
@@ -247,7 +260,7 @@ def _watch_parent(parent: int) -> None:
         time.sleep(0.5)
 
 
-def _init_worker(parent: int) -> None:
+def _init_worker(parent: int, quiet: bool = True) -> None:
     """Decoding worker set-up: one BLAS thread, Ctrl-C left to the parent, quiet, exit with the parent."""
     for key in THREAD_ENV:
         os.environ[key] = "1"
@@ -258,22 +271,25 @@ def _init_worker(parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # mpg123 prints notes on corrupt frames to stderr; they would break the progress bar, and
     # every failure is reported in the results anyway.
-    with contextlib.suppress(OSError):
-        fd = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(fd, 2)
-        os.close(fd)
+    if quiet:
+        redirect_native_stderr(os.devnull)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
 def decode_parallel(
-    items: list[tuple[str, str]], params: Any, hop_seconds: float, workers: int, chunk_size: int = 0
+    items: list[tuple[str, str]],
+    params: Any,
+    hop_seconds: float,
+    workers: int,
+    chunk_size: int = 0,
+    quiet: bool = True,
 ) -> Iterator[Decoded]:
     """Decode ``items`` ((key, path)) in ``workers`` spawned processes; yield results as they finish.
 
     At most ``2 x workers`` chunks are in flight, so memory stays bounded when the consumer (the
     model) is slower than decoding. A worker that dies (a decoder crash) does not stop the run:
     the files it held are retried one at a time in a fresh pool and the one that kills a worker
-    again is reported as an error.
+    again is reported as an error. ``quiet``: the native decoders' messages on stderr are dropped.
     """
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -289,7 +305,9 @@ def decode_parallel(
     params_dict = params.to_dict()
 
     def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+        return ProcessPoolExecutor(
+            workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(), quiet)
+        )
 
     pool = new_pool()
     inflight: dict[Any, tuple[list[tuple[str, str]], bool]] = {}
@@ -337,7 +355,10 @@ def list_audio_files(folder: Path, recursive: bool = False) -> tuple[list[Path],
     if recursive:
         walker = os.walk(folder)
     else:
-        walker = iter([(str(folder), [], [e.name for e in os.scandir(folder) if e.is_file()])])
+        # As os.walk lists a folder (non-folders, links that cannot be resolved included), so
+        # a symlink loop or a FIFO is reported per file in both modes, never a traceback.
+        root, _, files = next(os.walk(folder), (str(folder), [], []))
+        walker = iter([(root, [], files)])
     for root, dirs, files in walker:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
@@ -608,6 +629,8 @@ class MusicGenreInference:
         self.model = load_model(self.model_path)
         check_model(self.model, self.training_config, self.model_path, self.config_path)
         self._top_index = self.vocabs["top"].index
+        # What native decoders (mpg123) print on stderr is dropped in every mode; True shows it.
+        self.decoder_messages = False
         log.debug("model %s, config %s, settings %s", self.model_path, self.config_path, self.run_settings())
 
     # -- core --
@@ -707,7 +730,7 @@ class MusicGenreInference:
             )
         info = decoded.info
         return {
-            "file": str(Path(decoded.path).resolve()),
+            "file": str(resolved(decoded.path)),
             "duration_seconds": info["duration_seconds"],
             "sample_rate": info["sample_rate"],
             "channels": info["channels"],
@@ -764,6 +787,11 @@ class MusicGenreInference:
         if group:
             yield from self._predict_group(group)
 
+    def _decode_here(self, key: str, path: str | os.PathLike) -> Decoded:
+        """Decode in this process, as quiet as a worker is (see :attr:`decoder_messages`)."""
+        with native_stderr_to(None if self.decoder_messages else os.devnull):
+            return decode_file(key, path, self.params, self.segment_hop)
+
     def predict_file(self, path: str | os.PathLike) -> dict[str, Any]:
         """Predict one audio file.
 
@@ -779,7 +807,7 @@ class MusicGenreInference:
             When the file cannot give segments (missing, not audio, corrupt, too short).
         """
         path = Path(path)
-        decoded = decode_file(path.name, path, self.params, self.segment_hop)
+        decoded = self._decode_here(path.name, path)
         for _key, result, error in self.predict_decoded([decoded]):
             if error is not None:
                 raise AudioDecodeError(f"{path}: {error}")
@@ -803,12 +831,13 @@ class MusicGenreInference:
         from tqdm.auto import tqdm
 
         workers = self.workers if workers is None else workers
+        quiet = not self.decoder_messages
         if workers > 1 and len(items) > 1:
             decoded: Iterable[Decoded] = decode_parallel(
-                items, self.params, self.segment_hop, min(workers, len(items))
+                items, self.params, self.segment_hop, min(workers, len(items)), quiet=quiet
             )
         else:
-            decoded = (decode_file(k, p, self.params, self.segment_hop) for k, p in items)
+            decoded = (self._decode_here(k, p) for k, p in items)
         results: dict[str, Any] = {}
         errors: dict[str, str] = {}
         bar = tqdm(total=len(items), unit="file", disable=not progress, dynamic_ncols=True, smoothing=0.05)
@@ -855,14 +884,16 @@ class MusicGenreInference:
         GenrekitError
             When the folder does not exist.
         """
-        from genrekit.cli import require_dir
+        from genrekit.cli import check_output_file, require_dir
 
         started = time.perf_counter()
         folder = require_dir(Path(folder), "music")
+        if output is not None:
+            check_output_file(output)
         audio, other = list_audio_files(folder, recursive)
         if output is not None:  # a report written into the music folder is not music
-            ours = {Path(output).resolve(), Path(f"{output}.partial.jsonl").resolve()}
-            other = [p for p in other if p.resolve() not in ours]
+            ours = {resolved(output), resolved(f"{output}.partial.jsonl")}
+            other = [p for p in other if resolved(p) not in ours]
         items = [(p.relative_to(folder).as_posix(), str(p)) for p in audio]
         fingerprint = self.fingerprint()
         partial = None
@@ -943,7 +974,7 @@ class MusicGenreInference:
             "format": RESULT_FORMAT,
             "version": RESULT_VERSION,
             "run": {
-                "folder": str(folder.resolve()),
+                "folder": str(resolved(folder)),
                 "recursive": recursive,
                 "model": str(self.model_path),
                 "config": str(self.config_path),
@@ -991,7 +1022,7 @@ class MusicGenreInference:
             "format": RESULT_FORMAT,
             "version": RESULT_VERSION,
             "run": {
-                "file": str(path.resolve()),
+                "file": str(resolved(path)),
                 "model": str(self.model_path),
                 "config": str(self.config_path),
                 "settings": self.run_settings(),

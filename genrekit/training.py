@@ -186,7 +186,7 @@ class BalancedGenreProcessor:
         folder = cache_folder(cache_dir or self.settings.cache_dir, self.audio_dir, params)
         items = fma.audio_items(self.audio_dir, track_ids)
         summary = ensure_cache(folder, items, params, workers=self.settings.num_workers, shard=shard)
-        log.info("feature cache %s: %s", folder, summary)
+        log.debug("feature cache %s: %s", folder, summary)  # ensure_cache logs it at INFO
         return FeatureCache.open(folder, params)
 
 
@@ -610,6 +610,9 @@ def train(
     device = configure_device(settings.mixed_precision)
     log.info("device: %s", device)
     strategy = make_strategy(settings.strategy)
+    from genrekit.device import release_worker_output_dir, worker_output_dir
+
+    run_dir, out = out, worker_output_dir(out)  # non-chief workers write into a temp folder
 
     import keras
 
@@ -649,6 +652,9 @@ def train(
         builder.build_model()
         builder.compile_with_balanced_losses(learning_rate_schedule(settings, steps))
     model = builder.model
+    from genrekit.device import fit_on_strategy
+
+    fit_on_strategy(model, strategy)  # MultiWorkerMirroredStrategy under Keras 3
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "checkpoints").mkdir(exist_ok=True)
@@ -704,7 +710,12 @@ def train(
         settings.use_focal_loss,
         stream.augment,
     )
-    history = model.fit(dataset, epochs=settings.num_epochs, callbacks=callbacks, verbose=2, shuffle=False)
+    from genrekit.device import peer_failures_reported
+
+    with peer_failures_reported(strategy):  # a lost worker: one clear error, not a hang
+        history = model.fit(
+            dataset, epochs=settings.num_epochs, callbacks=callbacks, verbose=2, shuffle=False
+        )
     if best_path.is_file():
         model.load_weights(best_path)  # the best epoch's weights (the checkpoint holds the whole model)
 
@@ -760,6 +771,7 @@ def train(
     }
     del history
     write_json_atomic(config, out / settings.training_config_filename)
+    release_worker_output_dir(run_dir, out)
     log.info("model: %s", model_path)
     log.info("config: %s", out / settings.training_config_filename)
     return config
