@@ -478,7 +478,7 @@ def bench_reads(args, settings, cache) -> tuple[list[tuple[str, dict[str, float]
     notes: dict[str, object] = {"file": path, "tracks": len(ids), "read_ahead_kb": read_ahead_kb(path)}
     state: dict[str, str] = {}
 
-    def pattern_blocks(rng):  # what TrainingStream reads: windows of WINDOW_BLOCKS random blocks, one call each
+    def pattern_blocks(rng):  # what TrainingStream reads: windows of WINDOW_TRACKS tracks in random blocks, one call each
         rows = np.sort(ids)
         chunks = np.array_split(rows, max(1, -(-len(rows) // block)))
         order = rng.permutation(len(chunks))

@@ -1,14 +1,15 @@
 """The tf.data input pipeline: feature-cache rows to batches of (segment, targets, weights).
 
 Batches must look like random draws of the epoch's segments while reads stay large. An
-epoch's tracks (drawn by the weighted sampler, or a permutation) are sorted by cache row and cut
-into blocks of ``shuffle_block`` neighbouring tracks (one near sequential read each); the blocks
-are visited in random order, ``window_blocks`` of them at a time, and the segments of a whole
-window (by default 16 blocks of 64 tracks, 10,240 segments) are permuted before they are cut into
-batches. A batch of 32 segments is thus a draw from about a thousand tracks spread over the whole
-cache, not from a few neighbouring blocks: FMA's ids run in albums, and an oversampled genre's
-repeats sit next to each other once sorted (see benchmarks/bench_training.py for the measured
-artists and genres per batch against a uniform draw, and the read rates).
+epoch's tracks (drawn by the weighted sampler, or a permutation) are sorted by cache row (the
+k-th draw of an oversampled track in the k-th of several sorted layers, so its repeats never share
+a block) and cut into blocks of ``shuffle_block`` neighbouring tracks, one near sequential read
+each. The blocks are visited in random order, ``window_tracks`` tracks' worth at a time (1,024 by
+default), and the segments of a whole window are permuted before they are cut into batches. A
+batch of 32 segments is thus a draw from about a thousand tracks spread over the whole cache, not
+from a few neighbouring blocks: FMA's ids run in albums, so the previous pipeline (sorted blocks
+mixed in a buffer of four) gave batches of few artists. benchmarks/bench_training.py measures
+artists and top genres per batch against a uniform draw, and the read rates.
 
 All randomness (order, augmentation) is drawn with numpy from ``(seed, epoch)``, so a resumed
 run sees exactly the batches an uninterrupted run would. TensorFlow is imported inside the
