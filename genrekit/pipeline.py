@@ -105,10 +105,9 @@ class TrainingStream:
 
     def epoch_order(self, epoch: int) -> Iterator[np.ndarray]:
         """The training rows of each window of an epoch, in reading order (blocks of sorted rows)."""
-        rows = layered_sort(self.epoch_rows(epoch))
+        blocks = layered_blocks(self.epoch_rows(epoch), self.shuffle_block)
         rng = np.random.default_rng((self.seed, epoch, 1))
-        n_blocks = max(1, math.ceil(len(rows) / self.shuffle_block))
-        blocks = np.array_split(rows, n_blocks)
+        n_blocks = len(blocks)
         order = rng.permutation(n_blocks)
         per_window = max(1, self.window_tracks // self.shuffle_block)
         for start in range(0, n_blocks, per_window):
@@ -171,15 +170,19 @@ class TrainingStream:
         return x, y, w, plan.draw(rng, n, n_mels, frames)
 
 
-def layered_sort(rows: np.ndarray) -> np.ndarray:
-    """Rows sorted for reading, the k-th draw of a row in layer k: ``[first draws sorted, second ...]``.
+def layered_blocks(rows: np.ndarray, block: int) -> list[np.ndarray]:
+    """Blocks of at most ``block`` neighbouring rows; the k-th draw of a row lies in layer k.
 
-    An oversampled track drawn several times in an epoch then never fills a block with its own
-    repeats (its draws sit in different layers, so in different blocks).
+    Each layer (first draws, second draws, ...) is sorted and cut into blocks on its own, so an
+    oversampled track drawn several times in an epoch never fills a block with its own repeats.
     """
     rows = np.sort(np.asarray(rows))
     occurrence = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
-    return rows[np.lexsort((rows, occurrence))]
+    blocks: list[np.ndarray] = []
+    for k in range(int(occurrence.max()) + 1 if len(rows) else 0):
+        layer = rows[occurrence == k]
+        blocks += np.array_split(layer, max(1, math.ceil(len(layer) / block)))
+    return blocks
 
 
 def _concat(parts: list[tuple[np.ndarray, dict, dict]]) -> tuple[np.ndarray, dict, dict]:

@@ -276,3 +276,14 @@ def test_settings_differences_name_the_keys_that_shape_a_model():
     changed = Settings.build(overrides={"learning_rate": 3e-3, "workers": 1, "threshold": 0.3})
     assert settings_differences(saved, changed) == ["learning_rate: 0.0001 -> 0.003"]
     assert settings_differences(json.loads(json.dumps(saved)), Settings.build()) == []
+
+
+def test_repeats_of_an_oversampled_track_never_share_a_block():
+    from genrekit.pipeline import layered_blocks
+
+    rows = np.array([5, 1, 5, 3, 5, 1, 9, 2])
+    blocks = layered_blocks(rows, 2)
+    # first draws sorted in blocks of 2, then the second draws, then the third
+    assert [b.tolist() for b in blocks] == [[1, 2], [3, 5], [9], [1, 5], [5]]
+    assert all(len(set(b.tolist())) == len(b) for b in blocks)
+    assert sorted(np.concatenate(blocks).tolist()) == sorted(rows.tolist())
