@@ -53,7 +53,7 @@ STRATEGY = "auto"  # distribution: auto, default, mirrored, multiworker
 SHUFFLE_BLOCK = 64  # tracks read together when shuffling the feature cache (keeps reads large)
 
 # --- Augmentation (training segments only) ------------------------------------------------------------
-SPEC_AUGMENT = True  # SpecAugment: mask bands of frames and of mel bands (filled with the band means)
+SPEC_AUGMENT = False  # SpecAugment: mask bands of frames and of mel bands (filled with the band means)
 TIME_MASKS = 2  # time masks per segment
 TIME_MASK_FRAMES = 8  # widest time mask in frames (of SEGMENT_FRAMES)
 FREQ_MASKS = 2  # frequency masks per segment
