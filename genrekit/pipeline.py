@@ -147,7 +147,13 @@ class TrainingStream:
         if self.sampler is not None:
             counts = self.sampler.realized_counts(self.sampler.epoch(epoch))
             self.realized.append(counts)
-            log.info("epoch %d: %d tracks drawn; top-genre counts %s", epoch + 1, counts.sum(), counts.tolist())
+            log.info(
+                "epoch %d: %d tracks drawn (%d without a top genre); top-genre counts %s",
+                epoch + 1,
+                self.sampler.epoch_size(),
+                len(self.sampler.unlabeled),
+                counts.tolist(),
+            )
         aug_rng = np.random.default_rng((self.seed, epoch, 3))
         pending: list[tuple[np.ndarray, dict, dict]] = []
         held = 0

@@ -169,7 +169,7 @@ def test_batches_look_like_uniform_random_draws():
     n_seg = 1024 * 4
     uniform = [len(set(artist[rng.choice(n_seg, 32, replace=False) // 4].tolist())) for _ in range(2000)]
     assert np.mean(per_batch) >= 0.95 * np.mean(uniform), (np.mean(per_batch), np.mean(uniform))
-    # Reads stay large: one read per window of 1,024 tracks (blocks of 64 neighbouring tracks).
+    # One read per window of 1,024 tracks (blocks of 64 neighbouring tracks in this stream).
     assert min(stream.source.reads) == 1024
 
 
