@@ -26,6 +26,7 @@ import pandas as pd
 import genrekit
 from genrekit import balancing, fma
 from genrekit.cli import SETUP_HINTS, require_dir
+from genrekit.download import write_json_atomic
 from genrekit.errors import ConfigError, DatasetError, ModelError
 from genrekit.labels import (
     LEVELS,
@@ -398,7 +399,7 @@ def _callbacks_module():
             }
             keep = sorted(states, key=int)[-2:]
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            write_json_atomic({k: states[k] for k in keep}, self.path)
+            write_json_atomic(self.path, {k: states[k] for k in keep})
 
     return EpochSetter, ValidationMetrics, CallbackState
 
@@ -465,12 +466,6 @@ def validation_metrics(
     total = sum(w[k] for k in parts)
     out["val_score"] = float(sum(w[k] * v for k, v in parts.items()) / total) if total > 0 else 0.0
     return out
-
-
-def write_json_atomic(data: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def save_model_atomic(model, path: Path) -> None:
@@ -658,7 +653,7 @@ def train(
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "checkpoints").mkdir(exist_ok=True)
-    write_json_atomic(settings.to_dict(), out / "run_settings.json")
+    write_json_atomic(out / "run_settings.json", settings.to_dict())
     monitor = settings.monitor
     EpochSetter, ValidationMetrics, CallbackState = _callbacks_module()
     best_path = out / "checkpoints" / "best.keras"
@@ -770,7 +765,7 @@ def train(
         },
     }
     del history
-    write_json_atomic(config, out / settings.training_config_filename)
+    write_json_atomic(out / settings.training_config_filename, config)
     release_worker_output_dir(run_dir, out)
     log.info("model: %s", model_path)
     log.info("config: %s", out / settings.training_config_filename)
