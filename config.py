@@ -75,8 +75,7 @@ ALL_LOSS_WEIGHT = 0.6  # loss weight of the multi-label all-genres head
 
 # --- Inference and evaluation ----------------------------------------------------------------------
 THRESHOLD = 0.5  # probability above which a genre of the all-genres head is predicted (when not tuned)
-TUNE_THRESHOLDS = True  # choose per-genre thresholds of the all-genres head on the validation split
-THRESHOLD_MIN_POSITIVES = 5  # genres with fewer validation tracks use one threshold tuned over all genres
+TUNE_THRESHOLDS = True  # all-genres thresholds: one value tuned on the validation split, corrected per genre for its positive weight
 TOP_K = 3  # genres listed per head in predictions
 WORKERS = 0  # worker processes for decoding and feature extraction; 0 = all CPU cores
 INFERENCE_BATCH_SIZE = 64  # segments per predict batch

@@ -714,7 +714,8 @@ def train(
     if best_path.is_file():
         model.load_weights(best_path)  # the best epoch's weights (the checkpoint holds the whole model)
 
-    thresholds = tune_all_thresholds(model, cache, split_labels["validation"], settings)
+    pos_weight = weights["all"] if settings.use_class_weights else None
+    thresholds = tune_all_thresholds(model, cache, split_labels["validation"], settings, pos_weight)
     model_path = out / settings.model_filename
     save_model_atomic(model, model_path)
     per_epoch = _read_training_log(out / "training_log.csv")
@@ -793,12 +794,15 @@ def learning_rate_schedule(settings: Settings, steps_per_epoch: int) -> Any:
     )
 
 
-def tune_all_thresholds(model: Any, cache: Any, labels: EncodedLabels, settings: Settings) -> dict[str, Any]:
-    """Per-genre thresholds of the all-genres head, chosen on the validation split's tracks.
+def tune_all_thresholds(
+    model: Any, cache: Any, labels: EncodedLabels, settings: Settings, pos_weight: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Thresholds of the all-genres head, chosen on the validation split's tracks.
 
     Returns the ``thresholds`` section of the training config (see
-    :func:`genrekit.thresholds.choose_thresholds`); with ``TUNE_THRESHOLDS`` off, every genre
-    gets ``settings.threshold``.
+    :func:`genrekit.thresholds.choose_thresholds`; ``pos_weight`` is what the head was trained
+    with, None without class weights); with ``TUNE_THRESHOLDS`` off, every genre gets
+    ``settings.threshold``.
     """
     from genrekit.aggregate import track_mean
     from genrekit.pipeline import predict_segments
@@ -809,18 +813,17 @@ def tune_all_thresholds(model: Any, cache: Any, labels: EncodedLabels, settings:
         return fixed_thresholds(n_all, settings.threshold)
     probs, seg_track = predict_segments(model, cache, labels.track_ids, settings.inference_batch_size)
     mean = track_mean(probs["all"], seg_track, len(labels))
-    result = choose_thresholds(
-        labels.all, mean, min_positives=settings.threshold_min_positives, default=settings.threshold
-    )
+    result = choose_thresholds(labels.all, mean, pos_weight=pos_weight, default=settings.threshold)
     log.info(
-        "all-genres thresholds chosen on %d validation tracks: %d genres their own, the rest %.2f; "
-        "validation Jaccard %.3f (at %.2f: %.3f)",
+        "all-genres thresholds chosen on %d validation tracks: t %.2f, corrected for each genre's "
+        "positive weight (%.2f to %.3f); validation Jaccard %.3f (at %.2f: %.3f)",
         result["n_tracks"],
-        result["n_own"],
-        result["fallback"],
-        result["jaccard"],
+        result["t"],
+        min(result["all"]),
+        max(result["all"]),
+        result["jaccard"] if result["jaccard"] is not None else float("nan"),
         settings.threshold,
-        result["jaccard_at_default"],
+        result["jaccard_at_default"] if result["jaccard_at_default"] is not None else float("nan"),
     )
     return result
 

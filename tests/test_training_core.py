@@ -15,7 +15,7 @@ from genrekit.labels import EncodedLabels
 from genrekit.losses import FocalLoss, WeightedBinaryCrossEntropy
 from genrekit.pipeline import TrainingStream
 from genrekit.settings import Settings
-from genrekit.thresholds import choose_thresholds, thresholds_of
+from genrekit.thresholds import choose_thresholds, corrected_thresholds, thresholds_of
 from genrekit.training import settings_differences, validation_metrics
 
 # --- 1. loss normalization ------------------------------------------------------------------------
@@ -238,24 +238,34 @@ def test_augmentation_parameters_are_drawn_per_epoch_and_reproducible():
 # --- 5. thresholds of the all-genres head ------------------------------------------------------------------
 
 
-def test_thresholds_are_chosen_per_genre_on_validation():
-    # Genre 0: positives at 0.62-0.9, negatives at 0.55-0.6: its best F1 threshold is 0.6.
-    # Genre 1: two positives (< min_positives): it gets the shared fallback. The last track has no
-    # genre at all: it is left out (its 0.99s would otherwise count as false positives).
-    y = np.array([[1, 0], [1, 0], [1, 0], [0, 1], [0, 1], [1, 0], [0, 0]])
-    p = np.array([[0.9, 0.2], [0.62, 0.1], [0.7, 0.3], [0.55, 0.35], [0.6, 0.2], [0.8, 0.1], [0.99, 0.99]])
-    out = choose_thresholds(y, p, min_positives=3, default=0.5)
-    assert out["own"] == [True, False] and out["n_own"] == 1
-    assert out["all"][0] == pytest.approx(0.6)  # 0.60 keeps 0.62 and drops 0.55 and 0.6 (strictly above)
-    assert out["n_tracks"] == 6  # the track without any genre is left out
-    # Fallback maximizes the mean Jaccard over tracks with all genres at one threshold.
-    from sklearn.metrics import jaccard_score
+def test_corrected_thresholds_undo_the_positive_weight():
+    # sigmoid(logit(t) + log w) = t w / (t w + 1 - t): t = 0.5, w = 4 gives 0.8; w = 1 keeps t.
+    np.testing.assert_allclose(corrected_thresholds(0.5, np.array([4.0, 1.0])), [0.8, 0.5])
+    np.testing.assert_allclose(corrected_thresholds(0.2, np.array([3.0])), [0.6 / (0.6 + 0.8)])
+    from genrekit.errors import ModelError
 
-    keep = y.any(axis=1)
-    best = max(np.round(np.arange(0.05, 0.951, 0.05), 2),
-               key=lambda t: (jaccard_score(y[keep], (p[keep] > t).astype(int), average="samples"), -t))  # fmt: skip
-    assert out["fallback"] == pytest.approx(best)
-    assert out["jaccard"] >= out["jaccard_at_default"]
+    with pytest.raises(ModelError, match="pos_weight"):
+        corrected_thresholds(0.5, np.array([0.0]))
+
+
+def test_thresholds_are_one_value_tuned_on_validation_and_corrected_per_genre():
+    # Genre 0 was trained with pos_weight 9 (its probabilities shifted up), genre 1 with 1.
+    # At t = 0.5 the thresholds are 0.9 and 0.5: every track's genres come out right (Jaccard 1);
+    # at t = 0.45 genre 0's threshold is 0.45 * 9 / (0.45 * 9 + 0.55) = 0.880 and track 3 (0.89)
+    # gains a false genre 0; at t = 0.55 genre 1's threshold passes 0.52 (track 2 loses it).
+    # The last track has no genre at all: it is left out (its 0.99s would count as false positives).
+    y = np.array([[1, 0], [1, 1], [0, 1], [0, 1], [0, 0]])
+    p = np.array([[0.95, 0.1], [0.93, 0.7], [0.3, 0.52], [0.89, 0.6], [0.99, 0.99]])
+    out = choose_thresholds(y, p, pos_weight=np.array([9.0, 1.0]), default=0.5)
+    assert out["t"] == pytest.approx(0.5)
+    np.testing.assert_allclose(out["all"], [0.9, 0.5])
+    assert out["n_tracks"] == 4
+    assert out["jaccard"] == pytest.approx(1.0)
+    # At the fixed 0.5, track 3 has genre 0 too (Jaccard 1/2): (1 + 1 + 1 + 0.5) / 4.
+    assert out["jaccard_at_default"] == pytest.approx(3.5 / 4)
+    # Without a positive weight the same probabilities get one shared threshold (t itself).
+    plain = choose_thresholds(y, p, default=0.5)
+    assert len(set(plain["all"])) == 1 and plain["all"][0] == pytest.approx(plain["t"])
 
 
 def test_thresholds_of_a_config():
