@@ -103,6 +103,15 @@ def import_tensorflow() -> Any:
     return tf
 
 
+def _onednn_enabled() -> bool | None:
+    """Whether TensorFlow runs its oneDNN CPU kernels (see genrekit.ONEDNN); None if it cannot say."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # a private module: other TensorFlow versions may not have it
+        return None
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def configure_device(mixed_precision: bool) -> dict[str, Any]:
     """List the GPUs, turn on memory growth, and choose the Keras precision policy.
 
@@ -121,7 +130,8 @@ def configure_device(mixed_precision: bool) -> dict[str, Any]:
         A summary for the run log: ``backend``, ``tensorflow``, ``keras`` versions, ``gpus``
         (name and compute capability of each), ``memory_growth`` (True when it was set on every
         GPU, False when TF had already initialised them, None without GPUs), ``policy`` and
-        ``mixed_precision`` (whether it is actually on).
+        ``mixed_precision`` (whether it is actually on), ``onednn`` (whether TensorFlow's oneDNN CPU
+        kernels are on).
     """
     tf = import_tensorflow()
     import keras
@@ -159,6 +169,7 @@ def configure_device(mixed_precision: bool) -> dict[str, Any]:
         "policy": policy,
         "mixed_precision": use_mixed,
         "mixed_precision_requested": bool(mixed_precision),
+        "onednn": _onednn_enabled(),
     }
 
 

@@ -200,6 +200,23 @@ def test_configure_device_never_mixed_on_cpu(float32_policy):
     assert configure_device(mixed_precision=False)["policy"] == "float32"
 
 
+@pytest.mark.parametrize("user_value, expected", [(None, True), ("0", False)])
+def test_importing_genrekit_turns_onednn_on_unless_the_user_chose(user_value, expected):
+    # A fresh process: the variable is read once, when TensorFlow is imported (after genrekit).
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if user_value is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = user_value
+    code = (
+        "import genrekit\n"
+        "from genrekit.device import configure_device\n"
+        "print(configure_device(mixed_precision=False)['onednn'])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == str(expected)
+
+
 @pytest.mark.gpu
 def test_configure_device_mixed_on_gpu(float32_policy):
     import tensorflow as tf
