@@ -301,8 +301,13 @@ def test_tuned_thresholds_are_saved_and_used_by_inference(tiny_run, demo_dataset
     config = load_training_config(tiny_run / "balanced_training_config.json")
     section = config["thresholds"]
     n_all = len(config["vocabularies"]["all"]["genre_ids"])
-    assert section["method"] == "validation" and len(section["all"]) == n_all
+    assert section["method"] == "validation, prior-corrected" and len(section["all"]) == n_all
     assert section["jaccard"] >= section["jaccard_at_default"]  # chosen on those same tracks
+    # One t, corrected for the positive weight each genre was trained with (saved beside).
+    from genrekit.thresholds import corrected_thresholds
+
+    pos_weight = np.asarray(config["balancing"]["class_weights"]["all"])
+    np.testing.assert_allclose(section["all"], corrected_thresholds(section["t"], pos_weight), rtol=1e-5)
     model = tiny_run / "balanced_hierarchical_genre_model.h5"
     inference = MusicGenreInference(model, workers=1)
     np.testing.assert_array_equal(inference.thresholds, section["all"])
