@@ -100,6 +100,7 @@ _RULES: dict[str, tuple[Any, str]] = {
             "freq_mask_bands",
             "mixup_alpha",
             "threshold_min_positives",
+            "logit_adjustment_tau",
         )
     },
     **{key: (lambda v: 0 <= v < 1, "must be in [0, 1)") for key in ("conv_dropout", "dense_dropout")},
