@@ -53,6 +53,12 @@ REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench_balancing")
 
 # Profiles: every figure the study depends on, so the run is reproducible from its name.
+# The full profile is sized for <= 2 h on 2 cores, estimated (not run here): the study of
+# 2026-11-25 measured 19-24 s per epoch on this machine for 1,596-track epochs at width 0.125,
+# 3 segments of a 5 s clip; a fold's training part here has ~1,396 tracks (~2,360 per epoch with
+# the absolute sampling thresholds of rows 3 and 5), and --quick measured ~15-30 s of fixed cost
+# per run. 20 runs x (8 x ~19 s + 15 s) + 10 runs x (8 x ~31 s + 15 s) + data (~6 min generation,
+# ~2 min MFCC) ~ 110 min at most (early stopping shortens it).
 PROFILES: dict[str, dict[str, Any]] = {
     "full": dict(
         tracks=2000,
@@ -934,8 +940,14 @@ def markdown_lines(
         f"learning rate {settings.learning_rate:g}, LR schedule {settings.lr_schedule}, early stopping on "
         f"`{settings.monitor}` with patience {settings.patience} (best weights kept), SpecAugment "
         f"{'on' if settings.spec_augment else 'off'}, mixup alpha {settings.mixup_alpha:g}; every other setting "
-        f"is config.py's, including the sampling thresholds ({settings.sampling_thresholds}: "
-        f"{settings.oversample_threshold} / {settings.undersample_threshold}), focal gamma "
+        f"is config.py's, including the sampling thresholds ({settings.oversample_threshold} / "
+        f"{settings.undersample_threshold}, {settings.sampling_thresholds}"
+        + (
+            ", read as fma_large's and scaled to each fold's training tracks"
+            if settings.sampling_thresholds == "relative"
+            else ""
+        )
+        + f"), focal gamma "
         f"{settings.focal_gamma:g} and the class-weight cap {settings.max_class_weight:g}. Row 6: "
         f"`USE_LOGIT_ADJUSTMENT` (Menon et al. 2021), tau {POWER_TAU:g}, priors = the fold's training class "
         f"frequencies. Row 7: row 1's models, predictions `argmax(log p - tau log prior)` with the same "
