@@ -219,3 +219,17 @@ def test_summarize_interval_matches_the_binomial_width():
     assert fig.low == pytest.approx(0.7 - half, abs=0.006) and fig.high == pytest.approx(
         0.7 + half, abs=0.006
     )
+
+
+def test_fold_metadata_refuses_an_unknown_split_name(tmp_path):
+    from genrekit import fma
+    from genrekit.demo import make_demo_metadata, write_tracks_csv
+    from genrekit.errors import DatasetError
+
+    tracks, _ = make_demo_metadata(40, seed=0)
+    write_tracks_csv(tracks, tmp_path / "tracks.csv")
+    with pytest.raises(DatasetError, match="'train' is not one of training, validation, test"):
+        fma.write_tracks_with_split(
+            tmp_path / "tracks.csv", tmp_path / "copy.csv", {int(tracks.index[0]): "train"}
+        )
+    assert not (tmp_path / "copy.csv").exists()
