@@ -38,6 +38,8 @@ SETTING_FLAGS = [
     "use_focal_loss",
     "use_class_weights",
     "use_weighted_sampling",
+    "use_logit_adjustment",
+    "logit_adjustment_tau",
     "oversample_threshold",
     "undersample_threshold",
     "sampling_thresholds",
@@ -60,6 +62,7 @@ ALIASES = {
     "use_focal_loss": ["--focal_loss"],
     "use_class_weights": ["--class_weights"],
     "use_weighted_sampling": ["--weighted_sampling"],
+    "use_logit_adjustment": ["--logit_adjustment"],
 }
 
 

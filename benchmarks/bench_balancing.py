@@ -1,13 +1,15 @@
-"""Balancing ablation and the FMA paper's MFCC-statistics baseline, side by side, in one table.
+"""Balancing study: every balancing method against none, cross-validated over artist groups.
 
 Run from the repository root::
 
-    python benchmarks/bench_balancing.py            # the full study on a 2,000-track demo dataset;
-                                                    # writes docs/results.md and docs/results_*.png
-    python benchmarks/bench_balancing.py --quick    # a small version (< 10 min on 2 cores); writes
+    python benchmarks/bench_balancing.py            # the full study on a 2,000-track demo dataset
+                                                    # (about 2 h on 2 cores, estimated); writes
+                                                    # docs/results.md and docs/results_recall.png
+    python benchmarks/bench_balancing.py --quick    # the smoke test (< 10 min on 2 cores); writes
                                                     # <work-dir>/results.md, never docs/
 
-On real FMA (fma_medium, where the paper's SVM reaches about 63% top-genre accuracy)::
+On real FMA (fma_medium, where the paper's SVM reaches about 63% top-genre accuracy), on FMA's
+official split (one test split, no folds)::
 
     python benchmarks/bench_balancing.py \\
         --metadata-dir fma_data/extracted/metadata/fma_metadata \\
@@ -15,17 +17,21 @@ On real FMA (fma_medium, where the paper's SVM reaches about 63% top-genre accur
         --width 1.0 --epochs 100 --patience 15 --lr-patience 5 --segments 10 --duration 30 \\
         --results runs/bench_balancing_fma_medium/results.md
 
-Rows 1-5 train the toolkit's model with the project's own trainer (:func:`genrekit.training.train`)
-and evaluate it with the project's evaluator, each with one combination of the balancing switches
-(same data, seeds, epochs and early-stopping rule); rows 6-7 are the FMA paper's recipe
-(:mod:`genrekit.baseline`) on the same tracks and the same artist-filtered split. Every run keeps
-its folder under ``--work-dir``: a rerun reuses the finished runs and features (``--retrain``
-trains again).
+Rows 1-6 train the toolkit's model with the project's trainer (:func:`genrekit.training.train`),
+each with one combination of the four balancing switches; row 7 adjusts row 1's model after
+training (:func:`genrekit.balancing.posthoc_logit_adjustment`); rows 8a-b are the FMA paper's
+MFCC statistics + SVM (:mod:`genrekit.baseline`), top and medium genres. On the demo dataset
+every row runs on the same ``--folds`` folds over artist groups (:mod:`genrekit.study`): every
+track is tested once, and each figure is the mean over folds with a 95% bootstrap interval over
+the pooled tracks; each row is compared with row 1 on the same folds and the same resamples.
+Every run keeps its folder under ``--work-dir``: a rerun reuses finished runs, predictions and
+features (``--retrain`` trains again).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -35,7 +41,7 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,22 +53,32 @@ REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench_balancing")
 
 # Profiles: every figure the study depends on, so the run is reproducible from its name.
+# The full profile is sized for <= 2 h on 2 cores, estimated (not run here): the study of
+# 2026-11-25 measured 19-24 s per epoch on this machine for 1,596-track epochs at width 0.125,
+# 3 segments of a 5 s clip; a fold's training part here has ~1,396 tracks (~2,360 per epoch with
+# the absolute sampling thresholds of rows 3 and 5), and --quick measured ~15-30 s of fixed cost
+# per run. 20 runs x (8 x ~19 s + 15 s) + 10 runs x (8 x ~31 s + 15 s) + data (~6 min generation,
+# ~2 min MFCC) ~ 110 min at most (early stopping shortens it).
 PROFILES: dict[str, dict[str, Any]] = {
     "full": dict(
         tracks=2000,
+        max_imbalance=20.0,  # FMA's top-genre shape, capped: the 5 smallest genres get >= 15 tracks
         clip_seconds=5.0,
         segments=3,
         width=0.125,
-        epochs=15,
-        patience=4,
+        epochs=8,
+        patience=3,
         lr_patience=2,
         learning_rate=1e-3,
-        seeds=[42, 43, 44],
+        folds=5,
+        n_boot=1000,
+        sampling_thresholds=None,  # config.py's SAMPLING_THRESHOLDS
         work_dir="/tmp/genrekit_bench_balancing",
         results=str(REPO / "docs" / "results.md"),
     ),
     "quick": dict(
-        tracks=360,
+        tracks=240,
+        max_imbalance=10.0,
         clip_seconds=3.0,
         segments=2,
         width=0.0625,
@@ -70,70 +86,54 @@ PROFILES: dict[str, dict[str, Any]] = {
         patience=2,
         lr_patience=1,
         learning_rate=1e-3,
-        seeds=[42],
+        folds=2,
+        n_boot=200,
+        # FMA-sized absolute thresholds would draw ~14x the training tracks per epoch at this size
+        sampling_thresholds="relative",
         work_dir="/tmp/genrekit_bench_balancing_quick",
         results=None,
     ),
 }
 DEMO_SEED = 0  # the demo dataset's seed (the same for every row)
+FOLD_SEED = 0  # seed of the folds over artist groups
 BASELINE_SEED = 0
+BOOT_SEED = 0
+MIN_SMALL_TRACKS = 15  # evaluated tracks each of the five smallest top genres needs, pooled
+N_SMALL = 5
+REFERENCE = "1"
+POWER_TAU = 1.0  # tau of rows 6 and 7 (the paper's)
 
 
 @dataclass(frozen=True)
 class Row:
     key: str
     label: str
-    kind: str  # "nn" or "baseline"
-    flags: tuple[bool, bool, bool] = (False, False, False)  # class weights, weighted sampling, focal loss
+    kind: str  # "nn": trained model; "posthoc": row 1's model adjusted; "baseline": MFCC + SVM
+    switches: tuple[bool, bool, bool, bool] = (False, False, False, False)  # cw, ws, focal, logit adj.
     classifier: str = ""
 
 
 ROWS: tuple[Row, ...] = (
-    Row("1", "no balancing (cross-entropy, uniform sampling)", "nn", (False, False, False)),
-    Row("2", "class weights only", "nn", (True, False, False)),
-    Row("3", "weighted sampling only", "nn", (False, True, False)),
-    Row("4", "focal loss only", "nn", (False, False, True)),
-    Row("5", "all three (the default configuration)", "nn", (True, True, True)),
-    Row("6a", "baseline A: MFCC statistics + SVM (RBF)", "baseline", classifier="svm"),
-    Row("6b", "baseline A: MFCC statistics + logistic regression", "baseline", classifier="logreg"),
-    Row(
-        "7",
-        "baseline B: MFCC statistics + SVM (RBF), class_weight='balanced'",
-        "baseline",
-        classifier="svm_balanced",
-    ),
+    Row("1", "none (cross-entropy, uniform sampling)", "nn"),
+    Row("2", "class weights", "nn", (True, False, False, False)),
+    Row("3", "weighted sampling", "nn", (False, True, False, False)),
+    Row("4", "focal loss", "nn", (False, False, True, False)),
+    Row("5", "the three together (README default)", "nn", (True, True, True, False)),
+    Row("6", "logit-adjusted cross-entropy (tau 1)", "nn", (False, False, False, True)),
+    Row("7", "post-hoc logit adjustment of row 1's model (tau 1)", "posthoc"),
+    Row("8a", "MFCC statistics + SVM (RBF)", "baseline", classifier="svm"),
+    Row("8b", "MFCC statistics + SVM (RBF), class_weight='balanced'", "baseline", classifier="svm_balanced"),
 )
-METRICS = (
-    "top_balanced_accuracy",
-    "top_f1_macro",
-    "top_f1_weighted",
-    "top_accuracy",
-    "medium_f1_macro",
-    "all_jaccard",
+COLUMNS = (
+    ("top_balanced_accuracy", "top bal. acc."),
+    ("top_f1_macro", "top F1 macro"),
+    ("top_f1_weighted", "top F1 weighted"),
+    ("top_accuracy", "top acc."),
+    ("medium_balanced_accuracy", "medium bal. acc."),
+    ("medium_f1_macro", "medium F1 macro"),
+    ("all_jaccard", "all Jaccard"),
+    ("all_lrap", "all LRAP"),
 )
-PLOTTED = ("1", "5", "6a")
-
-
-@dataclass
-class Result:
-    """One row of the table; NN rows hold one entry per seed in each list."""
-
-    row: Row
-    metrics: dict[str, list[float | None]] = field(default_factory=dict)
-    recall: list[np.ndarray] = field(default_factory=list)  # per top class, one array per seed
-    seconds: list[float] = field(default_factory=list)
-    epochs: list[str] = field(default_factory=list)  # "best/run" per seed
-    seeds: list[int] = field(default_factory=list)
-
-    def add(
-        self, metrics: dict[str, float | None], recall: np.ndarray, seconds: float, epochs: str, seed: int
-    ):
-        for k in METRICS:
-            self.metrics.setdefault(k, []).append(metrics.get(k))
-        self.recall.append(recall)
-        self.seconds.append(seconds)
-        self.epochs.append(epochs)
-        self.seeds.append(seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,13 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--work-dir", help="datasets, caches and run folders (default: a folder in /tmp)")
     parser.add_argument(
         "--results",
-        help="Markdown results file (PNGs beside it); default docs/results.md "
+        help="Markdown results file (PNG beside it); default docs/results.md "
         "for the full profile, <work-dir>/results.md for --quick",
     )
     parser.add_argument("--metadata-dir", help="real FMA metadata folder (default: generate a demo dataset)")
     parser.add_argument("--audio-dir", help="real FMA audio folder (with --metadata-dir)")
     parser.add_argument("--subset", default=None, help="FMA subset (default: large, i.e. every demo track)")
     parser.add_argument("--tracks", type=int, help="demo dataset size")
+    parser.add_argument(
+        "--max-imbalance", type=float, help="demo: cap of the largest / smallest top genre's share"
+    )
     parser.add_argument("--clip-seconds", type=float, help="demo clip length in seconds")
     parser.add_argument("--duration", type=float, help="seconds of audio used per clip (default: the clip)")
     parser.add_argument("--segments", type=int, help="segments per clip (NUM_SEGMENTS)")
@@ -160,12 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr-patience", type=int, help="epochs without improvement before the LR is halved")
     parser.add_argument("--learning-rate", type=float, help="Adam learning rate, the same for every row")
     parser.add_argument(
-        "--seeds", type=int, nargs="+", help="seeds of rows 1 and 5 (the others use the first)"
+        "--folds",
+        type=int,
+        help="folds over artist groups (demo default 5, --quick 2); 0 = the dataset's official split "
+        "(the default with --metadata-dir)",
     )
+    parser.add_argument("--n-boot", type=int, help="bootstrap resamples of the tracks")
     parser.add_argument(
-        "--repeat", nargs="+", default=["1", "5"], help="rows run over every seed (default: 1 5)"
+        "--sampling-thresholds",
+        choices=("absolute", "relative"),
+        help="weighted sampling's thresholds (default: config.py's; --quick: relative)",
     )
-    parser.add_argument("--rows", nargs="+", help="only these rows (e.g. 1 5 6a); default all")
+    parser.add_argument("--rows", nargs="+", help="only these rows (e.g. 1 5 8b); row 1 always runs")
     parser.add_argument("--workers", type=int, default=0, help="processes for features (0 = all cores)")
     parser.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
     return parser
@@ -183,7 +192,8 @@ def prepare_dataset(args: argparse.Namespace, work: Path) -> tuple[str, str, dic
     from genrekit.demo import write_demo_dataset
 
     started = time.time()
-    root = work / f"demo_{args.tracks}x{args.clip_seconds:g}s_22k_mono"
+    cap = f"_cap{args.max_imbalance:g}" if args.max_imbalance else ""
+    root = work / f"demo_{args.tracks}x{args.clip_seconds:g}s_22k_mono{cap}"
     info = write_demo_dataset(
         root,
         n_tracks=args.tracks,
@@ -193,11 +203,14 @@ def prepare_dataset(args: argparse.Namespace, work: Path) -> tuple[str, str, dic
         sample_rate=22050,
         channels=1,
         progress=sys.stderr.isatty(),
+        max_imbalance=args.max_imbalance or None,
     )
     desc = {
         "kind": "demo",
+        "root": root.name,
         "tracks": info.n_tracks,
         "clip_seconds": info.clip_seconds,
+        "max_imbalance": args.max_imbalance,
         "sample_rate": 22050,
         "channels": 1,
         "seed": DEMO_SEED,
@@ -206,11 +219,19 @@ def prepare_dataset(args: argparse.Namespace, work: Path) -> tuple[str, str, dic
     return str(info.metadata_dir), str(info.audio_dir), desc
 
 
-def base_overrides(args: argparse.Namespace, metadata_dir: str, audio_dir: str, work: Path) -> dict[str, Any]:
+def dataset_tag(metadata_dir: str, audio_dir: str, subset: str | None) -> str:
+    """A folder name for everything made from one dataset (demo audio folders share a name)."""
+    key = f"{Path(metadata_dir).resolve()}|{Path(audio_dir).resolve()}|{subset}"
+    return f"{Path(metadata_dir).resolve().parent.name}_{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def base_overrides(
+    args: argparse.Namespace, metadata_dir: str, audio_dir: str, cache_dir: Path
+) -> dict[str, Any]:
     values = {
         "metadata_dir": metadata_dir,
         "audio_dir": audio_dir,
-        "cache_dir": str(work / "features"),
+        "cache_dir": str(cache_dir),
         "subset": args.subset,
         "duration": args.duration,
         "num_segments": args.segments,
@@ -220,238 +241,344 @@ def base_overrides(args: argparse.Namespace, metadata_dir: str, audio_dir: str, 
         "lr_patience": args.lr_patience,
         "learning_rate": args.learning_rate,
         "workers": args.workers,
+        "logit_adjustment_tau": POWER_TAU,
+        "sampling_thresholds": args.sampling_thresholds,
     }
     return {k: v for k, v in values.items() if v is not None}
 
 
-# --- evaluation --------------------------------------------------------------------------------------
+@dataclass
+class Fold:
+    """One repetition: its metadata folder (the split it trains on) and its split of every track."""
+
+    index: int
+    metadata_dir: str
+    split: dict[int, str]
+
+    def ids(self, *names: str) -> np.ndarray:
+        return np.array(sorted(t for t, s in self.split.items() if s in names), dtype=np.int64)
 
 
-def evaluate_nn_run(
-    run_dir: Path, config: dict[str, Any], metadata_dir: str, audio_dir: str
-) -> dict[str, Any]:
-    """The project's evaluation (``model_evaluation.py``'s function) of a finished run on the test split."""
-    from genrekit.evaluate_model import evaluate_model
+def make_folds(args, processed, metadata_dir: str, study: Path) -> tuple[list[Fold], dict[str, Any]]:
+    """The folds over artist groups (``--folds`` >= 2) or FMA's official split as one fold (0)."""
+    from genrekit.study import check_folds, make_artist_folds, write_fold_metadata
 
-    return evaluate_model(
-        run_dir / config["model_file"],
-        None,  # the training config beside the model
-        metadata_dir,
-        audio_dir,
-        "test",
-        run_dir / "evaluation_test",
-        plots=False,
+    targets = processed.targets
+    if args.folds == 0:
+        split = dict(zip(targets.index.tolist(), targets["split"].astype(str).tolist(), strict=True))
+        return [Fold(0, metadata_dir, split)], {"kind": "official"}
+    artists = targets["artist"].to_numpy(dtype=np.int64)
+    artists = np.where(artists >= 0, artists, -targets.index.to_numpy(dtype=np.int64) - 1)  # unknown: alone
+    folds = make_artist_folds(
+        targets.index, artists, targets["top"].astype(str), n_folds=args.folds, seed=FOLD_SEED
+    )
+    check_folds(folds)
+    (study / "folds.json").write_text(json.dumps(folds.to_dict()), encoding="utf-8")
+    out = []
+    for f in range(folds.n_folds):
+        folder = write_fold_metadata(metadata_dir, folds, f, study / f"fold{f}" / "metadata")
+        out.append(Fold(f, str(folder), folds.split_map(f)))
+    return out, {"kind": "artist folds", "n_folds": folds.n_folds, "seed": FOLD_SEED}
+
+
+# --- runs --------------------------------------------------------------------------------------------
+
+
+def nn_settings(row: Row, overrides: dict[str, Any], fold: Fold):
+    from genrekit.settings import Settings
+
+    cw, ws, fl, la = row.switches
+    return Settings.build(
+        None,
+        {
+            **overrides,
+            "metadata_dir": fold.metadata_dir,
+            "use_class_weights": cw,
+            "use_weighted_sampling": ws,
+            "use_focal_loss": fl,
+            "use_logit_adjustment": la,
+        },
     )
 
 
-def row_metrics(results: dict[str, Any]) -> tuple[dict[str, float | None], np.ndarray]:
-    top, medium, allg = results["top"]["track"], results["medium"]["track"], results["all"]["track"]
-    metrics = {
-        "top_balanced_accuracy": top["balanced_accuracy"],
-        "top_f1_macro": top["f1_macro"],
-        "top_f1_weighted": top["f1_weighted"],
-        "top_accuracy": top["accuracy"],
-        "medium_f1_macro": medium["f1_macro"],
-        "all_jaccard": allg["jaccard_samples"],
+def predict_test_tracks(run_dir: Path, config: dict[str, Any], test_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Track-level probabilities of a finished run on its fold's test tracks (saved, then reused)."""
+    path = run_dir / "test_predictions.npz"
+    model_path = run_dir / config["model_file"]
+    if path.is_file() and path.stat().st_mtime >= model_path.stat().st_mtime:
+        with np.load(path) as z:
+            saved = {k: z[k] for k in z.files}
+        if np.array_equal(saved["track_ids"], test_ids):
+            return saved
+    from genrekit.aggregate import track_mean
+    from genrekit.audio import FeatureParams
+    from genrekit.cache import FeatureCache
+    from genrekit.model_io import check_model, load_model
+    from genrekit.pipeline import predict_segments
+    from genrekit.thresholds import thresholds_of
+
+    model = load_model(model_path)
+    check_model(model, config, model_path, run_dir / "balanced_training_config.json")
+    cache = FeatureCache.open(config["data"]["cache_dir"], FeatureParams.from_dict(config["features"]))
+    try:
+        ids = cache.available(test_ids)
+        if len(ids) != len(test_ids):
+            raise SystemExit(f"error: {run_dir}: {len(test_ids) - len(ids)} test tracks have no features")
+        probs, seg = predict_segments(model, cache, ids, config["settings"]["inference_batch_size"])
+    finally:
+        cache.close()
+    vocab = config["vocabularies"]
+    out = {
+        "track_ids": ids,
+        **{level: track_mean(probs[level], seg, len(ids)) for level in ("top", "medium", "all")},
+        **{
+            f"{level}_ids": np.asarray(vocab[level]["genre_ids"], np.int64)
+            for level in ("top", "medium", "all")
+        },
+        "thresholds": thresholds_of(config, len(vocab["all"]["genre_ids"])),
     }
-    recall = np.array([c["recall"] if c["support"] else np.nan for c in top["per_class"]], dtype=float)
-    return metrics, recall
+    tmp = run_dir / ".test_predictions.tmp.npz"
+    np.savez(tmp, **out)
+    os.replace(tmp, path)
+    return out
 
 
-# --- the study -----------------------------------------------------------------------------------------
-
-
-def run_nn_rows(rows, args, overrides, metadata_dir, audio_dir, work, results: dict[str, Result]) -> dict:
+def run_nn_rows(rows, folds, overrides, study: Path, usable, retrain: bool) -> dict[str, dict[int, Any]]:
+    """Train (or reuse) every model row on every fold, fold by fold; returns {row: {fold: result}}."""
     import keras
 
-    from genrekit.settings import Settings
     from genrekit.training import train
 
-    extra: dict[str, Any] = {}
-    # Every row once first, then the repeated rows' other seeds: a study cut short still has a full table.
-    plan = [(row, args.seeds[0]) for row in rows] + [
-        (row, seed) for seed in args.seeds[1:] for row in rows if row.key in args.repeat
-    ]
-    for row, seed in plan:
-        res = results.setdefault(row.key, Result(row))
-        cw, ws, fl = row.flags
-        settings = Settings.build(
-            None,
-            {
-                **overrides,
-                "use_class_weights": cw,
-                "use_weighted_sampling": ws,
-                "use_focal_loss": fl,
-                "seed": seed,
-            },
-        )
-        run_dir = work / "runs" / f"row{row.key}_seed{seed}"
-        print(f"[row {row.key}, seed {seed}] training: {row.label}", flush=True)
-        keras.backend.clear_session()
-        config = train(settings, run_dir, retrain=args.retrain)
-        evaluation = evaluate_nn_run(run_dir, config, metadata_dir, audio_dir)
-        metrics, recall = row_metrics(evaluation)
-        hist = config["history"]
-        res.add(metrics, recall, float(hist["seconds"]), f"{hist['best_epoch']}/{hist['epochs_run']}", seed)
-        extra.setdefault("epoch_top_counts", {})[row.key] = config["balancing"]["epoch_top_counts"]
-        extra["vocab"] = config["vocabularies"]["top"]
-        extra["device"] = config["device"]
-        print(
-            f"[row {row.key}, seed {seed}] {hist['seconds']:.0f} s, epochs {hist['best_epoch']}/"
-            f"{hist['epochs_run']}, top balanced accuracy {fmt(metrics['top_balanced_accuracy'])}",
-            flush=True,
-        )
-    return extra
+    out: dict[str, dict[int, Any]] = {}
+    for fold in folds:  # fold by fold: a study cut short has whole folds to compare
+        test_ids = fold_ids(fold, usable, "test")
+        for row in rows:
+            run_dir = study / "runs" / f"row{row.key}_fold{fold.index}"
+            print(f"[fold {fold.index}, row {row.key}] {row.label}", flush=True)
+            keras.backend.clear_session()
+            if retrain:
+                (run_dir / "test_predictions.npz").unlink(missing_ok=True)
+            config = train(nn_settings(row, overrides, fold), run_dir, retrain=retrain)
+            pred = predict_test_tracks(run_dir, config, test_ids)
+            hist = config["history"]
+            out.setdefault(row.key, {})[fold.index] = {
+                "pred": pred,
+                "seconds": float(hist["seconds"]),
+                "epochs": f"{hist['best_epoch']}/{hist['epochs_run']}",
+                "priors": config["balancing"].get("priors"),
+                "epoch_top_counts": config["balancing"].get("epoch_top_counts"),
+                "device": config.get("device"),
+            }
+            print(
+                f"[fold {fold.index}, row {row.key}] {hist['seconds']:.0f} s, epochs {hist['best_epoch']}/"
+                f"{hist['epochs_run']}",
+                flush=True,
+            )
+    return out
 
 
-def run_baselines(rows, args, overrides, work, processed, usable_ids, results: dict[str, Result]) -> dict:
-    """Rows 6-7: MFCC statistics of the same usable tracks; fit on training, score the test split."""
+def fold_ids(fold: Fold, usable: np.ndarray, *names: str) -> np.ndarray:
+    """The fold's tracks in the named parts that have features."""
+    ids = fold.ids(*names)
+    return ids[np.isin(ids, usable)]
+
+
+def run_baselines(rows, folds, args, overrides, study: Path, processed, usable, gvocab) -> dict:
+    """Rows 8a-b: MFCC statistics; per fold, fit on training + validation, predict the test tracks."""
     from genrekit import fma
     from genrekit.baseline import MfccFeatures, extract_mfcc_features, fit_predict
-    from genrekit.evaluation import classification_metrics
+    from genrekit.labels import encode
 
     duration = overrides.get("duration", 30.0)
-    path = work / f"mfcc_{Path(overrides['audio_dir']).resolve().name}_{duration:g}s.npz"
+    path = study / f"mfcc_{duration:g}s.npz"
     if path.is_file():
         feats = MfccFeatures.load(path)
     else:
-        print(f"MFCC statistics of {len(usable_ids)} tracks ...", flush=True)
-        items = fma.audio_items(overrides["audio_dir"], usable_ids)
+        print(f"MFCC statistics of {len(usable)} tracks ...", flush=True)
+        items = fma.audio_items(overrides["audio_dir"], usable)
         feats = extract_mfcc_features(
             items, 22050, duration, workers=args.workers, progress=sys.stderr.isatty()
         )
         feats.save(path)
-    split = {}
-    for name in ("training", "test"):
-        labels = processed.labels(name, usable_ids)
-        keep = labels.top >= 0
-        x, found = feats.rows(labels.track_ids[keep])
-        split[name] = (x, labels.top[keep][found], labels.track_ids[keep][found])
-    vocab = processed.vocabs["top"]
-    for row in rows:
-        pred, seconds = fit_predict(
-            row.classifier, split["training"][0], split["training"][1], split["test"][0], BASELINE_SEED
-        )
-        m = classification_metrics(split["test"][1], pred, vocab.names)
-        metrics = {
-            "top_balanced_accuracy": m["balanced_accuracy"],
-            "top_f1_macro": m["f1_macro"],
-            "top_f1_weighted": m["f1_weighted"],
-            "top_accuracy": m["accuracy"],
-        }
-        recall = np.array([c["recall"] if c["support"] else np.nan for c in m["per_class"]], dtype=float)
-        res = results.setdefault(row.key, Result(row))
-        res.add(metrics, recall, seconds, "-", BASELINE_SEED)
-        print(
-            f"[row {row.key}] fit {seconds:.1f} s, top balanced accuracy {fmt(metrics['top_balanced_accuracy'])}",
-            flush=True,
-        )
+    labels = encode(processed.targets.loc[feats.track_ids], gvocab)
+    out: dict[str, dict[int, Any]] = {}
+    for fold in folds:
+        train_ids = fold.ids("training", "validation")
+        tr = np.isin(feats.track_ids, train_ids)
+        te = np.isin(feats.track_ids, fold_ids(fold, usable, "test"))
+        for row in rows:
+            pred, seconds = {"track_ids": feats.track_ids[te]}, 0.0
+            for level in ("top", "medium"):
+                y = getattr(labels, level)
+                fit = tr & (y >= 0)
+                pred[level], s = fit_predict(
+                    row.classifier, feats.features[fit], y[fit], feats.features[te], BASELINE_SEED
+                )
+                seconds += s
+            out.setdefault(row.key, {})[fold.index] = {"pred": pred, "seconds": seconds, "epochs": "-"}
+            print(f"[fold {fold.index}, row {row.key}] fit {seconds:.1f} s", flush=True)
     return {
+        "rows": out,
         "mfcc_seconds": feats.seconds,
         "mfcc_failures": len(feats.failures),
-        "baseline_tracks": {k: len(v[1]) for k, v in split.items()},
+        "ids": feats.track_ids,
     }
+
+
+# --- pooling -------------------------------------------------------------------------------------------
+
+
+def _to_global(fold_ids: np.ndarray, index: dict[int, int]) -> np.ndarray:
+    """Global class index of each of a fold model's classes (-1: a genre outside the global vocabulary)."""
+    return np.array([index.get(int(g), -1) for g in fold_ids], dtype=np.int64)
+
+
+def pool(row: Row, per_fold: dict[int, Any], common: np.ndarray, gvocab, row1: dict[int, Any] | None):
+    """A row's predictions on ``common`` (sorted track ids), in the global vocabularies."""
+    from genrekit.balancing import posthoc_logit_adjustment
+
+    n = len(common)
+    pos = {int(t): i for i, t in enumerate(common)}
+    top = np.full(n, -1, np.int64)
+    medium = np.full(n, -1, np.int64)
+    has_all = row.kind != "baseline"
+    n_all = len(gvocab["all"])
+    all_scores = np.zeros((n, n_all)) if has_all else None
+    all_pred = np.zeros((n, n_all), np.uint8) if has_all else None
+    seen = np.zeros(n, bool)
+    source = row1 if row.kind == "posthoc" else per_fold
+    for result in source.values():
+        pred = result["pred"]
+        ids = np.asarray(pred["track_ids"])
+        keep = np.isin(ids, common)
+        rows_ = np.array([pos[int(t)] for t in ids[keep]], dtype=np.int64)
+        seen[rows_] = True
+        if row.kind == "baseline":
+            top[rows_] = pred["top"][keep]
+            medium[rows_] = pred["medium"][keep]
+            continue
+        for level, target in (("top", top), ("medium", medium)):
+            probs = pred[level][keep]
+            if row.kind == "posthoc":
+                idx = posthoc_logit_adjustment(probs, np.asarray(result["priors"][level]), POWER_TAU)
+            else:
+                idx = probs.argmax(axis=1)
+            target[rows_] = _to_global(pred[f"{level}_ids"], gvocab[level].index)[idx]
+        cols = _to_global(pred["all_ids"], gvocab["all"].index)
+        ok = cols >= 0
+        all_scores[np.ix_(rows_, cols[ok])] = pred["all"][keep][:, ok]
+        all_pred[np.ix_(rows_, cols[ok])] = (pred["all"][keep] > pred["thresholds"])[:, ok]
+    if not seen.all():
+        raise SystemExit(f"error: row {row.key} has no prediction for {int((~seen).sum())} tracks")
+    return top, medium, all_pred, all_scores
 
 
 # --- formatting -------------------------------------------------------------------------------------------
 
 
-def fmt(x: float | None, digits: int = 3) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+def fmt(x: float | None, digits: int = 3, sign: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
 
 
-def summarize(values: list[float | None]) -> tuple[float | None, float | None]:
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    if not vals:
-        return None, None
-    return float(np.mean(vals)), (float(np.std(vals, ddof=1)) if len(vals) > 1 else None)
+def value_cell(fig: dict[str, float]) -> str:
+    if fig is None or math.isnan(fig["mean"]):
+        return "n/a"
+    return f"{fmt(fig['mean'])} [{fmt(fig['low'], 2)}, {fmt(fig['high'], 2)}]"
 
 
-def cell(values: list[float | None]) -> str:
-    mean, sd = summarize(values)
-    return fmt(mean) if sd is None else f"{fmt(mean)} ± {fmt(sd)}"
+def diff_cell(fig: dict[str, float] | None) -> str:
+    if not fig or math.isnan(fig["mean"]) or math.isnan(fig["low"]):
+        return "n/a"
+    beyond = fig["low"] > 0 or fig["high"] < 0
+    return f"{fmt(fig['mean'], sign=True)} [{fmt(fig['low'], 2, True)}, {fmt(fig['high'], 2, True)}]" + (
+        " *" if beyond else ""
+    )
 
 
-def smallest_classes(train_counts: np.ndarray, test_counts: np.ndarray, k: int = 3) -> list[int]:
-    """The ``k`` top genres with the fewest training tracks among those present in the test split."""
-    order = [int(i) for i in np.lexsort((np.arange(len(train_counts)), train_counts)) if test_counts[i] > 0]
+def smallest_classes(counts: np.ndarray, k: int = N_SMALL) -> list[int]:
+    """The ``k`` top genres with the fewest evaluated tracks among those that have any."""
+    order = [int(i) for i in np.lexsort((np.arange(len(counts)), counts)) if counts[i] > 0]
     return order[:k]
 
 
-def table_lines(
-    results: dict[str, Result], names: list[str], small: list[int], train_counts, test_counts, width: float
-) -> list[str]:
-    small_heads = [f"recall {names[i]} ({train_counts[i]}/{test_counts[i]})" for i in small]
-    head = (
-        [
-            "row",
-            "configuration",
-            "top bal. acc.",
-            "top F1 macro",
-            "top F1 weighted",
-            "top acc.",
-            "medium F1 macro",
-            "all Jaccard",
-        ]
-        + small_heads
-        + ["train s", "epochs best/run", "seeds"]
-    )
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for res in results.values():
-        row = res.row
-        label = row.label + (f" [width {width:g}]" if row.kind == "nn" else "")
-        recalls = [cell([float(r[i]) for r in res.recall]) for i in small]
-        mean_s, sd_s = summarize(res.seconds)
-        secs = f"{mean_s:.0f}" + (f" ± {sd_s:.0f}" if sd_s is not None else "")
-        if row.kind == "baseline":
-            secs = f"{mean_s:.2f}"
-        cells = (
-            [row.key, label]
-            + [cell(res.metrics.get(m, [None])) for m in METRICS]
-            + recalls
-            + [secs, ", ".join(res.epochs), ", ".join(str(s) for s in res.seeds)]
+def table_lines(summary, results, small, names, eval_counts, train_counts) -> tuple[list[str], list[str]]:
+    """The values table (mean over folds [95% interval]) and the paired-differences table."""
+    small_heads = [f"recall {names[i]} ({eval_counts[i]}; {train_counts[i]:.0f})" for i in small]
+    head = ["row", "configuration"] + [h for _, h in COLUMNS] + small_heads
+    values = ["| " + " | ".join(head + ["train s / fold", "epochs best/run"]) + " |"]
+    values.append("|" + "---|" * (len(head) + 2))
+    diffs = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    keys = [m for m, _ in COLUMNS] + [f"recall_{i}" for i in small]
+    for key, res in results.items():
+        row = res["row"]
+        s = summary[key]
+        secs = res["seconds"]
+        if row.kind == "posthoc":
+            time_cell = "0 (row 1's model)"
+        elif row.kind == "baseline":
+            time_cell = f"{np.mean(secs):.2f}"
+        else:
+            time_cell = f"{np.mean(secs):.0f}"
+        values.append(
+            "| "
+            + " | ".join(
+                [row.key, row.label]
+                + [value_cell(s["value"].get(m)) for m in keys]
+                + [time_cell, ", ".join(res["epochs"])]
+            )
+            + " |"
         )
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+        if key != REFERENCE:
+            diffs.append(
+                "| "
+                + " | ".join([row.key, row.label] + [diff_cell(s["difference"].get(m)) for m in keys])
+                + " |"
+            )
+    return values, diffs
 
 
-def plot_recall(results: dict[str, Result], names: list[str], train_counts, test_counts, path: Path) -> None:
+def plot_recall(
+    pooled_recall: dict[str, np.ndarray], labels: dict[str, str], names, train_counts, path: Path
+):
+    """Per-genre recall (pooled over folds) against training tracks per fold, log x axis."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401  (matplotlib.ticker below)
 
-    order = [int(i) for i in np.argsort(-np.asarray(train_counts), kind="stable") if test_counts[i] > 0]
-    keys = [k for k in PLOTTED if k in results]
-    fig, ax = plt.subplots(figsize=(13, 4.8))
-    bar = 0.8 / max(len(keys), 1)
-    for j, key in enumerate(keys):
-        rec = np.vstack(results[key].recall)[:, order]
-        mean = np.nanmean(rec, axis=0)
-        err = np.nanstd(rec, axis=0, ddof=1) if len(rec) > 1 else None
-        label = f"row {key}: {results[key].row.label}" + (
-            f" (mean of {len(rec)} seeds)" if len(rec) > 1 else ""
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    x = np.asarray(train_counts, dtype=float)
+    markers = ("o", "s", "^", "D")
+    for j, (key, recall) in enumerate(pooled_recall.items()):
+        ok = np.isfinite(recall) & (x > 0)
+        ax.scatter(
+            x[ok],
+            recall[ok],
+            marker=markers[j % len(markers)],
+            s=36,
+            alpha=0.8,
+            label=f"row {key}: {labels[key]}",
         )
-        ax.bar(
-            np.arange(len(order)) + (j - (len(keys) - 1) / 2) * bar,
-            mean,
-            bar,
-            yerr=err,
-            capsize=2,
-            label=label,
-        )
-    ax.set_xticks(np.arange(len(order)))
-    ax.set_xticklabels(
-        [f"{names[i]}\n{train_counts[i]}/{test_counts[i]}" for i in order],
-        rotation=60,
-        ha="right",
-        fontsize=8,
-    )
-    ax.set_ylabel("recall on the test split (tracks)")
-    ax.set_ylim(0, 1.3)  # room for the legend above the bars
+    at: dict[int, list[int]] = {}  # genres of (nearly) the same training size share one label
+    for i in np.flatnonzero(x > 0):
+        at.setdefault(round(float(np.log10(x[i])) * 25), []).append(int(i))
+    for group in at.values():
+        xi = float(np.exp(np.mean(np.log(x[group]))))
+        ax.annotate("\n".join(names[i] for i in group), (xi, -0.04), fontsize=6, ha="center", va="top")
+    ax.set_xscale("log")
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}")
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_xlabel("training tracks of the genre (mean per fold, log scale)")
+    ax.set_ylabel("recall (test tracks pooled over folds)")
+    ax.set_ylim(-0.45, 1.05)
     ax.set_yticks(np.linspace(0, 1, 6))
-    ax.set_title("Per-class recall of the top-genre head, genres by training size (train/test tracks)")
-    ax.legend(fontsize=8, loc="upper left", ncol=len(keys))
+    ax.set_title("Top-genre recall against training size")
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp, dpi=110)
@@ -522,18 +649,33 @@ def write_markdown(path: Path, lines: list[str]) -> None:
     os.replace(tmp, path)
 
 
-def main(argv: list[str] | None = None) -> int:
+# --- the study -----------------------------------------------------------------------------------------
+
+
+def resolve_args(argv: list[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     profile = PROFILES["quick" if args.quick else "full"]
     given = {key for key in profile if getattr(args, key, None) is not None}
     for key, value in profile.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
-    real = bool(args.metadata_dir)
-    if args.duration is None and not real:
+    args.real = bool(args.metadata_dir)
+    if args.duration is None and not args.real:
         args.duration = args.clip_seconds
-    if real and "segments" not in given:
-        args.segments = None  # real FMA: config.py's NUM_SEGMENTS unless given
+    if args.real:
+        if "segments" not in given:
+            args.segments = None  # real FMA: config.py's NUM_SEGMENTS unless given
+        if "folds" not in given:
+            args.folds = 0  # real FMA: FMA's official split unless --folds is given
+        args.max_imbalance = None
+    if args.folds == 1 or args.folds < 0:
+        raise SystemExit("error: --folds must be 0 (the official split) or >= 2")
+    args.profile = "quick" if args.quick else "full"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = resolve_args(argv)
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     results_path = Path(args.results) if args.results else work / "results.md"
@@ -545,15 +687,21 @@ def main(argv: list[str] | None = None) -> int:
         filename=str(work / "bench_balancing.log"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    rows = [r for r in ROWS if not args.rows or r.key in args.rows]
+    wanted = set(args.rows or [r.key for r in ROWS]) | {REFERENCE}
+    rows = [r for r in ROWS if r.key in wanted]
     started = time.time()
     command = "python benchmarks/bench_balancing.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
     metadata_dir, audio_dir, data_desc = prepare_dataset(args, work)
     print(f"dataset: {metadata_dir} ({data_desc})", flush=True)
-    overrides = base_overrides(args, metadata_dir, audio_dir, work)
+    tag = dataset_tag(metadata_dir, audio_dir, args.subset)
+    study = work / f"{tag}_{'official' if args.folds == 0 else f'k{args.folds}'}"
+    study.mkdir(parents=True, exist_ok=True)
+    overrides = base_overrides(args, metadata_dir, audio_dir, work / "features" / tag)
 
+    from genrekit.labels import build_vocabularies, encode
     from genrekit.settings import Settings
+    from genrekit.study import Predictions, summarize
     from genrekit.training import BalancedGenreProcessor
 
     settings = Settings.build(None, overrides)
@@ -563,164 +711,275 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     cache = processor.extract_features(processed, cache_dir=settings.cache_dir)
     cache_seconds = time.time() - t0
+    usable = np.asarray(cache.track_ids)
+    n_failures = len(cache.failures)
+    cache.close()
     # A rerun reuses the dataset and cache: report the times measured when they were made.
-    timings_path = work / "timings.json"
+    timings_path = study / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
-    key = f"{Path(audio_dir).resolve()}|{settings.num_segments}|{settings.duration}"
     first = timings.setdefault(
-        key, {"generation_seconds": data_desc["generation_seconds"], "cache_seconds": cache_seconds}
+        f"{settings.num_segments}|{settings.duration}",
+        {"generation_seconds": data_desc["generation_seconds"], "cache_seconds": cache_seconds},
     )
     timings_path.write_text(json.dumps(timings, indent=1))
     data_desc["generation_seconds"], cache_seconds = first["generation_seconds"], first["cache_seconds"]
-    usable = np.asarray(cache.track_ids)
     print(
-        f"feature cache: {len(usable)} usable tracks, {len(cache.failures)} left out ({cache_seconds:.0f} s)",
+        f"feature cache: {len(usable)} usable tracks, {n_failures} left out ({cache_seconds:.0f} s)",
         flush=True,
     )
-    names = list(processed.vocabs["top"].names)
-    n_top = len(names)
-    counts = {}
-    for split in ("training", "validation", "test"):
-        lab = processed.labels(split, usable)
-        counts[split] = np.bincount(lab.top[lab.top >= 0], minlength=n_top)
-    all_top = counts["training"] + counts["validation"] + counts["test"]
-    small = smallest_classes(counts["training"], counts["test"])
 
-    results: dict[str, Result] = {}
-    extra = run_nn_rows(
-        [r for r in rows if r.kind == "nn"], args, overrides, metadata_dir, audio_dir, work, results
-    )
+    folds, fold_desc = make_folds(args, processed, metadata_dir, study)
+    # One vocabulary over every track, so the folds' predictions pool into one label space.
+    gvocab = build_vocabularies(processed.targets.assign(split="training"), processed.tree)
+    names = list(gvocab["top"].names)
+    n_top, n_medium = len(gvocab["top"]), len(gvocab["medium"])
+
+    nn_rows = [r for r in rows if r.kind == "nn"]
     base_rows = [r for r in rows if r.kind == "baseline"]
+    results: dict[str, dict[int, Any]] = run_nn_rows(nn_rows, folds, overrides, study, usable, args.retrain)
+    extra: dict[str, Any] = {}
+    common = np.concatenate([fold_ids(f, usable, "test") for f in folds])
     if base_rows:
-        extra.update(run_baselines(base_rows, args, overrides, work, processed, usable, results))
-    results = {r.key: results[r.key] for r in rows if r.key in results}
+        base = run_baselines(base_rows, folds, args, overrides, study, processed, usable, gvocab)
+        results.update(base["rows"])
+        extra = {k: v for k, v in base.items() if k not in ("rows", "ids")}
+        dropped = int((~np.isin(common, base["ids"])).sum())
+        extra["tracks_without_mfcc"] = dropped
+        common = common[np.isin(common, base["ids"])]
+    common = np.sort(common)
+    test_fold_of = {int(t): f.index for f in folds for t in fold_ids(f, usable, "test")}
+    test_fold = np.array([test_fold_of[int(t)] for t in common])
+
+    truth = encode(processed.targets.loc[common], gvocab)
+    preds, table_results = {}, {}
+    for row in rows:
+        per_fold = results.get(REFERENCE if row.kind == "posthoc" else row.key, {})
+        top, medium, all_pred, all_scores = pool(row, per_fold, common, gvocab, results.get(REFERENCE))
+        preds[row.key] = Predictions(
+            truth.top,
+            top,
+            truth.medium,
+            medium,
+            truth.all if all_pred is not None else None,
+            all_pred,
+            all_scores,
+        )
+        table_results[row.key] = {
+            "row": row,
+            "seconds": [per_fold[f]["seconds"] for f in sorted(per_fold)] if row.kind != "posthoc" else [0.0],
+            "epochs": [per_fold[f]["epochs"] for f in sorted(per_fold)] if row.kind == "nn" else ["-"],
+        }
+
+    eval_counts = np.bincount(truth.top[truth.top >= 0], minlength=n_top)
+    train_counts = np.zeros(n_top)
+    for fold in folds:
+        lab = encode(processed.targets.loc[fold_ids(fold, usable, "training")], gvocab)
+        train_counts += np.bincount(lab.top[lab.top >= 0], minlength=n_top)
+    train_counts /= len(folds)
+    small = smallest_classes(eval_counts)
+    enough = all(eval_counts[i] >= MIN_SMALL_TRACKS for i in small)
+    print(
+        "power: the five smallest top genres have "
+        + ", ".join(f"{names[i]} {eval_counts[i]}" for i in small)
+        + f" evaluated tracks (>= {MIN_SMALL_TRACKS} each: {'yes' if enough else 'NO'})",
+        flush=True,
+    )
+    summary_obj = summarize(
+        preds, test_fold, n_top, n_medium, REFERENCE, recall_of=small, n_boot=args.n_boot, seed=BOOT_SEED
+    )
+    summary = {
+        k: {part: {m: fig.to_dict() for m, fig in figs.items()} for part, figs in v.items()}
+        for k, v in summary_obj.items()
+    }
+    candidates = [k for k in preds if k not in (REFERENCE, "5")]
+    best = max(candidates, key=lambda k: summary[k]["value"]["top_balanced_accuracy"]["mean"], default=None)
     total = time.time() - started
 
-    table = table_lines(
-        results, names, small, counts["training"].tolist(), counts["test"].tolist(), settings.width_factor
+    values_table, diff_table = table_lines(summary, table_results, small, names, eval_counts, train_counts)
+    caption = (
+        f"Profile `{args.profile}`: model width {settings.width_factor:g}, {settings.num_segments} segments per "
+        f"clip, at most {settings.num_epochs} epochs; "
+        + (f"{args.folds} folds over artist groups" if args.folds else "the official split")
+        + (f"; top-genre imbalance capped at {args.max_imbalance:g}x (demo)" if args.max_imbalance else "")
+        + f"; {len(common)} tracks evaluated. Cells: mean over folds [95% bootstrap interval]."
     )
-    print("\n" + "\n".join(table), flush=True)
-    print(f"\ntotal {total / 60:.1f} min", flush=True)
+    print("\n" + caption + "\n\n" + "\n".join(values_table), flush=True)
+    print("\npaired difference to row 1 (same folds, same resamples; * = the 95% interval excludes 0)")
+    print("\n".join(diff_table), flush=True)
+    print(
+        f"\nbest row other than 1 and 5 by top balanced accuracy: {best}; total {total / 60:.1f} min",
+        flush=True,
+    )
 
+    from genrekit.study import single_label_scores
+
+    plotted = [k for k in dict.fromkeys([REFERENCE, "5", best]) if k in preds]
+    recall = {k: single_label_scores(truth.top, preds[k].top_pred, n_top)["recall"] for k in plotted}
     plot_path = results_path.with_name(f"{results_path.stem}_recall.png")
-    plot_recall(results, names, counts["training"].tolist(), counts["test"].tolist(), plot_path)
+    plot_recall(recall, {k: table_results[k]["row"].label for k in plotted}, names, train_counts, plot_path)
+
+    nn_seconds = sum(sum(r["seconds"]) for r in table_results.values() if r["row"].kind == "nn")
+    fit_seconds = sum(sum(r["seconds"]) for r in table_results.values() if r["row"].kind == "baseline")
+    device = next((r[f].get("device") for k, r in results.items() for f in r if "device" in r[f]), None)
     raw = {
         "command": command,
+        "profile": args.profile,
         "seconds": round(total, 1),
         "dataset": data_desc,
+        "folds": fold_desc,
         "machine": machine(),
         "settings": {
             k: v for k, v in overrides.items() if k not in ("metadata_dir", "audio_dir", "cache_dir")
         },
         "top_names": names,
-        "top_counts": {k: v.tolist() for k, v in counts.items()},
+        "evaluated_top_counts": eval_counts.tolist(),
+        "training_top_counts_per_fold": train_counts.tolist(),
+        "smallest": small,
+        "power_ok": enough,
+        "tracks_evaluated": len(common),
+        "best": best,
+        "caption": caption,
+        "summary": summary,
         "rows": {
-            k: {
-                "label": r.row.label,
-                "metrics": r.metrics,
-                "seconds": r.seconds,
-                "epochs": r.epochs,
-                "seeds": r.seeds,
-                "recall": [x.tolist() for x in r.recall],
-            }
-            for k, r in results.items()
+            k: {"label": r["row"].label, "seconds": r["seconds"], "epochs": r["epochs"]}
+            for k, r in table_results.items()
         },
-        **{k: v for k, v in extra.items() if k != "vocab"},
+        "timings": {
+            "generation_seconds": data_desc.get("generation_seconds", 0),
+            "cache_seconds": cache_seconds,
+            "training_seconds": nn_seconds,
+            "baseline_fit_seconds": fit_seconds,
+            **extra,
+        },
     }
-    (work / "results.json").write_text(json.dumps(raw, indent=1, default=lambda o: None), encoding="utf-8")
-
-    train_total = sum(sum(r.seconds) for r in results.values() if r.row.kind == "nn")
-    fit_total = sum(sum(r.seconds) for r in results.values() if r.row.kind == "baseline")
-    parts = (
-        data_desc.get("generation_seconds", 0)
-        + cache_seconds
-        + train_total
-        + extra.get("mfcc_seconds", 0)
-        + fit_total
+    (study / "results.json").write_text(json.dumps(raw, indent=1, default=lambda o: None), encoding="utf-8")
+    lines = markdown_lines(
+        args, raw, settings, values_table, diff_table, plot_path, device, len(usable), n_failures
     )
-    m = raw["machine"]
-    present = all_top[all_top > 0]
-    ratio = f"{present.max() / present.min():.0f}x" if len(present) else "n/a"
-    device = extra.get("device", {})
-    lines = [
-        "# Results: balancing ablation and the FMA paper's baseline",
+    write_markdown(results_path, lines)
+    print(f"results: {results_path}, {plot_path} and {study / 'results.json'}", flush=True)
+    return 0
+
+
+def markdown_lines(
+    args, raw, settings, values_table, diff_table, plot_path, device, n_usable, n_failures
+) -> list[str]:
+    """docs/results.md (full profile) or <work-dir>/results.md: setup, machine, times, tables, plot."""
+    m, t, d = raw["machine"], raw["timings"], raw["dataset"]
+    names, small = raw["top_names"], raw["smallest"]
+    ev = raw["evaluated_top_counts"]
+    parts = (
+        t["generation_seconds"]
+        + t["cache_seconds"]
+        + t["training_seconds"]
+        + t.get("mfcc_seconds", 0)
+        + t["baseline_fit_seconds"]
+    )
+    present = [c for c in ev if c > 0]
+    folds = raw["folds"]
+    if folds["kind"] == "official":
+        split_text = "the dataset's official artist-filtered split; every row is scored on its test tracks"
+    else:
+        split_text = (
+            f"{folds['n_folds']} folds over artist groups (scikit-learn `StratifiedGroupKFold` by top genre, "
+            f"seed {folds['seed']}; `genrekit.study`): every track is tested exactly once and no fold's "
+            "training, validation and test parts share an artist; each fold's validation part (early "
+            "stopping, all-genres thresholds) is about 1/8 of its training part, also artist-disjoint. FMA's "
+            "official split is not used here; it stays the default of the trainer, the evaluator and the "
+            "real-FMA command"
+        )
+    return [
+        "# Results: balancing study",
         "",
         "> **Synthetic data.** "
         + (
-            "These are results on the toolkit's synthetic demo dataset "
-            "(`genrekit.demo`), not on FMA. Real FMA results may not follow them: the demo's genres are "
-            "families of synthesised sounds, its imbalance is FMA's shape scaled down to a few thousand tracks, "
-            "and its smallest genres have only a handful of tracks."
-            if not real
+            "These are results on the toolkit's synthetic demo dataset (`genrekit.demo`), not on FMA. Real FMA "
+            "results may not follow them: the demo's genres are families of synthesised sounds and its "
+            "imbalance is FMA's shape, capped (below)."
+            if not args.real
             else "Real FMA data."
         ),
         "",
-        f"Produced by `{command.strip()}`. Compute time of the study, summed over its parts: "
-        f"{parts / 60:.1f} min (demo dataset generation {data_desc.get('generation_seconds', 0):.0f} s, "
-        f"feature cache {cache_seconds:.0f} s, training runs {train_total / 60:.1f} min, MFCC statistics "
-        f"{extra.get('mfcc_seconds', 0):.0f} s, classifier fits {fit_total:.0f} s); this invocation took "
-        f"{total / 60:.1f} min (finished runs, the dataset and the features in `--work-dir` are reused; "
-        "the times above are those measured when each was made).",
+        f"Produced by `{raw['command'].strip()}` (profile `{raw['profile']}`). Compute time of the study, "
+        f"summed over its parts: {parts / 60:.1f} min (demo dataset generation {t['generation_seconds']:.0f} s, "
+        f"feature cache {t['cache_seconds']:.0f} s, training runs {t['training_seconds'] / 60:.1f} min, MFCC "
+        f"statistics {t.get('mfcc_seconds', 0):.0f} s, SVM fits {t['baseline_fit_seconds']:.0f} s); this "
+        f"invocation took {raw['seconds'] / 60:.1f} min (finished runs, predictions, the dataset and the "
+        "features in `--work-dir` are reused; the times above are those measured when each was made).",
         "",
         "## Machine",
         "",
         f"- {m['cores']} CPU cores ({m['cpu']}), shared with other jobs while this ran; {m['platform']}, "
         f"Python {m['python']}; {m['versions']}; genrekit commit {m['commit']}.",
-        f"- Training device: {describe_device(device)}. "
-        "No GPU was lent to this task, so the full-width rows (1 and 5 at width 1.0) were not run; "
-        "every model row uses a reduced width factor (below).",
+        f"- Training device: {describe_device(device)}.",
         "",
         "## Setup",
         "",
         (
-            f"- Data: demo dataset of {data_desc.get('tracks')} tracks, {data_desc.get('clip_seconds'):g} s clips, "
-            f"22,050 Hz mono MP3, seed {DEMO_SEED}; {len(usable)} tracks with usable audio "
-            f"({len(cache.failures)} defective files left out, as in FMA)."
-            if not real
-            else f"- Data: {metadata_dir}, {audio_dir}, subset {settings.subset}; {len(usable)} usable tracks."
+            f"- Data: demo dataset of {d.get('tracks')} tracks, {d.get('clip_seconds'):g} s clips, 22,050 Hz mono "
+            f"MP3, seed {d.get('seed')}, "
+            + (
+                f"FMA's top-genre shape **capped at {d['max_imbalance']:g}x** (`max_imbalance`: no top genre "
+                f"below 1/{d['max_imbalance']:g} of the largest's share; FMA's own is ~590x)"
+                if d.get("max_imbalance")
+                else "FMA's top-genre shape (not capped)"
+            )
+            + f"; {n_usable} tracks with usable audio ({n_failures} defective files left out, as in FMA)."
+            if not args.real
+            else f"- Data: {args.metadata_dir}, {args.audio_dir}, subset {settings.subset}; {n_usable} usable tracks."
         ),
-        f"- Top-genre tracks (single top genre) per split: training {int(counts['training'].sum())}, validation "
-        f"{int(counts['validation'].sum())}, test {int(counts['test'].sum())}; the largest top genre has "
-        f"{ratio} the tracks of the smallest ({int(present.max())} vs {int(present.min())}).",
-        "- Split: the dataset's artist-filtered training/validation/test split; every row is scored on the "
-        "same test tracks, at track level (segment probabilities averaged per track).",
-        f"- Model rows: `genrekit.training.train` and the project's evaluator, width factor "
-        f"**{settings.width_factor:g}** (the README's model is 1.0, ~0.9 GFLOP per segment; too slow for "
-        f"this CPU), {settings.num_segments} segments of {settings.segment_frames} frames per clip "
-        f"(first {settings.duration:g} s), batch {settings.batch_size}, learning rate {settings.learning_rate:g}, "
-        f"at most {settings.num_epochs} epochs, early stopping on `{settings.monitor}` with "
-        f"patience {settings.patience} (best weights kept), LR schedule {settings.lr_schedule}"
-        + (f" (halved after {settings.lr_patience} epochs without improvement)" if settings.lr_schedule == "plateau" else "")
-        + f", SpecAugment {'on' if settings.spec_augment else 'off'}, mixup alpha {settings.mixup_alpha:g}. "
-        f"Every other setting is config.py's default, including the sampling "
-        f"thresholds ({settings.sampling_thresholds}: oversample below {settings.oversample_threshold}, "
-        f"undersample above {settings.undersample_threshold} training tracks), focal gamma {settings.focal_gamma:g} and the "
-        f"class-weight cap {settings.max_class_weight:g}.",
-        f"- Seeds: rows {', '.join(args.repeat)} over seeds {', '.join(map(str, args.seeds))} (mean ± sample "
-        f"standard deviation); the other model rows seed {args.seeds[0]}.",
-        "- Baselines (rows 6-7): `genrekit.baseline`, the FMA paper's recipe on the same usable tracks and "
-        "split: 20 MFCCs x (mean, std, skew, kurtosis, median, min, max) = 140 values per clip (librosa), "
-        "standardized, scikit-learn `SVC(kernel='rbf')` (defaults C=1, gamma='scale') and "
-        "`LogisticRegression`, fitted on the training split's top-genre tracks "
-        f"({extra.get('baseline_tracks', {}).get('training', 'n/a')}), scored on the test split's "
-        f"({extra.get('baseline_tracks', {}).get('test', 'n/a')}) with the evaluator's "
-        "`classification_metrics`. They predict only top genres, so their medium and all-genres cells are n/a. "
-        "Their time is the classifier's fit time (features excluded).",
+        f"- Split: {split_text}.",
+        f"- Evaluated: {raw['tracks_evaluated']} tracks pooled over the folds, {sum(ev)} with a single top genre; "
+        f"the largest top genre has {max(present) / max(1, min(present)):.0f}x the evaluated tracks of the "
+        f"smallest ({max(present)} vs {min(present)}). Five smallest: "
+        + ", ".join(f"{names[i]} {ev[i]}" for i in small)
+        + f" (>= {MIN_SMALL_TRACKS} each: {'yes' if raw['power_ok'] else '**no**'}).",
+        f"- Model rows 1-6: `genrekit.training.train`, width factor **{settings.width_factor:g}**, "
+        f"**{settings.num_segments} segments** of {settings.segment_frames} frames per clip (first "
+        f"{settings.duration:g} s), **at most {settings.num_epochs} epochs**, batch {settings.batch_size}, "
+        f"learning rate {settings.learning_rate:g}, LR schedule {settings.lr_schedule}, early stopping on "
+        f"`{settings.monitor}` with patience {settings.patience} (best weights kept), SpecAugment "
+        f"{'on' if settings.spec_augment else 'off'}, mixup alpha {settings.mixup_alpha:g}; every other setting "
+        f"is config.py's, including the sampling thresholds ({settings.oversample_threshold} / "
+        f"{settings.undersample_threshold}, {settings.sampling_thresholds}"
+        + (
+            ", read as fma_large's and scaled to each fold's training tracks"
+            if settings.sampling_thresholds == "relative"
+            else ""
+        )
+        + f"), focal gamma "
+        f"{settings.focal_gamma:g} and the class-weight cap {settings.max_class_weight:g}. Row 6: "
+        f"`USE_LOGIT_ADJUSTMENT` (Menon et al. 2021), tau {POWER_TAU:g}, priors = the fold's training class "
+        f"frequencies. Row 7: row 1's models, predictions `argmax(log p - tau log prior)` with the same "
+        "priors, no retraining (its all-genres head is row 1's). Track probabilities are the mean over "
+        "segments; all-genres predictions use the thresholds tuned on the validation part.",
+        "- Rows 8a-b: the FMA paper's MFCC statistics (140 per clip, `genrekit.baseline`) + "
+        "`SVC(kernel='rbf')`, plain and `class_weight='balanced'`, fitted per fold on the training and "
+        "validation parts, one classifier for the top genre and one for the medium genre; no all-genres head. "
+        "Their time is the fit time (features excluded).",
+        f"- Figures: scikit-learn's definitions (`genrekit.study` computes them with track weights; tests "
+        f"compare). Each cell: the mean over folds [95% percentile bootstrap interval of the pooled figure, "
+        f"{args.n_boot} resamples of the evaluated tracks]. Balanced accuracy and F1 over the tracks with a "
+        "label at that level; all-genres Jaccard (samples) and LRAP over the tracks with a genre. Recall "
+        "columns: the five top genres with the fewest evaluated tracks (evaluated tracks; training tracks "
+        "per fold).",
         "",
-        "## Table (test split, track level)",
+        "## Table",
         "",
-        "Recall columns: the three top genres with the fewest training tracks that appear in the test split "
-        "(training/test tracks in brackets). `train s` is the whole training run (model rows, including "
-        "per-epoch validation) or the classifier fit (baselines).",
+        raw["caption"],
         "",
-        *table,
+        *values_table,
         "",
-        f"Per-epoch top-genre draws with weighted sampling (row 5; training counts without sampling: "
-        f"{counts['training'].tolist()}): {extra.get('epoch_top_counts', {}).get('5')}",
+        "## Paired differences to row 1",
         "",
-        "## Per-class recall (rows 1, 5 and 6a)",
+        "Row minus row 1: mean over folds of the per-fold differences [95% bootstrap interval of the pooled "
+        "difference, the same resamples for both rows]; `*` marks an interval that excludes 0.",
         "",
-        f"![per-class recall]({plot_path.name})",
+        *diff_table,
+        "",
+        f"## Per-genre recall against training size (rows {', '.join(dict.fromkeys(['1', '5', str(raw['best'])]))})",
+        "",
+        f"![per-genre recall]({plot_path.name})",
         "",
         "## Reading",
         "",
@@ -728,8 +987,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "## Reproduce on real FMA",
         "",
-        "The paper's reference is fma_medium, where its SVM reaches about 63% top-genre accuracy "
-        "(row 6a's `top acc.`). After `python setup_fma_dataset.py` has fetched fma_metadata and fma_medium:",
+        "On FMA's official split (one test split; `--folds 5` cross-validates over artists instead). After "
+        "`python setup_fma_dataset.py` has fetched fma_metadata and fma_medium:",
         "",
         "```",
         "python benchmarks/bench_balancing.py \\",
@@ -741,9 +1000,6 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "That needs a GPU for the model rows (25,000 clips, width 1.0).",
     ]
-    write_markdown(results_path, lines)
-    print(f"results: {results_path} and {plot_path}", flush=True)
-    return 0
 
 
 if __name__ == "__main__":

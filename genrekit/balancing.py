@@ -185,3 +185,51 @@ class EpochSampler:
     def realized_counts(self, rows: np.ndarray) -> np.ndarray:
         """Tracks per top-level class in an epoch drawn by :meth:`epoch`."""
         return class_counts(self.top[rows], self.n_classes)
+
+
+# A class without training tracks gets the prior of this many tracks, so its log prior is finite.
+MIN_PRIOR_COUNT = 0.5
+
+
+def class_priors(counts: np.ndarray) -> np.ndarray:
+    """Class frequencies ``n_c / sum(n)`` of a training set, for logit adjustment.
+
+    ``counts`` may be fractional (the expected per-epoch counts under weighted sampling, the
+    class mix the loss actually sees). A class with no tracks counts as ``MIN_PRIOR_COUNT``
+    tracks, so ``log(prior)`` stays finite.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if counts.ndim != 1 or counts.size == 0 or not np.all(np.isfinite(counts)) or np.any(counts < 0):
+        raise ConfigError(f"class counts must be a non-empty vector of finite values >= 0, got {counts!r}")
+    counts = np.maximum(counts, MIN_PRIOR_COUNT)
+    return counts / counts.sum()
+
+
+def posthoc_logit_adjustment(probs: np.ndarray, prior: np.ndarray, tau: float = 1.0) -> np.ndarray:
+    """Post-hoc logit adjustment (Menon et al., 2021) of a trained softmax head: no retraining.
+
+    Predicts ``argmax_c (log p_c - tau * log prior_c)``, i.e. the class of highest
+    ``p_c / prior_c ** tau``: a model trained on the raw class mix is moved towards the
+    balanced-error optimum by dividing out the training prior.
+
+    Parameters
+    ----------
+    probs : array, shape (n, n_classes)
+        The head's probabilities (e.g. track means of segment probabilities).
+    prior : array, shape (n_classes,)
+        The training class frequencies (:func:`class_priors`).
+    tau : float
+        Scale of the adjustment (>= 0); 0 gives the plain argmax.
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    prior = np.asarray(prior, dtype=np.float64)
+    if probs.ndim != 2 or prior.shape != (probs.shape[1],):
+        raise ConfigError(f"probs {probs.shape} and prior {prior.shape} must be (n, k) and (k,)")
+    if not np.all(prior > 0) or not np.isfinite(tau) or tau < 0:
+        raise ConfigError(f"prior must be > 0 and tau finite and >= 0, got tau={tau}")
+    scores = np.log(np.clip(probs, 1e-7, None)) - tau * np.log(prior)
+    return scores.argmax(axis=1).astype(np.int64)

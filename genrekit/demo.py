@@ -368,10 +368,19 @@ def _ancestors(genre: int, parent: dict[int, int]) -> list[int]:
     return out
 
 
-def _root_counts(n: int, floor: int) -> dict[int, int]:
-    """Tracks per root: FMA's top-genre shares, at least ``floor`` each, summing to ``n``."""
-    total = sum(TOP_COUNTS.values())
-    counts = {r: max(floor, round(n * c / total)) for r, c in TOP_COUNTS.items()}
+def _root_counts(n: int, floor: int, max_imbalance: float | None = None) -> dict[int, int]:
+    """Tracks per root: FMA's top-genre shares, at least ``floor`` each, summing to ``n``.
+
+    ``max_imbalance``: every root's share is first raised to at least ``1 / max_imbalance`` of the
+    largest root's (FMA's shape, capped), so the smallest genres can be made measurable without
+    generating tens of thousands of tracks.
+    """
+    shares = dict(TOP_COUNTS)
+    if max_imbalance is not None:
+        cap = max(shares.values()) / max_imbalance
+        shares = {r: max(float(c), cap) for r, c in shares.items()}
+    total = sum(shares.values())
+    counts = {r: max(floor, round(n * c / total)) for r, c in shares.items()}
     # The difference goes to (or comes from) the largest roots, where it changes the shape least.
     order = sorted(TOP_COUNTS, key=lambda r: -TOP_COUNTS[r])
     diff, i = n - sum(counts.values()), 0
@@ -431,9 +440,11 @@ class _Plan:
     sound_genre: np.ndarray  # (n_tracks,) the genre whose variation shaped each track's sound
 
 
-def _plan(n_tracks: int, seed: int, long_text: bool = False) -> _Plan:
+def _plan(n_tracks: int, seed: int, long_text: bool = False, max_imbalance: float | None = None) -> _Plan:
     if isinstance(n_tracks, bool) or not isinstance(n_tracks, int) or n_tracks < MIN_TRACKS:
         raise ConfigError(f"n_tracks={n_tracks!r} must be an integer >= {MIN_TRACKS}")
+    if max_imbalance is not None and not (isinstance(max_imbalance, (int, float)) and max_imbalance >= 1):
+        raise ConfigError(f"max_imbalance={max_imbalance!r} must be a number >= 1 (or None: FMA's shape)")
     rng = np.random.default_rng([seed, 20171023])
     parent, title, root_of = _genre_tables()
     roots = [g for g, p, _, _ in GENRES if p == 0]
@@ -441,7 +452,7 @@ def _plan(n_tracks: int, seed: int, long_text: bool = False) -> _Plan:
     subtree = {r: [g for g in parent if root_of[g] == r and g != r] for r in roots}
 
     floor = max(1, min(3, n_tracks // 40))
-    counts = _root_counts(n_tracks, floor)
+    counts = _root_counts(n_tracks, floor, max_imbalance)
 
     # Artists: each belongs to one root; heavy-tailed sizes like FMA's (~6.5 tracks per artist), smaller
     # in tiny datasets so that their splits are not all-or-nothing.
@@ -813,7 +824,10 @@ def _take(values: Any, index: np.ndarray) -> Any:
 
 
 def make_demo_metadata(
-    n_tracks: int = DEFAULT_N_TRACKS, seed: int = 0, long_text: bool = False
+    n_tracks: int = DEFAULT_N_TRACKS,
+    seed: int = 0,
+    long_text: bool = False,
+    max_imbalance: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The demo's tracks and genres tables, without audio.
 
@@ -826,6 +840,9 @@ def make_demo_metadata(
     long_text : bool
         Give the free-text columns (artist bio, album information ...) FMA's typical lengths, so a
         tracks.csv written from the table is about as large per row as the real one (~2.3 kB).
+    max_imbalance : float, optional
+        Cap FMA's top-genre imbalance: no root gets a share below ``1 / max_imbalance`` of the
+        largest root's (None: FMA's shape, ~590x in fma_large).
 
     Returns
     -------
@@ -836,7 +853,7 @@ def make_demo_metadata(
     genres : DataFrame
         Indexed by ``genre_id`` with columns ``#tracks, parent, title, top_level``.
     """
-    plan = _plan(n_tracks, seed, long_text)
+    plan = _plan(n_tracks, seed, long_text, max_imbalance)
     return plan.tracks, plan.genres
 
 
@@ -1258,6 +1275,7 @@ def write_demo_dataset(
     channels: int = DEFAULT_CHANNELS,
     progress: bool = True,
     overwrite: bool = False,
+    max_imbalance: float | None = None,
 ) -> DemoInfo:
     """Write the demo dataset in FMA's layout under ``root``.
 
@@ -1286,6 +1304,9 @@ def write_demo_dataset(
         Show a tqdm progress bar.
     overwrite : bool
         Delete a demo dataset made with other parameters (only its own files) and write anew.
+    max_imbalance : float, optional
+        Cap FMA's top-genre imbalance (see :func:`make_demo_metadata`); the sound of each genre is
+        unchanged. None (default): FMA's shape.
 
     Returns
     -------
@@ -1315,6 +1336,8 @@ def write_demo_dataset(
         "sample_rate": sample_rate,
         "channels": channels,
     }
+    if max_imbalance is not None:  # only when given, so datasets made before still match
+        params["max_imbalance"] = float(max_imbalance)
     marker, partial = root / MARKER_NAME, root / PARTIAL_NAME
     metadata_dir, audio_dir = root / METADATA_DIRNAME, root / AUDIO_DIRNAME
 
@@ -1343,7 +1366,7 @@ def write_demo_dataset(
     root.mkdir(parents=True, exist_ok=True)
     _atomic_write(partial, json.dumps(params).encode())
 
-    plan = _plan(n_tracks, seed)
+    plan = _plan(n_tracks, seed, max_imbalance=max_imbalance)
     tracks = plan.tracks
     write_tracks_csv(tracks, metadata_dir / "tracks.csv")
     write_genres_csv(plan.genres, metadata_dir / "genres.csv")

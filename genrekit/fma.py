@@ -12,7 +12,7 @@ import csv
 import io
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -355,3 +355,65 @@ def split_ids(tracks: pd.DataFrame, split: str) -> np.ndarray:
 def audio_items(audio_dir: str | os.PathLike, track_ids: Iterable[int]) -> list[tuple[int, Path]]:
     """``(track_id, path)`` pairs for the feature cache, in track-id order."""
     return [(int(t), audio_path(audio_dir, t)) for t in sorted(int(t) for t in track_ids)]
+
+
+def write_tracks_with_split(
+    source: str | os.PathLike, destination: str | os.PathLike, split: Mapping[int, str]
+) -> int:
+    """Copy tracks.csv with ``('set', 'split')`` rewritten for the tracks in ``split``.
+
+    Every other cell is copied as it is (the file is read and written as CSV records, not parsed
+    into a table), so the copy loads exactly like the original except for the split. Used for
+    cross-validation folds; FMA's own artist-filtered split stays the default everywhere else.
+
+    Parameters
+    ----------
+    source : path-like
+        ``tracks.csv`` or the metadata folder holding it.
+    destination : path-like
+        The new ``tracks.csv`` (written through a temp file, then renamed).
+    split : mapping of int to str
+        Track id -> ``training``, ``validation`` or ``test``; tracks not in it keep their split.
+
+    Returns
+    -------
+    int
+        The number of rows whose split was set from ``split``.
+
+    Raises
+    ------
+    DatasetError
+        A source not in tracks.csv layout, or a split name that is not one of :data:`SPLITS`.
+    """
+    source, destination = Path(source), Path(destination)
+    if source.is_dir():
+        source = source / "tracks.csv"
+    bad = sorted({s for s in split.values() if s not in SPLITS})
+    if bad:
+        raise DatasetError(f"split {bad[0]!r} is not one of {', '.join(SPLITS)}")
+    header = _read_header(source)
+    if ("set", "split") not in header:
+        raise DatasetError(f"{source}: column ('set', 'split') missing from tracks.csv")
+    column = header.index(("set", "split")) + 1
+    tmp = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
+    changed = 0
+    try:
+        with (
+            open(source, newline="", encoding="utf-8") as fin,
+            open(tmp, "w", newline="", encoding="utf-8") as fout,
+        ):
+            reader, writer = csv.reader(fin), csv.writer(fout, lineterminator="\n")
+            for i, record in enumerate(reader):
+                if i >= 3 and record:
+                    try:
+                        new = split.get(int(record[0]))
+                    except ValueError:
+                        raise DatasetError(f"{source}: track_id {record[0]!r} is not an integer") from None
+                    if new is not None:
+                        record[column] = new
+                        changed += 1
+                writer.writerow(record)
+        os.replace(tmp, destination)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return changed

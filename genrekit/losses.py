@@ -1,6 +1,7 @@
-"""Class-balancing losses of the three heads: focal loss (softmax heads), weighted BCE (multi-label head).
+"""Class-balancing losses of the three heads: focal loss or logit-adjusted cross-entropy (softmax
+heads), weighted BCE (multi-label head).
 
-Both are registered ``keras.losses.Loss`` subclasses built from ``keras.ops``, so a saved model
+All are registered ``keras.losses.Loss`` subclasses built from ``keras.ops``, so a saved model
 loads back without ``custom_objects`` on any Keras 3 backend. They compute in float32 whatever
 the model's precision policy.
 
@@ -103,6 +104,77 @@ class FocalLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="genrekit")
+class LogitAdjustedLoss(keras.losses.Loss):
+    """Logit-adjusted softmax cross-entropy (Menon et al., 2021), computed from the head's probabilities.
+
+    Menon et al., "Long-tail learning via logit adjustment" (ICLR 2021), train on
+    ``softmax(z + tau * log(prior))`` where ``z`` are the logits and ``prior`` the training class
+    frequencies, and predict with the plain ``z``: rare classes must win by a margin during
+    training, which removes the head's bias towards frequent classes. Our heads output
+    ``p = softmax(z)``; since ``log p = z - logsumexp(z)`` and a softmax ignores a shift common to
+    all classes, ``softmax(log p + tau * log(prior)) = softmax(z + tau * log(prior))``. So
+
+    ``loss = -sum_c y_c * (1 - q_c) ** gamma * log q_c``, ``q = softmax(log p + tau * log(prior))``
+
+    with ``p`` clipped below at ``1e-7``. ``tau = 0`` and ``gamma = 0`` give the plain
+    cross-entropy; ``gamma > 0`` is the focal loss of the adjusted probabilities (focal loss and
+    logit adjustment both switched on). A masked all-zero row contributes exactly 0.
+
+    Parameters
+    ----------
+    prior : sequence of float
+        Training class frequencies (> 0; normalised here to sum to 1), one per class of the head:
+        see :func:`genrekit.balancing.class_priors`.
+    tau : float
+        Scale of the adjustment (>= 0); 1.0 is the paper's Bayes-consistent choice.
+    gamma : float
+        Focusing parameter (>= 0), as in :class:`FocalLoss`.
+    reduction, name, dtype
+        As for :class:`FocalLoss`.
+    """
+
+    def __init__(
+        self,
+        prior: Sequence[float] | np.ndarray,
+        tau: float = 1.0,
+        gamma: float = 0.0,
+        reduction: str | None = REDUCTION,
+        name: str = "logit_adjusted_loss",
+        dtype: str = "float32",
+    ) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        values = _as_float_list(prior, "LogitAdjustedLoss prior")
+        if not isinstance(values, list) or min(values) <= 0:
+            raise ConfigError(f"LogitAdjustedLoss prior must be a vector of values > 0, got {prior!r}")
+        if not np.isfinite(tau) or tau < 0:
+            raise ConfigError(f"LogitAdjustedLoss tau={tau} must be finite and >= 0")
+        if not np.isfinite(gamma) or gamma < 0:
+            raise ConfigError(f"LogitAdjustedLoss gamma={gamma} must be finite and >= 0")
+        total = float(np.sum(values))
+        self.prior = [v / total for v in values]
+        self.tau = float(tau)
+        self.gamma = float(gamma)
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        y_pred = ops.cast(y_pred, "float32")
+        y_true = ops.cast(y_true, "float32")
+        _check_width(self.prior, y_pred, "prior", "LogitAdjustedLoss")
+        shift = ops.convert_to_tensor(
+            self.tau * np.log(np.asarray(self.prior, dtype=np.float64)).astype(np.float32)
+        )
+        log_q = ops.log_softmax(ops.log(ops.clip(y_pred, EPSILON, 1.0)) + shift, axis=-1)
+        per_class = -y_true * log_q
+        if self.gamma:
+            per_class = per_class * ops.power(1.0 - ops.exp(log_q), self.gamma)
+        return ops.sum(per_class, axis=-1)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({"prior": self.prior, "tau": self.tau, "gamma": self.gamma, "dtype": self.dtype})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="genrekit")
 class WeightedBinaryCrossEntropy(keras.losses.Loss):
     """Binary cross-entropy of a multi-label head with a per-label weight on the positives.
 
@@ -151,6 +223,8 @@ def make_losses(
     top_alpha: float | Sequence[float] | None = None,
     medium_alpha: float | Sequence[float] | None = None,
     pos_weight: float | Sequence[float] | None = None,
+    priors: dict[str, Sequence[float]] | None = None,
+    tau: float = 1.0,
 ) -> dict[str, keras.losses.Loss]:
     """The losses of the three heads, keyed by output name, for ``model.compile(loss=...)``.
 
@@ -165,15 +239,30 @@ def make_losses(
         Per-class weights of the softmax heads (``None`` = 1).
     pos_weight : float or sequence of float, optional
         Positive weights of the ``all`` head (see :func:`genrekit.balancing.pos_weights`).
+    priors : dict, optional
+        ``{"top": prior, "medium": prior}``: logit adjustment on (``USE_LOGIT_ADJUSTMENT``), a
+        :class:`LogitAdjustedLoss` with these class priors on each softmax head (focal when
+        ``use_focal_loss``; ``top_alpha`` / ``medium_alpha`` must then be None).
+    tau : float
+        ``LOGIT_ADJUSTMENT_TAU``, used with ``priors``.
 
     Returns
     -------
     dict
-        ``{"top": FocalLoss, "medium": FocalLoss, "all": WeightedBinaryCrossEntropy}``.
+        ``{"top": FocalLoss, "medium": FocalLoss, "all": WeightedBinaryCrossEntropy}`` (with
+        ``priors``, ``LogitAdjustedLoss`` on ``top`` and ``medium``).
     """
     g = gamma if use_focal_loss else 0.0
-    return {
-        "top": FocalLoss(alpha=top_alpha, gamma=g, name="top_loss"),
-        "medium": FocalLoss(alpha=medium_alpha, gamma=g, name="medium_loss"),
-        "all": WeightedBinaryCrossEntropy(pos_weight=pos_weight, name="all_loss"),
-    }
+    if priors is not None:
+        if top_alpha is not None or medium_alpha is not None:
+            raise ConfigError("make_losses: per-class alpha and logit-adjustment priors do not combine")
+        softmax_losses = {
+            level: LogitAdjustedLoss(priors[level], tau=tau, gamma=g, name=f"{level}_loss")
+            for level in ("top", "medium")
+        }
+    else:
+        softmax_losses = {
+            "top": FocalLoss(alpha=top_alpha, gamma=g, name="top_loss"),
+            "medium": FocalLoss(alpha=medium_alpha, gamma=g, name="medium_loss"),
+        }
+    return {**softmax_losses, "all": WeightedBinaryCrossEntropy(pos_weight=pos_weight, name="all_loss")}

@@ -99,6 +99,7 @@ _RULES: dict[str, tuple[Any, str]] = {
             "freq_masks",
             "freq_mask_bands",
             "mixup_alpha",
+            "logit_adjustment_tau",
         )
     },
     **{key: (lambda v: 0 <= v < 1, "must be in [0, 1)") for key in ("conv_dropout", "dense_dropout")},

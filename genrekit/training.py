@@ -143,21 +143,40 @@ class BalancedGenreProcessor:
         weights only correct what sampling leaves.
         """
         labels = labels if labels is not None else processed.labels("training")
-        n = processed.num_classes
-        sampler = self.make_sampler(labels, n["top"], processed.n_labelled_training)
-        rates = sampler.expected_rates() if sampler is not None else np.ones(len(labels))
-        weights = {}
-        for level in ("top", "medium"):
-            idx = getattr(labels, level)
-            known = idx >= 0
-            counts = np.bincount(idx[known], weights=rates[known], minlength=n[level])
-            weights[level] = balancing.class_weights(counts, self.settings.max_class_weight)
+        counts, rates = self._epoch_counts(processed, labels)
+        weights = {
+            level: balancing.class_weights(counts[level], self.settings.max_class_weight)
+            for level in ("top", "medium")
+        }
         pos = (labels.all * rates[:, None]).sum(axis=0)
         neg = rates.sum() - pos
         weights["all"] = np.minimum(
             np.where(pos > 0, neg / np.maximum(pos, 1e-9), 1.0), self.settings.max_class_weight
         )
         return weights
+
+    def _epoch_counts(
+        self, processed: ProcessedData, labels: EncodedLabels
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Expected tracks per class and epoch at the top and medium levels, and the per-track rates."""
+        n = processed.num_classes
+        sampler = self.make_sampler(labels, n["top"], processed.n_labelled_training)
+        rates = sampler.expected_rates() if sampler is not None else np.ones(len(labels))
+        counts = {}
+        for level in ("top", "medium"):
+            idx = getattr(labels, level)
+            known = idx >= 0
+            counts[level] = np.bincount(idx[known], weights=rates[known], minlength=n[level])
+        return counts, rates
+
+    def class_priors(self, processed: ProcessedData, labels: EncodedLabels) -> dict[str, np.ndarray]:
+        """Class priors of the top and medium heads for logit adjustment (``USE_LOGIT_ADJUSTMENT``).
+
+        The class frequencies of the training tracks the loss sees: the expected per-epoch counts
+        after weighted sampling when it is on (class weights are not counted in).
+        """
+        counts, _ = self._epoch_counts(processed, labels)
+        return {level: balancing.class_priors(counts[level]) for level in ("top", "medium")}
 
     def feature_params(self):
         from genrekit.audio import FeatureParams
@@ -208,6 +227,9 @@ class BalancedHierarchicalModel:
     settings : Settings, optional
     normalization : dict, optional
         ``{"mean": (n_mels,), "std": (n_mels,)}`` training-set statistics built into the model.
+    priors : dict, optional
+        From ``class_priors``: the class priors of the logit adjustment, used when
+        ``settings.use_logit_adjustment`` is on.
     """
 
     def __init__(
@@ -219,7 +241,9 @@ class BalancedHierarchicalModel:
         class_weights: dict[str, np.ndarray] | None = None,
         settings: Settings | None = None,
         normalization: dict[str, Any] | None = None,
+        priors: dict[str, np.ndarray] | None = None,
     ):
+        self.priors = priors
         self.input_shape = tuple(input_shape)
         self.num_classes = {"top": num_top, "medium": num_medium, "all": num_all}
         self.class_weights = class_weights
@@ -258,7 +282,16 @@ class BalancedHierarchicalModel:
         pos_weight = None
         if s.use_class_weights and self.class_weights is not None:
             pos_weight = np.asarray(self.class_weights["all"], np.float32).tolist()
-        return make_losses(s.use_focal_loss, s.focal_gamma, pos_weight=pos_weight)
+        priors = None
+        if s.use_logit_adjustment:
+            if self.priors is None:
+                raise ConfigError("use_logit_adjustment is on but no class priors were given to the model")
+            priors = {
+                level: np.asarray(self.priors[level], np.float64).tolist() for level in ("top", "medium")
+            }
+        return make_losses(
+            s.use_focal_loss, s.focal_gamma, pos_weight=pos_weight, priors=priors, tau=s.logit_adjustment_tau
+        )
 
     def compile_with_balanced_losses(self, learning_rate: Any = None):
         """Compile with Adam (gradients clipped by their global norm) and the balanced losses.
@@ -595,6 +628,7 @@ def train(
 
     train_labels = split_labels["training"]
     weights = processor.compute_hierarchical_class_weights(processed, train_labels)
+    priors = processor.class_priors(processed, train_labels)
     sampler = processor.make_sampler(train_labels, n["top"], processed.n_labelled_training)
     norm = cache.norm_stats(train_labels.track_ids).to_dict()
 
@@ -643,6 +677,7 @@ def train(
             class_weights=weights,
             settings=settings,
             normalization=norm,
+            priors=priors,
         )
         builder.build_model()
         builder.compile_with_balanced_losses(learning_rate_schedule(settings, steps))
@@ -693,7 +728,7 @@ def train(
         log.info("resuming the interrupted run in %s from its last finished epoch", out)
     log.info(
         "training: %d epochs max, %d steps of %d segments per epoch, monitor %s, LR %g (%s), weighted "
-        "sampling %s, class weights %s, focal loss %s, augmentation %s",
+        "sampling %s, class weights %s, focal loss %s, logit adjustment %s, augmentation %s",
         settings.num_epochs,
         steps,
         settings.batch_size,
@@ -703,6 +738,7 @@ def train(
         settings.use_weighted_sampling,
         settings.use_class_weights,
         settings.use_focal_loss,
+        f"tau {settings.logit_adjustment_tau:g}" if settings.use_logit_adjustment else False,
         stream.augment,
     )
     from genrekit.device import peer_failures_reported
@@ -740,10 +776,14 @@ def train(
             "use_weighted_sampling": settings.use_weighted_sampling,
             "use_focal_loss": settings.use_focal_loss,
             "focal_gamma": settings.focal_gamma,
+            "use_logit_adjustment": settings.use_logit_adjustment,
+            "logit_adjustment_tau": settings.logit_adjustment_tau,
             "oversample_threshold": settings.oversample_threshold,
             "undersample_threshold": settings.undersample_threshold,
             "class_weights": {k: np.round(np.asarray(v, float), 6).tolist() for k, v in weights.items()},
             "epoch_top_counts": sampler.planned_counts().tolist() if sampler is not None else None,
+            # The training class mix (for logit adjustment, during training or post hoc).
+            "priors": {k: np.round(v, 8).tolist() for k, v in priors.items()},
         },
         "data": {
             "metadata_dir": str(processor.metadata_dir),

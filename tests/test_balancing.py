@@ -134,3 +134,37 @@ def test_effective_thresholds_by_hand(over, under, mode, n, want):
 def test_effective_thresholds_refuse_an_unknown_mode():
     with pytest.raises(ConfigError, match="sampling_thresholds='fraction'"):
         effective_thresholds(_th(100, 5000, "fraction"), 10)
+
+
+def test_class_priors_by_hand():
+    from genrekit.balancing import class_priors
+
+    np.testing.assert_allclose(class_priors(np.array([6, 3, 1])), [0.6, 0.3, 0.1])
+    # A class without tracks counts as half a track, so its log prior is finite.
+    np.testing.assert_allclose(class_priors(np.array([3.0, 1.0, 0.0])), [3 / 4.5, 1 / 4.5, 0.5 / 4.5])
+    with pytest.raises(ConfigError):
+        class_priors(np.array([1.0, -1.0]))
+
+
+@pytest.mark.parametrize(
+    "tau, expected",
+    [
+        (0.0, [0, 0]),  # the plain argmax
+        # p / prior**0.5: row 0 .6/.894 = .671 < .4/.447 = .894; row 1 .7/.894 = .783 > .3/.447 = .671
+        (0.5, [1, 0]),
+        # p / prior: row 0 .75 < 2.0; row 1 .875 < 1.5
+        (1.0, [1, 1]),
+    ],
+)
+def test_posthoc_logit_adjustment_by_hand(tau, expected):
+    from genrekit.balancing import posthoc_logit_adjustment
+
+    probs = np.array([[0.6, 0.4], [0.7, 0.3]])
+    assert posthoc_logit_adjustment(probs, np.array([0.8, 0.2]), tau).tolist() == expected
+
+
+def test_posthoc_logit_adjustment_refuses_mismatched_prior():
+    from genrekit.balancing import posthoc_logit_adjustment
+
+    with pytest.raises(ConfigError):
+        posthoc_logit_adjustment(np.ones((2, 3)) / 3, np.array([0.5, 0.5]))

@@ -1,4 +1,4 @@
-"""Smoke test of the balancing study's --quick mode and unit tests of the MFCC baseline."""
+"""The balancing study's script (profiles, power of the full profile, --quick end to end and resumed) and the MFCC baseline."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from genrekit.baseline import N_FEATURES, extract_mfcc_features, feature_names, mfcc_statistics
@@ -101,38 +102,77 @@ def test_unknown_classifier_is_refused():
         make_classifier("tree")
 
 
-def test_smallest_classes_skip_genres_absent_from_test():
+def test_smallest_classes_skip_genres_without_tracks():
     bench = load_bench()
-    assert bench.smallest_classes(np.array([50, 1, 2, 3, 9]), np.array([5, 0, 1, 1, 2])) == [2, 3, 4]
+    assert bench.smallest_classes(np.array([50, 0, 2, 3, 9, 1]), k=3) == [5, 2, 3]
+
+
+def test_profiles_write_docs_only_in_the_full_profile():
+    bench = load_bench()
+    quick, full = bench.resolve_args(["--quick"]), bench.resolve_args([])
+    assert quick.results is None and quick.folds >= 2
+    assert Path(full.results) == REPO / "docs" / "results.md" and full.folds >= 5
+    real = bench.resolve_args(["--metadata-dir", "m", "--audio-dir", "a"])
+    assert real.folds == 0 and real.max_imbalance is None  # real FMA: the official split
+
+
+def test_full_profile_dataset_gives_the_five_smallest_genres_15_tracks():
+    """The full profile's demo (capped imbalance) tests each of the five smallest top genres >= 15 times."""
+    from genrekit.demo import make_demo_metadata
+    from genrekit.study import make_artist_folds
+
+    bench = load_bench()
+    p = bench.PROFILES["full"]
+    tracks, _ = make_demo_metadata(p["tracks"], seed=bench.DEMO_SEED, max_imbalance=p["max_imbalance"])
+    top = tracks["track", "genre_top"].astype(str).to_numpy()
+    folds = make_artist_folds(
+        tracks.index, tracks["artist", "id"], top, n_folds=p["folds"], seed=bench.FOLD_SEED
+    )
+    labelled = top != "nan"
+    # Every track is tested once, so the pooled test tracks of a genre are all its tracks.
+    assert np.all(folds.test_fold >= 0)
+    counts = pd.Series(top[labelled]).value_counts()
+    assert len(counts) == 16 and counts.nsmallest(5).min() >= bench.MIN_SMALL_TRACKS
+    # ... and every fold tests some of each of them.
+    for genre in counts.nsmallest(5).index:
+        assert len(set(folds.test_fold[top == genre].tolist())) == p["folds"], genre
 
 
 @pytest.mark.slow
-def test_quick_mode_table(tmp_path, capsys):
-    """The --quick study runs end to end and prints and writes a table with every row, values in [0, 1]."""
+def test_quick_mode_table_and_resume(tmp_path, capsys):
+    """--quick runs end to end, prints and writes both tables; a second run reuses every finished run."""
     bench = load_bench()
     results = tmp_path / "out" / "results.md"
-    assert bench.main(["--quick", "--work-dir", str(tmp_path / "work"), "--results", str(results)]) == 0
+    argv = ["--quick", "--work-dir", str(tmp_path / "work"), "--results", str(results)]
+    assert bench.main(argv) == 0
     printed = capsys.readouterr().out
     text = results.read_text()
     for row in bench.ROWS:
         assert f"| {row.key} | {row.label}" in printed
         assert f"| {row.key} | {row.label}" in text
-    assert "synthetic" in text.lower() and "--metadata-dir" in text
+    assert "paired difference" in printed.lower() and "synthetic" in text.lower()
     assert (results.parent / "results_recall.png").stat().st_size > 10_000
-    raw = json.loads((tmp_path / "work" / "results.json").read_text())
-    assert set(raw["rows"]) == {row.key for row in bench.ROWS}
-    for key, row in raw["rows"].items():
-        nn = not key.startswith(("6", "7"))
-        for metric, values in row["metrics"].items():
-            for v in values:
-                if v is None:  # only the baselines' medium and all-genres cells are empty
-                    assert not nn and not metric.startswith("top"), (key, metric)
-                else:
-                    assert 0.0 <= v <= 1.0, (key, metric, v)
-        for recalls in row["recall"]:
-            assert all(r is None or math.isnan(r) or 0.0 <= r <= 1.0 for r in recalls)
-        assert all(s >= 0 for s in row["seconds"])
-        if nn:
-            assert all(row["metrics"][m][0] is not None for m in ("medium_f1_macro", "all_jaccard"))
-    # The baselines saw the same test tracks as the model rows (the top-genre test tracks).
-    assert raw["baseline_tracks"]["test"] == sum(raw["top_counts"]["test"])
+    (raw_path,) = (tmp_path / "work").glob("*/results.json")
+    raw = json.loads(raw_path.read_text())
+    assert set(raw["summary"]) == {row.key for row in bench.ROWS}
+    assert raw["summary"]["1"]["difference"] == {}
+    for key, row in raw["summary"].items():
+        baseline = key.startswith("8")
+        for metric, fig in row["value"].items():
+            if baseline and metric.startswith("all_"):
+                assert math.isnan(fig["mean"])
+                continue
+            if not metric.startswith("recall_"):
+                assert 0.0 <= fig["mean"] <= 1.0 and fig["low"] <= fig["pooled"] <= fig["high"], (key, metric)
+        for metric, fig in row["difference"].items():
+            assert math.isnan(fig["mean"]) or -1.0 <= fig["low"] <= fig["high"] <= 1.0, (key, metric)
+    # Row 7 is row 1's model: the same all-genres figures, no training time of its own.
+    assert raw["summary"]["7"]["value"]["all_lrap"] == raw["summary"]["1"]["value"]["all_lrap"]
+    assert raw["rows"]["7"]["seconds"] == [0.0]
+    models = sorted((tmp_path / "work").glob("*/runs/*/balanced_hierarchical_genre_model.h5"))
+    assert len(models) == 6 * bench.PROFILES["quick"]["folds"]
+    before = {m: m.stat().st_mtime_ns for m in models}
+    assert bench.main(argv) == 0  # resumes: every run and prediction is reused
+    assert {m: m.stat().st_mtime_ns for m in models} == before
+    again = json.loads(raw_path.read_text())["summary"]
+    assert json.dumps(again, sort_keys=True) == json.dumps(raw["summary"], sort_keys=True)  # NaN-safe

@@ -456,3 +456,21 @@ def test_medium_target_is_the_genre_that_shaped_the_sound(tmp_path: Path, n_trac
     assert len(wrong) == 0, (
         f"{len(wrong)} of {labelled.sum()} tracks, e.g. {targets.index[wrong[:5]].tolist()}"
     )
+
+
+def test_max_imbalance_caps_the_top_genre_ratio() -> None:
+    """max_imbalance raises the small genres' shares (FMA's shape capped); None keeps FMA's shape."""
+    from genrekit.demo import make_demo_metadata
+
+    fma_shape, _ = make_demo_metadata(2000, seed=0)
+    capped, _ = make_demo_metadata(2000, seed=0, max_imbalance=20)
+    again, _ = make_demo_metadata(2000, seed=0, max_imbalance=None)
+    assert fma_shape.equals(again)
+    before = fma_shape["track", "genre_top"].value_counts()
+    after = capped["track", "genre_top"].value_counts()
+    assert before.max() / before.min() > 100
+    # Root counts are within 1/20 of the largest; 70% of a root's tracks have a single top genre.
+    assert after.max() / after.min() < 25 and after.min() >= 15
+    assert after.idxmax() == before.idxmax() == "Rock"
+    with pytest.raises(ConfigError, match="max_imbalance"):
+        make_demo_metadata(100, seed=0, max_imbalance=0.5)

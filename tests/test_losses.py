@@ -1,4 +1,4 @@
-"""Focal loss, weighted BCE and the pos_weight helper against values worked out by hand with numpy."""
+"""Focal loss, logit-adjusted loss, weighted BCE and the pos_weight helper against values worked out by hand with numpy."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from genrekit.errors import ConfigError
 from genrekit.keras_metrics import MaskedTopKAccuracy
 from genrekit.losses import (
     FocalLoss,
+    LogitAdjustedLoss,
     WeightedBinaryCrossEntropy,
     make_losses,
 )
@@ -150,3 +151,102 @@ def test_masked_accuracy_skips_all_zero_rows():
     assert float(top2.result()) == pytest.approx(1.0)
     metric.reset_state()
     assert float(metric.result()) == 0.0
+
+
+PRIOR = [0.5, 0.3, 0.2]
+
+
+@pytest.mark.parametrize("prior", [PRIOR, [0.01, 0.9, 0.09]])
+def test_logit_adjusted_tau0_is_plain_cross_entropy(prior):
+    rows = per_row(LogitAdjustedLoss(prior, tau=0.0), Y_TRUE, Y_PRED)
+    np.testing.assert_allclose(rows, [-np.log(0.7), -np.log(0.3)], rtol=1e-6)
+    plain = keras.losses.CategoricalCrossentropy()(Y_TRUE, Y_PRED)
+    assert float(LogitAdjustedLoss(prior, tau=0.0)(Y_TRUE, Y_PRED)) == pytest.approx(float(plain), rel=1e-6)
+
+
+def test_logit_adjusted_hand_values():
+    # softmax(log p + tau log prior) = p * prior**tau / sum(p * prior**tau)
+    # row 0: p = .2 .7 .1, p * prior = .10 .21 .02 (sum .33), true class 1
+    # row 1: p = .3 .5 .2, p * prior = .15 .15 .04 (sum .34), true class 0
+    rows = per_row(LogitAdjustedLoss(PRIOR, tau=1.0), Y_TRUE, Y_PRED)
+    np.testing.assert_allclose(rows, [-np.log(0.21 / 0.33), -np.log(0.15 / 0.34)], rtol=1e-5)
+    # tau = 2: p * prior**2 = .05 .063 .004 (sum .117) and .075 .045 .008 (sum .128)
+    rows = per_row(LogitAdjustedLoss(PRIOR, tau=2.0), Y_TRUE, Y_PRED)
+    np.testing.assert_allclose(rows, [-np.log(0.063 / 0.117), -np.log(0.075 / 0.128)], rtol=1e-5)
+    # The frequent true class (row 1, prior .5) costs less than without adjustment, the rarer one more.
+    assert rows[1] < -np.log(0.3)
+
+
+def test_logit_adjusted_prior_is_normalised():
+    a = per_row(LogitAdjustedLoss([5.0, 3.0, 2.0], tau=1.0), Y_TRUE, Y_PRED)
+    np.testing.assert_allclose(a, per_row(LogitAdjustedLoss(PRIOR, tau=1.0), Y_TRUE, Y_PRED), rtol=1e-6)
+    assert LogitAdjustedLoss([5.0, 3.0, 2.0]).prior == pytest.approx(PRIOR)
+
+
+def test_logit_adjusted_with_gamma_is_focal_loss_of_adjusted_probabilities():
+    rows = per_row(LogitAdjustedLoss(PRIOR, tau=1.0, gamma=2.0), Y_TRUE, Y_PRED)
+    q = [0.21 / 0.33, 0.15 / 0.34]
+    np.testing.assert_allclose(
+        rows, [(1 - q[0]) ** 2 * -np.log(q[0]), (1 - q[1]) ** 2 * -np.log(q[1])], rtol=1e-5
+    )
+    # tau = 0 with gamma: the focal loss itself
+    np.testing.assert_allclose(
+        per_row(LogitAdjustedLoss(PRIOR, tau=0.0, gamma=2.0), Y_TRUE, Y_PRED),
+        per_row(FocalLoss(gamma=2.0), Y_TRUE, Y_PRED),
+        rtol=1e-6,
+    )
+
+
+def test_logit_adjusted_masked_row_and_sample_weights():
+    """A masked row adds exactly 0; the batch loss is sum(w * loss) / sum(w) (mean_with_sample_weight)."""
+    import tensorflow as tf
+
+    y_true = np.array([[0, 1, 0], [0, 0, 0], [1, 0, 0]], dtype=np.float32)
+    y_pred = np.array([[0.2, 0.7, 0.1], [0.9, 0.05, 0.05], [0.3, 0.5, 0.2]], dtype=np.float32)
+    loss = LogitAdjustedLoss(PRIOR, tau=1.0)
+    rows = per_row(loss, y_true, y_pred)
+    l0, l2 = -np.log(0.21 / 0.33), -np.log(0.15 / 0.34)
+    np.testing.assert_allclose(rows, [l0, 0.0, l2], rtol=1e-5)
+    assert rows[1] == 0.0
+    # The trainer gives the masked row weight 0 and labelled rows their class weights.
+    value = float(loss(y_true, y_pred, sample_weight=np.array([2.0, 0.0, 0.5], np.float32)))
+    assert value == pytest.approx((2.0 * l0 + 0.5 * l2) / 2.5, rel=1e-5)
+    # The masked row's gradient is exactly zero.
+    logits = tf.Variable(np.log(y_pred))
+    with tf.GradientTape() as tape:
+        total = loss(tf.constant(y_true), tf.nn.softmax(logits))
+    grad = tape.gradient(total, logits).numpy()
+    assert np.all(grad[1] == 0.0) and np.any(grad[0] != 0.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"prior": [0.5, 0.0, 0.5]}, "prior"),
+        ({"prior": 0.5}, "prior"),
+        ({"prior": PRIOR, "tau": -1.0}, "tau"),
+        ({"prior": PRIOR, "gamma": float("nan")}, "gamma"),
+    ],
+)
+def test_logit_adjusted_refuses_bad_parameters(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        LogitAdjustedLoss(**kwargs)
+
+
+def test_logit_adjusted_prior_length_must_match_classes():
+    with pytest.raises(ConfigError, match="prior has 2 values but the output has 3 classes"):
+        LogitAdjustedLoss([0.4, 0.6])(Y_TRUE, Y_PRED)
+
+
+def test_logit_adjusted_serializes_and_make_losses_uses_it():
+    loss = LogitAdjustedLoss(PRIOR, tau=0.5, gamma=1.0)
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert type(again) is LogitAdjustedLoss and again.get_config() == loss.get_config()
+    losses = make_losses(use_focal_loss=False, priors={"top": PRIOR, "medium": [0.1, 0.9]}, tau=0.5)
+    assert isinstance(losses["top"], LogitAdjustedLoss) and losses["top"].tau == 0.5
+    assert losses["medium"].prior == pytest.approx([0.1, 0.9]) and losses["medium"].gamma == 0.0
+    assert (
+        make_losses(use_focal_loss=True, gamma=2.0, priors={"top": PRIOR, "medium": PRIOR})["top"].gamma
+        == 2.0
+    )
+    assert isinstance(make_losses()["top"], FocalLoss)  # off: the losses are unchanged

@@ -319,3 +319,37 @@ def test_tuned_thresholds_are_saved_and_used_by_inference(tiny_run, demo_dataset
     for name, p in probs.items():
         assert p > section["all"][names.index(name)]
     assert MusicGenreInference(model, threshold=0.3, workers=1).thresholds.tolist() == [0.3] * n_all
+
+
+def test_logit_adjustment_trains_saves_its_priors_and_loads_back(tiny_run, demo_dataset):
+    """--logit_adjustment: the softmax heads train with LogitAdjustedLoss on the training class mix."""
+    import keras
+
+    from genrekit.losses import LogitAdjustedLoss
+
+    out = tiny_run.parent / "logit_adjusted"
+    overrides = tiny_overrides(demo_dataset, out, use_weighted_sampling=False, use_focal_loss=False)
+    path = tiny_run.parent / "logit_adjusted.json"
+    path.write_text(json.dumps(overrides))
+    assert (
+        balanced_trainer.main(["--config", str(path), "--logit_adjustment", "--logit_adjustment_tau", "0.5"])
+        == 0
+    )
+    config = load_training_config(out / "balanced_training_config.json")
+    assert config["balancing"]["use_logit_adjustment"] is True
+    assert config["balancing"]["logit_adjustment_tau"] == 0.5
+    # Priors: the training tracks' class frequencies, counted here from the metadata.
+    settings = Settings.build(None, overrides)
+    processor = BalancedGenreProcessor(settings)
+    processed = processor.process_fma_labels(*processor.load_fma_metadata())
+    cache_ids = processor.extract_features(processed).track_ids
+    labels = processed.labels("training", cache_ids)
+    counts = np.bincount(labels.top[labels.top >= 0], minlength=len(processed.vocabs["top"])).astype(float)
+    counts[counts == 0] = 0.5
+    np.testing.assert_allclose(config["balancing"]["priors"]["top"], counts / counts.sum(), rtol=1e-6)
+    log = pd.read_csv(out / "training_log.csv")
+    assert np.isfinite(log["top_loss"]).all()
+    model = keras.models.load_model(out / "balanced_hierarchical_genre_model.h5")  # compiled, as saved
+    loss = model.loss["top"] if isinstance(model.loss, dict) else None
+    assert isinstance(loss, LogitAdjustedLoss) and loss.tau == 0.5
+    np.testing.assert_allclose(loss.prior, config["balancing"]["priors"]["top"], rtol=1e-5)
