@@ -69,7 +69,13 @@ PROFILES: dict[str, dict[str, Any]] = {
         epochs=8,
         patience=3,
         lr_patience=2,
-        learning_rate=1e-3,
+        # The quick start's small-model recipe (measured on the demo, issue 13): the README's dropout
+        # (0.25 / 0.5) starves a model of width 0.125; batches of 16, cosine decay from 3e-3.
+        learning_rate=3e-3,
+        lr_schedule="cosine",
+        batch_size=16,
+        conv_dropout=0.1,
+        dense_dropout=0.2,
         folds=5,
         n_boot=1000,
         sampling_thresholds=None,  # config.py's SAMPLING_THRESHOLDS
@@ -240,6 +246,10 @@ def base_overrides(
         "patience": args.patience,
         "lr_patience": args.lr_patience,
         "learning_rate": args.learning_rate,
+        "lr_schedule": getattr(args, "lr_schedule", None),
+        "batch_size": getattr(args, "batch_size", None),
+        "conv_dropout": getattr(args, "conv_dropout", None),
+        "dense_dropout": getattr(args, "dense_dropout", None),
         "workers": args.workers,
         "logit_adjustment_tau": POWER_TAU,
         "sampling_thresholds": args.sampling_thresholds,
@@ -936,7 +946,8 @@ def markdown_lines(
         + f" (>= {MIN_SMALL_TRACKS} each: {'yes' if raw['power_ok'] else '**no**'}).",
         f"- Model rows 1-6: `genrekit.training.train`, width factor **{settings.width_factor:g}**, "
         f"**{settings.num_segments} segments** of {settings.segment_frames} frames per clip (first "
-        f"{settings.duration:g} s), **at most {settings.num_epochs} epochs**, batch {settings.batch_size}, "
+        f"{settings.duration:g} s), dropout {settings.conv_dropout:g} / {settings.dense_dropout:g}, "
+        f"**at most {settings.num_epochs} epochs**, batch {settings.batch_size}, "
         f"learning rate {settings.learning_rate:g}, LR schedule {settings.lr_schedule}, early stopping on "
         f"`{settings.monitor}` with patience {settings.patience} (best weights kept), SpecAugment "
         f"{'on' if settings.spec_augment else 'off'}, mixup alpha {settings.mixup_alpha:g}; every other setting "
