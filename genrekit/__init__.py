@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 
 # TensorFlow turns its oneDNN CPU kernels on by default only on some Intel CPUs. Everywhere else
 # (e.g. AMD EPYC) its own kernels train this toolkit's model 1.6x slower: 234-242 against
-# 138-145 ms of CPU per 32-segment step at width 0.125 on 2 cores (benchmarks/bench_training.py
-# shows the same). A value the user set wins; it has no effect once TensorFlow is imported.
+# 138-145 ms of CPU per 32-segment training step at width 0.125 on 2 cores (Keras fit on arrays in
+# memory, measured in pairs). A value the user set wins; it has no effect once TensorFlow is imported.
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"
 os.environ.setdefault(ONEDNN, "1")
