@@ -123,6 +123,14 @@ class CacheSummary:
         )
 
 
+def cache_folder(cache_root: str | os.PathLike, audio_dir: str | os.PathLike, params: FeatureParams) -> Path:
+    """One cache per audio folder and parameter set: ``<cache_root>/<audio folder>/<params>``.
+
+    Demo and FMA track ids overlap, so caches of different audio folders are kept apart.
+    """
+    return Path(cache_root) / Path(audio_dir).resolve().name / params.cache_name()
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``"I/N"`` to ``(I, N)`` with ``0 <= I < N``; ConfigError otherwise."""
     try:

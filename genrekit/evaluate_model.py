@@ -23,7 +23,8 @@ import genrekit
 from genrekit.cli import SETUP_HINTS, require_dir
 from genrekit.errors import ConfigError, DatasetError, ModelError
 from genrekit.labels import LEVELS, MASKED, GenreTree, Vocabulary, derive_targets, encode
-from genrekit.model_io import check_model, load_model
+from genrekit.model_io import load_model
+from genrekit.run_config import check_model, load_training_config
 from genrekit.settings import SPLITS, SUBSETS, Settings
 from genrekit.thresholds import thresholds_of
 
@@ -187,8 +188,6 @@ def evaluate_model(
         raise ConfigError(f"split {split!r} must be one of {', '.join(SPLITS)}")
     if subset is not None and subset not in SUBSETS:
         raise ConfigError(f"subset {subset!r} must be one of {', '.join(SUBSETS)}")
-    from genrekit.training import load_training_config
-
     model_path = Path(model_path)
     config_path = resolve_config(model_path, config_path)
     training_config = load_training_config(config_path)
@@ -312,8 +311,7 @@ def _split_features(
     """
     from genrekit import fma
     from genrekit.audio import FeatureParams
-    from genrekit.cache import FeatureCache, ensure_cache
-    from genrekit.training import cache_folder
+    from genrekit.cache import FeatureCache, cache_folder, ensure_cache
 
     require_dir(audio_dir, "audio", SETUP_HINTS["audio"])
     params = FeatureParams.from_dict(training_config["features"])

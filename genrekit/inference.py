@@ -31,7 +31,8 @@ import numpy as np
 import config as defaults
 from genrekit.cli import resolved
 from genrekit.errors import AudioDecodeError, ConfigError, GenrekitError, ModelError
-from genrekit.model_io import check_model, load_model
+from genrekit.model_io import load_model
+from genrekit.run_config import check_model, load_training_config
 from genrekit.workers import THREAD_ENV, native_stderr_to, one_thread_env, redirect_native_stderr
 
 log = logging.getLogger(__name__)
@@ -600,7 +601,6 @@ class MusicGenreInference:
         from genrekit.labels import Vocabulary
         from genrekit.settings import Settings, read_config_file
         from genrekit.thresholds import thresholds_of
-        from genrekit.training import load_training_config
 
         self.model_path, self.config_path, settings_path = resolve_model_files(model_path, config_path)
         self.training_config = load_training_config(self.config_path)

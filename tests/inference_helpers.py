@@ -48,8 +48,8 @@ def vocabularies(tree=TREE) -> dict:
 
 
 def training_config(model_file: str, vocabs: dict, input_shape=INPUT_SHAPE, features=FEATURES) -> dict:
+    from genrekit.run_config import CONFIG_FORMAT, CONFIG_VERSION
     from genrekit.settings import Settings
-    from genrekit.training import CONFIG_FORMAT, CONFIG_VERSION
 
     settings = Settings.build(overrides={**features, "workers": 2, "inference_batch_size": 64})
     return {

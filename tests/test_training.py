@@ -14,8 +14,9 @@ import pytest
 
 import balanced_trainer
 from genrekit.errors import CacheError
+from genrekit.run_config import load_training_config
 from genrekit.settings import Settings
-from genrekit.training import BalancedGenreProcessor, load_training_config
+from genrekit.training import BalancedGenreProcessor
 from tests.conftest import REPO, tiny_overrides
 
 pytestmark = pytest.mark.slow
