@@ -8,7 +8,6 @@ of :mod:`genrekit.report` with a "run" section that says exactly what was evalua
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ import config as defaults
 import genrekit
 from genrekit.cli import SETUP_HINTS, require_dir
 from genrekit.errors import ConfigError, DatasetError, ModelError
+from genrekit.fileio import file_digest, write_text_atomic
 from genrekit.labels import LEVELS, MASKED, GenreTree, Vocabulary, derive_targets, encode
 from genrekit.model_io import load_model
 from genrekit.run_config import check_model, load_training_config
@@ -107,23 +107,6 @@ def check_vocabularies(vocabs: Mapping[str, Vocabulary], tree: GenreTree, genres
             + "; ".join(unique[:5])
             + (f" (and {len(unique) - 5} more)" if len(unique) > 5 else "")
         )
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _same_folder(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool:
@@ -273,9 +256,9 @@ def evaluate_model(
     )
     results[RUN_SECTION] = {
         "model": str(model_path.resolve()),
-        "model_sha256": _sha256(model_path),
+        "model_sha256": file_digest(model_path),
         "training_config": str(config_path.resolve()),
-        "training_config_sha256": _sha256(config_path),
+        "training_config_sha256": file_digest(config_path),
         "genrekit_version": genrekit.__version__,
         "split": split,
         "subset": settings.subset,
@@ -380,7 +363,7 @@ def _write(results: dict[str, Any], out: Path, plots: bool, max_medium_classes: 
     # The run section goes right under the title, before the first figures.
     text = paths.markdown.read_text(encoding="utf-8")
     head, sep, rest = text.partition("\n## ")
-    _write_text_atomic(paths.markdown, head + "\n" + _run_markdown(run) + sep.lstrip("\n") + rest)
+    write_text_atomic(paths.markdown, head + "\n" + _run_markdown(run) + sep.lstrip("\n") + rest)
     log.debug("report: %s", paths.markdown)
 
 

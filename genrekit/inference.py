@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import logging
@@ -31,6 +30,7 @@ import numpy as np
 import config as defaults
 from genrekit.cli import resolved
 from genrekit.errors import AudioDecodeError, ConfigError, GenrekitError, ModelError
+from genrekit.fileio import file_digest, read_json, write_json_atomic, write_text_atomic
 from genrekit.model_io import load_model
 from genrekit.run_config import check_model, load_training_config
 from genrekit.workers import THREAD_ENV, native_stderr_to, one_thread_env, redirect_native_stderr
@@ -102,10 +102,7 @@ def resolve_model_files(
     cfg = Path(config_path)
     if not cfg.is_file():
         raise ModelError(f"{cfg}: config file {not_a_file(cfg)}")
-    try:
-        data = json.loads(cfg.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{cfg}: not valid JSON ({exc})") from None
+    data = read_json(cfg, error=ModelError)
     if isinstance(data, dict) and "format" in data:
         return model, cfg, None
     if not beside.is_file():
@@ -440,17 +437,6 @@ class PartialLog:
             self.fh = None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, fsync it, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 CSV_COLUMNS = (
     "file",
     "status",
@@ -512,9 +498,9 @@ def write_report(report: Mapping[str, Any], output: str | os.PathLike) -> Path:
     """Write a run's report atomically: CSV (one row per file) for a ``.csv`` name, JSON otherwise."""
     output = Path(output)
     if output.suffix.lower() == ".csv":
-        write_atomic(output, to_csv(report))
+        write_text_atomic(output, to_csv(report))
     else:
-        write_atomic(output, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        write_json_atomic(output, report, ensure_ascii=False)
     return output
 
 
@@ -654,7 +640,7 @@ class MusicGenreInference:
             "model": str(self.model_path.resolve()),
             "model_bytes": stat.st_size,
             "model_mtime_ns": stat.st_mtime_ns,
-            "config_sha1": hashlib.sha1(self.config_path.read_bytes()).hexdigest(),
+            "config_sha1": file_digest(self.config_path, "sha1"),
             "threshold": self.threshold,
             "top_k": self.top_k,
             "segment_hop": self.segment_hop,

@@ -7,7 +7,6 @@ The trainer writes it (:func:`write_training_config`); inference and evaluation 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,13 +31,10 @@ def load_training_config(path: str | os.PathLike) -> dict[str, Any]:
         When the file is missing, not JSON, not a training config, of a newer version than this
         genrekit reads, or lacks a required section.
     """
+    from genrekit.fileio import read_json
+
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: training config not found")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc})") from None
+    config = read_json(path, error=ModelError, what="training config")
     if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
         raise ModelError(f"{path}: not a training config written by balanced_trainer.py (no 'format' key)")
     version = config.get("version", CONFIG_VERSION)
@@ -57,7 +53,7 @@ def load_training_config(path: str | os.PathLike) -> dict[str, Any]:
 
 def write_training_config(path: str | os.PathLike, config: Mapping[str, Any]) -> Path:
     """Write ``config`` (with its format and version set) atomically; return the path."""
-    from genrekit.download import write_json_atomic
+    from genrekit.fileio import write_json_atomic
 
     path = Path(path)
     write_json_atomic(path, {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, **config})

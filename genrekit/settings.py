@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -229,13 +228,10 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     ConfigError
         When the file is missing, is not JSON, or holds an unknown key or a wrong type.
     """
+    from genrekit.fileio import read_json
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, error=ConfigError, what="config file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must hold a JSON object of settings")
     if isinstance(data.get("settings"), dict):  # a training config written by the trainer

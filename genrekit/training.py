@@ -26,8 +26,8 @@ import pandas as pd
 import genrekit
 from genrekit import balancing, fma
 from genrekit.cli import SETUP_HINTS, require_dir
-from genrekit.download import write_json_atomic
 from genrekit.errors import ConfigError, DatasetError
+from genrekit.fileio import replacing, write_json_atomic
 from genrekit.labels import (
     LEVELS,
     MASKED,
@@ -461,16 +461,15 @@ def validation_metrics(
 
 def save_model_atomic(model, path: Path) -> None:
     """Save through a temp name with the same extension, then rename: never a half-written model."""
-    tmp = path.with_name(f".tmp_{path.name}")
     # .h5 is the README's name; Keras warns (through absl) that it is legacy, but saves it fully.
     absl = logging.getLogger("absl")
     level = absl.level
     absl.setLevel(logging.ERROR)
     try:
-        model.save(tmp)
+        with replacing(path) as tmp:
+            model.save(tmp)
     finally:
         absl.setLevel(level)
-    os.replace(tmp, path)
 
 
 def finished_run(settings: Settings, output_dir: str | os.PathLike) -> dict[str, Any] | None:

@@ -30,8 +30,8 @@ from typing import Any
 
 import config as defaults
 from genrekit.backbones.musicnn import MODELS, N_TAGS, build_musicnn, keras_weights_from_checkpoint
-from genrekit.download import file_digest, write_json_atomic
 from genrekit.errors import ChecksumError, DownloadError, ModelError
+from genrekit.fileio import file_digest, replacing, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -184,13 +184,9 @@ def convert_wheel(wheel_path: str | os.PathLike, out_dir: str | os.PathLike) -> 
                 except ValueError as exc:
                     raise ModelError(f"{wheel_path}: {model} layer {layer} does not fit ({exc})") from None
             final = out_dir / weights_file(model)
-            part = out_dir / f".{model}.{os.getpid()}.part.weights.h5"  # Keras wants the suffix
-            try:
+            with replacing(final) as part:  # keeps the suffix Keras wants (.weights.h5)
                 net.save_weights(part)
                 digest = file_digest(part, "sha256")
-                os.replace(part, final)
-            finally:
-                part.unlink(missing_ok=True)
             models[model] = {
                 "file": final.name,
                 "sha256": digest,
