@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import config as defaults
 import genrekit
 from genrekit.cli import SETUP_HINTS, require_dir
 from genrekit.errors import ConfigError, DatasetError, ModelError
@@ -25,7 +24,7 @@ from genrekit.fileio import file_digest, write_text_atomic
 from genrekit.labels import LEVELS, MASKED, GenreTree, Vocabulary, derive_targets, encode
 from genrekit.model_io import load_model
 from genrekit.run_config import check_model, load_training_config
-from genrekit.settings import SPLITS, SUBSETS, Settings
+from genrekit.settings import SPLITS, SUBSETS, Settings, default_value
 from genrekit.thresholds import thresholds_of
 
 __all__ = [
@@ -69,10 +68,11 @@ def resolve_config(model_path: str | os.PathLike, config_path: str | os.PathLike
         raise ModelError(f"{model_path}: model file not found (train one with balanced_trainer.py)")
     if config_path is not None:
         return Path(config_path)
-    beside = model_path.parent / defaults.TRAINING_CONFIG_FILENAME
+    name = default_value("training_config_filename")
+    beside = model_path.parent / name
     if not beside.is_file():
         raise ModelError(
-            f"no --config given and no {defaults.TRAINING_CONFIG_FILENAME} next to the model in "
+            f"no --config given and no {name} next to the model in "
             f"{model_path.parent}; pass --config"
         )
     return beside
@@ -121,7 +121,7 @@ def evaluate_model(
     config_path: str | os.PathLike | None = None,
     metadata_dir: str | os.PathLike | None = None,
     audio_dir: str | os.PathLike | None = None,
-    split: str = defaults.SPLIT,
+    split: str | None = None,
     output_dir: str | os.PathLike | None = None,
     subset: str | None = None,
     *,
@@ -167,6 +167,7 @@ def evaluate_model(
     DatasetError
         Missing folders, a genre tree other than the model's, or a split without usable tracks.
     """
+    split = default_value("split") if split is None else split
     if split not in SPLITS:
         raise ConfigError(f"split {split!r} must be one of {', '.join(SPLITS)}")
     if subset is not None and subset not in SUBSETS:
@@ -176,8 +177,8 @@ def evaluate_model(
     training_config = load_training_config(config_path)
     settings = Settings.build(config_path, {"subset": subset})
     data = training_config.get("data") or {}
-    metadata_dir = Path(metadata_dir or data.get("metadata_dir") or defaults.METADATA_DIR)
-    audio_dir = Path(audio_dir or data.get("audio_dir") or defaults.AUDIO_DIR)
+    metadata_dir = Path(metadata_dir or data.get("metadata_dir") or default_value("metadata_dir"))
+    audio_dir = Path(audio_dir or data.get("audio_dir") or default_value("audio_dir"))
     out = Path(output_dir) if output_dir is not None else default_output_dir(model_path, split)
     vocabs = {level: Vocabulary.from_dict(training_config["vocabularies"][level]) for level in LEVELS}
 
@@ -303,7 +304,7 @@ def _split_features(
         folder = Path(data["cache_dir"])
     else:
         folder = cache_folder(settings.cache_dir, audio_dir, params)
-    n_workers = defaults.WORKERS if workers is None else workers
+    n_workers = default_value("workers") if workers is None else workers
     ensure_cache(folder, fma.audio_items(audio_dir, track_ids), params, workers=n_workers or None)
     return FeatureCache.open(folder, params), folder
 

@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-import config as defaults
 from genrekit.cli import resolved
 from genrekit.errors import AudioDecodeError, ConfigError, GenrekitError, ModelError
 from genrekit.fileio import file_digest, read_json, write_json_atomic, write_text_atomic
 from genrekit.model_io import load_model
 from genrekit.run_config import check_model, load_training_config
+from genrekit.settings import default_value
 from genrekit.workers import THREAD_ENV, native_stderr_to, one_thread_env, redirect_native_stderr
 
 log = logging.getLogger(__name__)
@@ -91,11 +91,12 @@ def resolve_model_files(
     model = Path(model_path)
     if not model.is_file():
         raise ModelError(f"{model}: model file {not_a_file(model)} (train one with balanced_trainer.py)")
-    beside = model.parent / defaults.TRAINING_CONFIG_FILENAME
+    name = default_value("training_config_filename")
+    beside = model.parent / name
     if config_path is None:
         if not beside.is_file():
             raise ModelError(
-                f"no --config given and no {defaults.TRAINING_CONFIG_FILENAME} next to the model in "
+                f"no --config given and no {name} next to the model in "
                 f"{model.parent}; pass --config"
             )
         return model, beside, None
@@ -108,7 +109,7 @@ def resolve_model_files(
     if not beside.is_file():
         raise ModelError(
             f"{cfg} is a settings file, not a training config, and there is no "
-            f"{defaults.TRAINING_CONFIG_FILENAME} next to the model in {model.parent}"
+            f"{name} next to the model in {model.parent}"
         )
     return model, beside, cfg
 
@@ -601,7 +602,7 @@ class MusicGenreInference:
         values = dict(read_config_file(settings_path)) if settings_path else {}
         values.update({k: v for k, v in overrides.items() if v is not None})
         # The training machine's worker count says nothing about this one.
-        values.setdefault("workers", defaults.WORKERS)
+        values.setdefault("workers", default_value("workers"))
         self.settings = Settings.build(self.config_path, values)
         # A threshold the user asks for wins; else the per-genre thresholds saved with the model.
         self.thresholds = thresholds_of(
@@ -1038,7 +1039,7 @@ class MusicGenreInference:
 
 def default_model_path() -> str:
     """``OUTPUT_DIR/MODEL_FILENAME`` of config.py, where balanced_trainer.py saves the model."""
-    return os.path.join(defaults.OUTPUT_DIR, defaults.MODEL_FILENAME)
+    return os.path.join(default_value("output_dir"), default_value("model_filename"))
 
 
 __all__ = [

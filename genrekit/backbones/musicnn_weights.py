@@ -28,10 +28,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import config as defaults
 from genrekit.backbones.musicnn import MODELS, N_TAGS, build_musicnn, keras_weights_from_checkpoint
 from genrekit.errors import ChecksumError, DownloadError, ModelError
 from genrekit.fileio import file_digest, replacing, write_json_atomic
+from genrekit.settings import default_value
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ _DATASETS = {"MSD": "Million Song Dataset", "MTT": "MagnaTagATune"}
 
 def default_weights_dir() -> Path:
     """``<config.PRETRAINED_DIR>/musicnn``: where the converted weights live by default."""
-    return Path(defaults.PRETRAINED_DIR) / "musicnn"
+    return Path(default_value("pretrained_dir")) / "musicnn"
 
 
 def weights_file(model: str) -> str:
