@@ -129,9 +129,9 @@ def write_run(run_dir: Path, width: float, batch_size: int, workers: int) -> tup
     }
     model = build_model(
         config.INPUT_SHAPE,
-        N_TOP,
-        N_MEDIUM,
-        N_ALL,
+        num_top=N_TOP,
+        num_medium=N_MEDIUM,
+        num_all=N_ALL,
         width_factor=width,
         seed=0,
         norm_mean=[-30.0] * config.N_MELS,

@@ -203,10 +203,11 @@ class BalancedHierarchicalModel:
 
     def __init__(
         self,
-        input_shape=(128, 64, 1),
-        num_top: int = 16,
-        num_medium: int = 147,
-        num_all: int = 161,
+        input_shape: tuple[int, int, int],
+        *,
+        num_top: int,
+        num_medium: int,
+        num_all: int,
         class_weights: dict[str, np.ndarray] | None = None,
         settings: Settings | None = None,
         normalization: dict[str, Any] | None = None,
@@ -225,9 +226,9 @@ class BalancedHierarchicalModel:
         norm = self.normalization or {}
         self.model = build_model(
             self.input_shape,
-            self.num_classes["top"],
-            self.num_classes["medium"],
-            self.num_classes["all"],
+            num_top=self.num_classes["top"],
+            num_medium=self.num_classes["medium"],
+            num_all=self.num_classes["all"],
             width_factor=s.width_factor,
             conv_dropout=s.conv_dropout,
             dense_dropout=s.dense_dropout,
@@ -627,9 +628,9 @@ def train(
     with strategy.scope():
         builder = BalancedHierarchicalModel(
             settings.input_shape,
-            n["top"],
-            n["medium"],
-            n["all"],
+            num_top=n["top"],
+            num_medium=n["medium"],
+            num_all=n["all"],
             class_weights=weights,
             settings=settings,
             normalization=norm,

@@ -84,7 +84,13 @@ def test_loss_decreases_on_real_demo_features(tiny_run):
     n = processed.num_classes
     keras.utils.set_random_seed(0)
     builder = BalancedHierarchicalModel(
-        settings.input_shape, n["top"], n["medium"], n["all"], weights, settings, config["normalization"]
+        settings.input_shape,
+        num_top=n["top"],
+        num_medium=n["medium"],
+        num_all=n["all"],
+        class_weights=weights,
+        settings=settings,
+        normalization=config["normalization"],
     )
     model = builder.compile_with_balanced_losses(learning_rate=1e-3)
     ids = labels.track_ids[:8]
