@@ -101,8 +101,8 @@ def write_run(run_dir: Path, width: float, batch_size: int, workers: int) -> tup
     import config
     from genrekit.audio import FeatureParams
     from genrekit.model import build_model
+    from genrekit.run_config import CONFIG_FORMAT, CONFIG_VERSION
     from genrekit.settings import Settings
-    from genrekit.training import CONFIG_FORMAT, CONFIG_VERSION
 
     run_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings.build(overrides={"workers": workers, "inference_batch_size": batch_size})
@@ -129,9 +129,9 @@ def write_run(run_dir: Path, width: float, batch_size: int, workers: int) -> tup
     }
     model = build_model(
         config.INPUT_SHAPE,
-        N_TOP,
-        N_MEDIUM,
-        N_ALL,
+        num_top=N_TOP,
+        num_medium=N_MEDIUM,
+        num_all=N_ALL,
         width_factor=width,
         seed=0,
         norm_mean=[-30.0] * config.N_MELS,

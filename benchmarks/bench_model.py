@@ -44,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
 
     summary = configure_device(mixed_precision=args.mixed_precision)
     print(f"device: {summary['gpus'] or 'CPU'}  policy: {summary['policy']}  backend: {summary['backend']}")
-    model = build_model(config.INPUT_SHAPE, 16, 150, 163, width_factor=args.width, seed=0)
+    model = build_model(
+        config.INPUT_SHAPE, num_top=16, num_medium=150, num_all=163, width_factor=args.width, seed=0
+    )
     flops = count_flops(model)
     print(f"width {args.width}: {model.count_params():,} parameters, {flops / 1e9:.3f} GFLOP per segment")
 

@@ -304,7 +304,13 @@ def bench_fit(args, settings, processed, cache, labels, weights, norm) -> list[d
         s = dataclasses.replace(settings, width_factor=width)
         keras.utils.set_random_seed(0)
         model = BalancedHierarchicalModel(
-            s.input_shape, n["top"], n["medium"], n["all"], weights, s, norm
+            s.input_shape,
+            num_top=n["top"],
+            num_medium=n["medium"],
+            num_all=n["all"],
+            class_weights=weights,
+            settings=s,
+            normalization=norm,
         ).compile_with_balanced_losses()
         stream = make_stream(s, cache, labels, weights, n, tracks)
         pipe = training_dataset(stream, s.batch_size, s.input_shape, fill=norm["mean"])

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from genrekit.errors import ParameterError
+
 __all__ = [
     "AveragePrediction",
     "MultiLabelPrediction",
@@ -37,30 +39,30 @@ __all__ = [
 def _check_probs(probs: Any, what: str = "probs") -> np.ndarray:
     probs = np.asarray(probs)
     if probs.ndim != 2:
-        raise ValueError(f"{what} must be a 2-D (segments, classes) array, got shape {probs.shape}")
+        raise ParameterError(f"{what} must be a 2-D (segments, classes) array, got shape {probs.shape}")
     if probs.shape[1] == 0:
-        raise ValueError(f"{what} has no classes (shape {probs.shape})")
+        raise ParameterError(f"{what} has no classes (shape {probs.shape})")
     if not np.issubdtype(probs.dtype, np.floating):
         probs = probs.astype(np.float64)
     if not np.all(np.isfinite(probs)):
-        raise ValueError(f"{what} contains NaN or infinite values")
+        raise ParameterError(f"{what} contains NaN or infinite values")
     return probs
 
 
 def _check_index(segment_track: Any, n_segments: int, n_tracks: int | None) -> tuple[np.ndarray, int]:
     index = np.asarray(segment_track)
     if index.ndim != 1 or len(index) != n_segments:
-        raise ValueError(f"segment_track must have shape ({n_segments},), got {index.shape}")
+        raise ParameterError(f"segment_track must have shape ({n_segments},), got {index.shape}")
     if n_segments and not np.issubdtype(index.dtype, np.integer):
-        raise ValueError(f"segment_track must hold integer track indices, got dtype {index.dtype}")
+        raise ParameterError(f"segment_track must hold integer track indices, got dtype {index.dtype}")
     index = index.astype(np.intp, copy=False)
     if n_segments and index.min() < 0:
-        raise ValueError(f"segment_track holds a negative track index ({index.min()})")
+        raise ParameterError(f"segment_track holds a negative track index ({index.min()})")
     top = int(index.max()) + 1 if n_segments else 0
     if n_tracks is None:
         n_tracks = top
     elif top > n_tracks:
-        raise ValueError(f"segment_track refers to track {top - 1} but n_tracks is {n_tracks}")
+        raise ParameterError(f"segment_track refers to track {top - 1} but n_tracks is {n_tracks}")
     return index, n_tracks
 
 
@@ -70,7 +72,7 @@ def _name(names: Sequence[str] | None, index: int) -> str | None:
 
 def _check_names(names: Sequence[str] | None, n_classes: int) -> None:
     if names is not None and len(names) != n_classes:
-        raise ValueError(f"{len(names)} names given for {n_classes} classes")
+        raise ParameterError(f"{len(names)} names given for {n_classes} classes")
 
 
 # --- many tracks at once -----------------------------------------------------------------------
@@ -144,7 +146,7 @@ def top_k_indices(probs: Any, k: int) -> np.ndarray:
     """
     probs = np.asarray(probs)
     if k < 1:
-        raise ValueError(f"k={k} must be a positive integer")
+        raise ParameterError(f"k={k} must be a positive integer")
     return np.argsort(-probs, axis=-1, kind="stable")[..., : min(k, probs.shape[-1])]
 
 
@@ -264,7 +266,7 @@ def track_multilabel(
 def _one_file(probs: Any) -> np.ndarray:
     probs = _check_probs(probs)
     if len(probs) == 0:
-        raise ValueError("no segments to aggregate (probs has 0 rows)")
+        raise ParameterError("no segments to aggregate (probs has 0 rows)")
     return probs
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from genrekit import balancing, fma
 from genrekit.cli import SETUP_HINTS
+from genrekit.fileio import replacing, write_text_atomic
 from genrekit.labels import LEVELS, MASKED, GenreTree, Vocabulary, check_artist_filtered, encode
 
 log = logging.getLogger(__name__)
@@ -338,20 +339,16 @@ def plot_distributions(ds: Dataset, settings: Any, out_dir: Path) -> list[Path]:
             )
         fig.tight_layout()
         path = out_dir / f"distribution_{level}.png"
-        tmp = path.with_suffix(".tmp.png")
-        fig.savefig(tmp, dpi=110)
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=110)
         plt.close(fig)
-        os.replace(tmp, path)
         paths.append(path)
     return paths
 
 
 def write_json(data: Any, path: Path) -> None:
-    """Write JSON atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default), encoding="utf-8")
-    os.replace(tmp, path)
+    """Write JSON atomically (no final newline, as before)."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=_json_default), fsync=False)
 
 
 def _json_default(value: Any) -> Any:

@@ -157,17 +157,17 @@ class MfccFeatures:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write to an ``.npz`` through a temp file, so an interrupted save leaves no half file."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez(
-            tmp,
-            track_ids=self.track_ids,
-            features=self.features,
-            failed_ids=np.array(list(self.failures), dtype=np.int64),
-            failed_reasons=np.array(list(self.failures.values()), dtype=str),
-            seconds=self.seconds,
-        )
-        os.replace(tmp, path)
+        from genrekit.fileio import replacing
+
+        with replacing(path) as tmp:  # keeps the .npz suffix, so np.savez adds none
+            np.savez(
+                tmp,
+                track_ids=self.track_ids,
+                features=self.features,
+                failed_ids=np.array(list(self.failures), dtype=np.int64),
+                failed_reasons=np.array(list(self.failures.values()), dtype=str),
+                seconds=self.seconds,
+            )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> MfccFeatures:

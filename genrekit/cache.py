@@ -62,6 +62,7 @@ import numpy as np
 
 from genrekit.audio import FEATURE_VERSION, FeatureParams, NormStats, band_stats, load_segments
 from genrekit.errors import AudioDecodeError, CacheError, ConfigError
+from genrekit.fileio import write_bytes_atomic
 from genrekit.workers import one_thread_env, redirect_native_stderr
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,14 @@ class CacheSummary:
         )
 
 
+def cache_folder(cache_root: str | os.PathLike, audio_dir: str | os.PathLike, params: FeatureParams) -> Path:
+    """One cache per audio folder and parameter set: ``<cache_root>/<audio folder>/<params>``.
+
+    Demo and FMA track ids overlap, so caches of different audio folders are kept apart.
+    """
+    return Path(cache_root) / Path(audio_dir).resolve().name / params.cache_name()
+
+
 def parse_shard(text: str) -> tuple[int, int]:
     """``"I/N"`` to ``(I, N)`` with ``0 <= I < N``; ConfigError otherwise."""
     try:
@@ -152,15 +161,6 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _software() -> dict[str, str]:
@@ -453,7 +453,7 @@ def _create_part(cache_dir: Path, name: str, params: FeatureParams, track_ids: n
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "software": _software(),
     }
-    _write_atomic(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
+    write_bytes_atomic(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())
     final = cache_dir / name
     os.replace(tmp, final)
     _fsync_dir(cache_dir)
@@ -494,7 +494,7 @@ class _Writer:
             for tid in sorted(self.failures):
                 f = self.failures[tid]
                 writer.writerow([f.track_id, f.path, f.status, f.reason])
-            _write_atomic(self.part.path / FAILURES, text.getvalue().encode("utf-8"))
+            write_bytes_atomic(self.part.path / FAILURES, text.getvalue().encode("utf-8"))
             self.failures_dirty = False
         for row, code in self.queued:
             os.pwrite(self.status_fd, bytes([code]), self.part.status_offset + row)

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from genrekit.errors import ConfigError, DatasetError
+from genrekit.fileio import sha1_file, write_bytes_atomic
 from genrekit.labels import MASKED, medium_genre
 
 log = logging.getLogger(__name__)
@@ -870,12 +871,12 @@ def write_tracks_csv(tracks: pd.DataFrame, path: str | Path) -> None:
         values = pd.to_datetime(out[col])
         out[col] = values.dt.strftime("%Y-%m-%d %H:%M:%S").where(values.notna(), np.nan)
     out[("set", "subset")] = out[("set", "subset")].astype(str)
-    _atomic_write(Path(path), out.to_csv(lineterminator="\n").encode("utf-8"))
+    _write(Path(path), out.to_csv(lineterminator="\n").encode("utf-8"))
 
 
 def write_genres_csv(genres: pd.DataFrame, path: str | Path) -> None:
     """Write a genres table as FMA's genres.csv: ``genre_id,#tracks,parent,title,top_level``."""
-    _atomic_write(Path(path), genres.to_csv(lineterminator="\n").encode("utf-8"))
+    _write(Path(path), genres.to_csv(lineterminator="\n").encode("utf-8"))
 
 
 # --- Audio -----------------------------------------------------------------------------------------
@@ -1213,24 +1214,13 @@ def _render_job(job: dict[str, Any]) -> tuple[int, str | None]:
         elif kind == "truncated":
             mp3 = mp3[: int(len(mp3) * 0.4)]
         data = tag + mp3
-    _atomic_write(path, data)
+    _write(path, data)
     return job["track_id"], hashlib.sha1(data).hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def _sha1_file(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def _write(path: Path, data: bytes) -> None:
+    """Atomic, without fsync (as before): the demo files are many, small and can be made again."""
+    write_bytes_atomic(path, data, fsync=False)
 
 
 def audio_relpath(track_id: int) -> str:
@@ -1364,7 +1354,7 @@ def write_demo_dataset(
             "write; choose an empty folder for the demo dataset or pass overwrite=True"
         )
     root.mkdir(parents=True, exist_ok=True)
-    _atomic_write(partial, json.dumps(params).encode())
+    _write(partial, json.dumps(params).encode())
 
     plan = _plan(n_tracks, seed, max_imbalance=max_imbalance)
     tracks = plan.tracks
@@ -1379,7 +1369,7 @@ def write_demo_dataset(
         path = audio_dir / audio_relpath(tid)
         kind = kind_of.get(tid, "ok")
         if resuming and path.is_file():
-            sha1[tid] = _sha1_file(path)
+            sha1[tid] = sha1_file(path)
             continue
         row = tracks.iloc[i]
         genre_names = [title[g] for g in row[("track", "genres")]]
@@ -1413,9 +1403,9 @@ def write_demo_dataset(
             sha1[tid] = digest
 
     lines = "".join(f"{sha1[t]}  {audio_relpath(t)}\n" for t in sorted(sha1))
-    _atomic_write(metadata_dir / "checksums", lines.encode())
-    _atomic_write(audio_dir / "checksums", lines.encode())
-    _atomic_write(
+    _write(metadata_dir / "checksums", lines.encode())
+    _write(audio_dir / "checksums", lines.encode())
+    _write(
         root / "README.txt",
         (
             "genrekit demo dataset: synthetic clips in the layout of FMA (github.com/mdeff/fma).\n"
@@ -1441,7 +1431,7 @@ def write_demo_dataset(
         },
         **{f"{k}_ids": tuple(v) for k, v in plan.defects.items()},
     )
-    _atomic_write(marker, json.dumps({"params": params, "info": info.to_json()}, indent=1).encode())
+    _write(marker, json.dumps({"params": params, "info": info.to_json()}, indent=1).encode())
     partial.unlink(missing_ok=True)
     log.info("demo dataset complete: %d tracks, %d genres at %s", info.n_tracks, info.n_genres, root)
     return info

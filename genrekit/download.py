@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from genrekit.errors import ChecksumError, DatasetError, DownloadError, UnsafeArchiveError
+from genrekit.fileio import sha1_file, write_json_atomic, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -149,47 +151,6 @@ def check_free_space(path: str | os.PathLike, needed: float, what: str) -> None:
             f"{format_bytes(free)} free on the disk holding {probe}; free some space or choose "
             f"another --data_dir"
         )
-
-
-def sha1_of_file(path: str | os.PathLike, progress: bool = False, chunk_size: int = 4 * MiB) -> str:
-    """The sha1 of a file, read in chunks (never whole into memory)."""
-    return file_digest(path, "sha1", progress=progress, chunk_size=chunk_size)
-
-
-def file_digest(
-    path: str | os.PathLike, algorithm: str = "sha256", progress: bool = False, chunk_size: int = 4 * MiB
-) -> str:
-    """The hex digest of a file (any :mod:`hashlib` algorithm), read in chunks."""
-    from tqdm.auto import tqdm
-
-    path = Path(path)
-    hasher = hashlib.new(algorithm)
-    with (
-        open(path, "rb") as fh,
-        tqdm(
-            total=path.stat().st_size,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=f"{algorithm} {path.name}",
-            disable=not progress,
-        ) as bar,
-    ):
-        while chunk := fh.read(chunk_size):
-            hasher.update(chunk)
-            bar.update(len(chunk))
-    return hasher.hexdigest()
-
-
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write ``data`` as JSON to a temp file beside ``path``, fsync it, then rename over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -682,15 +643,12 @@ REPORT_FIELDS = ("path", "status", "expected_sha1", "actual_sha1")
 
 def write_checksum_report(path: str | os.PathLike, problems: Iterable[ChecksumProblem]) -> Path:
     """Write the problems to a CSV (header only when there are none), atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(REPORT_FIELDS)
-        for p in problems:
-            writer.writerow([p.path, p.status, p.expected_sha1, p.actual_sha1])
-    os.replace(tmp, path)
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(REPORT_FIELDS)
+    for p in problems:
+        writer.writerow([p.path, p.status, p.expected_sha1, p.actual_sha1])
+    return write_text_atomic(path, text.getvalue())
 
 
 def verify_checksums(
@@ -730,7 +688,7 @@ def verify_checksums(
             actual = known.get(rel)
             if actual is None:
                 path = root / rel
-                actual = sha1_of_file(path) if path.is_file() else ""
+                actual = sha1_file(path) if path.is_file() else ""
                 bar.update(1)
             if not actual:
                 problems.append(ChecksumProblem(rel, "missing", expected, ""))
@@ -866,7 +824,7 @@ def _obtain_archive(
     digest = _trusted_sha1(record, path)
     if digest is None:
         log.info("checking the sha1 of %s (one pass over the file)", path)
-        digest = sha1_of_file(path, progress=progress)
+        digest = sha1_file(path, progress=progress)
     if digest != expected.lower():
         record.unlink(missing_ok=True)
         if in_data_dir:

@@ -43,3 +43,14 @@ class UnsafeArchiveError(DownloadError):
 
 class ModelError(GenrekitError):
     """A model or model configuration that is missing or does not match."""
+
+
+class ParameterError(GenrekitError, ValueError):
+    """An argument whose value or shape a function cannot use (e.g. ``k=0 must be a positive integer``).
+
+    Also a ``ValueError``, as these were before the family covered them.
+    """
+
+
+class ParameterTypeError(GenrekitError, TypeError):
+    """An argument of a type a function cannot read; also a ``TypeError``."""

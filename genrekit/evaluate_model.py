@@ -8,7 +8,6 @@ of :mod:`genrekit.report` with a "run" section that says exactly what was evalua
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -18,13 +17,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-import config as defaults
 import genrekit
 from genrekit.cli import SETUP_HINTS, require_dir
 from genrekit.errors import ConfigError, DatasetError, ModelError
+from genrekit.fileio import file_digest, write_text_atomic
 from genrekit.labels import LEVELS, MASKED, GenreTree, Vocabulary, derive_targets, encode
-from genrekit.model_io import check_model, load_model
-from genrekit.settings import SPLITS, SUBSETS, Settings
+from genrekit.model_io import load_model
+from genrekit.run_config import check_model, load_training_config
+from genrekit.settings import SPLITS, SUBSETS, Settings, default_value
 from genrekit.thresholds import thresholds_of
 
 __all__ = [
@@ -68,10 +68,11 @@ def resolve_config(model_path: str | os.PathLike, config_path: str | os.PathLike
         raise ModelError(f"{model_path}: model file not found (train one with balanced_trainer.py)")
     if config_path is not None:
         return Path(config_path)
-    beside = model_path.parent / defaults.TRAINING_CONFIG_FILENAME
+    name = default_value("training_config_filename")
+    beside = model_path.parent / name
     if not beside.is_file():
         raise ModelError(
-            f"no --config given and no {defaults.TRAINING_CONFIG_FILENAME} next to the model in "
+            f"no --config given and no {name} next to the model in "
             f"{model_path.parent}; pass --config"
         )
     return beside
@@ -108,23 +109,6 @@ def check_vocabularies(vocabs: Mapping[str, Vocabulary], tree: GenreTree, genres
         )
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _same_folder(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool:
     return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
 
@@ -137,7 +121,7 @@ def evaluate_model(
     config_path: str | os.PathLike | None = None,
     metadata_dir: str | os.PathLike | None = None,
     audio_dir: str | os.PathLike | None = None,
-    split: str = defaults.SPLIT,
+    split: str | None = None,
     output_dir: str | os.PathLike | None = None,
     subset: str | None = None,
     *,
@@ -183,19 +167,18 @@ def evaluate_model(
     DatasetError
         Missing folders, a genre tree other than the model's, or a split without usable tracks.
     """
+    split = default_value("split") if split is None else split
     if split not in SPLITS:
         raise ConfigError(f"split {split!r} must be one of {', '.join(SPLITS)}")
     if subset is not None and subset not in SUBSETS:
         raise ConfigError(f"subset {subset!r} must be one of {', '.join(SUBSETS)}")
-    from genrekit.training import load_training_config
-
     model_path = Path(model_path)
     config_path = resolve_config(model_path, config_path)
     training_config = load_training_config(config_path)
     settings = Settings.build(config_path, {"subset": subset})
     data = training_config.get("data") or {}
-    metadata_dir = Path(metadata_dir or data.get("metadata_dir") or defaults.METADATA_DIR)
-    audio_dir = Path(audio_dir or data.get("audio_dir") or defaults.AUDIO_DIR)
+    metadata_dir = Path(metadata_dir or data.get("metadata_dir") or default_value("metadata_dir"))
+    audio_dir = Path(audio_dir or data.get("audio_dir") or default_value("audio_dir"))
     out = Path(output_dir) if output_dir is not None else default_output_dir(model_path, split)
     vocabs = {level: Vocabulary.from_dict(training_config["vocabularies"][level]) for level in LEVELS}
 
@@ -274,9 +257,9 @@ def evaluate_model(
     )
     results[RUN_SECTION] = {
         "model": str(model_path.resolve()),
-        "model_sha256": _sha256(model_path),
+        "model_sha256": file_digest(model_path),
         "training_config": str(config_path.resolve()),
-        "training_config_sha256": _sha256(config_path),
+        "training_config_sha256": file_digest(config_path),
         "genrekit_version": genrekit.__version__,
         "split": split,
         "subset": settings.subset,
@@ -312,8 +295,7 @@ def _split_features(
     """
     from genrekit import fma
     from genrekit.audio import FeatureParams
-    from genrekit.cache import FeatureCache, ensure_cache
-    from genrekit.training import cache_folder
+    from genrekit.cache import FeatureCache, cache_folder, ensure_cache
 
     require_dir(audio_dir, "audio", SETUP_HINTS["audio"])
     params = FeatureParams.from_dict(training_config["features"])
@@ -322,7 +304,7 @@ def _split_features(
         folder = Path(data["cache_dir"])
     else:
         folder = cache_folder(settings.cache_dir, audio_dir, params)
-    n_workers = defaults.WORKERS if workers is None else workers
+    n_workers = default_value("workers") if workers is None else workers
     ensure_cache(folder, fma.audio_items(audio_dir, track_ids), params, workers=n_workers or None)
     return FeatureCache.open(folder, params), folder
 
@@ -382,7 +364,7 @@ def _write(results: dict[str, Any], out: Path, plots: bool, max_medium_classes: 
     # The run section goes right under the title, before the first figures.
     text = paths.markdown.read_text(encoding="utf-8")
     head, sep, rest = text.partition("\n## ")
-    _write_text_atomic(paths.markdown, head + "\n" + _run_markdown(run) + sep.lstrip("\n") + rest)
+    write_text_atomic(paths.markdown, head + "\n" + _run_markdown(run) + sep.lstrip("\n") + rest)
     log.debug("report: %s", paths.markdown)
 
 

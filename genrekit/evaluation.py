@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from genrekit.aggregate import track_average, track_mean, track_voting
-from genrekit.errors import ModelError
+from genrekit.errors import ModelError, ParameterError, ParameterTypeError
 
 __all__ = [
     "PERFORMANCE_TARGETS",
@@ -82,7 +82,7 @@ class LevelVocab:
         for field in ("genre_ids", "root_ids"):
             value = getattr(self, field)
             if value is not None and len(value) != len(self.names):
-                raise ValueError(f"{len(value)} {field} given for {len(self.names)} names")
+                raise ParameterError(f"{len(value)} {field} given for {len(self.names)} names")
 
     def __len__(self) -> int:
         return len(self.names)
@@ -102,7 +102,7 @@ class LevelVocab:
         elif isinstance(vocab, Sequence) and not isinstance(vocab, str):
             return cls(names=tuple(vocab), genre_ids=tuple(range(len(vocab))))
         else:
-            raise TypeError(f"cannot read a vocabulary from {type(vocab).__name__}")
+            raise ParameterTypeError(f"cannot read a vocabulary from {type(vocab).__name__}")
         names = list(get("names"))
         genre_ids = get("genre_ids")
         root_ids = get("root_ids")
@@ -200,10 +200,10 @@ def classification_metrics(
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
-        raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be equal 1-D shapes")
+        raise ParameterError(f"y_true {y_true.shape} and y_pred {y_pred.shape} must be equal 1-D shapes")
     for what, y in (("y_true", y_true), ("y_pred", y_pred)):
         if len(y) and (y.min() < 0 or y.max() >= n_classes):
-            raise ValueError(f"{what} holds class indices outside range({n_classes})")
+            raise ParameterError(f"{what} holds class indices outside range({n_classes})")
     labels = np.arange(n_classes)
     result: dict[str, Any] = {"n": len(y_true), "k": k}
     if len(y_true) == 0:
@@ -229,7 +229,7 @@ def classification_metrics(
         if probs is not None:
             probs = np.asarray(probs, dtype=np.float64)
             if probs.shape != (len(y_true), n_classes):
-                raise ValueError(f"probs must have shape ({len(y_true)}, {n_classes}), got {probs.shape}")
+                raise ParameterError(f"probs must have shape ({len(y_true)}, {n_classes}), got {probs.shape}")
             if n_classes > 2:  # scikit-learn reads 2-column scores as a binary problem
                 result["top_k_accuracy"] = _f(
                     top_k_accuracy_score(y_true, probs, k=min(k, n_classes), labels=labels)
@@ -393,13 +393,13 @@ def calibration(confidence: Any, correct: Any, *, n_bins: int = 10) -> dict[str,
         ``upper``, ``count``, ``accuracy`` and ``confidence`` (None for empty bins).
     """
     if n_bins < 1:
-        raise ValueError(f"n_bins={n_bins} must be a positive integer")
+        raise ParameterError(f"n_bins={n_bins} must be a positive integer")
     confidence = np.asarray(confidence, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
     if confidence.shape != correct.shape:
-        raise ValueError(f"confidence {confidence.shape} and correct {correct.shape} differ in shape")
+        raise ParameterError(f"confidence {confidence.shape} and correct {correct.shape} differ in shape")
     if len(confidence) and (confidence.min() < 0 or confidence.max() > 1):
-        raise ValueError("confidence values must lie in [0, 1]")
+        raise ParameterError("confidence values must lie in [0, 1]")
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     bin_of = np.searchsorted(edges[1:-1], confidence)  # as calibration_curve does
     count = np.bincount(bin_of, minlength=n_bins)
@@ -480,13 +480,13 @@ def multilabel_metrics(
     y_true = np.asarray(y_true)
     probs = np.asarray(probs, dtype=np.float64)
     if y_true.ndim != 2 or y_true.shape != probs.shape:
-        raise ValueError(f"y_true {y_true.shape} and probs {probs.shape} must be equal 2-D shapes")
+        raise ParameterError(f"y_true {y_true.shape} and probs {probs.shape} must be equal 2-D shapes")
     y_true = (y_true > 0).astype(np.int64)
     keep = y_true.any(axis=1)
     y_true, probs = y_true[keep], probs[keep]
     th = np.asarray(threshold, dtype=np.float64)
     if th.ndim not in (0, 1) or (th.ndim == 1 and th.shape[0] != probs.shape[1]):
-        raise ValueError(f"threshold must be a number or one per label ({probs.shape[1]}), got shape {th.shape}")
+        raise ParameterError(f"threshold must be a number or one per label ({probs.shape[1]}), got shape {th.shape}")
     y_pred = (probs > th).astype(np.int64)
     n = len(y_true)
     result: dict[str, Any] = {
@@ -575,7 +575,7 @@ def hierarchy_consistency(
     top_vocab = LevelVocab.coerce(top_vocab)
     medium_vocab = LevelVocab.coerce(medium_vocab)
     if medium_vocab.root_ids is None:
-        raise ValueError("the medium vocabulary has no root_ids: the hierarchy cannot be checked")
+        raise ParameterError("the medium vocabulary has no root_ids: the hierarchy cannot be checked")
     top_pred = np.asarray(top_pred, dtype=np.int64)
     medium_pred = np.asarray(medium_pred, dtype=np.int64)
     top_root = np.asarray(top_vocab.root_ids or top_vocab.genre_ids)
@@ -885,26 +885,26 @@ def evaluate(
     n_tracks = len(top_target)
     n_segments = len(top_probs)
     if len(medium_probs) != n_segments or len(all_probs) != n_segments or len(segment_track) != n_segments:
-        raise ValueError(
+        raise ParameterError(
             f"segment arrays differ in length: top {n_segments}, medium {len(medium_probs)}, "
             f"all {len(all_probs)}, segment_track {len(segment_track)}"
         )
     if len(medium_target) != n_tracks or all_target.shape != (n_tracks, len(all_vocab)):
-        raise ValueError(
+        raise ParameterError(
             f"track targets disagree: top {n_tracks}, medium {len(medium_target)}, "
             f"all {all_target.shape} (expected ({n_tracks}, {len(all_vocab)}))"
         )
     for level, target, vocab in (("top", top_target, top_vocab), ("medium", medium_target, medium_vocab)):
         if n_tracks and (target.min() < -1 or target.max() >= len(vocab)):
-            raise ValueError(f"{level}_target holds indices outside -1..{len(vocab) - 1}")
+            raise ParameterError(f"{level}_target holds indices outside -1..{len(vocab) - 1}")
     if track_ids is not None:
         track_ids = np.asarray(track_ids)
         if len(track_ids) != n_tracks:
-            raise ValueError(f"{len(track_ids)} track_ids given for {n_tracks} tracks")
+            raise ParameterError(f"{len(track_ids)} track_ids given for {n_tracks} tracks")
     # Validates segment_track once for every level below.
     seg_counts = np.bincount(np.asarray(segment_track, dtype=np.intp), minlength=n_tracks)
     if len(seg_counts) > n_tracks:
-        raise ValueError(f"segment_track refers to track {len(seg_counts) - 1} of {n_tracks}")
+        raise ParameterError(f"segment_track refers to track {len(seg_counts) - 1} of {n_tracks}")
     segment_track = segment_track.astype(np.intp)
     has_segments = seg_counts > 0
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import logging
@@ -28,10 +27,12 @@ from typing import Any
 
 import numpy as np
 
-import config as defaults
 from genrekit.cli import resolved
 from genrekit.errors import AudioDecodeError, ConfigError, GenrekitError, ModelError
-from genrekit.model_io import check_model, load_model
+from genrekit.fileio import file_digest, read_json, write_json_atomic, write_text_atomic
+from genrekit.model_io import load_model
+from genrekit.run_config import check_model, load_training_config
+from genrekit.settings import default_value
 from genrekit.workers import THREAD_ENV, native_stderr_to, one_thread_env, redirect_native_stderr
 
 log = logging.getLogger(__name__)
@@ -90,27 +91,25 @@ def resolve_model_files(
     model = Path(model_path)
     if not model.is_file():
         raise ModelError(f"{model}: model file {not_a_file(model)} (train one with balanced_trainer.py)")
-    beside = model.parent / defaults.TRAINING_CONFIG_FILENAME
+    name = default_value("training_config_filename")
+    beside = model.parent / name
     if config_path is None:
         if not beside.is_file():
             raise ModelError(
-                f"no --config given and no {defaults.TRAINING_CONFIG_FILENAME} next to the model in "
+                f"no --config given and no {name} next to the model in "
                 f"{model.parent}; pass --config"
             )
         return model, beside, None
     cfg = Path(config_path)
     if not cfg.is_file():
         raise ModelError(f"{cfg}: config file {not_a_file(cfg)}")
-    try:
-        data = json.loads(cfg.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{cfg}: not valid JSON ({exc})") from None
+    data = read_json(cfg, error=ModelError)
     if isinstance(data, dict) and "format" in data:
         return model, cfg, None
     if not beside.is_file():
         raise ModelError(
             f"{cfg} is a settings file, not a training config, and there is no "
-            f"{defaults.TRAINING_CONFIG_FILENAME} next to the model in {model.parent}"
+            f"{name} next to the model in {model.parent}"
         )
     return model, beside, cfg
 
@@ -439,17 +438,6 @@ class PartialLog:
             self.fh = None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, fsync it, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 CSV_COLUMNS = (
     "file",
     "status",
@@ -511,9 +499,9 @@ def write_report(report: Mapping[str, Any], output: str | os.PathLike) -> Path:
     """Write a run's report atomically: CSV (one row per file) for a ``.csv`` name, JSON otherwise."""
     output = Path(output)
     if output.suffix.lower() == ".csv":
-        write_atomic(output, to_csv(report))
+        write_text_atomic(output, to_csv(report))
     else:
-        write_atomic(output, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        write_json_atomic(output, report, ensure_ascii=False)
     return output
 
 
@@ -600,7 +588,6 @@ class MusicGenreInference:
         from genrekit.labels import Vocabulary
         from genrekit.settings import Settings, read_config_file
         from genrekit.thresholds import thresholds_of
-        from genrekit.training import load_training_config
 
         self.model_path, self.config_path, settings_path = resolve_model_files(model_path, config_path)
         self.training_config = load_training_config(self.config_path)
@@ -615,7 +602,7 @@ class MusicGenreInference:
         values = dict(read_config_file(settings_path)) if settings_path else {}
         values.update({k: v for k, v in overrides.items() if v is not None})
         # The training machine's worker count says nothing about this one.
-        values.setdefault("workers", defaults.WORKERS)
+        values.setdefault("workers", default_value("workers"))
         self.settings = Settings.build(self.config_path, values)
         # A threshold the user asks for wins; else the per-genre thresholds saved with the model.
         self.thresholds = thresholds_of(
@@ -654,7 +641,7 @@ class MusicGenreInference:
             "model": str(self.model_path.resolve()),
             "model_bytes": stat.st_size,
             "model_mtime_ns": stat.st_mtime_ns,
-            "config_sha1": hashlib.sha1(self.config_path.read_bytes()).hexdigest(),
+            "config_sha1": file_digest(self.config_path, "sha1"),
             "threshold": self.threshold,
             "top_k": self.top_k,
             "segment_hop": self.segment_hop,
@@ -1052,7 +1039,7 @@ class MusicGenreInference:
 
 def default_model_path() -> str:
     """``OUTPUT_DIR/MODEL_FILENAME`` of config.py, where balanced_trainer.py saves the model."""
-    return os.path.join(defaults.OUTPUT_DIR, defaults.MODEL_FILENAME)
+    return os.path.join(default_value("output_dir"), default_value("model_filename"))
 
 
 __all__ = [

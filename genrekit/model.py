@@ -75,6 +75,7 @@ def _check_norm_stats(
 
 def build_model(
     input_shape: Sequence[int],
+    *,
     num_top: int,
     num_medium: int,
     num_all: int,

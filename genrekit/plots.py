@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from genrekit.fileio import replacing
+
 __all__ = [
     "DPI",
     "confusion_view",
@@ -52,13 +54,8 @@ def _figure(width: float, height: float) -> Any:
 
 def _save(fig: Any, path: str | os.PathLike) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

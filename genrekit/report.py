@@ -6,12 +6,13 @@ interrupted run never leaves a half-written report behind.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from genrekit.fileio import write_json_atomic, write_text_atomic
 
 __all__ = ["PLOTS_DIR", "REPORT_JSON", "REPORT_MD", "ReportPaths", "render_markdown", "write_report"]
 
@@ -29,18 +30,6 @@ class ReportPaths:
     json: Path
     markdown: Path
     plots: dict[str, Path] = field(default_factory=dict)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --- formatting ------------------------------------------------------------------------------------
@@ -409,7 +398,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / REPORT_JSON
     # allow_nan=False: a NaN would make the file unreadable by strict JSON parsers.
-    _atomic_write_text(json_path, json.dumps(results, indent=2, allow_nan=False) + "\n")
+    write_json_atomic(json_path, results, allow_nan=False)
     plot_paths: dict[str, Path] = {}
     if plots:
         from genrekit.plots import plot_all
@@ -417,5 +406,5 @@ def write_report(
         plot_paths = plot_all(results, out / PLOTS_DIR, max_medium_classes=max_medium_classes)
     links = {key: path.relative_to(out).as_posix() for key, path in plot_paths.items()}
     md_path = out / REPORT_MD
-    _atomic_write_text(md_path, render_markdown(results, links, title=title))
+    write_text_atomic(md_path, render_markdown(results, links, title=title))
     return ReportPaths(json=json_path, markdown=md_path, plots=plot_paths)

@@ -1,7 +1,8 @@
-"""A run's effective settings: config.py, then a JSON config file, then command-line flags.
+"""A run's effective settings: the package defaults, config.py, a JSON config file, then flags.
 
-The fields of :class:`Settings` are the UPPER_CASE constants of ``config.py`` in lower case
-(derived constants excluded), so adding a constant there adds a setting everywhere. A JSON
+The fields of :class:`Settings` are the UPPER_CASE constants of :mod:`genrekit.defaults` and of the
+repository's ``config.py`` (read on top of them when it sits beside the package, as in a checkout)
+in lower case (derived constants excluded), so adding a constant there adds a setting everywhere. A JSON
 config is a flat object of those keys; keys that start with ``_`` are notes and are ignored. A
 training config written by the trainer (``balanced_training_config.json``) is accepted too: its
 ``settings`` section is read. Unknown keys, wrong types and impossible values are refused with
@@ -12,13 +13,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import importlib
+import importlib.util
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import config
+from genrekit import defaults
 from genrekit.errors import ConfigError
 
 # Constants of config.py computed from the others: never settings of their own.
@@ -41,13 +43,42 @@ SPLITS = ("training", "validation", "test")
 THRESHOLD_MODES = ("absolute", "relative")  # how genrekit.balancing.effective_thresholds reads them
 
 
-def _config_constants() -> dict[str, Any]:
-    """Read config.py's settings now, so edits made in a notebook are seen."""
+# The repository's config.py: the file beside the package folder, never another module named config.
+_REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.py"
+
+
+def repository_config() -> Any | None:
+    """The repository's ``config`` module when genrekit runs from its checkout, else None.
+
+    Imported as ``config`` (the module the scripts and a notebook edit), so changes made to it
+    at run time are seen; a ``config`` module found elsewhere on the path is not used.
+    """
+    spec = importlib.util.find_spec("config")
+    if spec is None or spec.origin is None or Path(spec.origin).resolve() != _REPO_CONFIG:
+        return None
+    return importlib.import_module("config")
+
+
+def _constants(module: Any) -> dict[str, Any]:
     return {
-        name.lower(): getattr(config, name)
-        for name in dir(config)
+        name.lower(): getattr(module, name)
+        for name in dir(module)
         if name.isupper() and not name.startswith("_") and name not in DERIVED
     }
+
+
+def _config_constants() -> dict[str, Any]:
+    """The package defaults, then config.py's settings read now, so edits made in a notebook are seen."""
+    values = _constants(defaults)
+    repo = repository_config()
+    if repo is not None:
+        values.update(_constants(repo))
+    return values
+
+
+def default_value(key: str) -> Any:
+    """The default of one setting (``key`` in lower case): config.py's in the repository, else the package's."""
+    return _config_constants()[key]
 
 
 _TYPES = {key: type(value) for key, value in _config_constants().items()}
@@ -229,13 +260,10 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     ConfigError
         When the file is missing, is not JSON, or holds an unknown key or a wrong type.
     """
+    from genrekit.fileio import read_json
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    data = read_json(path, error=ConfigError, what="config file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file must hold a JSON object of settings")
     if isinstance(data.get("settings"), dict):  # a training config written by the trainer
@@ -271,7 +299,7 @@ def add_setting_arguments(
     aliases = aliases or {}
     for key in keys:
         kind = _TYPES[key]
-        default = getattr(config, key.upper())
+        default = default_value(key)
         help_text = f"default {default!r} (config.py {key.upper()})"
         names = [*aliases.get(key, ()), f"--{key}"]
         if kind is bool:

@@ -26,8 +26,8 @@ import pandas as pd
 import genrekit
 from genrekit import balancing, fma
 from genrekit.cli import SETUP_HINTS, require_dir
-from genrekit.download import write_json_atomic
-from genrekit.errors import ConfigError, DatasetError, ModelError
+from genrekit.errors import ConfigError, DatasetError
+from genrekit.fileio import replacing, write_json_atomic
 from genrekit.labels import (
     LEVELS,
     MASKED,
@@ -38,12 +38,11 @@ from genrekit.labels import (
     derive_targets,
     encode,
 )
+from genrekit.run_config import CONFIG_FORMAT, CONFIG_VERSION, load_training_config, write_training_config
 from genrekit.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CONFIG_FORMAT = "genrekit-training-config"
-CONFIG_VERSION = 1
 # Settings that do not shape the model: a finished run is reused even when these differ.
 NOT_SHAPING = frozenset(
     {
@@ -53,14 +52,6 @@ NOT_SHAPING = frozenset(
     }
 )  # fmt: skip
 STATE_FILE = "callback_state.json"  # in backup/: the state of the callbacks that decide
-
-
-def cache_folder(cache_root: str | os.PathLike, audio_dir: str | os.PathLike, params) -> Path:
-    """One cache per audio folder and parameter set: ``<cache_root>/<audio folder>/<params>``.
-
-    Demo and FMA track ids overlap, so caches of different audio folders are kept apart.
-    """
-    return Path(cache_root) / Path(audio_dir).resolve().name / params.cache_name()
 
 
 @dataclass
@@ -195,7 +186,7 @@ class BalancedGenreProcessor:
         ``cache_dir`` is the cache root (``settings.cache_dir`` by default); the cache itself is
         :func:`cache_folder`. Defective and missing files are listed in its failures.csv and left out.
         """
-        from genrekit.cache import FeatureCache, ensure_cache
+        from genrekit.cache import FeatureCache, cache_folder, ensure_cache
 
         require_dir(self.audio_dir, "audio", SETUP_HINTS["audio"])
         if track_ids is None:
@@ -234,10 +225,11 @@ class BalancedHierarchicalModel:
 
     def __init__(
         self,
-        input_shape=(128, 64, 1),
-        num_top: int = 16,
-        num_medium: int = 147,
-        num_all: int = 161,
+        input_shape: tuple[int, int, int],
+        *,
+        num_top: int,
+        num_medium: int,
+        num_all: int,
         class_weights: dict[str, np.ndarray] | None = None,
         settings: Settings | None = None,
         normalization: dict[str, Any] | None = None,
@@ -258,9 +250,9 @@ class BalancedHierarchicalModel:
         norm = self.normalization or {}
         self.model = build_model(
             self.input_shape,
-            self.num_classes["top"],
-            self.num_classes["medium"],
-            self.num_classes["all"],
+            num_top=self.num_classes["top"],
+            num_medium=self.num_classes["medium"],
+            num_all=self.num_classes["all"],
             width_factor=s.width_factor,
             conv_dropout=s.conv_dropout,
             dense_dropout=s.dense_dropout,
@@ -503,16 +495,15 @@ def validation_metrics(
 
 def save_model_atomic(model, path: Path) -> None:
     """Save through a temp name with the same extension, then rename: never a half-written model."""
-    tmp = path.with_name(f".tmp_{path.name}")
     # .h5 is the README's name; Keras warns (through absl) that it is legacy, but saves it fully.
     absl = logging.getLogger("absl")
     level = absl.level
     absl.setLevel(logging.ERROR)
     try:
-        model.save(tmp)
+        with replacing(path) as tmp:
+            model.save(tmp)
     finally:
         absl.setLevel(level)
-    os.replace(tmp, path)
 
 
 def finished_run(settings: Settings, output_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -671,9 +662,9 @@ def train(
     with strategy.scope():
         builder = BalancedHierarchicalModel(
             settings.input_shape,
-            n["top"],
-            n["medium"],
-            n["all"],
+            num_top=n["top"],
+            num_medium=n["medium"],
+            num_all=n["all"],
             class_weights=weights,
             settings=settings,
             normalization=norm,
@@ -806,7 +797,7 @@ def train(
         },
     }
     del history
-    write_json_atomic(out / settings.training_config_filename, config)
+    write_training_config(out / settings.training_config_filename, config)
     release_worker_output_dir(run_dir, out)
     log.info("model: %s", model_path)
     log.info("config: %s", out / settings.training_config_filename)
@@ -876,20 +867,3 @@ def _read_training_log(path: Path) -> list[dict[str, float]]:
         {k: (float(v) if k != "epoch" else int(v)) for k, v in row.items()}
         for row in table.to_dict("records")
     ]
-
-
-def load_training_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check a training config written by :func:`train`."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: training config not found")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
-        raise ModelError(f"{path}: not a training config written by balanced_trainer.py (no 'format' key)")
-    for key in ("settings", "features", "normalization", "vocabularies", "input_shape"):
-        if key not in config:
-            raise ModelError(f"{path}: training config lacks {key!r}")
-    return config

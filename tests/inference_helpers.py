@@ -48,8 +48,8 @@ def vocabularies(tree=TREE) -> dict:
 
 
 def training_config(model_file: str, vocabs: dict, input_shape=INPUT_SHAPE, features=FEATURES) -> dict:
+    from genrekit.run_config import CONFIG_FORMAT, CONFIG_VERSION
     from genrekit.settings import Settings
-    from genrekit.training import CONFIG_FORMAT, CONFIG_VERSION
 
     settings = Settings.build(overrides={**features, "workers": 2, "inference_batch_size": 64})
     return {
@@ -80,9 +80,9 @@ def build_tiny_run(run_dir: Path, seed: int = 0, width_factor: float = 0.0625) -
     keras.utils.set_random_seed(seed)
     model = build_model(
         INPUT_SHAPE,
-        sizes["top"],
-        sizes["medium"],
-        sizes["all"],
+        num_top=sizes["top"],
+        num_medium=sizes["medium"],
+        num_all=sizes["all"],
         width_factor=width_factor,
         norm_mean=cfg["normalization"]["mean"],
         norm_std=cfg["normalization"]["std"],

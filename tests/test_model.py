@@ -33,7 +33,7 @@ def float32_policy():
 
 
 def tiny_model(**kwargs) -> keras.Model:
-    return build_model(SHAPE, N_TOP, N_MEDIUM, N_ALL, width_factor=TINY, **kwargs)
+    return build_model(SHAPE, num_top=N_TOP, num_medium=N_MEDIUM, num_all=N_ALL, width_factor=TINY, **kwargs)
 
 
 def tiny_batch(rng: np.random.Generator, n: int = 16) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -131,12 +131,12 @@ def test_normalization_layer_normalizes_each_mel_band(rng):
 def test_build_model_refuses_bad_arguments(kwargs, match):
     args = {"width_factor": TINY, **kwargs}
     with pytest.raises(ModelError, match=match):
-        build_model(SHAPE, N_TOP, N_MEDIUM, N_ALL, **args)
+        build_model(SHAPE, num_top=N_TOP, num_medium=N_MEDIUM, num_all=N_ALL, **args)
 
 
 def test_build_model_refuses_empty_head():
     with pytest.raises(ModelError, match="num_medium=0"):
-        build_model(SHAPE, 3, 0, 5, width_factor=TINY)
+        build_model(SHAPE, num_top=3, num_medium=0, num_all=5, width_factor=TINY)
 
 
 @pytest.mark.parametrize(
@@ -147,7 +147,7 @@ def test_scaled_width(units, factor, width):
 
 
 def test_flops_per_segment_at_width_one():
-    model = build_model((128, 64, 1), 16, 150, 163)
+    model = build_model((128, 64, 1), num_top=16, num_medium=150, num_all=163)
     flops = count_flops(model)
     # The conv layers dominate: 2 * (H*W*9*Cin*Cout) at 128x64, 64x32, 32x16 and 16x8.
     conv = 2 * 9 * (128 * 64 * 1 * 64 + 64 * 32 * 64 * 128 + 32 * 16 * 128 * 256 + 16 * 8 * 256 * 512)
@@ -271,7 +271,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 
     strategy = make_strategy("mirrored")
     with strategy.scope():
-        model = build_model((16, 8, 1), 3, 4, 5, width_factor=0.0625, seed=0)
+        model = build_model((16, 8, 1), num_top=3, num_medium=4, num_all=5, width_factor=0.0625, seed=0)
         weights = {"top": 1.0, "medium": 0.8, "all": 0.6}
         model.compile(optimizer="adam", loss=make_losses(), loss_weights=weights)
     rng = np.random.default_rng(0)

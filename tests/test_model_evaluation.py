@@ -324,10 +324,10 @@ def test_another_models_h5_is_refused(change, tiny_run, training_config, tmp_pat
         mean, std = mean + 3.0, std * 2.0  # the statistics of another training set
     model = build_model(
         training_config["input_shape"],
-        sizes["top"],
-        sizes["medium"],
-        sizes["all"],
-        0.0625,
+        num_top=sizes["top"],
+        num_medium=sizes["medium"],
+        num_all=sizes["all"],
+        width_factor=0.0625,
         norm_mean=mean,
         norm_std=std,
     )

@@ -133,9 +133,9 @@ def test_killing_a_worker_is_a_clear_error_on_the_other(tiny, tmp_path):
 
 
 def test_two_shard_builds_at_once_into_one_cache_root_read_together(tiny, tmp_path):
-    from genrekit.cache import FeatureCache
+    from genrekit.cache import FeatureCache, cache_folder
     from genrekit.settings import Settings
-    from genrekit.training import BalancedGenreProcessor, cache_folder
+    from genrekit.training import BalancedGenreProcessor
 
     root = tmp_path / "features"
     cmd = [sys.executable, "balanced_trainer.py", "--config", str(tiny["config"]), "--extract_only"]

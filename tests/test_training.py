@@ -14,8 +14,9 @@ import pytest
 
 import balanced_trainer
 from genrekit.errors import CacheError
+from genrekit.run_config import load_training_config
 from genrekit.settings import Settings
-from genrekit.training import BalancedGenreProcessor, load_training_config
+from genrekit.training import BalancedGenreProcessor
 from tests.conftest import REPO, tiny_overrides
 
 pytestmark = pytest.mark.slow
@@ -83,7 +84,13 @@ def test_loss_decreases_on_real_demo_features(tiny_run):
     n = processed.num_classes
     keras.utils.set_random_seed(0)
     builder = BalancedHierarchicalModel(
-        settings.input_shape, n["top"], n["medium"], n["all"], weights, settings, config["normalization"]
+        settings.input_shape,
+        num_top=n["top"],
+        num_medium=n["medium"],
+        num_all=n["all"],
+        class_weights=weights,
+        settings=settings,
+        normalization=config["normalization"],
     )
     model = builder.compile_with_balanced_losses(learning_rate=1e-3)
     ids = labels.track_ids[:8]

@@ -61,7 +61,7 @@ def test_compiled_model_loss_uses_the_same_normalization(rng):
     from genrekit.model import build_model
 
     keras.utils.set_random_seed(0)
-    model = build_model((16, 8, 1), 3, 4, 5, width_factor=0.0625, seed=0)
+    model = build_model((16, 8, 1), num_top=3, num_medium=4, num_all=5, width_factor=0.0625, seed=0)
     model.compile(loss={"top": FocalLoss(gamma=0.0), "medium": FocalLoss(gamma=0.0),
                         "all": WeightedBinaryCrossEntropy()}, loss_weights={"top": 1.0, "medium": 0.0, "all": 0.0})  # fmt: skip
     x = rng.normal(size=(6, 16, 8, 1)).astype(np.float32)
@@ -84,7 +84,7 @@ def test_optimizer_clips_by_global_norm():
     from genrekit.training import BalancedHierarchicalModel
 
     settings = Settings.build(overrides={"width_factor": 0.0625, "clip_norm": 0.7})
-    model = BalancedHierarchicalModel((16, 8, 1), 3, 4, 5, settings=settings).compile_with_balanced_losses()
+    model = BalancedHierarchicalModel((16, 8, 1), num_top=3, num_medium=4, num_all=5, settings=settings).compile_with_balanced_losses()
     assert model.optimizer.global_clipnorm == pytest.approx(0.7)
     assert model.optimizer.clipnorm is None
 

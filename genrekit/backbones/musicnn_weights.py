@@ -28,10 +28,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import config as defaults
 from genrekit.backbones.musicnn import MODELS, N_TAGS, build_musicnn, keras_weights_from_checkpoint
-from genrekit.download import file_digest, write_json_atomic
 from genrekit.errors import ChecksumError, DownloadError, ModelError
+from genrekit.fileio import file_digest, replacing, write_json_atomic
+from genrekit.settings import default_value
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ _DATASETS = {"MSD": "Million Song Dataset", "MTT": "MagnaTagATune"}
 
 def default_weights_dir() -> Path:
     """``<config.PRETRAINED_DIR>/musicnn``: where the converted weights live by default."""
-    return Path(defaults.PRETRAINED_DIR) / "musicnn"
+    return Path(default_value("pretrained_dir")) / "musicnn"
 
 
 def weights_file(model: str) -> str:
@@ -184,13 +184,9 @@ def convert_wheel(wheel_path: str | os.PathLike, out_dir: str | os.PathLike) -> 
                 except ValueError as exc:
                     raise ModelError(f"{wheel_path}: {model} layer {layer} does not fit ({exc})") from None
             final = out_dir / weights_file(model)
-            part = out_dir / f".{model}.{os.getpid()}.part.weights.h5"  # Keras wants the suffix
-            try:
+            with replacing(final) as part:  # keeps the suffix Keras wants (.weights.h5)
                 net.save_weights(part)
                 digest = file_digest(part, "sha256")
-                os.replace(part, final)
-            finally:
-                part.unlink(missing_ok=True)
             models[model] = {
                 "file": final.name,
                 "sha256": digest,

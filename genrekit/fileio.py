@@ -1,0 +1,130 @@
+"""The one atomic writer and the one file hasher of the package.
+
+A file is written under a temporary name beside its final one, flushed to disk and renamed over
+it (:func:`os.replace`), so a reader or a killed run never sees a half-written file; a failed write
+leaves no temporary file behind. Files written by a library (a plot, a Keras model, an ``.npz``)
+go through :func:`replacing`, which hands out the temporary path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+MiB = 1 << 20
+
+
+def temporary_beside(path: str | os.PathLike) -> Path:
+    """A hidden temporary name in ``path``'s folder, unique to this process, same suffix.
+
+    The suffix is kept because some writers choose the format by it (Keras ``.h5``/``.keras``,
+    ``np.savez``, matplotlib).
+    """
+    path = Path(path)
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path to write; on success it replaces ``path``, on failure it is removed.
+
+    The parent folder is created. Used where a library writes the file itself, e.g.
+    ``with replacing(out) as tmp: fig.savefig(tmp)``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_beside(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (parent folder created); return the path.
+
+    ``fsync=False`` skips flushing to disk before the rename: still never half-written on a
+    crash of the process, and much faster for many small files that can be made again.
+    """
+    path = Path(path)
+    with replacing(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+    return path
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, fsync: bool = True) -> Path:
+    """Write ``text`` as UTF-8 to ``path`` atomically; line endings are written as given."""
+    return write_bytes_atomic(path, text.encode("utf-8"), fsync=fsync)
+
+
+def write_json_atomic(
+    path: str | os.PathLike,
+    data: Any,
+    *,
+    indent: int | None = 2,
+    default: Callable[[Any], Any] | None = None,
+    ensure_ascii: bool = True,
+    allow_nan: bool = True,
+    fsync: bool = True,
+) -> Path:
+    """Write ``data`` as JSON (``indent`` 2, a final newline) to ``path`` atomically."""
+    text = json.dumps(data, indent=indent, default=default, ensure_ascii=ensure_ascii, allow_nan=allow_nan)
+    return write_text_atomic(path, text + "\n", fsync=fsync)
+
+
+def read_json(path: str | os.PathLike, *, error: type[Exception], what: str = "file") -> Any:
+    """Read a JSON file; a missing file or bad JSON is one ``error`` naming the path.
+
+    ``what`` names the file in the message (``"<path>: <what> not found"``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not valid JSON ({exc})") from None
+
+
+def file_digest(
+    path: str | os.PathLike, algorithm: str = "sha256", *, progress: bool = False, chunk_size: int = 4 * MiB
+) -> str:
+    """The hex digest of a file (any :mod:`hashlib` algorithm), read in chunks.
+
+    ``progress`` shows a tqdm bar (for archives of many gigabytes).
+    """
+    path = Path(path)
+    hasher = hashlib.new(algorithm)
+    with open(path, "rb") as fh:
+        if not progress:
+            while chunk := fh.read(chunk_size):
+                hasher.update(chunk)
+            return hasher.hexdigest()
+        from tqdm.auto import tqdm
+
+        with tqdm(
+            total=path.stat().st_size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=f"{algorithm} {path.name}",
+        ) as bar:
+            while chunk := fh.read(chunk_size):
+                hasher.update(chunk)
+                bar.update(len(chunk))
+    return hasher.hexdigest()
+
+
+def sha1_file(path: str | os.PathLike, *, progress: bool = False) -> str:
+    """The sha1 of a file (FMA's checksums), read in chunks."""
+    return file_digest(path, "sha1", progress=progress)

@@ -1,0 +1,141 @@
+"""The training config saved next to a model: its format and version, reading, writing, and the
+check that a model belongs to it.
+
+The trainer writes it (:func:`write_training_config`); inference and evaluation read it
+(:func:`load_training_config`) and refuse a model that does not match it (:func:`check_model`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrekit.errors import ModelError
+from genrekit.labels import LEVELS
+
+CONFIG_FORMAT = "genrekit-training-config"
+CONFIG_VERSION = 1  # raise when a key changes meaning; older versions must still be read
+REQUIRED_KEYS = ("settings", "features", "normalization", "vocabularies", "input_shape")
+
+
+def load_training_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Read and check a training config written by the trainer.
+
+    Raises
+    ------
+    ModelError
+        When the file is missing, not JSON, not a training config, of a newer version than this
+        genrekit reads, or lacks a required section.
+    """
+    from genrekit.fileio import read_json
+
+    path = Path(path)
+    config = read_json(path, error=ModelError, what="training config")
+    if not isinstance(config, dict) or config.get("format") != CONFIG_FORMAT:
+        raise ModelError(f"{path}: not a training config written by balanced_trainer.py (no 'format' key)")
+    version = config.get("version", CONFIG_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelError(f"{path}: training config version {version!r} must be a positive integer")
+    if version > CONFIG_VERSION:
+        raise ModelError(
+            f"{path}: training config version {version} was written by a newer genrekit "
+            f"(this one reads up to version {CONFIG_VERSION}); upgrade genrekit"
+        )
+    for key in REQUIRED_KEYS:
+        if key not in config:
+            raise ModelError(f"{path}: training config lacks {key!r}")
+    return config
+
+
+def write_training_config(path: str | os.PathLike, config: Mapping[str, Any]) -> Path:
+    """Write ``config`` (with its format and version set) atomically; return the path."""
+    from genrekit.fileio import write_json_atomic
+
+    path = Path(path)
+    write_json_atomic(path, {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, **config})
+    return path
+
+
+def _output_widths(model: Any) -> dict[str, int]:
+    outputs = model.output
+    if isinstance(outputs, Mapping):
+        return {str(k): int(v.shape[-1]) for k, v in outputs.items()}
+    tensors = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+    return {str(name): int(t.shape[-1]) for name, t in zip(model.output_names, tensors, strict=False)}
+
+
+def _normalization_problems(model: Any, stats: Mapping[str, Any]) -> list[str]:
+    """The model normalizes its own input: its Normalization layer must hold the config's statistics.
+
+    Two trainings on the same vocabularies give models with equal shapes; their statistics differ.
+    """
+    from genrekit.model import MIN_NORM_STD
+
+    if "mean" not in stats or "std" not in stats:
+        return []
+    layer = next((x for x in model.layers if type(x).__name__ == "Normalization"), None)
+    if layer is None:
+        return ["the config has normalization statistics but the model has no Normalization layer"]
+    mean = np.asarray(stats["mean"], np.float64).ravel()
+    std = np.asarray(stats["std"], np.float64).ravel()
+    variance = np.where(std < MIN_NORM_STD, 1.0, std) ** 2
+    held_mean = np.asarray(layer.mean, np.float64).ravel()
+    held_var = np.asarray(layer.variance, np.float64).ravel()
+    if held_mean.shape != mean.shape or held_var.shape != variance.shape:
+        return [f"the model normalizes {held_mean.size} mel bands, the config's statistics {mean.size}"]
+    # float32 storage in the model against float64 JSON in the config: compare loosely.
+    if not (
+        np.allclose(held_mean, mean, rtol=1e-4, atol=1e-3) and np.allclose(held_var, variance, rtol=1e-3)
+    ):
+        return [
+            "the model's normalization statistics differ from the config's (the config of another training)"
+        ]
+    return []
+
+
+def check_model(
+    model: Any,
+    training_config: Mapping[str, Any],
+    model_path: str | os.PathLike,
+    config_path: str | os.PathLike,
+) -> None:
+    """Refuse a model that does not belong to its training config.
+
+    Checks the input shape, the width of each head against its vocabulary, and the normalization
+    statistics built into the model.
+
+    Raises
+    ------
+    ModelError
+        One error naming both files and every difference.
+    """
+    problems = []
+    expected = tuple(int(d) for d in training_config["input_shape"])
+    features = training_config.get("features") or {}
+    if features and expected[:2] != (features.get("n_mels"), features.get("segment_frames")):
+        problems.append(
+            f"the config's input_shape {expected} disagrees with its features "
+            f"({features.get('n_mels')} mels x {features.get('segment_frames')} frames)"
+        )
+    shape = model.input_shape
+    got = tuple(shape[1:]) if isinstance(shape, tuple) else None
+    if got != expected:
+        problems.append(f"model input shape {got} != config input_shape {expected}")
+    widths = _output_widths(model)
+    for level in LEVELS:
+        size = len(training_config["vocabularies"][level]["genre_ids"])
+        if level not in widths:
+            problems.append(f"model has no output named {level!r} (outputs: {sorted(widths)})")
+        elif widths[level] != size:
+            problems.append(
+                f"{level} head has {widths[level]} outputs, the config's vocabulary {size} genres"
+            )
+    problems.extend(_normalization_problems(model, training_config.get("normalization") or {}))
+    if problems:
+        raise ModelError(
+            f"model {model_path} does not match training config {config_path}: " + "; ".join(problems)
+        )
