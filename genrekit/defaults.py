@@ -65,10 +65,12 @@ MIXUP_ALPHA = 0.0  # mixup of segment pairs, lam ~ Beta(alpha, alpha); 0 = off
 USE_CLASS_WEIGHTS = True  # per-output sample weights n_samples / (n_classes * n_per_class)
 USE_WEIGHTED_SAMPLING = True  # resample tracks per epoch by the thresholds below
 USE_FOCAL_LOSS = True  # focal loss on the softmax heads instead of cross-entropy
+USE_LOGIT_ADJUSTMENT = False  # softmax heads trained on logits + tau * log(class prior) (Menon et al. 2021)
 OVERSAMPLE_THRESHOLD = 100  # classes with fewer training tracks are oversampled up to this
 UNDERSAMPLE_THRESHOLD = 5000  # classes with more training tracks are undersampled down to this
 SAMPLING_THRESHOLDS = "absolute"  # "relative": the two above are fma_large's, scaled to this training set
 FOCAL_GAMMA = 2.0  # focusing parameter of the focal loss
+LOGIT_ADJUSTMENT_TAU = 1.0  # tau of the logit adjustment (1.0: the paper's Bayes-consistent choice)
 MAX_CLASS_WEIGHT = 50.0  # class weights are clipped here so a 1-track class cannot dominate
 TOP_LOSS_WEIGHT = 1.0  # loss weight of the top-genre head
 MEDIUM_LOSS_WEIGHT = 0.8  # loss weight of the medium-genre head
@@ -76,8 +78,7 @@ ALL_LOSS_WEIGHT = 0.6  # loss weight of the multi-label all-genres head
 
 # --- Inference and evaluation ----------------------------------------------------------------------
 THRESHOLD = 0.5  # probability above which a genre of the all-genres head is predicted (when not tuned)
-TUNE_THRESHOLDS = True  # choose per-genre thresholds of the all-genres head on the validation split
-THRESHOLD_MIN_POSITIVES = 5  # genres with fewer validation tracks use one threshold tuned over all genres
+TUNE_THRESHOLDS = True  # all-genres thresholds: one value tuned on the validation split, corrected per genre for its positive weight
 TOP_K = 3  # genres listed per head in predictions
 WORKERS = 0  # worker processes for decoding and feature extraction; 0 = all CPU cores
 INFERENCE_BATCH_SIZE = 64  # segments per predict batch
