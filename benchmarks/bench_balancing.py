@@ -323,8 +323,9 @@ def predict_test_tracks(run_dir: Path, config: dict[str, Any], test_ids: np.ndar
     from genrekit.aggregate import track_mean
     from genrekit.audio import FeatureParams
     from genrekit.cache import FeatureCache
-    from genrekit.model_io import check_model, load_model
+    from genrekit.model_io import load_model
     from genrekit.pipeline import predict_segments
+    from genrekit.run_config import check_model
     from genrekit.thresholds import thresholds_of
 
     model = load_model(model_path)
