@@ -388,7 +388,7 @@ class MultiLabelPrediction:
 
 
 def multilabel_average(
-    probs: Any, names: Sequence[str] | None = None, threshold: Any = 0.5
+    probs: Any, names: Sequence[str] | None = None, threshold: Any = 0.5, always: Sequence[int] = ()
 ) -> MultiLabelPrediction:
     """Mean sigmoid probability of each label over one file's segments, and the labels above it.
 
@@ -398,6 +398,8 @@ def multilabel_average(
     names : sequence of str, optional
     threshold : float or array of float, shape (n_labels,)
         A label is listed when its mean probability is strictly above it (or above its own).
+    always : sequence of int
+        Labels listed whatever their probability (the top head's genre, ``include_top``).
 
     Returns
     -------
@@ -409,10 +411,11 @@ def multilabel_average(
     mean = probs.astype(np.float64).mean(axis=0)
     th = np.broadcast_to(np.asarray(threshold, dtype=np.float64), mean.shape)
     order = top_k_indices(mean, len(mean))
+    listed = {int(i) for i in always}
     labels = [
         (_name(names, int(i)) if names is not None else int(i), float(mean[i]))
         for i in order
-        if mean[i] > th[i]
+        if mean[i] > th[i] or int(i) in listed
     ]
     return MultiLabelPrediction(labels=labels, probabilities=mean, threshold=threshold_value(th))
 

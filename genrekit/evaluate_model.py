@@ -25,7 +25,7 @@ from genrekit.labels import LEVELS, MASKED, GenreTree, Vocabulary, derive_target
 from genrekit.model_io import load_model
 from genrekit.run_config import check_model, load_training_config
 from genrekit.settings import SPLITS, SUBSETS, Settings, default_value
-from genrekit.thresholds import thresholds_of
+from genrekit.thresholds import include_top_of, thresholds_of
 
 __all__ = [
     "check_model",
@@ -250,6 +250,7 @@ def evaluate_model(
         all_vocab=vocabs["all"],
         threshold=float(training_config.get("threshold", settings.threshold)),
         thresholds=thresholds_of(training_config, len(vocabs["all"])) if "thresholds" in training_config else None,
+        include_top=include_top_of(training_config),
         top_k=int(training_config.get("top_k", settings.top_k)),
         n_bins=settings.calibration_bins,
         n_defective_files=len(failures),
@@ -395,7 +396,8 @@ def format_headline(results: Mapping[str, Any]) -> str:
     th = a["threshold"] if isinstance(a["threshold"], str) else f"threshold {a['threshold']:g}"
     lines.append(
         f"{'all genres':<16}{a['n']:>7}  Jaccard {_n(a['jaccard_samples'])}, F1 micro {_n(a['f1_micro'])}, "
-        f"F1 macro {_n(a['f1_macro'])}, LRAP {_n(a['lrap'])} ({th} thresholds)"
+        f"F1 macro {_n(a['f1_macro'])}, LRAP {_n(a['lrap'])} ({th} thresholds"
+        + (", plus the top head's genre)" if results["settings"].get("include_top") else ")")
     )
     fixed = results["all"].get("track_fixed_threshold")
     if fixed:

@@ -18,6 +18,7 @@ import numpy as np
 
 from genrekit.aggregate import track_average, track_mean, track_voting
 from genrekit.errors import ModelError, ParameterError, ParameterTypeError
+from genrekit.thresholds import decide, top_columns
 
 __all__ = [
     "PERFORMANCE_TARGETS",
@@ -435,6 +436,8 @@ def multilabel_metrics(
     *,
     threshold: float | Sequence[float] | np.ndarray = 0.5,
     vocab: LevelVocab | Sequence[str] | None = None,
+    top_class: Any = None,
+    columns: Any = None,
 ) -> dict[str, Any]:
     """Metrics of the multi-label all-genres head.
 
@@ -452,6 +455,9 @@ def multilabel_metrics(
         tuned on the validation split, see :mod:`genrekit.thresholds`).
     vocab : LevelVocab or sequence of str, optional
         Label names for the per-label table.
+    top_class, columns : optional
+        The top head's predicted class of each row and the all-genres column of each top class:
+        that genre is predicted too (``include_top``, :func:`genrekit.thresholds.decide`).
 
     Returns
     -------
@@ -487,7 +493,12 @@ def multilabel_metrics(
     th = np.asarray(threshold, dtype=np.float64)
     if th.ndim not in (0, 1) or (th.ndim == 1 and th.shape[0] != probs.shape[1]):
         raise ParameterError(f"threshold must be a number or one per label ({probs.shape[1]}), got shape {th.shape}")
-    y_pred = (probs > th).astype(np.int64)
+    if top_class is not None:
+        top_class = np.asarray(top_class)
+        if top_class.shape != (len(keep),):
+            raise ParameterError(f"top_class has shape {top_class.shape}; expected ({len(keep)},)")
+        top_class = top_class[keep]
+    y_pred = decide(probs, th, top_class, None if columns is None else np.asarray(columns)).astype(np.int64)
     n = len(y_true)
     result: dict[str, Any] = {
         "n": n,
@@ -812,6 +823,7 @@ def evaluate(
     n_defective_files: int = 0,
     track_ids: Any = None,
     thresholds: Any = None,
+    include_top: bool = False,
 ) -> dict[str, Any]:
     """Evaluate the three heads on tracks and on segments; return every figure as plain JSON.
 
@@ -842,6 +854,10 @@ def evaluate(
         Per-genre thresholds the model was saved with (tuned on validation). When given, the
         all-genres figures use them, and ``all.track_fixed_threshold`` holds the figures at
         ``threshold`` beside them.
+    include_top : bool
+        The model's all-genres decisions also hold the genre its top head predicts (the
+        ``include_top`` the thresholds were chosen with, :func:`genrekit.thresholds.decide`); the
+        figures at the fixed ``threshold`` beside them never do.
     top_k : int
         k of the top-k accuracy (config ``TOP_K``).
     n_bins : int
@@ -915,15 +931,27 @@ def evaluate(
     )
 
     all_mean = track_mean(all_probs, segment_track, n_tracks)
+    columns = top_columns(top_vocab.genre_ids, all_vocab.genre_ids) if include_top else None
     operating = threshold if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     all_section = {
         "n_labels": len(all_vocab),
         "names": list(all_vocab.names),
         "excluded": {"no_segments": int((~has_segments).sum())},
         "track": multilabel_metrics(
-            all_target[has_segments], all_mean[has_segments], threshold=operating, vocab=all_vocab
+            all_target[has_segments],
+            all_mean[has_segments],
+            threshold=operating,
+            vocab=all_vocab,
+            top_class=top_pred[has_segments] if include_top else None,
+            columns=columns,
         ),
-        "segment": multilabel_metrics(all_target[segment_track], all_probs, threshold=operating),
+        "segment": multilabel_metrics(
+            all_target[segment_track],
+            all_probs,
+            threshold=operating,
+            top_class=np.argmax(top_probs, axis=1) if include_top else None,
+            columns=columns,
+        ),
     }
     all_section["segment"].pop("per_label")
     if thresholds is not None:
@@ -959,6 +987,7 @@ def evaluate(
         "settings": {
             "threshold": float(threshold),
             "thresholds": "fixed" if thresholds is None else "per genre, tuned on the validation split",
+            "include_top": bool(include_top),
             "top_k": top_k,
             "calibration_bins": n_bins,
         },

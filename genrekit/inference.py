@@ -33,6 +33,7 @@ from genrekit.fileio import file_digest, read_json, write_json_atomic, write_tex
 from genrekit.model_io import load_model
 from genrekit.run_config import check_model, load_training_config
 from genrekit.settings import default_value
+from genrekit.thresholds import decide
 from genrekit.workers import THREAD_ENV, native_stderr_to, one_thread_env, redirect_native_stderr
 
 log = logging.getLogger(__name__)
@@ -587,7 +588,7 @@ class MusicGenreInference:
         from genrekit.audio import FeatureParams
         from genrekit.labels import Vocabulary
         from genrekit.settings import Settings, read_config_file
-        from genrekit.thresholds import thresholds_of
+        from genrekit.thresholds import include_top_of, thresholds_of, top_columns
 
         self.model_path, self.config_path, settings_path = resolve_model_files(model_path, config_path)
         self.training_config = load_training_config(self.config_path)
@@ -604,11 +605,14 @@ class MusicGenreInference:
         # The training machine's worker count says nothing about this one.
         values.setdefault("workers", default_value("workers"))
         self.settings = Settings.build(self.config_path, values)
-        # A threshold the user asks for wins; else the per-genre thresholds saved with the model.
+        # A threshold the user asks for wins; else the per-genre thresholds saved with the model,
+        # and with them the rule they were chosen with: the top head's genre is always listed.
         self.thresholds = thresholds_of(
             self.training_config, len(self.vocabs["all"]), override=values.get("threshold")
         )
         self.threshold = threshold_value(self.thresholds)
+        self.include_top = values.get("threshold") is None and include_top_of(self.training_config)
+        self._top_columns = top_columns(self.vocabs["top"].genre_ids, self.vocabs["all"].genre_ids)
         self.top_k = self.settings.top_k
         self.segment_hop = self.settings.inference_segment_hop
         self.batch_size = self.settings.inference_batch_size
@@ -626,6 +630,7 @@ class MusicGenreInference:
         """The settings that shape results (stored in reports and resume logs)."""
         return {
             "threshold": self.threshold,
+            "include_top": self.include_top,
             "top_k": self.top_k,
             "segment_hop": self.segment_hop,
             "batch_size": self.batch_size,
@@ -687,7 +692,10 @@ class MusicGenreInference:
         top = self._head_result("top", probs["top"])
         medium = self._head_result("medium", probs["medium"])
         vocab_all = self.vocabs["all"]
-        multi = multilabel_average(probs["all"], vocab_all.names, self.thresholds)
+        always = ()
+        if self.include_top and self._top_columns[top["average_confidence"]["index"]] >= 0:
+            always = (int(self._top_columns[top["average_confidence"]["index"]]),)
+        multi = multilabel_average(probs["all"], vocab_all.names, self.thresholds, always)
         by_name = {name: i for i, name in enumerate(vocab_all.names)}
         labels = [
             {
@@ -702,6 +710,12 @@ class MusicGenreInference:
         medium_root = self.vocabs["medium"].root_ids[medium_avg["index"]]
         segments = []
         top_names, medium_names = self.vocabs["top"].names, self.vocabs["medium"].names
+        segment_all = decide(
+            probs["all"],
+            self.thresholds,
+            np.argmax(probs["top"], axis=1) if self.include_top else None,
+            self._top_columns,
+        )
         for i, start in enumerate(decoded.info["segment_starts"]):
             t, m = int(np.argmax(probs["top"][i])), int(np.argmax(probs["medium"][i]))
             segments.append(
@@ -710,9 +724,7 @@ class MusicGenreInference:
                     "start_seconds": start,
                     "top_genre": {"name": top_names[t], "probability": _r(probs["top"][i, t])},
                     "medium_genre": {"name": medium_names[m], "probability": _r(probs["medium"][i, m])},
-                    "all_genres": [
-                        vocab_all.names[j] for j in np.flatnonzero(probs["all"][i] > self.thresholds)
-                    ],
+                    "all_genres": [vocab_all.names[j] for j in np.flatnonzero(segment_all[i])],
                 }
             )
         info = decoded.info

@@ -40,6 +40,7 @@ from genrekit.labels import (
 )
 from genrekit.run_config import CONFIG_FORMAT, CONFIG_VERSION, load_training_config, write_training_config
 from genrekit.settings import Settings
+from genrekit.thresholds import top_columns
 
 log = logging.getLogger(__name__)
 
@@ -742,7 +743,8 @@ def train(
         model.load_weights(best_path)  # the best epoch's weights (the checkpoint holds the whole model)
 
     pos_weight = weights["all"] if settings.use_class_weights else None
-    thresholds = tune_all_thresholds(model, cache, split_labels["validation"], settings, pos_weight)
+    columns = top_columns(processed.vocabs["top"].genre_ids, processed.vocabs["all"].genre_ids)
+    thresholds = tune_all_thresholds(model, cache, split_labels["validation"], settings, pos_weight, columns)
     model_path = out / settings.model_filename
     save_model_atomic(model, model_path)
     per_epoch = _read_training_log(out / "training_log.csv")
@@ -826,14 +828,19 @@ def learning_rate_schedule(settings: Settings, steps_per_epoch: int) -> Any:
 
 
 def tune_all_thresholds(
-    model: Any, cache: Any, labels: EncodedLabels, settings: Settings, pos_weight: np.ndarray | None = None
+    model: Any,
+    cache: Any,
+    labels: EncodedLabels,
+    settings: Settings,
+    pos_weight: np.ndarray | None = None,
+    columns: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Thresholds of the all-genres head, chosen on the validation split's tracks.
 
     Returns the ``thresholds`` section of the training config (see
     :func:`genrekit.thresholds.choose_thresholds`; ``pos_weight`` is what the head was trained
-    with, None without class weights); with ``TUNE_THRESHOLDS`` off, every genre gets
-    ``settings.threshold``.
+    with, None without class weights; ``columns`` (:func:`genrekit.thresholds.top_columns`) lets
+    it try ``include_top``); with ``TUNE_THRESHOLDS`` off, every genre gets ``settings.threshold``.
     """
     from genrekit.aggregate import track_mean
     from genrekit.pipeline import predict_segments
@@ -844,17 +851,25 @@ def tune_all_thresholds(
         return fixed_thresholds(n_all, settings.threshold)
     probs, seg_track = predict_segments(model, cache, labels.track_ids, settings.inference_batch_size)
     mean = track_mean(probs["all"], seg_track, len(labels))
-    result = choose_thresholds(labels.all, mean, pos_weight=pos_weight, default=settings.threshold)
+    top_class = None
+    if columns is not None:
+        top_class = np.argmax(np.nan_to_num(track_mean(probs["top"], seg_track, len(labels))), axis=1)
+    result = choose_thresholds(
+        labels.all, mean, pos_weight=pos_weight, default=settings.threshold, top_class=top_class, columns=columns
+    )
+    nan = float("nan")
     log.info(
         "all-genres thresholds chosen on %d validation tracks: t %.2f, corrected for each genre's "
-        "positive weight (%.2f to %.3f); validation Jaccard %.3f (at %.2f: %.3f)",
+        "positive weight (%.2f to %.3f)%s; validation Jaccard %.3f (thresholds alone %.3f; at %.2f: %.3f)",
         result["n_tracks"],
         result["t"],
         min(result["all"]),
         max(result["all"]),
-        result["jaccard"] if result["jaccard"] is not None else float("nan"),
+        ", plus the top head's genre" if result["include_top"] else "",
+        nan if result["jaccard"] is None else result["jaccard"],
+        nan if result["jaccard_thresholds_only"] is None else result["jaccard_thresholds_only"],
         settings.threshold,
-        result["jaccard_at_default"] if result["jaccard_at_default"] is not None else float("nan"),
+        nan if result["jaccard_at_default"] is None else result["jaccard_at_default"],
     )
     return result
 

@@ -223,6 +223,32 @@ def test_readme_api_example_runs_as_written(tiny_run, tmp_path, monkeypatch):
         assert top_genre in inference.vocabs["top"].names and 0 < confidence <= 1
 
 
+
+def test_include_top_lists_the_top_heads_genre_with_the_saved_thresholds(tiny_run, tmp_path):
+    # Thresholds nothing reaches: with include_top, the file's and every segment's genres are
+    # exactly the top head's genre (the tree's top genres are in the all vocabulary too); a
+    # threshold the user gives drops the rule with the saved thresholds.
+    model, config = tiny_run
+    cfg = json.loads(Path(config).read_text(encoding="utf-8"))
+    n_all = len(cfg["vocabularies"]["all"]["genre_ids"])
+    cfg["thresholds"] = {"method": "validation, prior-corrected", "t": 0.5, "all": [0.999999] * n_all,
+                         "include_top": True}  # fmt: skip
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / Path(model).name).write_bytes(Path(model).read_bytes())
+    (run / "balanced_training_config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    clip = write_audio(tmp_path / "a.wav", 5.0, 22050, 1, seed=7)
+    inference = MusicGenreInference(model_path=run / Path(model).name)
+    assert inference.include_top and inference.run_settings()["include_top"] is True
+    result = inference.predict_file(clip)
+    top = result["aggregated_results"]["top_genre"]["average_confidence"]["name"]
+    assert [x["genre"] for x in result["aggregated_results"]["all_genres"]["labels"]] == [top]
+    for segment in result["segment_predictions"]:
+        assert segment["all_genres"] == [segment["top_genre"]["name"]]
+    plain = MusicGenreInference(model_path=run / Path(model).name, threshold=0.999999)
+    assert not plain.include_top
+    assert plain.predict_file(clip)["aggregated_results"]["all_genres"]["labels"] == []
+
 # --- the report's schema -------------------------------------------------------------------------
 
 SEGMENT = {"index": int, "start_seconds": float, "top_genre": dict, "medium_genre": dict, "all_genres": list}

@@ -309,6 +309,8 @@ def test_tuned_thresholds_are_saved_and_used_by_inference(tiny_run, demo_dataset
     section = config["thresholds"]
     n_all = len(config["vocabularies"]["all"]["genre_ids"])
     assert section["method"] == "validation, prior-corrected" and len(section["all"]) == n_all
+    assert isinstance(section["include_top"], bool)
+    assert section["jaccard"] >= section["jaccard_thresholds_only"]  # the rule is kept only if better
     assert section["jaccard"] >= section["jaccard_at_default"]  # chosen on those same tracks
     # One t, corrected for the positive weight each genre was trained with (saved beside).
     from genrekit.thresholds import corrected_thresholds

@@ -15,7 +15,7 @@ from genrekit.labels import EncodedLabels
 from genrekit.losses import FocalLoss, WeightedBinaryCrossEntropy
 from genrekit.pipeline import TrainingStream
 from genrekit.settings import Settings
-from genrekit.thresholds import choose_thresholds, corrected_thresholds, thresholds_of
+from genrekit.thresholds import choose_thresholds, corrected_thresholds, decide, thresholds_of, top_columns
 from genrekit.training import settings_differences, validation_metrics
 
 # --- 1. loss normalization ------------------------------------------------------------------------
@@ -266,6 +266,42 @@ def test_thresholds_are_one_value_tuned_on_validation_and_corrected_per_genre():
     # Without a positive weight the same probabilities get one shared threshold (t itself).
     plain = choose_thresholds(y, p, default=0.5)
     assert len(set(plain["all"])) == 1 and plain["all"][0] == pytest.approx(plain["t"])
+
+
+def test_include_top_is_kept_only_when_it_scores_better_on_validation():
+    # Columns: genre 0 and 1 are top genres (their all-genres columns 0 and 1), column 2 a subgenre.
+    columns = top_columns([10, 20], [10, 20, 30])
+    assert columns.tolist() == [0, 1]
+    # Decisions: thresholds, then the top head's genre set as well.
+    p = np.array([[0.2, 0.1, 0.9], [0.1, 0.1, 0.1]])
+    got = decide(p, 0.5, np.array([0, 1]), columns)
+    assert got.tolist() == [[True, False, True], [False, True, False]]
+    assert decide(p, 0.5).tolist() == [[False, False, True], [False, False, False]]
+    # Track 0 is genres {0, 2}, track 1 genre {1}: the all head finds the subgenre (0.9) but its
+    # top genres are weak (0.2, 0.1; any t that admits them also admits track 1's 0.1s and more),
+    # while the top head is right on both: with the rule every track is exact (Jaccard 1).
+    y = np.array([[1, 0, 1], [0, 1, 0]])
+    out = choose_thresholds(y, p, top_class=np.array([0, 1]), columns=columns)
+    assert out["include_top"] is True and out["jaccard"] == pytest.approx(1.0)
+    assert out["jaccard_thresholds_only"] < 1.0
+    # A top head that is wrong on both tracks is not worth its rule.
+    worse = choose_thresholds(y, p, top_class=np.array([1, 0]), columns=columns)
+    assert worse["include_top"] is False and worse["jaccard"] == worse["jaccard_thresholds_only"]
+
+
+def test_multilabel_metrics_with_include_top_by_hand():
+    from genrekit.evaluation import multilabel_metrics
+
+    y = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0]])  # the last row has no genre: left out
+    p = np.array([[0.2, 0.1, 0.9], [0.1, 0.1, 0.1], [0.9, 0.9, 0.9]])
+    columns = np.array([0, 1])
+    plain = multilabel_metrics(y, p, threshold=0.5)
+    ruled = multilabel_metrics(y, p, threshold=0.5, top_class=np.array([0, 1, 0]), columns=columns)
+    # Plain: track 0 predicts {2} of {0, 2} (1/2), track 1 nothing of {1} (0): Jaccard 0.25.
+    assert plain["jaccard_samples"] == pytest.approx(0.25) and plain["no_prediction"] == 1
+    # With the top head's genres both tracks are exact.
+    assert ruled["jaccard_samples"] == pytest.approx(1.0) and ruled["no_prediction"] == 0
+    assert ruled["n"] == 2
 
 
 def test_thresholds_of_a_config():
