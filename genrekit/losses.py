@@ -29,6 +29,12 @@ EPSILON = 1e-7
 REDUCTION = "mean_with_sample_weight"
 
 
+def _check_non_negative(value: float, what: str) -> None:
+    """Refuse a loss parameter that is not a finite number >= 0 (``what`` is e.g. ``FocalLoss gamma``)."""
+    if not np.isfinite(value) or value < 0:
+        raise ConfigError(f"{what}={value} must be finite and >= 0")
+
+
 def _as_float_list(values: Any, name: str) -> float | list[float]:
     """A scalar stays a float; a vector becomes a plain list (JSON-serializable in get_config)."""
     array = np.asarray(values, dtype=np.float64)
@@ -83,8 +89,7 @@ class FocalLoss(keras.losses.Loss):
         dtype: str = "float32",
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
-        if not np.isfinite(gamma) or gamma < 0:
-            raise ConfigError(f"FocalLoss gamma={gamma} must be finite and >= 0")
+        _check_non_negative(gamma, "FocalLoss gamma")
         self.alpha = None if alpha is None else _as_float_list(alpha, "FocalLoss alpha")
         self.gamma = float(gamma)
 
@@ -146,10 +151,8 @@ class LogitAdjustedLoss(keras.losses.Loss):
         values = _as_float_list(prior, "LogitAdjustedLoss prior")
         if not isinstance(values, list) or min(values) <= 0:
             raise ConfigError(f"LogitAdjustedLoss prior must be a vector of values > 0, got {prior!r}")
-        if not np.isfinite(tau) or tau < 0:
-            raise ConfigError(f"LogitAdjustedLoss tau={tau} must be finite and >= 0")
-        if not np.isfinite(gamma) or gamma < 0:
-            raise ConfigError(f"LogitAdjustedLoss gamma={gamma} must be finite and >= 0")
+        _check_non_negative(tau, "LogitAdjustedLoss tau")
+        _check_non_negative(gamma, "LogitAdjustedLoss gamma")
         total = float(np.sum(values))
         self.prior = [v / total for v in values]
         self.tau = float(tau)
