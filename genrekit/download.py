@@ -1,41 +1,36 @@
-"""Download, verify and extract the FMA archives: resumable, checksummed and safe.
+"""Set up the FMA archives: which ones a subset needs, found or downloaded, extracted, checked.
 
-Downloads stream into ``<archive>.part`` (resumed with HTTP Range, sha1 computed on the fly);
-archives are extracted member by member with atomic writes, then checked against their own
-``checksums`` file; a completion marker makes a second run a quick no-op.
+The catalogue of archives (names, sha1s, sizes), the disk-space check made before anything is
+fetched, the completion markers that make a second run a quick no-op, and the links that point the
+scripts' default folders at what was extracted. The HTTP transfer is
+:mod:`genrekit.http_download`; zip safety, extraction and checksums are :mod:`genrekit.archives`.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
 import logging
 import os
 import re
-import shutil
-import stat
-import time
-import zipfile
-import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from genrekit.errors import ChecksumError, DatasetError, DownloadError, UnsafeArchiveError
-from genrekit.fileio import sha1_file, write_json_atomic, write_text_atomic
+from genrekit.archives import (
+    ChecksumProblem,
+    extract_archive,
+    read_checksums,
+    repair_mismatches,
+    verify_checksums,
+    write_checksum_report,
+)
+from genrekit.errors import ChecksumError, DatasetError, DownloadError
+from genrekit.fileio import GiB, MiB, check_free_space, sha1_file, write_json_atomic
+from genrekit.http_download import BASE_URL, BASE_URL_ENV, download_file, remote_size
 
 log = logging.getLogger(__name__)
-
-MiB = 1 << 20
-GiB = 1 << 30
-
-# The FMA repository README (rc1) names this server; FMA_BASE_URL or --base_url point elsewhere.
-BASE_URL = "https://os.unil.cloud.switch.ch/fma/"
-BASE_URL_ENV = "FMA_BASE_URL"
 
 
 @dataclass(frozen=True)
@@ -82,6 +77,7 @@ ARCHIVES: dict[str, Archive] = {
     )
 }
 
+
 # What each --subset choice fetches (``demo`` is handled by the script: no archive at all).
 SUBSETS: dict[str, tuple[str, ...]] = {
     "metadata": ("metadata",),
@@ -92,15 +88,16 @@ SUBSETS: dict[str, tuple[str, ...]] = {
     "all": ("metadata", "fma_large"),
 }
 
+
 # Audio subsets that can stand in for the default fma_large folder, largest first. fma_full is
 # not among them: it holds untrimmed tracks, not the 30 s clips the toolkit is tuned for.
 AUDIO_STAND_INS = ("fma_large", "fma_medium", "fma_small")
+
+
 TRACK_COUNTS = {"fma_small": 8_000, "fma_medium": 25_000, "fma_large": 106_574, "fma_full": 106_574}
 
-_RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
-
-# --- Small helpers -----------------------------------------------------------------------------
+# --- Small helpers ----------------------------------------------------------------------------
 
 
 def resolve_base_url(base_url: str | None = None) -> str:
@@ -120,39 +117,6 @@ def archive_url(base_url: str, archive: Archive) -> str:
     return base_url.rstrip("/") + "/" + archive.filename
 
 
-def format_bytes(n: float) -> str:
-    """``n`` bytes in binary units, e.g. ``93.0 GiB``."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
-
-
-def check_free_space(path: str | os.PathLike, needed: float, what: str) -> None:
-    """Raise DownloadError unless the file system holding ``path`` has ``needed`` bytes free.
-
-    Parameters
-    ----------
-    path : path-like
-        A folder (it need not exist yet: its nearest existing parent is measured).
-    needed : float
-        Bytes that must be free.
-    what : str
-        What the space is for, for the message (e.g. ``"downloading and extracting fma_large.zip"``).
-    """
-    probe = Path(path).absolute()
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
-    if needed > free:
-        raise DownloadError(
-            f"not enough free disk space for {what}: {format_bytes(needed)} needed, "
-            f"{format_bytes(free)} free on the disk holding {probe}; free some space or choose "
-            f"another --data_dir"
-        )
-
-
 def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -162,542 +126,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-# --- Download ----------------------------------------------------------------------------------
-
-
-def _parse_content_range(value: str | None) -> tuple[int | None, int | None]:
-    """(first byte, total size) of a ``Content-Range: bytes a-b/N`` header; None where unknown."""
-    match = re.match(r"^\s*bytes\s+(?:(\d+)-\d+|\*)/(\d+|\*)\s*$", value or "")
-    if not match:
-        return None, None
-    start = int(match.group(1)) if match.group(1) is not None else None
-    total = int(match.group(2)) if match.group(2) != "*" else None
-    return start, total
-
-
-def _not_found(url: str) -> DownloadError:
-    return DownloadError(
-        f"{url} was not found (HTTP 404); check --base_url or ${BASE_URL_ENV} "
-        f"(the archive must be at <base_url>/{url.rsplit('/', 1)[-1]})"
-    )
-
-
-def _body_chunks(response: Any, chunk_size: int) -> Iterable[bytes]:
-    """The body's bytes as they arrive, undecoded.
-
-    ``read1`` hands over whatever has arrived; ``iter_content`` fills a whole chunk first and
-    loses that partial chunk when the connection breaks, so it is only the fallback for urllib3
-    versions without ``read1``.
-    """
-    raw = response.raw
-    if not hasattr(raw, "read1"):
-        yield from response.iter_content(chunk_size)
-        return
-    while chunk := raw.read1(chunk_size, decode_content=False):
-        yield chunk
-
-
-def download_file(
-    url: str,
-    dest: str | os.PathLike,
-    *,
-    expected_sha1: str | None = None,
-    extract_factor: float = 0.0,
-    retries: int = 8,
-    backoff: float = 2.0,
-    max_backoff: float = 120.0,
-    timeout: float = 60.0,
-    chunk_size: int = MiB,
-    progress: bool = True,
-    session: Any = None,
-) -> str:
-    """Download ``url`` to ``dest`` through ``dest.part``, resuming, and return the file's sha1.
-
-    An existing ``.part`` file is hashed once and the download resumes after its last byte with an
-    HTTP Range request; a server that ignores Range sends the whole file, and the download starts
-    over cleanly. Connection errors and 5xx answers are retried with exponential backoff
-    (``retries`` failures in a row without any byte received; any progress resets the count).
-    The sha1 is computed while the bytes arrive and checked before ``dest.part`` is renamed to
-    ``dest``; on a mismatch the file is kept as ``dest.sha1-mismatch``.
-
-    Parameters
-    ----------
-    url : str
-        The file to fetch.
-    dest : path-like
-        Where the complete, verified file ends up.
-    expected_sha1 : str, optional
-        The sha1 the file must have; None skips the check (the sha1 is still returned).
-    extract_factor : float
-        Extra free space needed per byte of the file (its extracted size), checked as soon as
-        the server tells the file's size.
-    retries, backoff, max_backoff : int, float, float
-        Failures in a row tolerated, first wait in seconds (doubled each time), longest wait.
-    timeout : float
-        Seconds without any answer or any byte before a connection counts as failed.
-    chunk_size : int
-        Bytes read per write.
-    progress : bool
-        Show a tqdm bar (bytes, speed, ETA).
-    session : requests.Session, optional
-        Session to use (a new one by default).
-
-    Returns
-    -------
-    str
-        The sha1 of the downloaded file.
-
-    Raises
-    ------
-    DownloadError
-        HTTP 404 or another client error, too many failures in a row, not enough disk space.
-    ChecksumError
-        The file's sha1 is not ``expected_sha1``.
-    """
-    import requests
-    import urllib3
-    from tqdm.auto import tqdm
-
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    own_session = session is None
-    session = session or requests.Session()
-
-    hasher = hashlib.sha1()
-    have = 0
-    if part.exists():
-        have = part.stat().st_size
-        if have:
-            log.info("resuming %s: %s already downloaded, hashing them once", dest.name, format_bytes(have))
-            with open(part, "rb") as fh:
-                # Hash exactly the bytes counted, even if the file grows meanwhile.
-                remaining = have
-                while remaining and (chunk := fh.read(min(4 * MiB, remaining))):
-                    hasher.update(chunk)
-                    remaining -= len(chunk)
-
-    failures = 0
-    space_checked = False
-    bar = None
-    total: int | None = None
-
-    def restart() -> None:
-        nonlocal hasher, have
-        hasher = hashlib.sha1()
-        have = 0
-        part.write_bytes(b"")
-        if bar is not None:
-            bar.reset(total=total)
-
-    def fail(why: str) -> None:
-        nonlocal failures
-        failures += 1
-        if failures > retries:
-            raise DownloadError(
-                f"{url}: giving up after {failures} failed attempts in a row ({why}); "
-                f"{format_bytes(have)} are kept in {part}: run the same command again to resume"
-            )
-        wait = min(max_backoff, backoff * 2 ** (failures - 1))
-        log.warning(
-            "%s: %s; retry %d/%d in %.3g s (from byte %d)", dest.name, why, failures, retries, wait, have
-        )
-        time.sleep(wait)
-
-    try:
-        while True:
-            # identity: a gzip-encoding server would make byte offsets meaningless for Range.
-            headers = {"Accept-Encoding": "identity"}
-            if have:
-                headers["Range"] = f"bytes={have}-"
-            try:
-                response = session.get(url, headers=headers, stream=True, timeout=timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                fail(f"connection failed: {type(exc).__name__}")
-                continue
-            with response:
-                status = response.status_code
-                if status == 404:
-                    raise _not_found(url)
-                if status == 416 and have:
-                    _, size = _parse_content_range(response.headers.get("Content-Range"))
-                    if size == have:  # the .part already holds every byte
-                        total = size
-                        break
-                    log.warning("%s: the server refused to resume at byte %d; starting over", dest.name, have)
-                    restart()
-                    fail("range not satisfiable")
-                    continue
-                if status in _RETRY_STATUS:
-                    fail(f"HTTP {status} {response.reason}")
-                    continue
-                if status not in (200, 206):
-                    raise DownloadError(f"{url}: HTTP {status} {response.reason}")
-                if status == 206:
-                    start, total = _parse_content_range(response.headers.get("Content-Range"))
-                    if start != have:
-                        log.warning(
-                            "%s: the server resumed at byte %s, not %d; starting over", dest.name, start, have
-                        )
-                        restart()
-                        fail("wrong range")
-                        continue
-                else:
-                    if have:
-                        log.warning("%s: the server ignored the Range request; starting over", dest.name)
-                        restart()
-                    length = response.headers.get("Content-Length")
-                    total = int(length) if length and length.isdigit() else None
-                if not space_checked and total is not None:
-                    check_free_space(
-                        dest.parent,
-                        (total - have) + total * extract_factor,
-                        f"downloading{' and extracting' if extract_factor else ''} {dest.name}",
-                    )
-                    space_checked = True
-                if bar is None:
-                    bar = tqdm(
-                        total=total,
-                        initial=have,
-                        unit="B",
-                        unit_scale=True,
-                        unit_divisor=1024,
-                        desc=dest.name,
-                        disable=not progress,
-                    )
-                received = 0
-                try:
-                    with open(part, "ab") as fh:
-                        for chunk in _body_chunks(response, chunk_size):
-                            fh.write(chunk)
-                            hasher.update(chunk)
-                            have += len(chunk)
-                            received += len(chunk)
-                            bar.update(len(chunk))
-                except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-                    if received:
-                        failures = 0
-                    fail(f"connection lost ({type(exc).__name__})")
-                    continue
-                if total is not None and have < total:
-                    if received:
-                        failures = 0
-                    fail(f"connection closed at byte {have} of {total}")
-                    continue
-                break
-    finally:
-        if bar is not None:
-            bar.close()
-        if own_session:
-            session.close()
-
-    digest = hasher.hexdigest()
-    if expected_sha1 and digest != expected_sha1.lower():
-        bad = dest.with_name(dest.name + ".sha1-mismatch")
-        os.replace(part, bad)
-        raise ChecksumError(
-            f"{dest.name}: sha1 {digest} is not the expected {expected_sha1}; the file was kept as "
-            f"{bad}: delete it and run the same command again to download it afresh"
-        )
-    os.replace(part, dest)
-    return digest
-
-
-# --- Extraction --------------------------------------------------------------------------------
-
-
-def _unsafe_reason(info: zipfile.ZipInfo) -> str | None:
-    """Why a member must not be extracted, or None when it is a plain file or folder."""
-    name = info.filename
-    if not name:
-        return "empty name"
-    if name.startswith(("/", "\\")) or re.match(r"^[a-zA-Z]:", name):
-        return "absolute path"
-    if ".." in re.split(r"[/\\]", name):
-        return "'..' in its path (it would be written outside the target folder)"
-    mode = info.external_attr >> 16
-    if info.create_system == 3 and stat.S_IFMT(mode):
-        if stat.S_ISLNK(mode):
-            return "symbolic link"
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            return "special file (device, socket or fifo)"
-    return None
-
-
-def check_archive_members(zf: zipfile.ZipFile, dest: str | os.PathLike, archive_name: str) -> None:
-    """Raise UnsafeArchiveError for the first member that would not land as a file inside ``dest``.
-
-    Absolute paths, ``..`` components, symbolic links and special files are refused, and so is a
-    member whose path runs through a symbolic link already on disk.
-    """
-    root = os.path.realpath(dest)
-    for info in zf.infolist():
-        reason = _unsafe_reason(info)
-        if reason is None:
-            target = os.path.realpath(os.path.join(root, info.filename))
-            if os.path.commonpath([root, target]) != root:
-                reason = f"it would be written to {target} through a symbolic link"
-        if reason is not None:
-            raise UnsafeArchiveError(
-                f"{archive_name}: refusing to extract member {info.filename!r}: {reason}; nothing was "
-                f"extracted from this archive"
-            )
-
-
-@dataclass
-class ExtractResult:
-    """What :func:`extract_archive` did.
-
-    Attributes
-    ----------
-    dest : Path
-        The folder the archive was extracted into.
-    files : int
-        Regular-file members in the archive.
-    extracted, skipped : int
-        Members written this run, and members already on disk with the right size.
-    bytes_written : int
-        Bytes written this run.
-    sha1s : dict
-        Member name to the sha1 of the bytes written this run (for the checksums pass).
-    """
-
-    dest: Path
-    files: int = 0
-    extracted: int = 0
-    skipped: int = 0
-    bytes_written: int = 0
-    sha1s: dict[str, str] = field(default_factory=dict)
-
-
-def _has_size(path: Path, size: int) -> bool:
-    try:
-        st = path.lstat()
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_size == size
-
-
-def extract_archive(
-    archive: str | os.PathLike,
-    dest: str | os.PathLike,
-    *,
-    members: Iterable[str] | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    chunk_size: int = MiB,
-) -> ExtractResult:
-    """Extract a zip archive into ``dest`` member by member, resumably and safely.
-
-    Every member is checked first (:func:`check_archive_members`): one unsafe member and nothing
-    is written. Members already on disk with their size are skipped; the others stream through
-    ``<name>.extracting`` and are renamed into place when complete, so a killed run never leaves
-    a half-written file under a member's name. The archive is never read whole into memory.
-
-    Parameters
-    ----------
-    archive : path-like
-        A zip file (BZIP2, DEFLATE or STORED members; zip64 is fine).
-    dest : path-like
-        The folder to extract into (created if needed).
-    members : iterable of str, optional
-        Only these member names (all by default).
-    overwrite : bool
-        Extract even members already on disk with the right size.
-    progress : bool
-        Show a tqdm bar in bytes.
-    chunk_size : int
-        Bytes per read.
-
-    Returns
-    -------
-    ExtractResult
-
-    Raises
-    ------
-    UnsafeArchiveError
-        A member with an absolute path, ``..``, a symbolic link or a special file.
-    ChecksumError
-        Members that could not be read back (bad CRC, truncated data): the archive is damaged.
-        The other members are extracted first.
-    DownloadError
-        Not enough free disk space for the members still to extract.
-    """
-    from tqdm.auto import tqdm
-
-    archive = Path(archive)
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    wanted = set(members) if members is not None else None
-    try:
-        zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ChecksumError(
-            f"{archive}: not a readable zip archive ({exc}); delete it and run the same command again"
-        ) from exc
-    with zf:
-        check_archive_members(zf, dest, archive.name)
-        infos = [i for i in zf.infolist() if wanted is None or i.filename in wanted]
-        files = [i for i in infos if not i.is_dir()]
-        todo = [i for i in files if overwrite or not _has_size(dest / i.filename, i.file_size)]
-        result = ExtractResult(dest=dest, files=len(files), skipped=len(files) - len(todo))
-        total = sum(i.file_size for i in files)
-        left = sum(i.file_size for i in todo)
-        check_free_space(dest, left, f"extracting {archive.name}")
-        if result.skipped:
-            log.info(
-                "%s: %d of %d files already extracted, skipped", archive.name, result.skipped, len(files)
-            )
-        for info in infos:
-            if info.is_dir():
-                (dest / info.filename).mkdir(parents=True, exist_ok=True)
-        made: set[Path] = set()
-        failed: list[str] = []
-        with tqdm(
-            total=total,
-            initial=total - left,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=f"extract {archive.name}",
-            disable=not progress,
-        ) as bar:
-            for info in todo:
-                target = dest / info.filename
-                if target.parent not in made:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    made.add(target.parent)
-                tmp = target.with_name(target.name + ".extracting")
-                hasher = hashlib.sha1()
-                try:
-                    try:
-                        src = zf.open(info)
-                    except _READ_ERRORS as exc:
-                        raise _MemberReadError(f"{info.filename}: {exc}") from exc
-                    with src, open(tmp, "wb") as out:
-                        while True:
-                            try:
-                                chunk = src.read(chunk_size)
-                            except _READ_ERRORS as exc:
-                                raise _MemberReadError(f"{info.filename}: {exc}") from exc
-                            if not chunk:
-                                break
-                            out.write(chunk)
-                            hasher.update(chunk)
-                            bar.update(len(chunk))
-                except _MemberReadError as exc:
-                    tmp.unlink(missing_ok=True)
-                    failed.append(str(exc))
-                    log.error("%s: cannot read member %s", archive.name, exc)
-                    continue
-                os.replace(tmp, target)
-                result.extracted += 1
-                result.bytes_written += info.file_size
-                result.sha1s[info.filename] = hasher.hexdigest()
-    if failed:
-        raise ChecksumError(
-            f"{archive}: {len(failed)} member(s) could not be read (first: {failed[0]}); the archive is "
-            f"damaged: delete it and run the same command again"
-        )
-    return result
-
-
-class _MemberReadError(Exception):
-    """A member whose compressed data cannot be read (kept apart from errors writing to disk)."""
-
-
-# Reading a member: bad CRC or header, truncated data, bad bz2/deflate stream, unsupported method.
-_READ_ERRORS = (zipfile.BadZipFile, EOFError, zlib.error, OSError, NotImplementedError)
-
-
-# --- Checksums pass ------------------------------------------------------------------------------
-
-
-def read_checksums(path: str | os.PathLike) -> dict[str, str]:
-    """Parse an FMA ``checksums`` file (``sha1  relative/path`` lines) into {path: sha1}."""
-    table: dict[str, str] = {}
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            match = re.match(r"^([0-9a-fA-F]{40})\s+\*?(.+)$", line)
-            if not match:
-                raise DatasetError(f"{path}, line {number}: expected 'sha1  path', got {line!r}")
-            table[match.group(2)] = match.group(1).lower()
-    return table
-
-
-@dataclass(frozen=True)
-class ChecksumProblem:
-    """One file that does not match the archive's ``checksums`` file."""
-
-    path: str  # relative to the archive's top folder, as in the checksums file
-    status: str  # missing, mismatch, or repaired (was wrong on disk, extracted again, now right)
-    expected_sha1: str
-    actual_sha1: str
-
-
-REPORT_FIELDS = ("path", "status", "expected_sha1", "actual_sha1")
-
-
-def write_checksum_report(path: str | os.PathLike, problems: Iterable[ChecksumProblem]) -> Path:
-    """Write the problems to a CSV (header only when there are none), atomically."""
-    text = io.StringIO(newline="")
-    writer = csv.writer(text)
-    writer.writerow(REPORT_FIELDS)
-    for p in problems:
-        writer.writerow([p.path, p.status, p.expected_sha1, p.actual_sha1])
-    return write_text_atomic(path, text.getvalue())
-
-
-def verify_checksums(
-    root: str | os.PathLike,
-    checksums: Mapping[str, str],
-    known: Mapping[str, str] | None = None,
-    progress: bool = True,
-) -> list[ChecksumProblem]:
-    """Check the files under ``root`` against ``checksums``; report, never raise, on a difference.
-
-    Parameters
-    ----------
-    root : path-like
-        The folder the checksums' paths are relative to (the archive's top folder).
-    checksums : mapping
-        Relative path to expected sha1 (:func:`read_checksums`).
-    known : mapping, optional
-        Relative path to sha1 already computed (while extracting): those files are not read again.
-    progress : bool
-        Show a tqdm bar over the files read from disk.
-
-    Returns
-    -------
-    list of ChecksumProblem
-        ``missing`` and ``mismatch`` entries, in the checksums file's order.
-    """
-    from tqdm.auto import tqdm
-
-    root = Path(root)
-    known = known or {}
-    problems = []
-    to_read = [rel for rel in checksums if rel not in known]
-    with tqdm(
-        total=len(to_read), unit="file", desc=f"sha1 {root.name}", disable=not progress or not to_read
-    ) as bar:
-        for rel, expected in checksums.items():
-            actual = known.get(rel)
-            if actual is None:
-                path = root / rel
-                actual = sha1_file(path) if path.is_file() else ""
-                bar.update(1)
-            if not actual:
-                problems.append(ChecksumProblem(rel, "missing", expected, ""))
-            elif actual != expected:
-                problems.append(ChecksumProblem(rel, "mismatch", expected, actual))
-    return problems
-
-
-# --- One archive, start to finish --------------------------------------------------------------
+# --- One archive, start to finish -------------------------------------------------------------
 
 
 @dataclass
@@ -914,7 +343,7 @@ def setup_archive(
         checksums = read_checksums(checksums_file)
         known = {n.removeprefix(prefix): s for n, s in result.sha1s.items() if n.startswith(prefix)}
         problems = verify_checksums(folder, checksums, known, progress=progress)
-        problems = _repair(path, out, prefix, problems, known, progress)
+        problems = repair_mismatches(path, out, prefix, problems, known, progress)
         report = write_checksum_report(out / f"{archive.top}_checksum_problems.csv", problems)
         bad = [p for p in problems if p.status != "repaired"]
         if bad:
@@ -955,42 +384,7 @@ def setup_archive(
     return SetupResult(archive, folder, problems=problems, report=report)
 
 
-def _repair(
-    path: Path,
-    out: Path,
-    prefix: str,
-    problems: list[ChecksumProblem],
-    known: Mapping[str, str],
-    progress: bool,
-) -> list[ChecksumProblem]:
-    """Extract again the mismatching files that were skipped (found on disk) and check them again.
-
-    A file extracted by an earlier, interrupted run has the right size but may be damaged; the
-    verified archive is the authority. Files freshly extracted are not retried: their bytes are
-    the archive's own.
-    """
-    retry = [p for p in problems if p.status == "mismatch" and p.path not in known]
-    if not retry:
-        return problems
-    with zipfile.ZipFile(path) as zf:
-        names = set(zf.namelist())
-    retry = [p for p in retry if prefix + p.path in names]
-    if not retry:
-        return problems
-    log.warning("%d extracted file(s) differ from the checksums: extracting them again", len(retry))
-    again = extract_archive(
-        path, out, members=[prefix + p.path for p in retry], overwrite=True, progress=progress
-    )
-    fixed = {}
-    for p in retry:
-        actual = again.sha1s.get(prefix + p.path, p.actual_sha1)
-        fixed[p.path] = replace(
-            p, status="repaired" if actual == p.expected_sha1 else "mismatch", actual_sha1=actual
-        )
-    return [fixed.get(p.path, p) for p in problems]
-
-
-# --- Several archives, and the default layout -----------------------------------------------------
+# --- Several archives, and the default layout -------------------------------------------------
 
 
 def archives_for(
@@ -1075,7 +469,7 @@ def setup_dataset(
         if present is not None:
             size, download = present.stat().st_size, 0
         else:
-            size = _remote_size(archive_url(url, a), download_options or {}) or a.size
+            size = remote_size(archive_url(url, a), download_options or {}) or a.size
             part = data_dir / (a.filename + ".part")
             download = max(0, size - (part.stat().st_size if part.exists() else 0))
         needed += download + size * a.expansion
@@ -1096,26 +490,6 @@ def setup_dataset(
         )
         for a in chosen
     ]
-
-
-def _remote_size(url: str, options: Mapping[str, Any]) -> int | None:
-    """The size a server announces for ``url`` (HEAD), or None when it does not say."""
-    import requests
-
-    session = options.get("session") or requests
-    try:
-        response = session.head(
-            url,
-            headers={"Accept-Encoding": "identity"},
-            allow_redirects=True,
-            timeout=options.get("timeout", 60),
-        )
-    except requests.RequestException:
-        return None
-    if response.status_code == 404:
-        raise _not_found(url)
-    length = response.headers.get("Content-Length", "")
-    return int(length) if response.ok and length.isdigit() else None
 
 
 def _match_local_archives(chosen: list[Archive], paths: list[Path]) -> dict[str, Path]:

@@ -1,4 +1,4 @@
-"""The one atomic writer and the one file hasher of the package.
+"""The one atomic writer and the one file hasher of the package, and the free-disk-space check.
 
 A file is written under a temporary name beside its final one, flushed to disk and renamed over
 it (:func:`os.replace`), so a reader or a killed run never sees a half-written file; a failed write
@@ -12,11 +12,15 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from genrekit.errors import DownloadError
+
 MiB = 1 << 20
+GiB = 1 << 30
 
 
 def temporary_beside(path: str | os.PathLike) -> Path:
@@ -128,3 +132,36 @@ def file_digest(
 def sha1_file(path: str | os.PathLike, *, progress: bool = False) -> str:
     """The sha1 of a file (FMA's checksums), read in chunks."""
     return file_digest(path, "sha1", progress=progress)
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in binary units, e.g. ``93.0 GiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_free_space(path: str | os.PathLike, needed: float, what: str) -> None:
+    """Raise DownloadError unless the file system holding ``path`` has ``needed`` bytes free.
+
+    Parameters
+    ----------
+    path : path-like
+        A folder (it need not exist yet: its nearest existing parent is measured).
+    needed : float
+        Bytes that must be free.
+    what : str
+        What the space is for, for the message (e.g. ``"downloading and extracting fma_large.zip"``).
+    """
+    probe = Path(path).absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if needed > free:
+        raise DownloadError(
+            f"not enough free disk space for {what}: {format_bytes(needed)} needed, "
+            f"{format_bytes(free)} free on the disk holding {probe}; free some space or choose "
+            f"another --data_dir"
+        )

@@ -20,7 +20,7 @@ import pytest
 from download_helpers import ArchiveServer, sha1_bytes, sha1_file, write_fma_zip, write_zip_with
 
 import setup_fma_dataset
-from genrekit import download
+from genrekit import archives, download, http_download
 from genrekit.download import Archive
 from genrekit.errors import ChecksumError, DownloadError, UnsafeArchiveError
 
@@ -205,7 +205,9 @@ def test_404_is_one_clear_error_without_retries(served, tmp_path, capsys):
 
 def test_404_on_download_is_not_retried(served, tmp_path):
     with pytest.raises(DownloadError, match=r"fma_full.zip was not found \(HTTP 404\)"):
-        download.download_file(served.url + "fma_full.zip", tmp_path / "fma_full.zip", progress=False, **FAST)
+        http_download.download_file(
+            served.url + "fma_full.zip", tmp_path / "fma_full.zip", progress=False, **FAST
+        )
     assert [r.status for r in served.gets()] == [404]
 
 
@@ -345,7 +347,7 @@ def test_cut_connection_is_resumed_with_range_in_the_same_run(served, tmp_path):
     size = (served.root / "fma_large.zip").stat().st_size
     served.cut_next = [1000, size // 2]
     dest = tmp_path / "fma_large.zip"
-    digest = download.download_file(
+    digest = http_download.download_file(
         served.url + "fma_large.zip", dest, expected_sha1=served.sha1["fma_large"], progress=False, **FAST
     )
     assert digest == served.sha1["fma_large"] and sha1_file(dest) == digest
@@ -361,7 +363,7 @@ def test_server_without_range_support_restarts_cleanly(served, tmp_path):
     part = tmp_path / "fma_large.zip.part"
     part.write_bytes(b"\0" * 3000)  # bytes from an earlier run, and wrong: they must not survive
     served.ignore_range = True
-    download.download_file(
+    http_download.download_file(
         served.url + "fma_large.zip", dest, expected_sha1=served.sha1["fma_large"], progress=False, **FAST
     )
     assert sha1_file(dest) == served.sha1["fma_large"] and not part.exists()
@@ -372,7 +374,7 @@ def test_server_without_range_support_restarts_cleanly(served, tmp_path):
 def test_server_errors_are_retried_with_backoff(served, tmp_path):
     served.fail_next = [500, 503]
     dest = tmp_path / "fma_small.zip"
-    download.download_file(
+    http_download.download_file(
         served.url + "fma_small.zip",
         dest,
         expected_sha1=served.sha1["fma_small"],
@@ -387,7 +389,7 @@ def test_server_errors_are_retried_with_backoff(served, tmp_path):
 def test_too_many_server_errors_give_up_with_a_clear_error(served, tmp_path):
     served.fail_next = [500, 500, 500]
     with pytest.raises(DownloadError, match=r"giving up after 2 failed attempts in a row \(HTTP 500"):
-        download.download_file(
+        http_download.download_file(
             served.url + "fma_small.zip", tmp_path / "x.zip", retries=1, progress=False, **FAST
         )
     assert len(served.gets()) == 2
@@ -395,7 +397,7 @@ def test_too_many_server_errors_give_up_with_a_clear_error(served, tmp_path):
 
 def test_unreachable_server_is_retried_then_reported(tmp_path):
     with pytest.raises(DownloadError, match="connection failed"):
-        download.download_file(
+        http_download.download_file(
             "http://127.0.0.1:9/fma_small.zip", tmp_path / "x.zip", retries=1, progress=False, **FAST
         )
 
@@ -404,7 +406,7 @@ def test_complete_part_file_from_a_killed_run_is_finished_without_download(serve
     """Killed between the last byte and the rename: the server answers 416 and nothing is re-sent."""
     dest = tmp_path / "fma_small.zip"
     (tmp_path / "fma_small.zip.part").write_bytes((served.root / "fma_small.zip").read_bytes())
-    download.download_file(
+    http_download.download_file(
         served.url + "fma_small.zip", dest, expected_sha1=served.sha1["fma_small"], progress=False, **FAST
     )
     assert sha1_file(dest) == served.sha1["fma_small"]
@@ -417,7 +419,7 @@ def test_sha1_mismatch_on_resume_detects_corrupt_part_bytes(served, tmp_path):
     part = tmp_path / "fma_small.zip.part"
     part.write_bytes(b"\xff" * (size // 2))
     with pytest.raises(ChecksumError, match="fma_small.zip.sha1-mismatch"):
-        download.download_file(
+        http_download.download_file(
             served.url + "fma_small.zip",
             tmp_path / "fma_small.zip",
             expected_sha1=served.sha1["fma_small"],
@@ -442,7 +444,7 @@ def test_unsafe_members_are_refused_and_nothing_is_written(tmp_path, name, symli
     archive = write_zip_with(tmp_path / "bad.zip", name, symlink_to=symlink_to)
     dest = tmp_path / "out" / "inner"
     with pytest.raises(UnsafeArchiveError, match=rf"bad.zip: refusing to extract member .*{cause}"):
-        download.extract_archive(archive, dest, progress=False)
+        archives.extract_archive(archive, dest, progress=False)
     assert list(dest.rglob("*")) == []
     assert not (tmp_path / "out" / "evil.txt").exists() and not Path("/tmp/genrekit_evil.txt").exists()
 
@@ -456,7 +458,7 @@ def test_extraction_resumes_and_writes_atomically(tmp_path, mp3s):
     done.parent.mkdir(parents=True)
     done.write_bytes(mp3s["000/000002.mp3"])
     (dest / "fma_large/000/000005.mp3.extracting").write_bytes(b"half")
-    first = download.extract_archive(archive, dest, progress=False)
+    first = archives.extract_archive(archive, dest, progress=False)
     assert (first.skipped, first.extracted, first.files) == (1, 4, 5)
     assert "fma_large/000/000002.mp3" not in first.sha1s
     assert first.sha1s["fma_large/000/000005.mp3"] == sha1_bytes(mp3s["000/000005.mp3"])
@@ -464,7 +466,7 @@ def test_extraction_resumes_and_writes_atomically(tmp_path, mp3s):
     tree = _tree(dest / "fma_large")
     assert sorted(tree) == sorted(["README.txt", "checksums", *mp3s])
     assert {rel: tree[rel] for rel in mp3s} == mp3s
-    again = download.extract_archive(archive, dest, progress=False)
+    again = archives.extract_archive(archive, dest, progress=False)
     assert (again.skipped, again.extracted) == (5, 0)
 
 
@@ -483,7 +485,7 @@ def test_damaged_member_is_reported_after_the_others_are_extracted(tmp_path, mp3
     with pytest.raises(
         ChecksumError, match=r"1 member\(s\) could not be read \(first: fma_large/000/000005.mp3"
     ):
-        download.extract_archive(archive, dest, progress=False)
+        archives.extract_archive(archive, dest, progress=False)
     assert not (dest / "fma_large/000/000005.mp3").exists()
     assert (dest / "fma_large/000/000002.mp3").read_bytes() == mp3s["000/000002.mp3"]
     assert not list(dest.rglob("*.extracting"))
@@ -552,7 +554,7 @@ def test_verify_checksums_finds_a_damaged_file_on_disk(tmp_path):
         "000/000005.mp3": sha1_bytes(b"xyz"),
         "000/000009.mp3": "0" * 40,
     }
-    problems = download.verify_checksums(tmp_path, table, progress=False)
+    problems = archives.verify_checksums(tmp_path, table, progress=False)
     assert [(p.path, p.status) for p in problems] == [
         ("000/000005.mp3", "mismatch"),
         ("000/000009.mp3", "missing"),
@@ -560,7 +562,7 @@ def test_verify_checksums_finds_a_damaged_file_on_disk(tmp_path):
 
 
 def test_read_checksums_parses_the_real_fma_file(fma_real):
-    table = download.read_checksums(fma_real / "fma_metadata" / "checksums")
+    table = archives.read_checksums(fma_real / "fma_metadata" / "checksums")
     assert table["genres.csv"] == sha1_file(fma_real / "fma_metadata" / "genres.csv")
     assert len(table) == 10
 
@@ -594,12 +596,12 @@ def test_download_killed_with_sigkill_resumes_where_it_stopped(tmp_path):
         server.delay = 0.05  # 2 MiB in 64 KiB blocks: about 1.6 s, time to interrupt it
         url = server.url + "fma_small.zip"
         dest = str(tmp_path / "fma_small.zip")
-        code = f"from genrekit.download import download_file as f; f({url!r}, {dest!r}, progress=False)"
+        code = f"from genrekit.http_download import download_file as f; f({url!r}, {dest!r}, progress=False)"
         _run_until(code, lambda: part.exists() and part.stat().st_size >= 256 << 10)
         have = part.stat().st_size
         assert 0 < have < len(payload) and part.read_bytes() == payload[:have]
         server.delay = 0.0
-        digest = download.download_file(
+        digest = http_download.download_file(
             url, tmp_path / "fma_small.zip", expected_sha1=sha1_bytes(payload), progress=False, **FAST
         )
     assert digest == sha1_bytes(payload)
@@ -618,14 +620,14 @@ def test_extraction_killed_with_sigkill_leaves_no_half_file_and_resumes(tmp_path
         [p for p in (dest / "fma_small/000").glob("*.mp3")] if (dest / "fma_small/000").is_dir() else []
     )
     # Tiny reads make the extraction slow enough to be interrupted in the middle.
-    code = "from genrekit.download import extract_archive as x; "
+    code = "from genrekit.archives import extract_archive as x; "
     code += f"x({str(archive)!r}, {str(dest)!r}, progress=False, chunk_size=8)"
     _run_until(code, lambda: len(done()) >= 3)
     finished = done()
     assert 3 <= len(finished) < len(files)
     for path in finished:  # whatever has a member's name is the whole member
         assert path.read_bytes() == files[f"000/{path.name}"]
-    result = download.extract_archive(archive, dest, progress=False)
+    result = archives.extract_archive(archive, dest, progress=False)
     assert result.skipped >= len(finished) and result.extracted == len(files) + 2 - result.skipped
     assert {f"000/{p.name}": p.read_bytes() for p in done()} == files
     assert not list(dest.rglob("*.extracting"))
