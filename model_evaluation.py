@@ -12,6 +12,9 @@ receives evaluation_report.json (every figure), evaluation_report.md (tables and
 plots/*.png. Without --config, balanced_training_config.json next to the model is used; --metadata
 and --audio default to the folders the model was trained on. Features come from the training's
 feature cache, which is completed for tracks it lacks; defective files are left out and counted.
+
+This script only parses arguments: :mod:`genrekit.evaluator` evaluates the saved model on the split,
+and :mod:`genrekit.metrics` computes the figures from its probabilities.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 @script_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from genrekit.evaluate_model import default_output_dir, evaluate_model, format_headline
+    from genrekit.evaluator import default_output_dir, evaluate_model, format_headline
     from genrekit.report import REPORT_MD
 
     output_dir = args.output_dir or default_output_dir(args.model, args.split)

@@ -194,7 +194,7 @@ def step_train(args, settings: Settings, paths: dict, out: Path) -> dict:
 
 
 def step_evaluate(settings: Settings, paths: dict, out: Path) -> dict:
-    from genrekit.evaluate_model import evaluate_model
+    from genrekit.evaluator import evaluate_model
 
     return evaluate_model(
         out / settings.model_filename,

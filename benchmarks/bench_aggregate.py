@@ -28,7 +28,7 @@ from genrekit.aggregate import (  # noqa: E402
     track_voting,
     voting,
 )
-from genrekit.evaluation import evaluate  # noqa: E402
+from genrekit.metrics import evaluate  # noqa: E402
 
 
 def best_of(fn, repeat: int) -> float:

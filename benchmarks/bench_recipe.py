@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="append", required=True, metavar="NAME:key=value,...",
                         help="one run (repeatable)")  # fmt: skip
-    parser.add_argument("--base", default="", help="key=value,... applied to every run (after the defaults above)")
+    parser.add_argument(
+        "--base", default="", help="key=value,... applied to every run (after the defaults above)"
+    )
     parser.add_argument("--tracks", type=int, default=1600, help="demo tracks (default 1600)")
     parser.add_argument("--clip_seconds", type=float, default=10.0, help="demo clip length (default 10)")
     parser.add_argument("--work", default="/tmp/genrekit_bench_recipe", help="demo, cache and runs")
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     from genrekit.cli import setup_logging
     from genrekit.demo import write_demo_dataset
-    from genrekit.evaluate_model import evaluate_model
+    from genrekit.evaluator import evaluate_model
     from genrekit.settings import Settings
     from genrekit.training import train
 

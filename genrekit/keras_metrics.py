@@ -2,7 +2,8 @@
 
 Keras' ``CategoricalAccuracy`` scores an all-zero row as class 0, so a masked medium target would
 count as right whenever class 0 is predicted; these metrics leave such rows out. ``keras.ops``
-only, registered so saved models load back.
+only, registered so saved models load back. They run inside Keras on tensors while training;
+the figures of a finished model are :mod:`genrekit.metrics` (numpy, scikit-learn).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Evaluation figures as PNG files, drawn headless from the dict of :func:`genrekit.evaluation.evaluate`.
+"""Evaluation figures as PNG files, drawn headless from the dict of :func:`genrekit.metrics.evaluate`.
 
 Figures are built as ``matplotlib.figure.Figure`` objects rendered by the Agg canvas, never
 through ``pyplot``: nothing needs a display, no global figure registry fills up, and the
@@ -221,7 +221,7 @@ def plot_per_class_f1(
     Parameters
     ----------
     per_class : sequence of dict
-        ``per_class`` rows of :func:`genrekit.evaluation.classification_metrics`.
+        ``per_class`` rows of :func:`genrekit.metrics.classification_metrics`.
     path : path-like
     title : str
 
@@ -266,7 +266,7 @@ def plot_confidence_histogram(
     Parameters
     ----------
     confidence : dict
-        The ``confidence`` section of a level (:func:`genrekit.evaluation.confidence_distribution`).
+        The ``confidence`` section of a level (:func:`genrekit.metrics.confidence_distribution`).
     path : path-like
     title : str
 
@@ -315,7 +315,7 @@ def plot_reliability_diagram(
     Parameters
     ----------
     calibration : dict
-        The ``calibration`` section of a level (:func:`genrekit.evaluation.calibration`).
+        The ``calibration`` section of a level (:func:`genrekit.metrics.calibration`).
     path : path-like
     title : str
 
@@ -373,7 +373,7 @@ def plot_stability(
     Parameters
     ----------
     stability : dict
-        The ``stability`` section of a level (:func:`genrekit.evaluation.temporal_stability`).
+        The ``stability`` section of a level (:func:`genrekit.metrics.temporal_stability`).
     path : path-like
     title : str
     max_genres : int
@@ -430,7 +430,7 @@ def plot_confused_pairs(
     Parameters
     ----------
     pairs : sequence of dict
-        ``confused_pairs`` of :func:`genrekit.evaluation.error_analysis`.
+        ``confused_pairs`` of :func:`genrekit.metrics.error_analysis`.
     path : path-like
     title : str
 
@@ -482,7 +482,7 @@ def plot_all(
     Parameters
     ----------
     results : dict
-        The dict of :func:`genrekit.evaluation.evaluate` (or its JSON read back).
+        The dict of :func:`genrekit.metrics.evaluate` (or its JSON read back).
     out_dir : path-like
         Folder of the PNG files (created).
     max_medium_classes : int

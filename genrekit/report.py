@@ -338,7 +338,7 @@ def render_markdown(
     Parameters
     ----------
     results : mapping
-        The dict of :func:`genrekit.evaluation.evaluate`.
+        The dict of :func:`genrekit.metrics.evaluate`.
     plots : mapping of str to str, optional
         Figure key (as returned by :func:`genrekit.plots.plot_all`) to the image link, relative
         to the Markdown file; figures not given are left out.
@@ -379,7 +379,7 @@ def write_report(
     Parameters
     ----------
     results : mapping
-        The dict of :func:`genrekit.evaluation.evaluate`.
+        The dict of :func:`genrekit.metrics.evaluate`.
     out_dir : path-like
         Folder of the report (created); plots go in its ``plots/`` sub-folder.
     plots : bool

@@ -7,7 +7,7 @@ import pytest
 
 from genrekit.aggregate import top_k_indices, track_mean
 from genrekit.errors import GenrekitError, ParameterError, ParameterTypeError
-from genrekit.evaluation import LevelVocab, calibration
+from genrekit.metrics import LevelVocab, calibration
 
 
 @pytest.mark.parametrize(

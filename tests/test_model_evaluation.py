@@ -17,7 +17,7 @@ import pytest
 
 import model_evaluation
 from genrekit.errors import ConfigError, DatasetError, ModelError
-from genrekit.evaluate_model import RUN_SECTION, default_output_dir, evaluate_model
+from genrekit.evaluator import RUN_SECTION, default_output_dir, evaluate_model
 from genrekit.report import REPORT_JSON, REPORT_MD
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

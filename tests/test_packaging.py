@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # a Python process that imports the package's mod
 
 CHECK = """
 import importlib.util, json, sys
-import genrekit, genrekit.training, genrekit.inference, genrekit.evaluate_model, genrekit.run_config
+import genrekit, genrekit.training, genrekit.inference, genrekit.evaluator, genrekit.run_config
 import genrekit.backbones.musicnn_weights
 from genrekit.settings import Settings
 from genrekit.inference import default_model_path

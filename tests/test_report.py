@@ -11,7 +11,7 @@ import pytest
 from evalmetrics_helpers import synthetic_case
 
 from genrekit import plots
-from genrekit.evaluation import evaluate
+from genrekit.metrics import evaluate
 from genrekit.report import PLOTS_DIR, REPORT_JSON, REPORT_MD, render_markdown, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -84,7 +84,9 @@ def test_optimizer_clips_by_global_norm():
     from genrekit.training import BalancedHierarchicalModel
 
     settings = Settings.build(overrides={"width_factor": 0.0625, "clip_norm": 0.7})
-    model = BalancedHierarchicalModel((16, 8, 1), num_top=3, num_medium=4, num_all=5, settings=settings).compile_with_balanced_losses()
+    model = BalancedHierarchicalModel(
+        (16, 8, 1), num_top=3, num_medium=4, num_all=5, settings=settings
+    ).compile_with_balanced_losses()
     assert model.optimizer.global_clipnorm == pytest.approx(0.7)
     assert model.optimizer.clipnorm is None
 
@@ -205,10 +207,15 @@ def test_spec_augment_masks_exactly_the_drawn_bands_with_the_band_means():
 def test_mixup_keeps_the_weighted_loss_of_each_pair():
     """y and w mixed so that w * CE(y_mix) = lam * w_i * CE(y_i) + (1 - lam) * w_j * CE(y_j)."""
     x = np.array([[[1.0]], [[3.0]], [[5.0]]], np.float32)
-    y = {"top": np.array([[1, 0], [0, 1], [0, 0]], np.float32), "all": np.array([[1, 0], [0, 1], [1, 1]], np.float32)}
+    y = {
+        "top": np.array([[1, 0], [0, 1], [0, 0]], np.float32),
+        "all": np.array([[1, 0], [0, 1], [1, 1]], np.float32),
+    }
     w = {"top": np.array([2.0, 1.0, 0.0], np.float32), "all": np.ones(3, np.float32)}
     partner, lam = np.array([1, 2, 0], np.int32), np.array([0.25, 0.5, 1.0], np.float32)
-    xm, ym, wm = (keras.tree.map_structure(keras.ops.convert_to_numpy, v) for v in mixup(x, y, w, partner, lam))
+    xm, ym, wm = (
+        keras.tree.map_structure(keras.ops.convert_to_numpy, v) for v in mixup(x, y, w, partner, lam)
+    )
     np.testing.assert_allclose(xm[:, 0, 0], [0.25 * 1 + 0.75 * 3, 0.5 * 3 + 0.5 * 5, 5.0])
     # row 0: w = 0.25*2 + 0.75*1 = 1.25, y = (0.5*[1,0] + 0.75*[0,1]) / 1.25
     np.testing.assert_allclose(wm["top"], [1.25, 0.5, 0.0])
@@ -218,7 +225,9 @@ def test_mixup_keeps_the_weighted_loss_of_each_pair():
     np.testing.assert_allclose(ym["all"][0], [0.25, 0.75])
     p = np.array([0.6, 0.4])
     ce = lambda t: -(t * np.log(p)).sum()
-    assert wm["top"][0] * ce(ym["top"][0]) == pytest.approx(0.25 * 2 * ce(y["top"][0]) + 0.75 * 1 * ce(y["top"][1]))
+    assert wm["top"][0] * ce(ym["top"][0]) == pytest.approx(
+        0.25 * 2 * ce(y["top"][0]) + 0.75 * 1 * ce(y["top"][1])
+    )
 
 
 def test_augmentation_parameters_are_drawn_per_epoch_and_reproducible():
@@ -290,7 +299,7 @@ def test_include_top_is_kept_only_when_it_scores_better_on_validation():
 
 
 def test_multilabel_metrics_with_include_top_by_hand():
-    from genrekit.evaluation import multilabel_metrics
+    from genrekit.metrics import multilabel_metrics
 
     y = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0]])  # the last row has no genre: left out
     p = np.array([[0.2, 0.1, 0.9], [0.1, 0.1, 0.1], [0.9, 0.9, 0.9]])

@@ -1,8 +1,11 @@
-"""Model-independent evaluation: scikit-learn metrics of the three heads from probability arrays.
+"""Evaluation metrics: scikit-learn figures of the three heads, from numpy probability arrays.
 
-Everything here works on numpy arrays of segment probabilities and track targets, so it runs the
-same on a trained model's outputs, on stored predictions and on hand-built test examples;
-:func:`evaluate` returns one JSON-serializable dict that :mod:`genrekit.report` writes out.
+The first of three evaluation layers. Everything here works on numpy arrays of segment
+probabilities and track targets, so it runs the same on a trained model's outputs, on stored
+predictions and on hand-built test examples; :func:`evaluate` returns one JSON-serializable dict
+that :mod:`genrekit.report` writes out. :mod:`genrekit.evaluator` runs a saved model on a split and
+calls these; ``model_evaluation.py`` is its command line. The metrics Keras tracks while training
+(tensors, masked rows skipped) are :mod:`genrekit.keras_metrics`.
 """
 
 from __future__ import annotations
@@ -492,7 +495,9 @@ def multilabel_metrics(
     y_true, probs = y_true[keep], probs[keep]
     th = np.asarray(threshold, dtype=np.float64)
     if th.ndim not in (0, 1) or (th.ndim == 1 and th.shape[0] != probs.shape[1]):
-        raise ParameterError(f"threshold must be a number or one per label ({probs.shape[1]}), got shape {th.shape}")
+        raise ParameterError(
+            f"threshold must be a number or one per label ({probs.shape[1]}), got shape {th.shape}"
+        )
     if top_class is not None:
         top_class = np.asarray(top_class)
         if top_class.shape != (len(keep),):
@@ -879,8 +884,8 @@ def evaluate(
     ------
     ModelError
         When a head's width does not match its vocabulary.
-    ValueError
-        When the arrays disagree in length or hold out-of-range indices.
+    ParameterError
+        (a ValueError) When the arrays disagree in length or hold out-of-range indices.
     """
     top_vocab = LevelVocab.coerce(top_vocab)
     medium_vocab = LevelVocab.coerce(medium_vocab)

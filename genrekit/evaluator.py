@@ -4,6 +4,9 @@
 split's tracks from the metadata, their features from the training's feature cache (completed if
 needed), encodes the targets with the vocabularies saved at training time, and writes the report
 of :mod:`genrekit.report` with a "run" section that says exactly what was evaluated.
+
+The second of three evaluation layers: the figures come from :mod:`genrekit.metrics`, and
+``model_evaluation.py`` is the command line over :func:`evaluate_model`.
 """
 
 from __future__ import annotations
@@ -155,7 +158,7 @@ def evaluate_model(
     -------
     dict
         The content of ``evaluation_report.json``: the sections of
-        :func:`genrekit.evaluation.evaluate` and ``run`` (files, their sha256, split, subset,
+        :func:`genrekit.metrics.evaluate` and ``run`` (files, their sha256, split, subset,
         folders, the evaluated track ids, the files left out and why).
 
     Raises
@@ -235,7 +238,7 @@ def evaluate_model(
         cache.close()
 
     labels = encode(targets.loc[usable], vocabs)
-    from genrekit.evaluation import evaluate
+    from genrekit.metrics import evaluate
 
     results = evaluate(
         top_probs=probs["top"],
