@@ -335,7 +335,9 @@ def predict_test_tracks(run_dir: Path, config: dict[str, Any], test_ids: np.ndar
         ids = cache.available(test_ids)
         if len(ids) != len(test_ids):
             raise SystemExit(f"error: {run_dir}: {len(test_ids) - len(ids)} test tracks have no features")
-        probs, seg = predict_segments(model, cache, ids, config["settings"]["inference_batch_size"])
+        probs, seg = predict_segments(
+            model, cache, ids, batch_size=config["settings"]["inference_batch_size"]
+        )
     finally:
         cache.close()
     vocab = config["vocabularies"]

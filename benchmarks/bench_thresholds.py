@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     data = {}
     for split in ("validation", "test"):
         labels = processed.labels(split, cache.track_ids)
-        probs, seg = predict_segments(model, cache, labels.track_ids)
+        probs, seg = predict_segments(
+            model, cache, labels.track_ids, batch_size=settings.inference_batch_size
+        )
         keep = labels.all.any(axis=1)
         mean = {k: track_mean(v, seg, len(labels))[keep] for k, v in probs.items()}
         data[split] = (labels.all[keep], mean["all"], np.argmax(mean["top"], axis=1))

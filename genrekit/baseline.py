@@ -219,7 +219,7 @@ def extract_mfcc_features(
     return MfccFeatures(np.asarray(ids, np.int64)[order], feats, failures, time.time() - started)
 
 
-def make_classifier(kind: str, seed: int = 0) -> Any:
+def make_classifier(kind: str, *, seed: int = 0) -> Any:
     """A scikit-learn pipeline: standardization, then the paper's classifier.
 
     ``svm``: ``SVC(kernel="rbf")`` with scikit-learn's defaults (C=1, gamma="scale");
@@ -248,7 +248,7 @@ def fit_predict(
     """Fit a :func:`make_classifier` pipeline and predict ``x_test``; returns ``(pred, fit seconds)``."""
     if len(x_train) == 0:
         raise ConfigError("no training rows for the MFCC baseline")
-    model = make_classifier(kind, seed)
+    model = make_classifier(kind, seed=seed)
     started = time.time()
     model.fit(x_train, y_train)
     seconds = time.time() - started

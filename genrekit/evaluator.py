@@ -233,7 +233,7 @@ def evaluate_model(
 
         from genrekit.pipeline import predict_segments
 
-        probs, segment_track = predict_segments(model, cache, usable, settings.inference_batch_size)
+        probs, segment_track = predict_segments(model, cache, usable, batch_size=settings.inference_batch_size)
     finally:
         cache.close()
 

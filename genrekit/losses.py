@@ -221,6 +221,7 @@ class WeightedBinaryCrossEntropy(keras.losses.Loss):
 
 
 def make_losses(
+    *,
     use_focal_loss: bool = True,
     gamma: float = 2.0,
     top_alpha: float | Sequence[float] | None = None,

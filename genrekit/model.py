@@ -23,6 +23,9 @@ OUTPUT_NAMES = ("top", "medium", "all")
 # A band whose training-set std is below this is left unscaled (as scikit-learn's StandardScaler
 # does), so a constant band cannot blow up at inference when it is not constant any more.
 MIN_NORM_STD = 1e-8
+# Dropout seeds start this far above the initializer seeds (seed + layer offset, offsets < 1000),
+# so no dropout layer draws the same random stream as a layer's initializer.
+DROPOUT_SEED_OFFSET = 1000
 
 
 def scaled_width(units: int, width_factor: float) -> int:
@@ -139,7 +142,7 @@ def build_model(
     layers = keras.layers
 
     def dropout_seed(offset: int) -> int | None:
-        return None if seed is None else seed + 1000 + offset
+        return None if seed is None else seed + DROPOUT_SEED_OFFSET + offset
 
     inputs = keras.Input(shape=input_shape, name="mel")
     x = inputs

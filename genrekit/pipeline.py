@@ -28,6 +28,7 @@ import numpy as np
 
 from genrekit.augment import PARAM_KEYS, AugmentPlan
 from genrekit.balancing import EpochSampler
+from genrekit.defaults import INFERENCE_BATCH_SIZE
 from genrekit.labels import EncodedLabels, one_hot
 
 log = logging.getLogger(__name__)
@@ -257,7 +258,7 @@ def training_dataset(
 
 
 def iter_segment_batches(
-    source: FeatureSource, track_ids: np.ndarray, block_tracks: int = 64
+    source: FeatureSource, track_ids: np.ndarray, *, block_tracks: int = 64
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Blocks of segments ``(x (n*S, M, F, 1) float32, track index (n*S,))`` in track order."""
     for start in range(0, len(track_ids), block_tracks):
@@ -269,7 +270,11 @@ def iter_segment_batches(
 
 
 def predict_segments(
-    model: Any, source: FeatureSource, track_ids: np.ndarray, batch_size: int = 256
+    model: Any,
+    source: FeatureSource,
+    track_ids: np.ndarray,
+    *,
+    batch_size: int = INFERENCE_BATCH_SIZE,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Segment-level probabilities of every head for the given tracks, and each segment's track.
 

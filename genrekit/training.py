@@ -283,7 +283,11 @@ class BalancedHierarchicalModel:
                 level: np.asarray(self.priors[level], np.float64).tolist() for level in ("top", "medium")
             }
         return make_losses(
-            s.use_focal_loss, s.focal_gamma, pos_weight=pos_weight, priors=priors, tau=s.logit_adjustment_tau
+            use_focal_loss=s.use_focal_loss,
+            gamma=s.focal_gamma,
+            pos_weight=pos_weight,
+            priors=priors,
+            tau=s.logit_adjustment_tau,
         )
 
     def compile_with_balanced_losses(self, learning_rate: Any = None):
@@ -359,7 +363,7 @@ def _callbacks_module():
             from genrekit.pipeline import predict_segments
 
             probs, seg_track = predict_segments(
-                self.model, self.source, self.labels.track_ids, self.batch_size
+                self.model, self.source, self.labels.track_ids, batch_size=self.batch_size
             )
             metrics = validation_metrics(probs, seg_track, self.labels, self.threshold, self.loss_weights)
             if logs is not None:
@@ -849,7 +853,7 @@ def tune_all_thresholds(
     n_all = labels.all.shape[1]
     if not settings.tune_thresholds:
         return fixed_thresholds(n_all, settings.threshold)
-    probs, seg_track = predict_segments(model, cache, labels.track_ids, settings.inference_batch_size)
+    probs, seg_track = predict_segments(model, cache, labels.track_ids, batch_size=settings.inference_batch_size)
     mean = track_mean(probs["all"], seg_track, len(labels))
     top_class = None
     if columns is not None:

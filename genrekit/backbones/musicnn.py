@@ -89,7 +89,7 @@ LAYER_MAP: tuple[tuple[str, str], ...] = (
 )
 
 
-def build_musicnn(n_tags: int = N_TAGS, n_frames: int | None = None, name: str = "musicnn") -> Any:
+def build_musicnn(*, n_tags: int = N_TAGS, n_frames: int | None = None, name: str = "musicnn") -> Any:
     """The musicnn architecture, untrained: a functional Keras model with four named outputs.
 
     Parameters
