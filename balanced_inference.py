@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         aliases={"inference_batch_size": ["--batch_size"], "inference_segment_hop": ["--segment_hop"]},
     )
     parser.add_argument("--quiet", action="store_true", help="no per-file table, only the summary")
-    parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument("--json", dest="print_json", action="store_true", help="print the JSON report")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="debug logging, and the audio decoders' own messages"

@@ -12,9 +12,9 @@ On real FMA (fma_medium, where the paper's SVM reaches about 63% top-genre accur
 official split (one test split, no folds)::
 
     python benchmarks/bench_balancing.py \\
-        --metadata-dir fma_data/extracted/metadata/fma_metadata \\
-        --audio-dir fma_data/extracted/fma_medium/fma_medium --subset medium \\
-        --width 1.0 --epochs 100 --patience 15 --lr-patience 5 --segments 10 --duration 30 \\
+        --metadata_dir fma_data/extracted/metadata/fma_metadata \\
+        --audio_dir fma_data/extracted/fma_medium/fma_medium --subset medium \\
+        --width 1.0 --epochs 100 --patience 15 --lr_patience 5 --segments 10 --duration 30 \\
         --results runs/bench_balancing_fma_medium/results.md
 
 Rows 1-6 train the toolkit's model with the project's trainer (:func:`genrekit.training.train`),
@@ -24,7 +24,7 @@ MFCC statistics + SVM (:mod:`genrekit.baseline`), top and medium genres. On the 
 every row runs on the same ``--folds`` folds over artist groups (:mod:`genrekit.study`): every
 track is tested once, and each figure is the mean over folds with a 95% bootstrap interval over
 the pooled tracks; each row is compared with row 1 on the same folds and the same resamples.
-Every run keeps its folder under ``--work-dir``: a rerun reuses finished runs, predictions and
+Every run keeps its folder under ``--work_dir``: a rerun reuses finished runs, predictions and
 features (``--retrain`` trains again).
 """
 
@@ -147,36 +147,36 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="the small profile (smoke test, < 10 min)")
-    parser.add_argument("--work-dir", help="datasets, caches and run folders (default: a folder in /tmp)")
+    parser.add_argument("--work_dir", help="datasets, caches and run folders (default: a folder in /tmp)")
     parser.add_argument(
         "--results",
         help="Markdown results file (PNG beside it); default docs/results.md "
         "for the full profile, <work-dir>/results.md for --quick",
     )
-    parser.add_argument("--metadata-dir", help="real FMA metadata folder (default: generate a demo dataset)")
-    parser.add_argument("--audio-dir", help="real FMA audio folder (with --metadata-dir)")
+    parser.add_argument("--metadata_dir", help="real FMA metadata folder (default: generate a demo dataset)")
+    parser.add_argument("--audio_dir", help="real FMA audio folder (with --metadata_dir)")
     parser.add_argument("--subset", default=None, help="FMA subset (default: large, i.e. every demo track)")
     parser.add_argument("--tracks", type=int, help="demo dataset size")
     parser.add_argument(
-        "--max-imbalance", type=float, help="demo: cap of the largest / smallest top genre's share"
+        "--max_imbalance", type=float, help="demo: cap of the largest / smallest top genre's share"
     )
-    parser.add_argument("--clip-seconds", type=float, help="demo clip length in seconds")
+    parser.add_argument("--clip_seconds", type=float, help="demo clip length in seconds")
     parser.add_argument("--duration", type=float, help="seconds of audio used per clip (default: the clip)")
     parser.add_argument("--segments", type=int, help="segments per clip (NUM_SEGMENTS)")
     parser.add_argument("--width", type=float, help="width factor of the model (WIDTH_FACTOR)")
     parser.add_argument("--epochs", type=int, help="maximum epochs, the same for every row")
     parser.add_argument("--patience", type=int, help="early-stopping patience, the same for every row")
-    parser.add_argument("--lr-patience", type=int, help="epochs without improvement before the LR is halved")
-    parser.add_argument("--learning-rate", type=float, help="Adam learning rate, the same for every row")
+    parser.add_argument("--lr_patience", type=int, help="epochs without improvement before the LR is halved")
+    parser.add_argument("--learning_rate", type=float, help="Adam learning rate, the same for every row")
     parser.add_argument(
         "--folds",
         type=int,
         help="folds over artist groups (demo default 5, --quick 2); 0 = the dataset's official split "
-        "(the default with --metadata-dir)",
+        "(the default with --metadata_dir)",
     )
-    parser.add_argument("--n-boot", type=int, help="bootstrap resamples of the tracks")
+    parser.add_argument("--n_boot", type=int, help="bootstrap resamples of the tracks")
     parser.add_argument(
-        "--sampling-thresholds",
+        "--sampling_thresholds",
         choices=("absolute", "relative"),
         help="weighted sampling's thresholds (default: config.py's; --quick: relative)",
     )
@@ -193,7 +193,7 @@ def prepare_dataset(args: argparse.Namespace, work: Path) -> tuple[str, str, dic
     """``(metadata_dir, audio_dir, description)``: the real FMA folders, or a demo dataset made now."""
     if args.metadata_dir or args.audio_dir:
         if not (args.metadata_dir and args.audio_dir):
-            raise SystemExit("error: --metadata-dir and --audio-dir go together")
+            raise SystemExit("error: --metadata_dir and --audio_dir go together")
         return args.metadata_dir, args.audio_dir, {"kind": "fma", "generation_seconds": 0.0}
     from genrekit.demo import write_demo_dataset
 
@@ -918,7 +918,7 @@ def markdown_lines(
         f"feature cache {t['cache_seconds']:.0f} s, training runs {t['training_seconds'] / 60:.1f} min, MFCC "
         f"statistics {t.get('mfcc_seconds', 0):.0f} s, SVM fits {t['baseline_fit_seconds']:.0f} s); this "
         f"invocation took {raw['seconds'] / 60:.1f} min (finished runs, predictions, the dataset and the "
-        "features in `--work-dir` are reused; the times above are those measured when each was made).",
+        "features in `--work_dir` are reused; the times above are those measured when each was made).",
         "",
         "## Machine",
         "",
@@ -1006,9 +1006,9 @@ def markdown_lines(
         "",
         "```",
         "python benchmarks/bench_balancing.py \\",
-        "    --metadata-dir fma_data/extracted/metadata/fma_metadata \\",
-        "    --audio-dir fma_data/extracted/fma_medium/fma_medium --subset medium \\",
-        "    --width 1.0 --epochs 100 --patience 15 --lr-patience 5 --segments 10 --duration 30 \\",
+        "    --metadata_dir fma_data/extracted/metadata/fma_metadata \\",
+        "    --audio_dir fma_data/extracted/fma_medium/fma_medium --subset medium \\",
+        "    --width 1.0 --epochs 100 --patience 15 --lr_patience 5 --segments 10 --duration 30 \\",
         "    --results runs/bench_balancing_fma_medium/results.md",
         "```",
         "",

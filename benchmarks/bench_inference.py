@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--distinct", type=int, default=8, help="different clips written (default 8)")
     parser.add_argument("--widths", type=float, nargs="+", default=[1.0, 0.25], help="model width factors")
     parser.add_argument("--workers", type=int, default=0, help="decoding workers; 0 = all cores")
-    parser.add_argument("--batch-size", type=int, default=64, help="segments per model batch")
-    parser.add_argument("--naive-clips", type=int, default=0, help="clips timed for the naive loop (0 = all)")
+    parser.add_argument("--batch_size", type=int, default=64, help="segments per model batch")
+    parser.add_argument("--naive_clips", type=int, default=0, help="clips timed for the naive loop (0 = all)")
     parser.add_argument("--dir", help="work folder (default: a temporary folder, removed at the end)")
     return parser
 

@@ -26,10 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--width", type=float, default=1.0, help="width factor (default 1.0)")
     parser.add_argument("--segments", type=int, default=256, help="segments predicted batched")
-    parser.add_argument("--naive-segments", type=int, default=32, help="segments predicted one by one")
-    parser.add_argument("--batch-size", type=int, default=64, help="batch size of the batched run")
+    parser.add_argument("--naive_segments", type=int, default=32, help="segments predicted one by one")
+    parser.add_argument("--batch_size", type=int, default=64, help="batch size of the batched run")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the best is reported")
-    parser.add_argument("--mixed-precision", action="store_true", help="mixed_float16 (GPU only)")
+    parser.add_argument("--mixed_precision", action="store_true", help="mixed_float16 (GPU only)")
     return parser
 
 

@@ -112,7 +112,7 @@ def test_profiles_write_docs_only_in_the_full_profile():
     quick, full = bench.resolve_args(["--quick"]), bench.resolve_args([])
     assert quick.results is None and quick.folds >= 2
     assert Path(full.results) == REPO / "docs" / "results.md" and full.folds >= 5
-    real = bench.resolve_args(["--metadata-dir", "m", "--audio-dir", "a"])
+    real = bench.resolve_args(["--metadata_dir", "m", "--audio_dir", "a"])
     assert real.folds == 0 and real.max_imbalance is None  # real FMA: the official split
 
 
@@ -149,7 +149,7 @@ def test_quick_mode_table_and_resume(tmp_path, capsys):
     bench = load_bench()
     results = tmp_path / "out" / "results.md"
     keys = ("1", "7", "8a", "8b")
-    argv = ["--quick", "--work-dir", str(tmp_path / "work"), "--results", str(results), "--rows", *keys]
+    argv = ["--quick", "--work_dir", str(tmp_path / "work"), "--results", str(results), "--rows", *keys]
     assert bench.main(argv) == 0
     printed = capsys.readouterr().out
     text = results.read_text()

@@ -36,3 +36,27 @@ def test_help(script):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage:")
+
+
+def _long_flags(path):
+    """The ``--flags`` a script declares with ``add_argument``, read from its source."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    assert "add_argument" in path.read_text(encoding="utf-8"), f"{path}: no argument parser found"
+    return [
+        arg.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_argument"
+        for arg in node.args
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value.startswith("--")
+    ]
+
+
+@pytest.mark.parametrize(
+    "script", SCRIPTS + sorted(str(p.relative_to(REPO)) for p in (REPO / "benchmarks").glob("bench_*.py"))
+)
+def test_flags_are_underscored(script):
+    # One spelling for every command of the project: --data_dir, as in the scripts, never --data-dir.
+    flags = _long_flags(REPO / script)
+    assert [f for f in flags if "-" in f[2:]] == []

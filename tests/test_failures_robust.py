@@ -173,7 +173,7 @@ def test_truncated_clip_is_predicted_with_a_warning_in_json_and_csv(tiny_model, 
     for name, path in cut_clips.items():  # segments of 16 frames at 11,025 Hz: 0.37 s
         (folder / f"{name}.mp3").write_bytes(path.read_bytes())
     out_json, out_csv = tmp_path / "one.json", tmp_path / "all.csv"
-    args = ["--model", str(model), "--config", str(config), "--quiet", "--no-progress"]
+    args = ["--model", str(model), "--config", str(config), "--quiet", "--no_progress"]
     assert (
         balanced_inference.main([*args, "--file", str(folder / "cut40.mp3"), "--output", str(out_json)]) == 0
     )
@@ -237,7 +237,7 @@ def test_inference_path_errors_are_one_line(tiny_model, bad_paths, capsys):
     import balanced_inference
 
     model, config = tiny_model
-    base = ["--model", str(model), "--quiet", "--no-progress"]
+    base = ["--model", str(model), "--quiet", "--no_progress"]
     p = bad_paths
     cases = [
         (["--file", str(p["loop"])], f"{p['loop']}: cannot stat (Too many levels of symbolic links)"),
@@ -320,7 +320,7 @@ def test_decoder_messages_are_quiet_in_every_mode_and_shown_with_verbose(
     folder.mkdir()
     for name in ("cut40", "cut3"):
         (folder / f"{name}.mp3").write_bytes(cut_clips[name].read_bytes())
-    base = ["--model", str(model), "--quiet", "--no-progress", "--workers", "2"]
+    base = ["--model", str(model), "--quiet", "--no_progress", "--workers", "2"]
     runs = {
         "file": ["--file", str(folder / "cut40.mp3")],
         "folder": ["--folder", str(folder), "--output", str(tmp_path / "r.json")],

@@ -421,7 +421,7 @@ def test_killed_run_resumes_and_skips_done_files(tiny_run, tmp_path):
     with partial.open("a") as fh:  # a line torn by the kill must not break the resume
         fh.write('{"key": "torn", "resu')
 
-    assert balanced_inference.main([*args, "--workers", "2", "--no-progress", "--quiet"]) == 0
+    assert balanced_inference.main([*args, "--workers", "2", "--no_progress", "--quiet"]) == 0
     report = json.loads(output.read_text())
     assert set(report["results"]) == {f"{i:03d}.wav" for i in range(n)}
     assert report["summary"]["resumed"] == len(done_before)
@@ -539,7 +539,7 @@ def test_script_file_and_folder(tiny_run, mixed_folder, tmp_path, capsys):
     assert code == 2
     assert capsys.readouterr().err.strip().endswith("empty.mp3: empty file (0 bytes)")
     output = tmp_path / "r.json"
-    args = [*base, "--folder", str(mixed_folder), "--recursive", "--output", str(output), "--no-progress"]
+    args = [*base, "--folder", str(mixed_folder), "--recursive", "--output", str(output), "--no_progress"]
     assert balanced_inference.main([*args, "--workers", "1"]) == 0
     out = capsys.readouterr()
     assert "FAILED corrupt.mp3" in out.out and "FAILED sub/empty.mp3: empty file (0 bytes)" in out.out
