@@ -20,7 +20,7 @@ import logging
 import sys
 
 from genrekit.cache import parse_shard
-from genrekit.cli import script_main, setup_logging
+from genrekit.cli import add_dataset_arguments, script_main, script_parser, setup_logging
 from genrekit.device import worker_role
 from genrekit.errors import ConfigError
 from genrekit.settings import add_config_argument, add_setting_arguments, settings_from_args
@@ -67,13 +67,8 @@ ALIASES = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Train the hierarchical, class-balanced genre model.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
-    parser.add_argument("--metadata", help="folder with tracks.csv and genres.csv (config.py METADATA_DIR)")
-    parser.add_argument("--audio", help="folder with NNN/NNNNNN.mp3 (config.py AUDIO_DIR)")
+    parser = script_parser(__doc__, description="Train the hierarchical, class-balanced genre model.")
+    add_dataset_arguments(parser)
     parser.add_argument("--output_dir", help="run folder (config.py OUTPUT_DIR)")
     parser.add_argument("--extract_only", action="store_true", help="build the feature cache and stop")
     parser.add_argument(

@@ -21,19 +21,13 @@ import sys
 from pathlib import Path
 
 import config
-from genrekit.cli import script_main, setup_logging
+from genrekit.cli import script_main, script_parser, setup_logging
 
 log = logging.getLogger("fetch_backbone")
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    pass
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1], formatter_class=_Formatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument(
         "--backbone", default="musicnn", choices=("musicnn",), help="the backbone (default: %(default)s)"
     )

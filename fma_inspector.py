@@ -16,20 +16,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from genrekit.cli import SETUP_HINTS, require_dir, script_main
+from genrekit.cli import SETUP_HINTS, add_dataset_arguments, require_dir, script_main, script_parser
 from genrekit.settings import add_config_argument, add_setting_arguments, settings_from_args
 
 DEFAULT_REPORT_DIR = "inspection"  # inside the run folder (config.py OUTPUT_DIR)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Inspect an FMA dataset: label levels, balance, audio files and paths.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
+    parser = script_parser(
+        __doc__, description="Inspect an FMA dataset: label levels, balance, audio files and paths."
     )
-    parser.add_argument("--metadata", help="folder with tracks.csv and genres.csv (config.py METADATA_DIR)")
-    parser.add_argument("--audio", help="folder with NNN/NNNNNN.mp3 (config.py AUDIO_DIR)")
+    add_dataset_arguments(parser)
     parser.add_argument(
         "--output_dir", help="where the report and plots go (default: <OUTPUT_DIR>/inspection)"
     )

@@ -24,18 +24,14 @@ import logging
 import sys
 
 import config as defaults
-from genrekit.cli import script_main, setup_logging
+from genrekit.cli import add_dataset_arguments, script_main, script_parser, setup_logging
 from genrekit.settings import SPLITS, SUBSETS
 
 log = logging.getLogger("model_evaluation")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
-    )
+    parser = script_parser(__doc__)
     parser.add_argument(
         "--model",
         default=f"{defaults.OUTPUT_DIR}/{defaults.MODEL_FILENAME}",
@@ -45,8 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         help=f"its training config (default: {defaults.TRAINING_CONFIG_FILENAME} next to the model)",
     )
-    parser.add_argument("--metadata", help="folder with tracks.csv and genres.csv (default: the training's)")
-    parser.add_argument("--audio", help="folder with NNN/NNNNNN.mp3 (default: the training's)")
+    add_dataset_arguments(parser, default="default: the training's")
     parser.add_argument(
         "--split", default=defaults.SPLIT, choices=SPLITS, help="FMA split to evaluate (default %(default)s)"
     )

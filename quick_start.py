@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import config
-from genrekit.cli import SETUP_HINTS, script_main, setup_logging
+from genrekit.cli import SETUP_HINTS, script_main, script_parser, setup_logging
 from genrekit.errors import ConfigError, DatasetError
 from genrekit.settings import Settings, add_config_argument
 
@@ -55,10 +55,9 @@ SMALLEST = {"demo_tracks": 60, "demo_clip_seconds": 2.0, "width_factor": 0.0625,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = script_parser(
+        __doc__,
         description="Run the whole pipeline: setup, inspection, features, training, evaluation, inference.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=__doc__.split("\n\n", 1)[1],
     )
     parser.add_argument(
         "--data", choices=("demo", "real"), default="demo", help="demo dataset or FMA (default demo)"

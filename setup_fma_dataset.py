@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 import config
-from genrekit.cli import script_main, setup_logging
+from genrekit.cli import script_main, script_parser, setup_logging
 from genrekit.errors import ConfigError
 
 log = logging.getLogger("setup_fma_dataset")
@@ -37,9 +37,7 @@ CHOICES = ("metadata", "fma_small", "fma_medium", "fma_large", "fma_full", "all"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1], formatter_class=_Formatter
-    )
+    parser = script_parser(__doc__)
     parser.add_argument(
         "--subset",
         required=True,
@@ -110,10 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no_progress", action="store_true", help="no progress bars (for logs)")
     parser.add_argument("--verbose", action="store_true", help="debug messages on the console")
     return parser
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    pass
 
 
 def _parse_sha1(values: list[str]) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""What every script shares: error handling, logging set-up and path checks.
+"""What every script shares: its argument parser, error handling, logging set-up and path checks.
 
 A script's ``main(argv)`` is wrapped with :func:`script_main`, so any
 :class:`~genrekit.errors.GenrekitError`, and any path the operating system refuses (a symlink loop,
@@ -8,6 +8,7 @@ code 2 (the traceback goes to the run's log file at DEBUG level).
 
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
 import os
@@ -171,3 +172,32 @@ def require_dir(path: str | Path, what: str, hint: str | None = None) -> Path:
     else:
         state = "does not exist"
     raise DatasetError(f"{what} folder {path} {state}{fix}")
+
+
+def script_parser(doc: str, *, description: str | None = None) -> argparse.ArgumentParser:
+    """A script's parser: its docstring's first paragraph as the description, the rest verbatim below.
+
+    Parameters
+    ----------
+    doc : str
+        The script's ``__doc__``: a one-paragraph summary, then the commands to run it.
+    description : str, optional
+        Replaces the first paragraph as the description.
+    """
+    summary, _, usage = doc.partition("\n\n")
+    return argparse.ArgumentParser(
+        description=summary if description is None else description,
+        epilog=usage,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, *, default: str | None = None) -> None:
+    """``--metadata`` and ``--audio``, the FMA folders, as every script that reads the dataset names them.
+
+    ``default`` says where they come from when not given (config.py's METADATA_DIR and AUDIO_DIR
+    unless told otherwise, e.g. ``"default: the training's"``).
+    """
+    metadata, audio = ("config.py METADATA_DIR", "config.py AUDIO_DIR") if default is None else (default,) * 2
+    parser.add_argument("--metadata", help=f"folder with tracks.csv and genres.csv ({metadata})")
+    parser.add_argument("--audio", help=f"folder with NNN/NNNNNN.mp3 ({audio})")

@@ -85,20 +85,24 @@ def served(tmp_path: Path, mp3s: dict[str, bytes]):
         yield server
 
 
-def _cli(server: ArchiveServer, data_dir: Path, subset: str, *extra: str) -> list[str]:
-    keys = download.SUBSETS[subset]
-    sha1s = [f"--sha1={server.archives[k].filename}={server.sha1[k]}" for k in keys]
+def _argv(subset: str, data_dir: Path, base_url: str | Path, *extra: str) -> list[str]:
+    """setup_fma_dataset.py's arguments for ``subset`` from ``base_url``, without progress bars."""
     return [
         "--subset",
         subset,
         "--data_dir",
         str(data_dir),
         "--base_url",
-        server.url,
+        str(base_url),
         "--no_progress",
-        *sha1s,
         *extra,
     ]
+
+
+def _cli(server: ArchiveServer, data_dir: Path, subset: str, *extra: str) -> list[str]:
+    keys = download.SUBSETS[subset]
+    sha1s = [f"--sha1={server.archives[k].filename}={server.sha1[k]}" for k in keys]
+    return _argv(subset, data_dir, server.url, *sha1s, *extra)
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -187,15 +191,7 @@ def test_interrupted_download_resumes_with_range_on_the_next_run(served, tmp_pat
 
 def test_404_is_one_clear_error_without_retries(served, tmp_path, capsys):
     (served.root / "fma_medium.zip").unlink(missing_ok=True)
-    argv = [
-        "--subset",
-        "fma_medium",
-        "--data_dir",
-        str(tmp_path / "d"),
-        "--base_url",
-        served.url,
-        "--no_progress",
-    ]
+    argv = _argv("fma_medium", tmp_path / "d", served.url)
     assert setup_fma_dataset.main(argv) == 2
     err = _error_line(capsys.readouterr().err)
     assert "fma_medium.zip was not found (HTTP 404)" in err and "--base_url" in err
@@ -213,7 +209,7 @@ def test_404_on_download_is_not_retried(served, tmp_path):
 
 def test_wrong_sha1_keeps_the_file_aside_and_says_what_to_do(served, tmp_path, capsys):
     data_dir = tmp_path / "data"
-    argv = ["--subset", "metadata", "--data_dir", str(data_dir), "--base_url", served.url, "--no_progress"]
+    argv = _argv("metadata", data_dir, served.url)
     assert setup_fma_dataset.main([*argv, "--sha1", "0" * 40]) == 2
     err = _error_line(capsys.readouterr().err)
     assert f"sha1 {served.sha1['metadata']} is not the expected {'0' * 40}" in err
@@ -225,15 +221,7 @@ def test_wrong_sha1_keeps_the_file_aside_and_says_what_to_do(served, tmp_path, c
 
 def test_published_sha1_is_checked_by_default(served, tmp_path, capsys):
     """Without --sha1, our test archive is not the published fma_metadata.zip and must be refused."""
-    argv = [
-        "--subset",
-        "metadata",
-        "--data_dir",
-        str(tmp_path / "d"),
-        "--base_url",
-        served.url,
-        "--no_progress",
-    ]
+    argv = _argv("metadata", tmp_path / "d", served.url)
     assert setup_fma_dataset.main(argv) == 2
     assert download.ARCHIVES["metadata"].sha1 in capsys.readouterr().err
     assert setup_fma_dataset.main([*argv, "--no_verify"]) == 0
@@ -507,17 +495,7 @@ def test_checksums_pass_reports_mismatch_and_missing_without_aborting(tmp_path, 
     table["099/099134.mp3"] = "e" * 40  # listed but not in the archive
     sha1 = write_fma_zip(server_root / "fma_small.zip", "fma_small", mp3s, checksums=table)
     data_dir = tmp_path / "d"
-    argv = [
-        "--subset",
-        "fma_small",
-        "--data_dir",
-        str(data_dir),
-        "--base_url",
-        str(server_root),
-        "--sha1",
-        sha1,
-        "--no_progress",
-    ]
+    argv = _argv("fma_small", data_dir, server_root, "--sha1", sha1)
     assert setup_fma_dataset.main(argv) == 0
     out = data_dir / "extracted" / "fma_small"
     rows = _report(out / "fma_small_checksum_problems.csv")
