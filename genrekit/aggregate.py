@@ -235,7 +235,7 @@ def track_voting(probs: Any, segment_track: Any, n_tracks: int | None = None) ->
 
 
 def track_multilabel(
-    probs: Any, segment_track: Any, threshold: float = 0.5, n_tracks: int | None = None
+    probs: Any, segment_track: Any, *, threshold: float = 0.5, n_tracks: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Mean sigmoid probability per label and track, and the labels above ``threshold``.
 

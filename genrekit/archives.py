@@ -281,6 +281,7 @@ def write_checksum_report(path: str | os.PathLike, problems: Iterable[ChecksumPr
 def verify_checksums(
     root: str | os.PathLike,
     checksums: Mapping[str, str],
+    *,
     known: Mapping[str, str] | None = None,
     progress: bool = True,
 ) -> list[ChecksumProblem]:
@@ -329,8 +330,9 @@ def repair_mismatches(
     out: Path,
     prefix: str,
     problems: list[ChecksumProblem],
+    *,
     known: Mapping[str, str],
-    progress: bool,
+    progress: bool = True,
 ) -> list[ChecksumProblem]:
     """Extract again the mismatching files that were skipped (found on disk) and check them again.
 

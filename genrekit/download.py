@@ -163,7 +163,7 @@ def marker_path(data_dir: str | os.PathLike, archive: Archive) -> Path:
     return extract_dir(data_dir, archive) / f"{archive.top}.complete.json"
 
 
-def is_complete(data_dir: str | os.PathLike, archive: Archive, verify: bool = True) -> bool:
+def is_complete(data_dir: str | os.PathLike, archive: Archive, *, verify: bool = True) -> bool:
     """True when ``archive`` was extracted and checked, for this sha1 (any sha1 when not ``verify``)."""
     marker = _read_json(marker_path(data_dir, archive))
     if marker is None or marker.get("archive") != archive.filename:
@@ -312,7 +312,7 @@ def setup_archive(
     data_dir = Path(data_dir)
     out = extract_dir(data_dir, archive)
     folder = out / archive.top
-    if is_complete(data_dir, archive, verify):
+    if is_complete(data_dir, archive, verify=verify):
         log.info(
             "%s: already downloaded, verified and extracted in %s; nothing to do", archive.filename, folder
         )
@@ -342,8 +342,8 @@ def setup_archive(
     if checksums_file.is_file():
         checksums = read_checksums(checksums_file)
         known = {n.removeprefix(prefix): s for n, s in result.sha1s.items() if n.startswith(prefix)}
-        problems = verify_checksums(folder, checksums, known, progress=progress)
-        problems = repair_mismatches(path, out, prefix, problems, known, progress)
+        problems = verify_checksums(folder, checksums, known=known, progress=progress)
+        problems = repair_mismatches(path, out, prefix, problems, known=known, progress=progress)
         report = write_checksum_report(out / f"{archive.top}_checksum_problems.csv", problems)
         bad = [p for p in problems if p.status != "repaired"]
         if bad:
@@ -389,6 +389,7 @@ def setup_archive(
 
 def archives_for(
     subset: str,
+    *,
     archives: Mapping[str, Archive] | None = None,
     sha1_overrides: Mapping[str, str] | None = None,
 ) -> list[Archive]:
@@ -456,10 +457,10 @@ def setup_dataset(
     list of SetupResult
     """
     data_dir = Path(data_dir)
-    chosen = archives_for(subset, archives, sha1_overrides)
+    chosen = archives_for(subset, archives=archives, sha1_overrides=sha1_overrides)
     local = _match_local_archives(chosen, [Path(p) for p in local_archives])
 
-    todo = [a for a in chosen if not is_complete(data_dir, a, verify)]
+    todo = [a for a in chosen if not is_complete(data_dir, a, verify=verify)]
     url = resolve_base_url(base_url)
     mirror = local_base_folder(url)
     needed = 0.0
@@ -513,6 +514,7 @@ def link_default_layout(
     data_dir: str | os.PathLike,
     metadata_link: str | os.PathLike,
     audio_link: str | os.PathLike,
+    *,
     archives: Mapping[str, Archive] | None = None,
 ) -> list[str]:
     """Point the scripts' default folders at what was extracted under ``data_dir``; idempotent.
