@@ -1,5 +1,7 @@
 """Test helpers for the download tests: a real HTTP server on 127.0.0.1 and FMA-format archives.
 
+The fixtures built from them are in download_fixtures.py.
+
 The server serves a folder, honours (or ignores) Range, can answer 5xx a given number of times or
 cut a response after K bytes, and logs every request's method, Range header, status and bytes sent.
 """
@@ -9,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import http.server
 import re
+import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -158,3 +163,34 @@ def write_zip_with(path: Path, name: str, data: bytes = b"x", symlink_to: str | 
             data = symlink_to.encode()
         zf.writestr(info, data)
     return path
+
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = {"backoff": 0.001, "timeout": 10}
+
+
+METADATA_FILES = {
+    "tracks.csv": b",album,track\n,id,genre_top\ntrack_id,,\n2,1,Hip-Hop\n5,1,Hip-Hop\n140,2,Folk\n",
+    "genres.csv": b"genre_id,#tracks,parent,title,top_level\n17,1,0,Folk,17\n21,2,0,Hip-Hop,21\n",
+}
+
+
+def folder_tree(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def run_until(code: str, ready, timeout: float = 60.0) -> subprocess.Popen:
+    """Start ``python -c code`` in the repository, wait until ``ready()`` holds, then SIGKILL it."""
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert proc.poll() is None, "the process ended before it could be interrupted"
+            assert time.monotonic() < deadline, "the process made no progress"
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return proc

@@ -3,29 +3,31 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
 import types
-import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
-from download_helpers import ArchiveServer, sha1_bytes, sha1_file, write_fma_zip, write_zip_with
+from download_helpers import (
+    METADATA_FILES,
+    ArchiveServer,
+    folder_tree,
+    sha1_bytes,
+    sha1_file,
+    write_fma_zip,
+)
 
 import setup_fma_dataset
-from genrekit import archives, download, http_download
+from genrekit import download
 from genrekit.download import Archive
-from genrekit.errors import ChecksumError, DownloadError, UnsafeArchiveError
+from genrekit.errors import DownloadError
+
+pytest_plugins = ("download_fixtures",)  # the mp3s and served fixtures
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = {"backoff": 0.001, "timeout": 10}
 
 
 @pytest.fixture(autouse=True)
@@ -43,46 +45,6 @@ def _error_line(err: str) -> str:
     """The one ``error: ...`` line a failed script prints (log lines may come before it)."""
     (line,) = [line for line in err.splitlines() if line.startswith("error: ")]
     return line
-
-
-@pytest.fixture(scope="session")
-def mp3s() -> dict[str, bytes]:
-    """Three tiny real MP3s (0.2 s of noise at 22,050 Hz) in FMA's NNN/NNNNNN.mp3 layout."""
-    import soundfile as sf
-
-    rng = np.random.default_rng(7)
-    out = {}
-    for track_id in (2, 5, 140):
-        buf = io.BytesIO()
-        sf.write(buf, rng.uniform(-0.3, 0.3, 4410), 22050, format="MP3", subtype="MPEG_LAYER_III")
-        out[f"{track_id:06d}"[:3] + f"/{track_id:06d}.mp3"] = buf.getvalue()
-    return out
-
-
-METADATA_FILES = {
-    "tracks.csv": b",album,track\n,id,genre_top\ntrack_id,,\n2,1,Hip-Hop\n5,1,Hip-Hop\n140,2,Folk\n",
-    "genres.csv": b"genre_id,#tracks,parent,title,top_level\n17,1,0,Folk,17\n21,2,0,Hip-Hop,21\n",
-}
-
-
-@pytest.fixture
-def served(tmp_path: Path, mp3s: dict[str, bytes]):
-    """A server over a folder holding fma_metadata.zip, fma_small.zip and fma_large.zip."""
-    root = tmp_path / "server"
-    root.mkdir()
-    table = dict(download.ARCHIVES)
-    sha1 = {}
-    for key, top, files in (
-        ("metadata", "fma_metadata", METADATA_FILES),
-        ("fma_small", "fma_small", dict(list(mp3s.items())[:2])),
-        ("fma_large", "fma_large", mp3s),
-    ):
-        sha1[key] = write_fma_zip(root / f"{top}.zip", top, files)
-        table[key] = Archive(key, f"{top}.zip", sha1[key], (root / f"{top}.zip").stat().st_size)
-    with ArchiveServer(root) as server:
-        server.archives = table
-        server.sha1 = sha1
-        yield server
 
 
 def _argv(subset: str, data_dir: Path, base_url: str | Path, *extra: str) -> list[str]:
@@ -105,12 +67,6 @@ def _cli(server: ArchiveServer, data_dir: Path, subset: str, *extra: str) -> lis
     return _argv(subset, data_dir, server.url, *sha1s, *extra)
 
 
-def _tree(folder: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
-    }
-
-
 # --- The command line, start to finish ------------------------------------------------------------
 
 
@@ -121,7 +77,7 @@ def test_full_setup_with_symlinks(served, tmp_path, monkeypatch, mp3s, capsys):
 
     large = data_dir / "extracted" / "fma_large" / "fma_large"
     meta = data_dir / "extracted" / "metadata" / "fma_metadata"
-    assert {k: v for k, v in _tree(large).items() if k.endswith(".mp3")} == mp3s
+    assert {k: v for k, v in folder_tree(large).items() if k.endswith(".mp3")} == mp3s
     assert (meta / "tracks.csv").read_bytes() == METADATA_FILES["tracks.csv"]
     assert sha1_file(data_dir / "fma_large.zip") == served.sha1["fma_large"]
     # The links sit at the scripts' defaults and lead to the extracted folders.
@@ -197,14 +153,6 @@ def test_404_is_one_clear_error_without_retries(served, tmp_path, capsys):
     assert "fma_medium.zip was not found (HTTP 404)" in err and "--base_url" in err
     assert [(r.method, r.status) for r in served.log] == [("HEAD", 404)]  # found out before any download
     assert not (tmp_path / "d").exists() or not list((tmp_path / "d").iterdir())
-
-
-def test_404_on_download_is_not_retried(served, tmp_path):
-    with pytest.raises(DownloadError, match=r"fma_full.zip was not found \(HTTP 404\)"):
-        http_download.download_file(
-            served.url + "fma_full.zip", tmp_path / "fma_full.zip", progress=False, **FAST
-        )
-    assert [r.status for r in served.gets()] == [404]
 
 
 def test_wrong_sha1_keeps_the_file_aside_and_says_what_to_do(served, tmp_path, capsys):
@@ -331,152 +279,7 @@ def test_sha1_override_errors():
 # --- download_file -----------------------------------------------------------------------------------
 
 
-def test_cut_connection_is_resumed_with_range_in_the_same_run(served, tmp_path):
-    size = (served.root / "fma_large.zip").stat().st_size
-    served.cut_next = [1000, size // 2]
-    dest = tmp_path / "fma_large.zip"
-    digest = http_download.download_file(
-        served.url + "fma_large.zip", dest, expected_sha1=served.sha1["fma_large"], progress=False, **FAST
-    )
-    assert digest == served.sha1["fma_large"] and sha1_file(dest) == digest
-    assert [(r.range, r.sent) for r in served.gets()] == [
-        (None, 1000),
-        ("bytes=1000-", size // 2),
-        (f"bytes={1000 + size // 2}-", size - 1000 - size // 2),
-    ]
-
-
-def test_server_without_range_support_restarts_cleanly(served, tmp_path):
-    dest = tmp_path / "fma_large.zip"
-    part = tmp_path / "fma_large.zip.part"
-    part.write_bytes(b"\0" * 3000)  # bytes from an earlier run, and wrong: they must not survive
-    served.ignore_range = True
-    http_download.download_file(
-        served.url + "fma_large.zip", dest, expected_sha1=served.sha1["fma_large"], progress=False, **FAST
-    )
-    assert sha1_file(dest) == served.sha1["fma_large"] and not part.exists()
-    (only,) = served.gets()
-    assert only.range == "bytes=3000-" and only.status == 200
-
-
-def test_server_errors_are_retried_with_backoff(served, tmp_path):
-    served.fail_next = [500, 503]
-    dest = tmp_path / "fma_small.zip"
-    http_download.download_file(
-        served.url + "fma_small.zip",
-        dest,
-        expected_sha1=served.sha1["fma_small"],
-        retries=2,
-        progress=False,
-        **FAST,
-    )
-    assert [r.status for r in served.gets()] == [500, 503, 200]
-    assert sha1_file(dest) == served.sha1["fma_small"]
-
-
-def test_too_many_server_errors_give_up_with_a_clear_error(served, tmp_path):
-    served.fail_next = [500, 500, 500]
-    with pytest.raises(DownloadError, match=r"giving up after 2 failed attempts in a row \(HTTP 500"):
-        http_download.download_file(
-            served.url + "fma_small.zip", tmp_path / "x.zip", retries=1, progress=False, **FAST
-        )
-    assert len(served.gets()) == 2
-
-
-def test_unreachable_server_is_retried_then_reported(tmp_path):
-    with pytest.raises(DownloadError, match="connection failed"):
-        http_download.download_file(
-            "http://127.0.0.1:9/fma_small.zip", tmp_path / "x.zip", retries=1, progress=False, **FAST
-        )
-
-
-def test_complete_part_file_from_a_killed_run_is_finished_without_download(served, tmp_path):
-    """Killed between the last byte and the rename: the server answers 416 and nothing is re-sent."""
-    dest = tmp_path / "fma_small.zip"
-    (tmp_path / "fma_small.zip.part").write_bytes((served.root / "fma_small.zip").read_bytes())
-    http_download.download_file(
-        served.url + "fma_small.zip", dest, expected_sha1=served.sha1["fma_small"], progress=False, **FAST
-    )
-    assert sha1_file(dest) == served.sha1["fma_small"]
-    assert [(r.status, r.sent) for r in served.gets()] == [(416, 0)]
-
-
-def test_sha1_mismatch_on_resume_detects_corrupt_part_bytes(served, tmp_path):
-    """The hash covers the bytes already on disk: a damaged .part is caught, not trusted."""
-    size = (served.root / "fma_small.zip").stat().st_size
-    part = tmp_path / "fma_small.zip.part"
-    part.write_bytes(b"\xff" * (size // 2))
-    with pytest.raises(ChecksumError, match="fma_small.zip.sha1-mismatch"):
-        http_download.download_file(
-            served.url + "fma_small.zip",
-            tmp_path / "fma_small.zip",
-            expected_sha1=served.sha1["fma_small"],
-            progress=False,
-            **FAST,
-        )
-    assert (tmp_path / "fma_small.zip.sha1-mismatch").stat().st_size == size
-
-
 # --- extract_archive ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("name", "symlink_to", "cause"),
-    [
-        ("fma_small/../../evil.txt", None, "'..'"),
-        ("/tmp/genrekit_evil.txt", None, "absolute path"),
-        ("fma_small/000/link.mp3", "/etc/passwd", "symbolic link"),
-    ],
-)
-def test_unsafe_members_are_refused_and_nothing_is_written(tmp_path, name, symlink_to, cause):
-    archive = write_zip_with(tmp_path / "bad.zip", name, symlink_to=symlink_to)
-    dest = tmp_path / "out" / "inner"
-    with pytest.raises(UnsafeArchiveError, match=rf"bad.zip: refusing to extract member .*{cause}"):
-        archives.extract_archive(archive, dest, progress=False)
-    assert list(dest.rglob("*")) == []
-    assert not (tmp_path / "out" / "evil.txt").exists() and not Path("/tmp/genrekit_evil.txt").exists()
-
-
-def test_extraction_resumes_and_writes_atomically(tmp_path, mp3s):
-    archive = tmp_path / "fma_large.zip"
-    write_fma_zip(archive, "fma_large", mp3s)
-    dest = tmp_path / "out"
-    # An interrupted run left one finished file and one temp file of a member it was writing.
-    done = dest / "fma_large/000/000002.mp3"
-    done.parent.mkdir(parents=True)
-    done.write_bytes(mp3s["000/000002.mp3"])
-    (dest / "fma_large/000/000005.mp3.extracting").write_bytes(b"half")
-    first = archives.extract_archive(archive, dest, progress=False)
-    assert (first.skipped, first.extracted, first.files) == (1, 4, 5)
-    assert "fma_large/000/000002.mp3" not in first.sha1s
-    assert first.sha1s["fma_large/000/000005.mp3"] == sha1_bytes(mp3s["000/000005.mp3"])
-    assert not list(dest.rglob("*.extracting"))
-    tree = _tree(dest / "fma_large")
-    assert sorted(tree) == sorted(["README.txt", "checksums", *mp3s])
-    assert {rel: tree[rel] for rel in mp3s} == mp3s
-    again = archives.extract_archive(archive, dest, progress=False)
-    assert (again.skipped, again.extracted) == (5, 0)
-
-
-def test_damaged_member_is_reported_after_the_others_are_extracted(tmp_path, mp3s):
-    archive = tmp_path / "fma_large.zip"
-    write_fma_zip(archive, "fma_large", mp3s)
-    with zipfile.ZipFile(archive) as zf:
-        info = zf.getinfo("fma_large/000/000005.mp3")
-    raw = bytearray(archive.read_bytes())
-    middle = (
-        info.header_offset + 30 + len(info.filename) + 20 + info.compress_size // 2
-    )  # inside the bz2 data
-    raw[middle] ^= 0xFF
-    archive.write_bytes(bytes(raw))
-    dest = tmp_path / "out"
-    with pytest.raises(
-        ChecksumError, match=r"1 member\(s\) could not be read \(first: fma_large/000/000005.mp3"
-    ):
-        archives.extract_archive(archive, dest, progress=False)
-    assert not (dest / "fma_large/000/000005.mp3").exists()
-    assert (dest / "fma_large/000/000002.mp3").read_bytes() == mp3s["000/000002.mp3"]
-    assert not list(dest.rglob("*.extracting"))
 
 
 # --- The checksums pass ------------------------------------------------------------------------------
@@ -523,89 +326,4 @@ def test_corrupted_extracted_file_is_found_and_extracted_again(served, tmp_path,
     assert [(r["path"], r["status"]) for r in rows] == [("000/000005.mp3", "repaired")]
 
 
-def test_verify_checksums_finds_a_damaged_file_on_disk(tmp_path):
-    (tmp_path / "000").mkdir()
-    (tmp_path / "000/000002.mp3").write_bytes(b"abc")
-    (tmp_path / "000/000005.mp3").write_bytes(b"def")
-    table = {
-        "000/000002.mp3": sha1_bytes(b"abc"),
-        "000/000005.mp3": sha1_bytes(b"xyz"),
-        "000/000009.mp3": "0" * 40,
-    }
-    problems = archives.verify_checksums(tmp_path, table, progress=False)
-    assert [(p.path, p.status) for p in problems] == [
-        ("000/000005.mp3", "mismatch"),
-        ("000/000009.mp3", "missing"),
-    ]
-
-
-def test_read_checksums_parses_the_real_fma_file(fma_real):
-    table = archives.read_checksums(fma_real / "fma_metadata" / "checksums")
-    assert table["genres.csv"] == sha1_file(fma_real / "fma_metadata" / "genres.csv")
-    assert len(table) == 10
-
-
 # --- Real interruptions: a process killed with SIGKILL ---------------------------------------------
-
-
-def _run_until(code: str, ready, timeout: float = 60.0) -> subprocess.Popen:
-    """Start ``python -c code`` in the repository, wait until ``ready()`` holds, then SIGKILL it."""
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
-    deadline = time.monotonic() + timeout
-    try:
-        while not ready():
-            assert proc.poll() is None, "the process ended before it could be interrupted"
-            assert time.monotonic() < deadline, "the process made no progress"
-            time.sleep(0.005)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    return proc
-
-
-@pytest.mark.slow
-def test_download_killed_with_sigkill_resumes_where_it_stopped(tmp_path):
-    root = tmp_path / "srv"
-    root.mkdir()
-    payload = np.random.default_rng(3).bytes(2 << 20)
-    (root / "fma_small.zip").write_bytes(payload)
-    part = tmp_path / "fma_small.zip.part"
-    with ArchiveServer(root) as server:
-        server.delay = 0.05  # 2 MiB in 64 KiB blocks: about 1.6 s, time to interrupt it
-        url = server.url + "fma_small.zip"
-        dest = str(tmp_path / "fma_small.zip")
-        code = f"from genrekit.http_download import download_file as f; f({url!r}, {dest!r}, progress=False)"
-        _run_until(code, lambda: part.exists() and part.stat().st_size >= 256 << 10)
-        have = part.stat().st_size
-        assert 0 < have < len(payload) and part.read_bytes() == payload[:have]
-        server.delay = 0.0
-        digest = http_download.download_file(
-            url, tmp_path / "fma_small.zip", expected_sha1=sha1_bytes(payload), progress=False, **FAST
-        )
-    assert digest == sha1_bytes(payload)
-    last = server.gets()[-1]
-    assert (last.range, last.status, last.sent) == (f"bytes={have}-", 206, len(payload) - have)
-
-
-@pytest.mark.slow
-def test_extraction_killed_with_sigkill_leaves_no_half_file_and_resumes(tmp_path):
-    rng = np.random.default_rng(4)
-    files = {f"000/{i:06d}.mp3": rng.bytes(96 << 10) for i in range(24)}
-    archive = tmp_path / "fma_small.zip"
-    write_fma_zip(archive, "fma_small", files)
-    dest = tmp_path / "out"
-    done = lambda: (
-        [p for p in (dest / "fma_small/000").glob("*.mp3")] if (dest / "fma_small/000").is_dir() else []
-    )
-    # Tiny reads make the extraction slow enough to be interrupted in the middle.
-    code = "from genrekit.archives import extract_archive as x; "
-    code += f"x({str(archive)!r}, {str(dest)!r}, progress=False, chunk_size=8)"
-    _run_until(code, lambda: len(done()) >= 3)
-    finished = done()
-    assert 3 <= len(finished) < len(files)
-    for path in finished:  # whatever has a member's name is the whole member
-        assert path.read_bytes() == files[f"000/{path.name}"]
-    result = archives.extract_archive(archive, dest, progress=False)
-    assert result.skipped >= len(finished) and result.extracted == len(files) + 2 - result.skipped
-    assert {f"000/{p.name}": p.read_bytes() for p in done()} == files
-    assert not list(dest.rglob("*.extracting"))
