@@ -410,7 +410,7 @@ def run_baselines(rows, folds, args, overrides, study: Path, processed, usable, 
         print(f"MFCC statistics of {len(usable)} tracks ...", flush=True)
         items = fma.audio_items(overrides["audio_dir"], usable)
         feats = extract_mfcc_features(
-            items, 22050, duration, workers=args.workers, progress=sys.stderr.isatty()
+            items, sample_rate=22050, duration=duration, workers=args.workers, progress=sys.stderr.isatty()
         )
         feats.save(path)
     labels = encode(processed.targets.loc[feats.track_ids], gvocab)
@@ -425,7 +425,7 @@ def run_baselines(rows, folds, args, overrides, study: Path, processed, usable, 
                 y = getattr(labels, level)
                 fit = tr & (y >= 0)
                 pred[level], s = fit_predict(
-                    row.classifier, feats.features[fit], y[fit], feats.features[te], BASELINE_SEED
+                    row.classifier, feats.features[fit], y[fit], feats.features[te], seed=BASELINE_SEED
                 )
                 seconds += s
             out.setdefault(row.key, {})[fold.index] = {"pred": pred, "seconds": seconds, "epochs": "-"}

@@ -103,10 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     from genrekit.backbones.musicnn_weights import load_musicnn
 
     model = load_musicnn("MSD_musicnn", args.weights_dir)
-    predict_patches(model, patches[0], args.batch_size)  # tracing
+    predict_patches(model, patches[0], batch_size=args.batch_size)  # tracing
     all_patches = np.concatenate(patches)
     wall, cpu = time.perf_counter(), time.process_time()
-    emb = predict_patches(model, all_patches, args.batch_size)["penultimate"]
+    emb = predict_patches(model, all_patches, batch_size=args.batch_size)["penultimate"]
     fw_wall, fw_cpu = time.perf_counter() - wall, time.process_time() - cpu
     assert emb.shape == (len(all_patches), 200) and np.isfinite(emb).all()
 

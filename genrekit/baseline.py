@@ -65,6 +65,7 @@ def _decode(path: Path, sample_rate: int, duration: float | None) -> np.ndarray:
 
 def mfcc_statistics(
     path: str | os.PathLike,
+    *,
     sample_rate: int = 22050,
     duration: float | None = 30.0,
     n_fft: int = 2048,
@@ -125,7 +126,7 @@ def mfcc_statistics(
 def _one(args: tuple[int, str, int, float | None]) -> tuple[int, np.ndarray | None, str | None]:
     track_id, path, sample_rate, duration = args
     try:
-        return track_id, mfcc_statistics(path, sample_rate, duration), None
+        return track_id, mfcc_statistics(path, sample_rate=sample_rate, duration=duration), None
     except AudioDecodeError as exc:
         return track_id, None, str(exc)
     except Exception as exc:  # one bad clip must not end the whole extraction
@@ -178,6 +179,7 @@ class MfccFeatures:
 
 def extract_mfcc_features(
     items: Sequence[tuple[int, str | os.PathLike]],
+    *,
     sample_rate: int = 22050,
     duration: float | None = 30.0,
     workers: int = 0,
@@ -243,7 +245,7 @@ def make_classifier(kind: str, *, seed: int = 0) -> Any:
 
 
 def fit_predict(
-    kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, seed: int = 0
+    kind: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, *, seed: int = 0
 ) -> tuple[np.ndarray, float]:
     """Fit a :func:`make_classifier` pipeline and predict ``x_test``; returns ``(pred, fit seconds)``."""
     if len(x_train) == 0:

@@ -229,7 +229,7 @@ def musicnn_patches(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(segments.transpose(0, 2, 1))
 
 
-def predict_patches(model: Any, patches: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:
+def predict_patches(model: Any, patches: np.ndarray, *, batch_size: int = 32) -> dict[str, np.ndarray]:
     """The model's outputs for ``patches`` ``(n, frames, 96)``, in batches, as float32 numpy arrays."""
     patches = np.asarray(patches, np.float32)
     parts: dict[str, list[np.ndarray]] = {}
@@ -250,7 +250,7 @@ _OUTPUT_SIZES = {
 }
 
 
-def extract_embeddings(path: str | os.PathLike, model: Any, batch_size: int = 32) -> np.ndarray:
+def extract_embeddings(path: str | os.PathLike, model: Any, *, batch_size: int = 32) -> np.ndarray:
     """The 200-d penultimate embeddings of an audio file, one per 3-s patch.
 
     Parameters
@@ -267,4 +267,4 @@ def extract_embeddings(path: str | os.PathLike, model: Any, batch_size: int = 32
     numpy.ndarray
         float32 ``(n_patches, 200)``.
     """
-    return predict_patches(model, musicnn_patches(path), batch_size)["penultimate"]
+    return predict_patches(model, musicnn_patches(path), batch_size=batch_size)["penultimate"]
