@@ -107,6 +107,10 @@ BOOT_SEED = 0
 MIN_SMALL_TRACKS = 15  # evaluated tracks each of the five smallest top genres needs, pooled
 N_SMALL = 5
 REFERENCE = "1"
+#: The README's default (the three switches together): a row must beat it to become config.py's default.
+DEFAULT_ROW = "5"
+#: The figure that decides the default: the toolkit's headline, top balanced accuracy.
+DECIDING = "top_balanced_accuracy"
 POWER_TAU = 1.0  # tau of rows 6 and 7 (the paper's)
 
 
@@ -516,13 +520,17 @@ def smallest_classes(counts: np.ndarray, k: int = N_SMALL) -> list[int]:
     return order[:k]
 
 
-def table_lines(summary, results, small, names, eval_counts, train_counts) -> tuple[list[str], list[str]]:
-    """The values table (mean over folds [95% interval]) and the paired-differences table."""
+def table_lines(
+    summary, results, small, names, eval_counts, train_counts
+) -> tuple[list[str], list[str], list[str]]:
+    """The values table (mean over folds [95% interval]), the paired differences to row 1 and to
+    the default (row 5; empty when it was not run)."""
     small_heads = [f"recall {names[i]} ({eval_counts[i]}; {train_counts[i]:.0f})" for i in small]
     head = ["row", "configuration"] + [h for _, h in COLUMNS] + small_heads
     values = ["| " + " | ".join(head + ["train s / fold", "epochs best/run"]) + " |"]
     values.append("|" + "---|" * (len(head) + 2))
     diffs = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    to_default = list(diffs)
     keys = [m for m, _ in COLUMNS] + [f"recall_{i}" for i in small]
     for key, res in results.items():
         row = res["row"]
@@ -549,7 +557,38 @@ def table_lines(summary, results, small, names, eval_counts, train_counts) -> tu
                 + " | ".join([row.key, row.label] + [diff_cell(s["difference"].get(m)) for m in keys])
                 + " |"
             )
-    return values, diffs
+        other = s.get("difference_to", {}).get(DEFAULT_ROW)
+        if other:
+            to_default.append(
+                "| " + " | ".join([row.key, row.label] + [diff_cell(other.get(m)) for m in keys]) + " |"
+            )
+    return values, diffs, (to_default if len(to_default) > 2 else [])
+
+
+def default_decision(summary: dict[str, Any]) -> tuple[list[str], str]:
+    """The rows that beat the default beyond the paired interval on :data:`DECIDING`, and a sentence."""
+    if DEFAULT_ROW not in summary:
+        return [], f"row {DEFAULT_ROW} (the default) was not run: no decision"
+    better = [
+        k
+        for k, v in summary.items()
+        if DEFAULT_ROW in v.get("difference_to", {}) and v["difference_to"][DEFAULT_ROW][DECIDING]["low"] > 0
+    ]
+    if not better:
+        return [], (
+            f"no row beats row {DEFAULT_ROW} (the default) beyond the paired 95% interval on "
+            f"{DECIDING.replace('_', ' ')}: the default stays"
+        )
+    figs = ", ".join(
+        f"row {k} {summary[k]['difference_to'][DEFAULT_ROW][DECIDING]['mean']:+.3f} "
+        f"[{summary[k]['difference_to'][DEFAULT_ROW][DECIDING]['low']:+.2f}, "
+        f"{summary[k]['difference_to'][DEFAULT_ROW][DECIDING]['high']:+.2f}]"
+        for k in better
+    )
+    return (
+        better,
+        f"beats row {DEFAULT_ROW} (the default) on {DECIDING.replace('_', ' ')} beyond the paired interval: {figs}",
+    )
 
 
 def plot_recall(
@@ -798,17 +837,34 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     summary_obj = summarize(
-        preds, test_fold, n_top, n_medium, REFERENCE, recall_of=small, n_boot=args.n_boot, seed=BOOT_SEED
+        preds,
+        test_fold,
+        n_top,
+        n_medium,
+        REFERENCE,
+        recall_of=small,
+        n_boot=args.n_boot,
+        seed=BOOT_SEED,
+        against=(DEFAULT_ROW,),
     )
     summary = {
-        k: {part: {m: fig.to_dict() for m, fig in figs.items()} for part, figs in v.items()}
+        k: {
+            "value": {m: fig.to_dict() for m, fig in v["value"].items()},
+            "difference": {m: fig.to_dict() for m, fig in v["difference"].items()},
+            "difference_to": {
+                ref: {m: fig.to_dict() for m, fig in figs.items()} for ref, figs in v["difference_to"].items()
+            },
+        }
         for k, v in summary_obj.items()
     }
-    candidates = [k for k in preds if k not in (REFERENCE, "5")]
+    beats_default, decision = default_decision(summary)
+    candidates = [k for k in preds if k not in (REFERENCE, DEFAULT_ROW)]
     best = max(candidates, key=lambda k: summary[k]["value"]["top_balanced_accuracy"]["mean"], default=None)
     total = time.time() - started
 
-    values_table, diff_table = table_lines(summary, table_results, small, names, eval_counts, train_counts)
+    values_table, diff_table, default_table = table_lines(
+        summary, table_results, small, names, eval_counts, train_counts
+    )
     caption = (
         f"Profile `{args.profile}`: model width {settings.width_factor:g}, {settings.num_segments} segments per "
         f"clip, at most {settings.num_epochs} epochs; "
@@ -819,6 +875,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + caption + "\n\n" + "\n".join(values_table), flush=True)
     print("\npaired difference to row 1 (same folds, same resamples; * = the 95% interval excludes 0)")
     print("\n".join(diff_table), flush=True)
+    if default_table:
+        print(f"\npaired difference to row {DEFAULT_ROW}, the default (same folds, same resamples)")
+        print("\n".join(default_table), flush=True)
+    print(f"\ndefault: {decision}", flush=True)
     print(
         f"\nbest row other than 1 and 5 by top balanced accuracy: {best}; total {total / 60:.1f} min",
         flush=True,
@@ -826,7 +886,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from genrekit.study import single_label_scores
 
-    plotted = [k for k in dict.fromkeys([REFERENCE, "5", best]) if k in preds]
+    plotted = [k for k in dict.fromkeys([REFERENCE, DEFAULT_ROW, best]) if k in preds]
     recall = {k: single_label_scores(truth.top, preds[k].top_pred, n_top)["recall"] for k in plotted}
     plot_path = results_path.with_name(f"{results_path.stem}_recall.png")
     plot_recall(recall, {k: table_results[k]["row"].label for k in plotted}, names, train_counts, plot_path)
@@ -851,6 +911,8 @@ def main(argv: list[str] | None = None) -> int:
         "power_ok": enough,
         "tracks_evaluated": len(common),
         "best": best,
+        "beats_default": beats_default,
+        "decision": decision,
         "caption": caption,
         "summary": summary,
         "rows": {
@@ -867,7 +929,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     (study / "results.json").write_text(json.dumps(raw, indent=1, default=lambda o: None), encoding="utf-8")
     lines = markdown_lines(
-        args, raw, settings, values_table, diff_table, plot_path, device, len(usable), n_failures
+        args,
+        raw,
+        settings,
+        values_table,
+        diff_table,
+        default_table,
+        plot_path,
+        device,
+        len(usable),
+        n_failures,
     )
     write_markdown(results_path, lines)
     print(f"results: {results_path}, {plot_path} and {study / 'results.json'}", flush=True)
@@ -875,7 +946,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def markdown_lines(
-    args, raw, settings, values_table, diff_table, plot_path, device, n_usable, n_failures
+    args, raw, settings, values_table, diff_table, default_table, plot_path, device, n_usable, n_failures
 ) -> list[str]:
     """docs/results.md (full profile) or <work-dir>/results.md: setup, machine, times, tables, plot."""
     m, t, d = raw["machine"], raw["timings"], raw["dataset"]
@@ -972,8 +1043,8 @@ def markdown_lines(
         "validation parts, one classifier for the top genre and one for the medium genre; no all-genres head. "
         "Their time is the fit time (features excluded).",
         f"- Figures: scikit-learn's definitions (`genrekit.study` computes them with track weights; tests "
-        f"compare). Each cell: the mean over folds [95% percentile bootstrap interval of the pooled figure, "
-        f"{args.n_boot} resamples of the evaluated tracks]. Balanced accuracy and F1 over the tracks with a "
+        f"compare). Each cell: the mean over folds [95% percentile bootstrap interval of that mean, "
+        f"{args.n_boot} resamples of the evaluated tracks, each scored in its own fold]. Balanced accuracy and F1 over the tracks with a "
         "label at that level; all-genres Jaccard (samples) and LRAP over the tracks with a genre. Recall "
         "columns: the five top genres with the fewest evaluated tracks (evaluated tracks; training tracks "
         "per fold).",
@@ -986,11 +1057,23 @@ def markdown_lines(
         "",
         "## Paired differences to row 1",
         "",
-        "Row minus row 1: mean over folds of the per-fold differences [95% bootstrap interval of the pooled "
-        "difference, the same resamples for both rows]; `*` marks an interval that excludes 0.",
+        "Row minus row 1: mean over folds of the per-fold differences [95% bootstrap interval of that mean, "
+        "the same resamples for both rows]; `*` marks an interval that excludes 0.",
         "",
         *diff_table,
         "",
+        *(
+            [
+                f"## Paired differences to row {DEFAULT_ROW} (the default)",
+                "",
+                f"Row minus row {DEFAULT_ROW}, as above. **Decision**: {raw['decision']}.",
+                "",
+                *default_table,
+                "",
+            ]
+            if default_table
+            else []
+        ),
         f"## Per-genre recall against training size (rows {', '.join(dict.fromkeys(['1', '5', str(raw['best'])]))})",
         "",
         f"![per-genre recall]({plot_path.name})",

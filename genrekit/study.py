@@ -365,14 +365,17 @@ def summarize(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
-) -> dict[str, dict[str, dict[str, Figure]]]:
-    """Every row's figures and its paired difference to ``reference``.
+    against: Sequence[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """Every row's figures and its paired difference to ``reference`` (and to each row of ``against``).
 
-    Returns ``{row: {"value": {metric: Figure}, "difference": {metric: Figure}}}``. ``value``: the
-    mean of the per-fold figures, the figure of the pooled predictions and the percentile
-    interval of the pooled figure over ``n_boot`` resamples of the tracks. ``difference``: the
-    row minus ``reference`` on the same folds (mean of per-fold differences) and on the same
-    resamples (the interval of the pooled differences). The reference row has no difference.
+    Returns ``{row: {"value": {metric: Figure}, "difference": {metric: Figure}, "difference_to":
+    {other: {metric: Figure}}}}``. ``value``: the mean of the per-fold figures, the figure of the
+    pooled predictions, and the percentile interval of the mean over folds when the tracks are
+    resampled ``n_boot`` times (each resample's tracks scored in their own folds, so the interval
+    is about the same statistic as the mean it brackets). ``difference``: the row minus
+    ``reference``, per fold and then averaged, on the same resamples for both rows (paired). The
+    reference row has no difference; ``difference_to`` holds the same for each row of ``against``.
     """
     test_fold = np.asarray(test_fold)
     folds = np.unique(test_fold)
@@ -380,30 +383,40 @@ def summarize(
     for key, pred in rows.items():
         if len(pred.top_true) != n:
             raise ConfigError(f"row {key}: {len(pred.top_true)} tracks, the folds have {n}")
+    masks = [(test_fold == f).astype(float) for f in folds]
 
-    def per_fold(pred):
-        return [scores(pred, n_top, n_medium, recall_of, (test_fold == f).astype(float)) for f in folds]
+    def per_fold(pred, w):
+        return [scores(pred, n_top, n_medium, recall_of, w * m) for m in masks]
 
-    fold_scores = {key: per_fold(pred) for key, pred in rows.items()}
+    ones = np.ones(n)
+    fold_scores = {key: per_fold(pred, ones) for key, pred in rows.items()}
     pooled = {key: scores(pred, n_top, n_medium, recall_of) for key, pred in rows.items()}
     counts = bootstrap_counts(n, n_boot, seed)
-    boot = {key: [scores(pred, n_top, n_medium, recall_of, w) for w in counts] for key, pred in rows.items()}
+    boot = {key: [per_fold(pred, w) for w in counts] for key, pred in rows.items()}
     names = list(pooled[reference])
-    out: dict[str, dict[str, dict[str, Figure]]] = {}
+    out: dict[str, dict[str, Any]] = {}
+
+    def column(per_folds, m):
+        return np.array([s[m] for s in per_folds])
+
+    def difference(key, ref, m):
+        d = column(fold_scores[key], m) - column(fold_scores[ref], m)
+        boot_d = [np.nanmean(column(b, m) - column(r, m)) for b, r in zip(boot[key], boot[ref], strict=True)]
+        lo, hi = percentile_interval(boot_d, level)
+        return Figure(float(np.nanmean(d)), pooled[key][m] - pooled[ref][m], lo, hi)
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Mean of empty slice", category=RuntimeWarning)
         for key in rows:
-            value, diff = {}, {}
+            value = {}
             for m in names:
-                folds_m = np.array([s[m] for s in fold_scores[key]])
-                lo, hi = percentile_interval([b[m] for b in boot[key]], level)
-                value[m] = Figure(float(np.nanmean(folds_m)), pooled[key][m], lo, hi)
-                if key != reference:
-                    ref_m = np.array([s[m] for s in fold_scores[reference]])
-                    d = [b[m] - r[m] for b, r in zip(boot[key], boot[reference], strict=True)]
-                    lo, hi = percentile_interval(d, level)
-                    diff[m] = Figure(
-                        float(np.nanmean(folds_m - ref_m)), pooled[key][m] - pooled[reference][m], lo, hi
-                    )
-            out[key] = {"value": value, "difference": diff}
+                lo, hi = percentile_interval([np.nanmean(column(b, m)) for b in boot[key]], level)
+                value[m] = Figure(float(np.nanmean(column(fold_scores[key], m))), pooled[key][m], lo, hi)
+            diff = {m: difference(key, reference, m) for m in names} if key != reference else {}
+            to = {
+                ref: {m: difference(key, ref, m) for m in names}
+                for ref in against
+                if ref in rows and ref != key
+            }
+            out[key] = {"value": value, "difference": diff, "difference_to": to}
     return out

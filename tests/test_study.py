@@ -233,3 +233,29 @@ def test_fold_metadata_refuses_an_unknown_split_name(tmp_path):
             tmp_path / "tracks.csv", tmp_path / "copy.csv", {int(tracks.index[0]): "train"}
         )
     assert not (tmp_path / "copy.csv").exists()
+
+
+def test_summarize_interval_brackets_the_mean_over_folds():
+    # Fold 0: 20 tracks, all right; fold 1: 80 tracks, 20 right. Mean over folds (1 + 0.25) / 2 =
+    # 0.625, pooled 40 / 100 = 0.4 (whose own interval, 0.4 +- 0.1, would miss 0.625). The interval
+    # is that of the mean over folds: fold 0 stays 1, fold 1 varies by 1.96 sqrt(.25 * .75 / 80)
+    # = 0.095, so the mean varies by about half that.
+    truth = np.zeros(100, int)
+    pred = np.r_[np.zeros(40, int), np.ones(60, int)]
+    fold = np.r_[np.zeros(20, int), np.ones(80, int)]
+    out = summarize({"r": _pred(truth, pred)}, fold, 2, 2, reference="r", n_boot=2000, seed=0)
+    fig = out["r"]["value"]["top_accuracy"]
+    assert fig.mean == pytest.approx(0.625) and fig.pooled == pytest.approx(0.4)
+    assert fig.low == pytest.approx(0.625 - 0.095 / 2, abs=0.012)
+    assert fig.high == pytest.approx(0.625 + 0.095 / 2, abs=0.012)
+
+
+def test_summarize_differences_to_a_second_reference():
+    truth = [0, 1, 0, 1]
+    rows = {"a": _pred(truth, truth), "b": _pred(truth, [1, 1, 0, 1]), "c": _pred(truth, [1, 0, 0, 1])}
+    out = summarize(rows, np.array([0, 0, 1, 1]), 2, 2, reference="a", n_boot=200, seed=0, against=("b",))
+    # c - b: track 1 wrong in c, right in b (fold 0): -0.5 in fold 0, 0 in fold 1 -> -0.25.
+    to_b = out["c"]["difference_to"]["b"]["top_accuracy"]
+    assert to_b.mean == pytest.approx(-0.25) and to_b.high <= 0.0
+    assert out["b"]["difference_to"] == {}  # not against itself
+    assert out["a"]["difference_to"]["b"]["top_accuracy"].mean == pytest.approx(0.25)
