@@ -19,6 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from genrekit.errors import GenrekitError
@@ -106,6 +107,15 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.failure is None
+
+
+def reason_of(exc: BaseException, path: str | os.PathLike) -> str:
+    """An error's cause without the path its message starts with (failures are keyed by file)."""
+    text = str(exc)
+    for prefix in (f"{path}: ", f"{Path(path)}: "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
 
 
 def parent_gone() -> bool:
