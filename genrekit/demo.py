@@ -51,6 +51,7 @@ AUDIO_DIRNAME = "fma_demo"
 MARKER_NAME = "demo_dataset.json"  # written last: its presence means the dataset is complete
 PARTIAL_NAME = ".demo_dataset.partial.json"  # written first: parameters of a generation under way
 MAX_TRACK_ID = 155320  # FMA's track ids are sparse, up to about this
+JOB_TIMEOUT = 300.0  # seconds one clip may take to render and encode (600 s of 44.1 kHz stereo: ~15 s)
 
 # (genre_id, parent, title, #tracks in the real genres.csv): a subset of FMA's real tree, with all
 # 16 roots and two levels below some of them. The real counts weight the sub-genres.
@@ -1230,29 +1231,35 @@ def audio_relpath(track_id: int) -> str:
 
 
 def _run_jobs(jobs: list[dict[str, Any]], workers: int, progress: bool) -> Iterable[tuple[int, str | None]]:
+    """``(track id, sha1)`` of every job, in order, rendered in ``workers`` processes.
+
+    Jobs that fail (an error, a worker that dies or hangs) do not stop the others; they are
+    named in one :class:`DatasetError` at the end (a rerun completes the dataset).
+    """
     from tqdm import tqdm
 
+    from genrekit.workers import run_pool, run_serial
+
     bar = tqdm(total=len(jobs), desc="demo audio", unit="clip", disable=not progress)
-    try:
-        if workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                yield _render_job(job)
-                bar.update()
-            return
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        from genrekit.workers import one_thread_env
-
-        # spawn: safe whatever the parent has loaded (TensorFlow's threads do not survive fork).
+    if workers <= 1 or len(jobs) <= 1:
+        outcomes = run_serial(_render_job, jobs)
+    else:
         # One BLAS thread per worker: the renderer's small matrix products would only fight.
-        ctx = multiprocessing.get_context("spawn")
-        with one_thread_env(), ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            for result in pool.map(_render_job, jobs, chunksize=1):
-                yield result
-                bar.update()
+        outcomes = run_pool(_render_job, jobs, workers=workers, timeout=JOB_TIMEOUT, ordered=True)
+    failed: list[str] = []
+    try:
+        for outcome in outcomes:
+            if outcome.ok:
+                yield outcome.value
+            else:
+                failed.append(f"{outcome.item['path']}: {outcome.reason}")
+            bar.update()
     finally:
+        outcomes.close()
         bar.close()
+    if failed:
+        more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
+        raise DatasetError(f"{len(failed)} demo clip(s) not written: {'; '.join(failed[:3])}{more}")
 
 
 def write_demo_dataset(

@@ -474,3 +474,22 @@ def test_max_imbalance_caps_the_top_genre_ratio() -> None:
     assert after.idxmax() == before.idxmax() == "Rock"
     with pytest.raises(ConfigError, match="max_imbalance"):
         make_demo_metadata(100, seed=0, max_imbalance=0.5)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_clip_that_cannot_be_written_is_named_after_the_others_are_done(
+    workers: int, tmp_path: Path
+) -> None:
+    from genrekit.demo import _run_jobs
+
+    (tmp_path / "file").write_text("not a folder")
+    jobs = [
+        {"track_id": 1, "path": str(tmp_path / "a" / "000001.mp3"), "kind": "zero_length"},
+        {"track_id": 2, "path": str(tmp_path / "file" / "000002.mp3"), "kind": "zero_length"},
+        {"track_id": 3, "path": str(tmp_path / "b" / "000003.mp3"), "kind": "zero_length"},
+    ]
+    done = []
+    with pytest.raises(DatasetError, match=r"1 demo clip\(s\) not written: .*file/000002\.mp3: "):
+        done.extend(_run_jobs(jobs, workers, progress=False))
+    assert [tid for tid, _ in done] == [1, 3]
+    assert (tmp_path / "a" / "000001.mp3").read_bytes() == (tmp_path / "b" / "000003.mp3").read_bytes() == b""
