@@ -10,17 +10,13 @@ so an interrupted folder run keeps its work and a rerun with the same output ski
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import io
 import json
 import logging
 import os
-import signal
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,7 +30,7 @@ from genrekit.model_io import load_model
 from genrekit.run_config import check_model, load_training_config
 from genrekit.settings import default_value
 from genrekit.thresholds import decide
-from genrekit.workers import THREAD_ENV, native_stderr_to, one_thread_env, redirect_native_stderr
+from genrekit.workers import native_stderr_to, reason_of, run_pool
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +49,10 @@ UNSUPPORTED_AUDIO = frozenset({".m4a", ".mp4", ".aac", ".wma", ".alac", ".ape", 
 # (FMA's "30 s" clips are 29.9-30.1 s): its first ``duration`` seconds, as in training.
 CLIP_TOLERANCE_SECONDS = 1.0
 DIGITS = 6  # probabilities are rounded to this many decimals in results
-_INFLIGHT_PER_WORKER = 2  # chunks queued per decoding worker, so none waits for the main process
-_MAX_CHUNK = 8  # files per task sent to a worker
+_INFLIGHT_PER_WORKER = 2  # files queued per decoding worker, so none waits for the main process
+# Seconds one file may take to decode before its worker is killed and the file reported; whole
+# tracks are decoded here (an hour of audio: ~30 s), not only 30 s clips as in the cache.
+DECODE_TIMEOUT = 600.0
 
 
 # --- Model and config -----------------------------------------------------------------------------
@@ -187,13 +185,6 @@ class Decoded:
     error: str | None = None
 
 
-def _reason(exc: BaseException, path: str) -> str:
-    """An error's cause without the path its message may start with (results are keyed by file)."""
-    text = str(exc)
-    prefix = f"{path}: "
-    return text[len(prefix) :] if text.startswith(prefix) else text
-
-
 def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: float = 0.0) -> Decoded:
     """Decode one file into segments; never raises for a bad file (the error is in the result).
 
@@ -226,9 +217,9 @@ def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: flo
             notes = []
             segments = load(plan, notes)
     except AudioDecodeError as exc:
-        return Decoded(key, path, error=_reason(exc, path))
+        return Decoded(key, path, error=reason_of(exc, path))
     except Exception as exc:  # one odd file must never stop a folder run
-        return Decoded(key, path, error=f"unexpected {type(exc).__name__}: {_reason(exc, path)}")
+        return Decoded(key, path, error=f"unexpected {type(exc).__name__}: {reason_of(exc, path)}")
     starts = plan.starts if len(plan.starts) == len(segments) else None
     info = {
         "duration_seconds": round(plan.seconds, 3),
@@ -245,35 +236,9 @@ def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: flo
     return Decoded(key, path, segments.astype(np.float16), info)
 
 
-def _decode_chunk(chunk: list[tuple[str, str]], params_dict: dict[str, Any], hop: float) -> list[Decoded]:
-    from genrekit.audio import FeatureParams
-
-    params = FeatureParams.from_dict(params_dict)
-    return [decode_file(key, path, params, hop) for key, path in chunk]
-
-
-def _watch_parent(parent: int) -> None:
-    # A worker whose parent was killed (SIGKILL, OOM) would wait on its queue forever.
-    while True:
-        if os.getppid() != parent:
-            os._exit(0)
-        time.sleep(0.5)
-
-
-def _init_worker(parent: int, quiet: bool = True) -> None:
-    """Decoding worker set-up: one BLAS thread, Ctrl-C left to the parent, quiet, exit with the parent."""
-    for key in THREAD_ENV:
-        os.environ[key] = "1"
-    with contextlib.suppress(Exception):
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # mpg123 prints notes on corrupt frames to stderr; they would break the progress bar, and
-    # every failure is reported in the results anyway.
-    if quiet:
-        redirect_native_stderr(os.devnull)
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+def _decode_item(item: tuple[str, str], params: Any, hop_seconds: float) -> Decoded:
+    key, path = item
+    return decode_file(key, path, params, hop_seconds)
 
 
 def decode_parallel(
@@ -281,72 +246,38 @@ def decode_parallel(
     params: Any,
     hop_seconds: float,
     workers: int,
-    chunk_size: int = 0,
     quiet: bool = True,
+    timeout: float = DECODE_TIMEOUT,
 ) -> Iterator[Decoded]:
     """Decode ``items`` ((key, path)) in ``workers`` spawned processes; yield results as they finish.
 
-    At most ``2 x workers`` chunks are in flight, so memory stays bounded when the consumer (the
-    model) is slower than decoding. A worker that dies (a decoder crash) does not stop the run:
-    the files it held are retried one at a time in a fresh pool and the one that kills a worker
-    again is reported as an error. ``quiet``: the native decoders' messages on stderr are dropped.
+    At most ``2 x workers`` files are in flight, so memory stays bounded when the consumer (the
+    model) is slower than decoding. A worker that dies (a decoder crash) or takes more than
+    ``timeout`` seconds on a file does not stop the run: that file is reported as an error and a
+    fresh worker goes on (:func:`genrekit.workers.run_pool`). ``quiet``: the native decoders'
+    messages on stderr are dropped.
     """
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    if not chunk_size:
-        chunk_size = max(1, min(_MAX_CHUNK, len(items) // (workers * 8) or 1))
-    pending: deque[tuple[list[tuple[str, str]], bool]] = deque(
-        (items[i : i + chunk_size], False) for i in range(0, len(items), chunk_size)
+    outcomes = run_pool(
+        _decode_item,
+        items,
+        workers=workers,
+        args=(params, hop_seconds),
+        timeout=timeout,
+        stderr_path=os.devnull if quiet else None,
+        in_flight=_INFLIGHT_PER_WORKER,
     )
-    # spawn, never fork: the parent holds TensorFlow's threads, which do not survive a fork.
-    ctx = multiprocessing.get_context("spawn")
-    params_dict = params.to_dict()
-
-    def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(), quiet)
-        )
-
-    pool = new_pool()
-    inflight: dict[Any, tuple[list[tuple[str, str]], bool]] = {}
-    try:
-        while pending or inflight:
-            while pending and len(inflight) < workers * _INFLIGHT_PER_WORKER:
-                # A file suspected of crashing a worker runs alone, so the culprit is known.
-                isolated = pending[0][1]
-                if inflight and (isolated or any(iso for _, iso in inflight.values())):
-                    break
-                chunk, isolated = pending.popleft()
-                with one_thread_env():
-                    inflight[pool.submit(_decode_chunk, chunk, params_dict, hop_seconds)] = (chunk, isolated)
-            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-            broken = False
-            for future in done:
-                chunk, isolated = inflight.pop(future)
-                try:
-                    results = future.result()
-                except BrokenProcessPool:
-                    broken = True
-                    if isolated:
-                        key, path = chunk[0]
-                        yield Decoded(
-                            key, path, error="the decoder crashed on this file (worker process died)"
-                        )
-                    else:
-                        pending.extendleft(([item], True) for item in reversed(chunk))
-                    continue
-                yield from results
-            if broken:
-                # Every chunk still in flight died with the pool: retry its files one at a time.
-                for chunk, _ in inflight.values():
-                    pending.extendleft(([item], True) for item in reversed(chunk))
-                inflight.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = new_pool()
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    for outcome in outcomes:
+        if outcome.ok:
+            yield outcome.value
+            continue
+        key, path = outcome.item
+        if outcome.failure == "crashed":
+            error = "the decoder crashed on this file (worker process died)"
+        elif outcome.failure == "timeout":
+            error = f"decoding took more than {timeout:g} s (hang); worker killed"
+        else:
+            error = outcome.reason
+        yield Decoded(key, path, error=error)
 
 
 def list_audio_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path]]:
@@ -1014,7 +945,7 @@ class MusicGenreInference:
         try:
             results[path.name] = self.predict_file(path)
         except AudioDecodeError as exc:
-            errors[path.name] = _reason(exc, str(path))
+            errors[path.name] = reason_of(exc, str(path))
         seconds = time.perf_counter() - started
         res = results.get(path.name)
         return {
