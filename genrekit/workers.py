@@ -285,9 +285,11 @@ def run_pool(
         while tasks or any(w is not None and w.inflight for w in pool):
             for i, w in enumerate(pool):
                 if w is not None and not w.inflight and not w.proc.is_alive():
-                    pool[i] = w = new_worker()
-                while w is not None and tasks and len(w.inflight) < in_flight:
-                    w.send(*tasks.popleft())
+                    pool[i] = new_worker()
+            for depth in range(1, in_flight + 1):  # round robin: every worker gets work first
+                for w in pool:
+                    if w is not None and tasks and len(w.inflight) < depth:
+                        w.send(*tasks.popleft())
             live = [w for w in pool if w is not None]
             wait([w.conn for w in live] + [w.proc.sentinel for w in live], timeout=1.0)
             now = time.monotonic()

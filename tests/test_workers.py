@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -99,3 +103,55 @@ def test_workers_that_die_at_start_stop_the_pool():
     """Workers that die before they can take work (an unguarded main script does) blame no item."""
     with pytest.raises(WorkerStartupError, match=r"before taking any work \(worker exit code 5\)"):
         list(run_pool(_work, [1, 2, 3], workers=2, args=(_ExitsWhenLoaded(),), timeout=60))
+
+
+def _note_pid_then_hang(item: int, folder: str) -> None:
+    Path(folder, f"worker-{os.getpid()}").touch()
+    time.sleep(120)
+
+
+_PARENT_SCRIPT = """
+import sys
+sys.path[:0] = [{repo!r}, {tests!r}]
+from genrekit.workers import run_pool
+from test_workers import _note_pid_then_hang
+
+if __name__ == "__main__":
+    for _ in run_pool(_note_pid_then_hang, [1, 2], workers=2, args=({folder!r},), timeout=600):
+        pass
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to watch the workers")
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    """A parent killed with SIGKILL (OOM, kill -9) leaves no worker running, even one mid-item."""
+    tests = Path(__file__).resolve().parent
+    script = tmp_path / "parent.py"
+    script.write_text(_PARENT_SCRIPT.format(repo=str(tests.parent), tests=str(tests), folder=str(tmp_path)))
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("worker-*"))) < 2 and time.monotonic() < deadline:
+            assert proc.poll() is None, "the parent ended early"
+            time.sleep(0.05)
+        workers = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
+        assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 20  # the workers look for their parent every 0.5 s
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in workers)
