@@ -136,7 +136,7 @@ def test_profiles_write_docs_only_in_the_full_profile():
 
 def test_full_profile_dataset_gives_the_five_smallest_genres_15_tracks():
     """The full profile's demo (capped imbalance) tests each of the five smallest top genres >= 15 times."""
-    from genrekit.demo import make_demo_metadata
+    from genrekit.demo_metadata import make_demo_metadata
     from genrekit.study import make_artist_folds
 
     bench = load_bench()
