@@ -182,19 +182,11 @@ def decode_parallel(
         timeout=timeout,
         stderr_path=os.devnull if quiet else None,
         in_flight=_INFLIGHT_PER_WORKER,
+        crashed_reason="the decoder crashed on this file (worker process died)",
+        timeout_reason="decoding took more than {timeout:g} s (hang); worker killed",
     )
     for outcome in outcomes:
-        if outcome.ok:
-            yield outcome.value
-            continue
-        key, path = outcome.item
-        if outcome.failure == "crashed":
-            error = "the decoder crashed on this file (worker process died)"
-        elif outcome.failure == "timeout":
-            error = f"decoding took more than {timeout:g} s (hang); worker killed"
-        else:
-            error = outcome.reason
-        yield Decoded(key, path, error=error)
+        yield outcome.value if outcome.ok else Decoded(*outcome.item, error=outcome.reason)
 
 
 def list_audio_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path]]:

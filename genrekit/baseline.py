@@ -126,19 +126,11 @@ def mfcc_statistics(
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _result(outcome: Outcome, timeout: float) -> tuple[int, np.ndarray | None, str | None]:
+def _result(outcome: Outcome) -> tuple[int, np.ndarray | None, str | None]:
     """A worker's ``_one`` answer, or the failure of a worker that died or hung on the clip."""
     if outcome.ok:
         return outcome.value
     track_id, path = outcome.item[:2]
-    if outcome.failure == "crashed":
-        return (
-            track_id,
-            None,
-            f"{path}: the decoder crashed on this file (worker exit code {outcome.exitcode})",
-        )
-    if outcome.failure == "timeout":
-        return track_id, None, f"{path}: took more than {timeout:g} s (hang); worker killed"
     return track_id, None, f"{path}: {outcome.reason}"
 
 
@@ -213,8 +205,16 @@ def extract_mfcc_features(
     if workers == 1 or len(jobs) < 2:
         outcomes: Iterator[Outcome] = run_serial(_one, jobs)
     else:
-        outcomes = run_pool(_one, jobs, workers=workers, timeout=timeout, ordered=True, in_flight=4)
-    results: Iterable = (_result(o, timeout) for o in outcomes)
+        outcomes = run_pool(
+            _one,
+            jobs,
+            workers=workers,
+            timeout=timeout,
+            ordered=True,
+            in_flight=4,
+            crashed_reason="the decoder crashed on this file (worker exit code {exitcode})",
+        )
+    results: Iterable = (_result(o) for o in outcomes)
     if progress:
         from tqdm import tqdm
 

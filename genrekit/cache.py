@@ -600,17 +600,12 @@ def _run_pool(
             stderr_path=stderr_path,
             in_flight=_IN_FLIGHT,
             tick=commit_now_and_then,
+            crashed_reason="decoder crashed (worker exit code {exitcode})",
+            timeout_reason="decoding took more than {timeout:g} s (hang); worker killed",
         )
         for outcome in outcomes:
             part, row, tid, path = outcome.item
-            if outcome.ok:
-                code, reason = outcome.value
-            elif outcome.failure == "crashed":
-                code, reason = DEFECTIVE, f"decoder crashed (worker exit code {outcome.exitcode})"
-            elif outcome.failure == "timeout":
-                code, reason = DEFECTIVE, f"decoding took more than {timeout:g} s (hang); worker killed"
-            else:
-                code, reason = DEFECTIVE, outcome.reason
+            code, reason = outcome.value if outcome.ok else (DEFECTIVE, outcome.reason)
             if code == _WRITE_FAILED:
                 raise CacheError(reason)
             writers[part].put(row, tid, path, code, reason)

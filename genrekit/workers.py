@@ -220,6 +220,8 @@ def run_pool(
     in_flight: int = 2,
     tick: Callable[[], None] | None = None,
     startup_deaths: int = 3,
+    crashed_reason: str = "worker process died (exit code {exitcode})",
+    timeout_reason: str = "took more than {timeout:g} s (hang); worker killed",
 ) -> Iterator[Outcome]:
     """Compute ``func(item, *args)`` for every item in ``workers`` spawned processes.
 
@@ -251,6 +253,9 @@ def run_pool(
     startup_deaths : int
         This many workers in a row dying before they start stop the pool with
         :class:`WorkerStartupError`; their items are not blamed.
+    crashed_reason, timeout_reason : str
+        The ``reason`` of an item whose worker died (``{exitcode}`` is filled in) or hung
+        (``{timeout}``), in the caller's words.
 
     Breaking off the iteration (an exception in the consumer, Ctrl-C) kills the workers.
     """
@@ -339,10 +344,10 @@ def run_pool(
                 tasks.extendleft((j, it) for j, it, _ in reversed(rest))
                 pool[i] = new_worker()
                 if dead:
-                    reason = f"worker process died (exit code {code})"
+                    reason = crashed_reason.format(exitcode=code)
                     outcome = Outcome(index, item, failure="crashed", reason=reason, exitcode=code)
                 else:
-                    reason = f"took more than {timeout:g} s (hang); worker killed"
+                    reason = timeout_reason.format(timeout=timeout)
                     outcome = Outcome(index, item, failure="timeout", reason=reason)
                 yield from finish(outcome)
             if tick is not None:
