@@ -48,7 +48,7 @@ def render_clip_reference(
     One ``np.sin`` per harmonic and sample, each note panned into both channels: the "before" of
     this benchmark and the reference ``tests/test_demo.py`` holds the fast renderer to. What
     vectorization left unchanged (the score: drums, harmony, melody and bass; note partials and
-    envelopes; crackle and drive) is the package's own code (``genrekit.synth``), called here with
+    envelopes; pad chords; crackle and drive) is the package's own code (``genrekit.synth``), called here with
     this renderer's ``add`` (each note panned into both channels) and sum of partials.
     """
     from scipy import fft as sfft
@@ -77,19 +77,13 @@ def render_clip_reference(
 
     beat, degrees, note_of, cutoff_hz = synth._score(p, rng, n, sr, add, harmonic_sum)
 
-    bar = 4 * beat
-    if p["pad"] > 0.02:
-        n_bar = int(bar * sr)
-        tt = np.arange(n_bar) / sr
-        env = np.minimum(1.0, np.minimum(tt, tt[::-1]) / 0.08)
-        for b in range(int(n / sr / bar) + 1):
-            chord = np.zeros(n_bar)
-            d0 = int(degrees[b % 4])
-            for d in (d0, d0 + 2, d0 + 4):
-                f = synth._midi_hz(note_of(d, -1))
-                for det in (0.997, 1.003):
-                    chord += np.sin(2 * np.pi * f * det * tt + rng.uniform(0, 6.3))
-            add(chord * env / 6, b * bar, 0.5 * p["pad"], 0.25 * (1 if b % 2 else -1))
+    def chord_sum(notes: list[tuple[float, float, float]], tt: np.ndarray) -> np.ndarray:
+        chord = np.zeros(len(tt))
+        for f, det, phase in notes:
+            chord += np.sin(2 * np.pi * f * det * tt + phase)
+        return chord
+
+    synth._pads(p, rng, n, sr, beat, degrees, note_of, add, chord_sum)
 
     if p["speech"] > 0.02:
         f0 = rng.uniform(95, 230)

@@ -265,6 +265,35 @@ def _score(
     return beat, degrees, note_of, cutoff_hz
 
 
+def _pads(
+    p: dict[str, float],
+    rng: np.random.Generator,
+    n: int,
+    sr: int,
+    beat: float,
+    degrees: np.ndarray,
+    note_of: Callable[..., float],
+    add: Add,
+    chord_sum: Callable[[list[tuple[float, float, float]], np.ndarray], np.ndarray],
+) -> None:
+    """A detuned triad per bar; ``chord_sum(notes, times)`` sums its six sines, each note given
+    as ``(frequency, detune factor, phase)``."""
+    if p["pad"] <= 0.02:
+        return
+    bar = 4 * beat
+    n_bar = int(bar * sr)
+    tt = np.arange(n_bar) / sr
+    env = np.minimum(1.0, np.minimum(tt, tt[::-1]) / 0.08)
+    for b in range(int(n / sr / bar) + 1):
+        d0 = int(degrees[b % 4])
+        notes = []
+        for d in (d0, d0 + 2, d0 + 4):
+            f = _midi_hz(note_of(d, -1))
+            for det in (0.997, 1.003):
+                notes.append((f, det, rng.uniform(0, 6.3)))
+        add(chord_sum(notes, tt) * env / 6, b * bar, 0.5 * p["pad"], 0.25 * (1 if b % 2 else -1))
+
+
 def render_clip(
     params: np.ndarray, seconds: float, sample_rate: int, channels: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -308,21 +337,12 @@ def render_clip(
 
     beat, degrees, note_of, cutoff_hz = _score(p, rng, n, sr, add, harmonic_sum)
 
-    bar = 4 * beat
-    if p["pad"] > 0.02:
-        n_bar = int(bar * sr)
-        tt = np.arange(n_bar) / sr
-        env = np.minimum(1.0, np.minimum(tt, tt[::-1]) / 0.08)
-        for b in range(int(n / sr / bar) + 1):
-            d0 = int(degrees[b % 4])
-            freqs, phases = [], []
-            for d in (d0, d0 + 2, d0 + 4):
-                f = _midi_hz(note_of(d, -1))
-                for det in (0.997, 1.003):
-                    freqs.append(f * det)
-                    phases.append(rng.uniform(0, 6.3))
-            chord = _sine_bank(2 * np.pi * np.array(freqs) / sr, np.ones(6), np.array(phases), n_bar)
-            add(chord * env / 6, b * bar, 0.5 * p["pad"], 0.25 * (1 if b % 2 else -1))
+    def chord_sum(notes: list[tuple[float, float, float]], tt: np.ndarray) -> np.ndarray:
+        freqs = np.array([f * det for f, det, _ in notes])
+        phases = np.array([phase for _, _, phase in notes])
+        return _sine_bank(2 * np.pi * freqs / sr, np.ones(len(notes)), phases, len(tt))
+
+    _pads(p, rng, n, sr, beat, degrees, note_of, add, chord_sum)
 
     if p["speech"] > 0.02:
         f0 = rng.uniform(95, 230)
