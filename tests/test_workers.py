@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from genrekit.workers import Outcome, WorkerStartupError, run_pool, run_serial
+from tests.process_helpers import alive
 
 
 def _work(item: int, offset: int = 0) -> int:
@@ -122,14 +123,6 @@ if __name__ == "__main__":
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to watch the workers")
 def test_workers_end_when_their_parent_is_killed(tmp_path):
@@ -144,14 +137,14 @@ def test_workers_end_when_their_parent_is_killed(tmp_path):
             assert proc.poll() is None, "the parent ended early"
             time.sleep(0.05)
         workers = [int(p.name.split("-")[1]) for p in tmp_path.glob("worker-*")]
-        assert len(workers) == 2 and all(_alive(pid) for pid in workers)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert len(workers) == 2 and all(alive(pid) for pid in workers)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
     deadline = time.monotonic() + 20  # the workers look for their parent every 0.5 s
-    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(pid) for pid in workers)
+    assert not any(alive(pid) for pid in workers)
