@@ -67,13 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose)
-    from genrekit.inference import (
-        MusicGenreInference,
-        default_model_path,
-        format_summary,
-        format_table,
-        write_report,
-    )
+    from genrekit.inference import MusicGenreInference, default_model_path
+    from genrekit.prediction_output import format_summary, format_table, write_report
 
     overrides = {
         key: getattr(args, key)

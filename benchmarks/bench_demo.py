@@ -9,7 +9,7 @@ Two parts, in one run:
 
 1. Per clip, in this process (one BLAS thread), CPU and wall time of rendering and of MP3 encoding
    for ``--clips`` parameter rows of the demo plan: the reference renderer (main's, kept verbatim
-   below) against ``genrekit.demo.render_clip``, at 44,100 Hz stereo and 22,050 Hz mono, and LAME
+   below) against ``genrekit.synth.render_clip``, at 44,100 Hz stereo and 22,050 Hz mono, and LAME
    (through libsndfile) at both formats and a few bitrate modes. "before" is main's demo (reference
    renderer, 44.1 kHz stereo, CBR); "now" is the demo's default (fast renderer, its default format).
 2. ``write_demo_dataset`` end to end with ``--workers`` processes on ``--tracks`` tracks, in a
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import math
 import os
 import resource
 import sys
@@ -38,20 +37,23 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from genrekit import demo  # noqa: E402
+from genrekit import demo, demo_metadata, mp3, synth  # noqa: E402
 
 
 def render_clip_reference(
     params: np.ndarray, seconds: float, sample_rate: int, channels: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """``genrekit.demo.render_clip`` as it was before vectorization (main a31dd9e), verbatim.
+    """``genrekit.synth.render_clip`` as it was before vectorization (main a31dd9e).
 
     One ``np.sin`` per harmonic and sample, each note panned into both channels: the "before" of
-    this benchmark and the reference ``tests/test_demo.py`` holds the fast renderer to.
+    this benchmark and the reference ``tests/test_demo.py`` holds the fast renderer to. What
+    vectorization left unchanged (the score: drums, harmony, melody and bass; note partials and
+    envelopes; pad chords; crackle and drive) is the package's own code (``genrekit.synth``), called here with
+    this renderer's ``add`` (each note panned into both channels) and sum of partials.
     """
     from scipy import fft as sfft
 
-    p = dict(zip(demo.PARAM_NAMES, params, strict=True))
+    p = dict(zip(synth.PARAM_NAMES, params, strict=True))
     sr = int(sample_rate)
     n = max(1, int(round(seconds * sr)))
     tail = int(0.05 * sr)  # room for the last onsets; the sound past the end is cut anyway
@@ -66,117 +68,22 @@ def render_clip_reference(
         buf[0, i : i + len(seg)] += seg * gain * (1 - pan)
         buf[1, i : i + len(seg)] += seg * gain * (1 + pan)
 
-    beat = 60.0 / p["bpm"]
-    step = beat / 4
-    n_steps = int(n / sr / step) + 1
-
-    # Drums: one bar of 16 steps, repeated with occasional variations.
-    w_step = np.array([1.0 if i % 4 == 0 else 0.5 if i % 2 == 0 else 0.2 for i in range(16)])
-    t = np.arange(int(0.4 * sr)) / sr
-    kick = np.sin(2 * np.pi * (45 * t + 110 / 9 * (1 - np.exp(-9 * t)) / 1.0 * 1)) * np.exp(-t / 0.13)
-    snare = rng.standard_normal(len(t)) * np.exp(-t / 0.07) + 0.6 * np.sin(2 * np.pi * 190 * t) * np.exp(
-        -t / 0.05
-    )
-    hat = np.diff(rng.standard_normal(len(t) + 1)) * np.exp(-t / 0.018) * 0.5
-    toms = [np.sin(2 * np.pi * f * t) * np.exp(-t / 0.09) for f in rng.uniform(160, 480, 3)]
-    patterns = {
-        "kick": rng.random(16) < p["kick"] * w_step,
-        "snare": rng.random(16) < p["snare"] * np.where(np.isin(np.arange(16), [4, 12]), 1.0, 0.08),
-        "hat": rng.random(16) < p["hat"] * np.where(np.arange(16) % 2 == 0, 1.0, 0.45),
-        "perc": rng.random(16) < p["perc"] * 0.55,
-    }
-    if p["kick"] > 0.3:
-        patterns["kick"][0] = True
-    pans = rng.uniform(-0.4, 0.4, 4)
-    tom_choice = rng.integers(0, 3, 16)
-    for s in range(n_steps):
-        i = s % 16
-        if i == 0 and rng.random() < 0.08:  # a fill or variation now and then
-            for key in patterns:
-                patterns[key] = patterns[key] ^ (rng.random(16) < 0.05)
-        at = s * step + (p["swing"] * step if i % 2 == 1 else 0.0) + rng.normal(0, 0.003)
-        if patterns["kick"][i]:
-            add(kick, at, 0.9 * max(p["kick"], 0.3), 0.0)
-        if patterns["snare"][i]:
-            add(snare, at, 0.35 * max(p["snare"], 0.3), pans[1] * 0.3)
-        if patterns["hat"][i]:
-            add(hat, at, 0.3 * max(p["hat"], 0.3) * rng.uniform(0.6, 1.0), pans[2])
-        if patterns["perc"][i]:
-            add(toms[tom_choice[i]], at, 0.5 * max(p["perc"], 0.3), pans[3])
-
-    # Harmony: a scale, a four-chord progression, one chord per bar.
-    scale = demo._SCALES[int(rng.integers(len(demo._SCALES)))]
-    centre = p["pitch"]
-    degrees = rng.choice(len(scale), 4)
-
-    def note_of(degree: int, octave_shift: int = 0) -> float:
-        octave, d = divmod(degree, len(scale))
-        return round(centre) + scale[d] + 12 * (octave + octave_shift)
-
-    cutoff_hz = min(p["cutoff"] * 1000.0, nyq * 0.95)
-    templates: dict[tuple[float, int], np.ndarray] = {}
-
-    def tone(
-        m: float, length: float, harmonics: int, bright: float, decay: float, attack: float
-    ) -> np.ndarray:
-        key = (m, int(length * 100))
-        if key in templates:
-            return templates[key]
-        f0 = demo._midi_hz(m)
-        tt = np.arange(int(length * sr)) / sr
-        k = np.arange(1, harmonics + 1)
-        fk = k * f0 * np.sqrt(1 + p["inharm"] * k**2)
-        keep = fk < min(cutoff_hz * 1.5, nyq * 0.9)
-        k, fk = k[keep], fk[keep]
-        amp = k ** (-bright) * np.where(k % 2 == 0, 2 * p["even"], 1.0)
+    def harmonic_sum(fk: np.ndarray, amp: np.ndarray, tt: np.ndarray) -> np.ndarray:
         vib = p["vibrato"] * 0.012 * np.sin(2 * np.pi * 5.5 * tt) / (2 * np.pi * 5.5) * 2 * np.pi
         sig = np.zeros_like(tt)
         for a, f in zip(amp, fk, strict=True):
             sig += a * np.sin(2 * np.pi * f * tt + f * vib)
-        env = np.minimum(tt / max(attack, 1e-4), 1.0) * np.exp(-tt / max(decay, 1e-3))
-        env[-min(len(env), int(0.01 * sr)) :] *= np.linspace(1, 0, min(len(env), int(0.01 * sr)))
-        templates[key] = sig * env / max(amp.sum(), 1e-9)
-        return templates[key]
+        return sig
 
-    rate = 2.0 ** np.clip(round(math.log2(max(p["note_rate"], 0.25))), -2, 2)
-    note_len = beat / rate
-    length = min(3.0, p["attack"] + 4 * p["decay"])
-    if p["melody"] > 0.02:
-        degree = int(rng.integers(0, len(scale)))
-        span = max(1, int(p["prange"] / 12 * len(scale)))
-        mpan = rng.uniform(-0.3, 0.3)
-        for j in range(int(n / sr / note_len) + 1):
-            if rng.random() < 0.15:
-                continue
-            degree = int(np.clip(degree + round(rng.normal(0, 1.5)), -span, span))
-            m = note_of(degree)
-            add(
-                tone(m, length, 16, p["bright"], p["decay"], p["attack"]),
-                j * note_len,
-                0.5 * p["melody"] * rng.uniform(0.7, 1.0),
-                mpan,
-            )
+    beat, degrees, note_of, cutoff_hz = synth._score(p, rng, n, sr, add, harmonic_sum)
 
-    bar = 4 * beat
-    if p["bass"] > 0.02:
-        for b in range(int(n / sr / beat) + 1):
-            m = note_of(int(degrees[(b // 4) % 4]), -2)
-            while m > 52:
-                m -= 12
-            add(tone(m, min(1.5, beat * 1.2), 3, 1.5, 0.35, 0.005), b * beat, 0.7 * p["bass"], 0.0)
+    def chord_sum(notes: list[tuple[float, float, float]], tt: np.ndarray) -> np.ndarray:
+        chord = np.zeros(len(tt))
+        for f, det, phase in notes:
+            chord += np.sin(2 * np.pi * f * det * tt + phase)
+        return chord
 
-    if p["pad"] > 0.02:
-        n_bar = int(bar * sr)
-        tt = np.arange(n_bar) / sr
-        env = np.minimum(1.0, np.minimum(tt, tt[::-1]) / 0.08)
-        for b in range(int(n / sr / bar) + 1):
-            chord = np.zeros(n_bar)
-            d0 = int(degrees[b % 4])
-            for d in (d0, d0 + 2, d0 + 4):
-                f = demo._midi_hz(note_of(d, -1))
-                for det in (0.997, 1.003):
-                    chord += np.sin(2 * np.pi * f * det * tt + rng.uniform(0, 6.3))
-            add(chord * env / 6, b * bar, 0.5 * p["pad"], 0.25 * (1 if b % 2 else -1))
+    synth._pads(p, rng, n, sr, beat, degrees, note_of, add, chord_sum)
 
     if p["speech"] > 0.02:
         f0 = rng.uniform(95, 230)
@@ -186,13 +93,13 @@ def render_clip_reference(
             if rng.random() < 0.15:
                 at += rng.uniform(0.25, 0.8)
                 continue
-            v, pitch_step = int(rng.integers(len(demo._VOWELS))), int(rng.integers(3))
+            v, pitch_step = int(rng.integers(len(synth._VOWELS))), int(rng.integers(3))
             key = (v, pitch_step)
             if key not in cache:
                 fv = f0 * (1 + 0.08 * (pitch_step - 1))
                 tt = np.arange(int(0.3 * sr)) / sr
                 k = np.arange(1, int(min(4500.0, nyq * 0.9) / fv) + 1)
-                amp = sum(1.0 / (1 + ((k * fv - fmt) / 90.0) ** 2) for fmt in demo._VOWELS[v]) + 0.02
+                amp = sum(1.0 / (1 + ((k * fv - fmt) / 90.0) ** 2) for fmt in synth._VOWELS[v]) + 0.02
                 sig = (amp[:, None] * np.sin(2 * np.pi * fv * k[:, None] * tt)).sum(axis=0)
                 cache[key] = sig / amp.sum()
             dur = rng.uniform(0.12, 0.3)
@@ -210,23 +117,7 @@ def render_clip_reference(
             spec = sfft.rfft(rng.standard_normal(size)) * shape
             colour = sfft.irfft(spec, size)[: n + tail]
             buf[c] += p["noise"] * colour / (colour.std() + 1e-12) * 0.3
-    if p["crackle"] > 0.02:
-        k = rng.poisson(p["crackle"] * 40 * n / sr)
-        pos = rng.integers(0, n, k)
-        amp = rng.exponential(0.15, k) * rng.choice([-1, 1], k)
-        np.add.at(buf[0], pos, amp)
-        np.add.at(buf[1], pos, amp)
-        # Old records are mono: the more crackle, the narrower the image.
-        mid = buf.mean(axis=0)
-        width = max(0.0, 1 - p["crackle"])
-        buf[:] = mid + width * (buf - mid)
-
-    peak = np.abs(buf).max()
-    if peak > 0:
-        buf /= peak
-    if p["drive"] > 0.05:
-        g = 1 + p["drive"]
-        buf = np.tanh(g * buf) / np.tanh(g)
+    buf = synth._crackle_and_drive(p, rng, buf, n, sr)
     lowpass = 1.0 / np.sqrt(1 + (freqs / cutoff_hz) ** 8)
     out = np.empty((n, 2))
     for c in range(2):
@@ -273,7 +164,7 @@ def _encode(audio: np.ndarray, sample_rate: int, mode: str, level: float) -> byt
 
 def per_clip(n_clips: int, seconds: float) -> dict[str, tuple[float, float]]:
     """Mean (CPU s, wall s) per clip of each render and encode variant."""
-    params = demo._plan(600, 0).params
+    params = demo_metadata.plan_demo(600, 0).params
     rows = np.linspace(0, len(params) - 1, n_clips).astype(int)
     results: dict[str, tuple[float, float]] = {}
 
@@ -294,10 +185,10 @@ def per_clip(n_clips: int, seconds: float) -> dict[str, tuple[float, float]]:
 
         if (sr, ch) in ((44100, 2), (22050, 1)):
             mean(f"render reference {sr} Hz {ch} ch", render_clip_reference, args)
-        clips[sr, ch] = mean(f"render now {sr} Hz {ch} ch", demo.render_clip, args)
+        clips[sr, ch] = mean(f"render now {sr} Hz {ch} ch", synth.render_clip, args)
     for (sr, ch), audio in clips.items():
         it = iter(audio)
-        mean(f"encode CBR 320 {sr} Hz {ch} ch", demo.encode_mp3, lambda i, sr=sr, it=it: (next(it), sr, 320))
+        mean(f"encode CBR 320 {sr} Hz {ch} ch", mp3.encode_mp3, lambda i, sr=sr, it=it: (next(it), sr, 320))
     for mode, level in (("CONSTANT", 0.5), ("VARIABLE", 0.5)):
         it = iter(clips[22050, 1])
         mean(

@@ -38,10 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def label_sound_mismatch(n_tracks: int, seed: int) -> tuple[int, int]:
     """(tracks whose medium target differs from their sound's genre, tracks with a medium target)."""
-    from genrekit.demo import _plan
+    from genrekit.demo_metadata import plan_demo
     from genrekit.labels import MASKED, GenreTree, derive_targets
 
-    plan = _plan(n_tracks, seed)
+    plan = plan_demo(n_tracks, seed)
     medium = derive_targets(plan.tracks, GenreTree(plan.genres))["medium"].to_numpy()
     labelled = medium != MASKED
     return int((labelled & (medium != plan.sound_genre)).sum()), int(labelled.sum())

@@ -189,7 +189,7 @@ def decode_rate(paths: list[Path], params) -> tuple[float, list]:
     """Files/s of decoding alone in this process with one BLAS thread."""
     from threadpoolctl import threadpool_limits
 
-    from genrekit.inference import decode_file
+    from genrekit.audio_files import decode_file
 
     with threadpool_limits(1):
         decode_file("warm", paths[0], params)

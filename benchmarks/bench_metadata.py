@@ -1,7 +1,7 @@
 """Benchmark: load a full-size tracks.csv the naive FMA ``utils.load`` way vs ``genrekit.fma.load_tracks``.
 
 Writes an FMA-layout tracks.csv of fma_large's size (106,574 rows x 52 columns, ~250 MB with
-FMA-like long text fields) from ``genrekit.demo.make_demo_metadata`` into a temporary folder, then
+FMA-like long text fields) from ``genrekit.demo_metadata.make_demo_metadata`` into a temporary folder, then
 loads it in a fresh child process per method and prints wall time, the child's peak RSS
 (``VmHWM``) and the ratios to the naive baseline. The naive way is FMA's ``utils.load``
 (``read_csv(index_col=0, header=[0, 1])``, ``ast.literal_eval`` on the five list columns, date
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         child(*args.child)
         return 0
     sys.path.insert(0, str(REPO))
-    from genrekit.demo import make_demo_metadata, write_tracks_csv
+    from genrekit.demo_metadata import make_demo_metadata, write_tracks_csv
 
     try:
         import genrekit.fma  # noqa: F401

@@ -409,7 +409,7 @@ def composition_labels(n_tracks: int, seed: int = 0):
     thousands of tracks it shows what the small benchmark cache cannot: batches drawn from a buffer
     of a few sorted blocks hold few artists.
     """
-    from genrekit.demo import make_demo_metadata
+    from genrekit.demo_metadata import make_demo_metadata
     from genrekit.labels import GenreTree, build_vocabularies, derive_targets, encode
 
     tracks, genres = make_demo_metadata(n_tracks, seed)

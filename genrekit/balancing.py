@@ -27,7 +27,7 @@ from genrekit.settings import THRESHOLD_MODES
 OVERSAMPLE, UNDERSAMPLE, KEEP = "oversample", "undersample", "keep"
 # Training tracks with a top-level target (genre_top) in fma_large, the dataset the README's
 # thresholds (100 / 5,000) were set for: 49,598 tracks have a genre_top (all splits, counted from
-# the real tracks.csv, as genrekit.demo.TOP_COUNTS) and the stratified split puts 84,353 of 106,574
+# the real tracks.csv, as genrekit.demo_metadata.TOP_COUNTS) and the stratified split puts 84,353 of 106,574
 # tracks in training (shared/fma-real/README.md), so 49,598 * 84,353 / 106,574 = 39,257 (an
 # estimate to within the split's stratification; the full tracks.csv is not in the repository).
 FMA_LARGE_LABELLED_TRAINING = 39257

@@ -12,15 +12,17 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from genrekit.errors import AudioDecodeError, ConfigError
+
+if TYPE_CHECKING:
+    from genrekit.workers import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ N_MFCC = 20
 STATISTICS = ("mean", "std", "skew", "kurtosis", "median", "min", "max")
 N_FEATURES = N_MFCC * len(STATISTICS)  # 140
 CLASSIFIERS = ("svm", "svm_balanced", "logreg")
+DECODE_TIMEOUT = 120.0  # seconds one clip may take before its worker is killed (a clip: ~0.1 s)
 
 
 def feature_names() -> list[str]:
@@ -123,6 +126,14 @@ def mfcc_statistics(
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
+def _result(outcome: Outcome) -> tuple[int, np.ndarray | None, str | None]:
+    """A worker's ``_one`` answer, or the failure of a worker that died or hung on the clip."""
+    if outcome.ok:
+        return outcome.value
+    track_id, path = outcome.item[:2]
+    return track_id, None, f"{path}: {outcome.reason}"
+
+
 def _one(args: tuple[int, str, int, float | None]) -> tuple[int, np.ndarray | None, str | None]:
     track_id, path, sample_rate, duration = args
     try:
@@ -131,12 +142,6 @@ def _one(args: tuple[int, str, int, float | None]) -> tuple[int, np.ndarray | No
         return track_id, None, str(exc)
     except Exception as exc:  # one bad clip must not end the whole extraction
         return track_id, None, f"{path}: {type(exc).__name__}: {exc}"
-
-
-def _init_worker() -> None:
-    # Each process computes one clip at a time; BLAS threads would only fight over the cores.
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = "1"
 
 
 @dataclass
@@ -184,21 +189,32 @@ def extract_mfcc_features(
     duration: float | None = 30.0,
     workers: int = 0,
     progress: bool = False,
+    timeout: float = DECODE_TIMEOUT,
 ) -> MfccFeatures:
     """MFCC statistics of ``(track_id, path)`` items, in a process pool.
 
     A clip that cannot be decoded is recorded in ``failures`` (id -> reason) and left out, never
-    filled with zeros. ``workers``: 0 = all CPU cores, 1 = in this process.
+    filled with zeros; so is one whose worker crashes or takes more than ``timeout`` seconds.
+    ``workers``: 0 = all CPU cores, 1 = in this process.
     """
+    from genrekit.workers import run_pool, run_serial
+
     started = time.time()
     jobs = [(int(t), str(p), int(sample_rate), duration) for t, p in items]
     workers = workers or (os.cpu_count() or 1)
     if workers == 1 or len(jobs) < 2:
-        results: Iterable = map(_one, jobs)
-        pool = None
+        outcomes: Iterator[Outcome] = run_serial(_one, jobs)
     else:
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker)
-        results = pool.map(_one, jobs, chunksize=16)
+        outcomes = run_pool(
+            _one,
+            jobs,
+            workers=workers,
+            timeout=timeout,
+            ordered=True,
+            in_flight=4,
+            crashed_reason="the decoder crashed on this file (worker exit code {exitcode})",
+        )
+    results: Iterable = (_result(o) for o in outcomes)
     if progress:
         from tqdm import tqdm
 
@@ -212,8 +228,7 @@ def extract_mfcc_features(
                 ids.append(tid)
                 rows.append(vec)
     finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+        outcomes.close()  # stops the workers at once on Ctrl-C or an error
     for tid, reason in failures.items():
         log.warning("MFCC statistics: track %d left out: %s", tid, reason)
     order = np.argsort(ids)

@@ -51,7 +51,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -63,7 +62,7 @@ import numpy as np
 from genrekit.audio import FEATURE_VERSION, FeatureParams, NormStats, band_stats, load_segments
 from genrekit.errors import AudioDecodeError, CacheError, ConfigError
 from genrekit.fileio import write_bytes_atomic
-from genrekit.workers import one_thread_env, redirect_native_stderr
+from genrekit.workers import WorkerStartupError, parent_gone, reason_of, run_pool
 
 log = logging.getLogger(__name__)
 
@@ -507,13 +506,6 @@ class _Writer:
         os.close(self.status_fd)
 
 
-def _reason(exc: BaseException, path: str) -> str:
-    """The cause of an error, without the path its message starts with (the CSV has a path column)."""
-    text = str(exc)
-    prefix = f"{Path(path)}: "
-    return text[len(prefix) :] if text.startswith(prefix) else text
-
-
 def _write_row(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while len(view):  # pwrite may write less than asked
@@ -521,82 +513,41 @@ def _write_row(fd: int, data: bytes, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
-def _worker_main(conn: Any, params_dict: dict[str, Any], stderr_path: str, parts: dict[str, tuple]) -> None:
-    """A worker process: receive (key, path), write an ok row's features into its part's file itself,
-    answer (key, code, reason) ("" when ok; code _WRITE_FAILED when the row could not be written).
+_FDS: dict[str, int] = {}  # in a worker: the features files it has open, by part
+
+
+def _extract_row(task: tuple, params: FeatureParams, parts: dict[str, tuple]) -> tuple[int, str]:
+    """In a worker: decode one file and write an ok row's features into its part's file itself;
+    return (code, reason) ("" when ok; code _WRITE_FAILED when the row could not be written).
 
     ``parts`` maps a part name to (features file, data offset, row bytes). Writing here rather than
     sending 160 KiB per clip to the parent keeps the parent idle (it shares the cores with the
     workers); the parent commits (``fdatasync``, then status) only rows a worker reported written.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    # libsndfile/mpg123 print warnings on stderr; keep them out of the progress bar, in a log.
-    redirect_native_stderr(stderr_path)
-    params = FeatureParams.from_dict(params_dict)
-    fds: dict[str, int] = {}
-    parent = os.getppid()
-    while True:
+    part, row, _, path = task
+    if not os.path.lexists(path):
+        return MISSING, "file not found"
+    try:
+        notes: list[str] = []
+        data = load_segments(path, params, notes=notes).astype(DTYPE).tobytes()
+        answer = (OK, "; ".join(notes))
+    except AudioDecodeError as exc:
+        answer = (DEFECTIVE, reason_of(exc, path))
+    except Exception as exc:  # one odd file must never stop a build of 100k
+        answer = (DEFECTIVE, f"unexpected {type(exc).__name__}: {reason_of(exc, path)}")
+    if parent_gone():  # the build was killed: write nothing more (a new build may run)
+        os._exit(0)
+    if answer[0] == OK:
+        features, offset, row_nbytes = parts[part]
         try:
-            task = conn.recv()
-        except (EOFError, OSError):  # the parent is gone
-            return
-        if task is None:
-            return
-        key, path = task
-        if not os.path.lexists(path):
-            conn.send((key, MISSING, "file not found"))
-            continue
-        try:
-            notes: list[str] = []
-            data = load_segments(path, params, notes=notes).astype(DTYPE).tobytes()
-            answer = (key, OK, "; ".join(notes))
-        except AudioDecodeError as exc:
-            answer = (key, DEFECTIVE, _reason(exc, path))
-        except Exception as exc:  # one odd file must never stop a build of 100k
-            answer = (key, DEFECTIVE, f"unexpected {type(exc).__name__}: {_reason(exc, path)}")
-        if os.getppid() != parent:  # the build was killed: write nothing more (a new build may run)
-            return
-        if answer[1] == OK:
-            features, offset, row_nbytes = parts[key[0]]
-            try:
-                if len(data) != row_nbytes:
-                    raise ValueError(f"row of {len(data)} bytes for {row_nbytes}")
-                if key[0] not in fds:
-                    fds[key[0]] = os.open(features, os.O_WRONLY)
-                _write_row(fds[key[0]], data, offset + key[1] * row_nbytes)
-            except (OSError, ValueError) as exc:  # disk full, I/O error: not the audio file's fault
-                answer = (key, _WRITE_FAILED, f"cannot write features to {features}: {exc}")
-        try:
-            conn.send(answer)
-        except OSError:  # the parent is gone
-            return
-
-
-class _Worker:
-    def __init__(self, ctx: Any, params: FeatureParams, stderr_path: Path, parts: dict[str, tuple]) -> None:
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(
-            target=_worker_main, args=(child, params.to_dict(), str(stderr_path), parts), daemon=True
-        )
-        with one_thread_env():
-            self.proc.start()
-        child.close()
-        self.inflight: deque[tuple[Any, float]] = deque()  # (task, time its decoding may have started)
-        self.answered = False  # set once the worker has finished a file: it started up fine
-
-    def send(self, task: Any) -> None:
-        self.conn.send((task[:2], task[3]))
-        self.inflight.append((task, time.monotonic()))
-
-    def stop(self, kill: bool = False) -> None:
-        if not kill:
-            with contextlib.suppress(OSError, ValueError):
-                self.conn.send(None)
-            self.proc.join(timeout=5)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(timeout=5)
-        self.conn.close()
+            if len(data) != row_nbytes:
+                raise ValueError(f"row of {len(data)} bytes for {row_nbytes}")
+            if part not in _FDS:
+                _FDS[part] = os.open(features, os.O_WRONLY)
+            _write_row(_FDS[part], data, offset + row * row_nbytes)
+        except (OSError, ValueError) as exc:  # disk full, I/O error: not the audio file's fault
+            answer = (_WRITE_FAILED, f"cannot write features to {features}: {exc}")
+    return answer
 
 
 def _resolve_workers(workers: int | None) -> int:
@@ -618,103 +569,59 @@ def _run_pool(
     timeout: float,
     commit_seconds: float,
 ) -> int:
-    """Process ``tasks`` ((part name, row, track id, path)) in worker processes; return rows done ok."""
-    import multiprocessing
+    """Process ``tasks`` ((part name, row, track id, path)) in worker processes; return rows done ok.
 
+    A worker that crashes or hangs on a file is killed and replaced; the file is defective.
+    """
     from tqdm.auto import tqdm
 
-    # spawn, not fork: the parent may hold TensorFlow's threads, which do not survive a fork.
-    ctx = multiprocessing.get_context("spawn")
     parts = {
         name: (str(w.part.path / FEATURES), w.part.data_offset, w.part.row_nbytes)
         for name, w in writers.items()
     }
-    pool = [_Worker(ctx, params, stderr_path, parts) for _ in range(min(workers, len(tasks)))]
     bar = tqdm(total=len(tasks), unit="clip", disable=not progress, smoothing=0.05, dynamic_ncols=True)
     done_ok = bad = 0
     last_commit = time.monotonic()
 
-    def record(task: tuple, code: int, reason: str) -> None:
-        nonlocal done_ok, bad
-        part, row, tid, path = task
-        if code == _WRITE_FAILED:
-            raise CacheError(reason)
-        writers[part].put(row, tid, path, code, reason)
-        if code == OK:
-            done_ok += 1
-        else:
-            bad += 1
-            bar.set_postfix(defective_or_missing=bad, refresh=False)
-        bar.update(1)
-
-    startup_deaths = 0
-
-    def replace(i: int, why: str) -> None:
-        """Worker i died or hung: its current file is defective, its queued ones go back.
-
-        A worker that dies before finishing any file most likely failed to start (e.g. a main
-        script without an ``if __name__ == "__main__":`` guard, which spawned workers re-import):
-        its files go back to the end of the queue instead of being marked defective, and three
-        such deaths in a row stop the build with a clear error.
-        """
-        nonlocal startup_deaths
-        w = pool[i]
-        w.stop(kill=True)
-        (culprit, _), *rest = w.inflight
-        if not w.answered and "crashed" in why:
-            startup_deaths += 1
-            if startup_deaths >= 3:
-                raise CacheError(
-                    f"feature worker processes die before decoding anything ({why}); if you build the "
-                    'cache from your own script, put its code under `if __name__ == "__main__":` '
-                    f"(workers are spawned and import the main script); details in {stderr_path}"
-                )
-            tasks.extend(task for task, _ in w.inflight)  # retried last, by a worker that works
-        else:
-            record(culprit, DEFECTIVE, why)
-            for task, _ in reversed(rest):
-                tasks.appendleft(task)
-        pool[i] = _Worker(ctx, params, stderr_path, parts) if tasks else None
+    def commit_now_and_then() -> None:
+        nonlocal last_commit
+        if time.monotonic() - last_commit >= commit_seconds:
+            for writer in writers.values():
+                writer.commit()
+            last_commit = time.monotonic()
 
     try:
-        from multiprocessing.connection import wait
-
-        while any(w is not None and w.inflight for w in pool) or tasks:
-            for i, w in enumerate(pool):
-                if w is not None and not w.inflight and not w.proc.is_alive():
-                    pool[i] = w = _Worker(ctx, params, stderr_path, parts) if tasks else None
-                while w is not None and tasks and len(w.inflight) < _IN_FLIGHT:
-                    w.send(tasks.popleft())
-            live = [w for w in pool if w is not None]
-            ready = wait([w.conn for w in live] + [w.proc.sentinel for w in live], timeout=1.0)
-            now = time.monotonic()
-            for i, w in enumerate(pool):
-                if w is None:
-                    continue
-                if w.conn in ready:
-                    with contextlib.suppress(EOFError, OSError):
-                        while w.inflight and w.conn.poll():
-                            key, code, reason = w.conn.recv()
-                            task, _ = w.inflight.popleft()
-                            if task[:2] != key:
-                                raise CacheError(f"internal: worker answered {key} for {task[:2]}")
-                            record(task, code, reason)
-                            w.answered = True
-                            startup_deaths = 0
-                            if w.inflight:  # the next file starts now
-                                w.inflight[0] = (w.inflight[0][0], now)
-                if w.inflight and not w.proc.is_alive():
-                    replace(i, f"decoder crashed (worker exit code {w.proc.exitcode})")
-                elif w.inflight and now - w.inflight[0][1] > timeout:
-                    replace(i, f"decoding took more than {timeout:g} s (hang); worker killed")
-            if now - last_commit >= commit_seconds:
-                for writer in writers.values():
-                    writer.commit()
-                last_commit = now
+        outcomes = run_pool(
+            _extract_row,
+            tasks,
+            workers=workers,
+            args=(params, parts),
+            timeout=timeout,
+            stderr_path=stderr_path,
+            in_flight=_IN_FLIGHT,
+            tick=commit_now_and_then,
+            crashed_reason="decoder crashed (worker exit code {exitcode})",
+            timeout_reason="decoding took more than {timeout:g} s (hang); worker killed",
+        )
+        for outcome in outcomes:
+            part, row, tid, path = outcome.item
+            code, reason = outcome.value if outcome.ok else (DEFECTIVE, outcome.reason)
+            if code == _WRITE_FAILED:
+                raise CacheError(reason)
+            writers[part].put(row, tid, path, code, reason)
+            if code == OK:
+                done_ok += 1
+            else:
+                bad += 1
+                bar.set_postfix(defective_or_missing=bad, refresh=False)
+            bar.update(1)
+    except WorkerStartupError as exc:
+        raise CacheError(
+            f"feature worker processes die before decoding anything ({exc.why}); if you build the "
+            'cache from your own script, put its code under `if __name__ == "__main__":` '
+            f"(workers are spawned and import the main script); details in {stderr_path}"
+        ) from None
     finally:
-        for w in pool:
-            if w is not None:
-                w.stop(kill=bool(tasks) or any(w.inflight))
         for writer in writers.values():
             writer.commit()
         bar.close()

@@ -10,51 +10,30 @@ so an interrupted folder run keeps its work and a rerun with the same output ski
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import dataclasses
-import io
 import json
 import logging
 import os
-import signal
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from genrekit.audio_files import Decoded, decode_file, decode_parallel, list_audio_files
 from genrekit.cli import resolved
 from genrekit.errors import AudioDecodeError, ConfigError, GenrekitError, ModelError
-from genrekit.fileio import file_digest, read_json, write_json_atomic, write_text_atomic
+from genrekit.fileio import file_digest, read_json
 from genrekit.model_io import load_model
+from genrekit.prediction_output import RESULT_FORMAT, RESULT_VERSION, PartialLog, rounded, write_report
 from genrekit.run_config import check_model, load_training_config
 from genrekit.settings import default_value
 from genrekit.thresholds import decide
-from genrekit.workers import THREAD_ENV, native_stderr_to, one_thread_env, redirect_native_stderr
+from genrekit.workers import native_stderr_to, reason_of
 
 log = logging.getLogger(__name__)
 
-RESULT_FORMAT = "genrekit-inference"
-RESULT_VERSION = 1
 LEVEL_KEYS = {"top": "top_genre", "medium": "medium_genre"}
-
-# Extensions decoded (what libsndfile reads); other files in a folder are skipped and counted.
-AUDIO_EXTENSIONS = frozenset(
-    {".mp3", ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc", ".au", ".caf"}
-    | {".w64", ".rf64", ".snd"}
-)
-# Audio that libsndfile cannot read: reported as errors (the user has music there), not skipped.
-UNSUPPORTED_AUDIO = frozenset({".m4a", ".mp4", ".aac", ".wma", ".alac", ".ape", ".mka", ".webm"})
-# A file up to this much longer than the training clip duration is treated as a training clip
-# (FMA's "30 s" clips are 29.9-30.1 s): its first ``duration`` seconds, as in training.
-CLIP_TOLERANCE_SECONDS = 1.0
-DIGITS = 6  # probabilities are rounded to this many decimals in results
-_INFLIGHT_PER_WORKER = 2  # chunks queued per decoding worker, so none waits for the main process
-_MAX_CHUNK = 8  # files per task sent to a worker
 
 
 # --- Model and config -----------------------------------------------------------------------------
@@ -97,8 +76,7 @@ def resolve_model_files(
     if config_path is None:
         if not beside.is_file():
             raise ModelError(
-                f"no --config given and no {name} next to the model in "
-                f"{model.parent}; pass --config"
+                f"no --config given and no {name} next to the model in {model.parent}; pass --config"
             )
         return model, beside, None
     cfg = Path(config_path)
@@ -113,442 +91,6 @@ def resolve_model_files(
             f"{name} next to the model in {model.parent}"
         )
     return model, beside, cfg
-
-
-# --- Files and segments -----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class SegmentPlan:
-    """Where the segments of one file are taken, decided from its length alone.
-
-    ``mode`` is ``clip`` (up to ``duration`` + 1 s long: the first ``duration`` seconds and
-    ``num_segments`` segments, exactly as training), ``short`` (fewer whole segments fit: that
-    many, with a warning) or ``track`` (longer: segments spread over the whole track, or one
-    every ``hop_seconds``).
-    """
-
-    mode: str
-    starts: np.ndarray  # first spectrogram frame of each segment
-    seconds: float  # length of the file
-    warning: str | None = None
-
-
-def plan_segments(frames: int, rate: int, params: Any, hop_seconds: float = 0.0) -> SegmentPlan:
-    """Decide how a file of ``frames`` samples at ``rate`` Hz is cut into segments.
-
-    Mirrors the placement rules of :func:`genrekit.audio.load_segments` and
-    :func:`~genrekit.audio.load_track_segments`.
-
-    Raises
-    ------
-    AudioDecodeError
-        When not even ``params.min_segments`` whole segments fit.
-    """
-    from genrekit.audio import segment_starts
-
-    sr, hop, width = params.sample_rate, params.hop_length, params.segment_frames
-    seconds = frames / rate
-    length = -(-frames * sr // rate)
-    if seconds <= params.duration + CLIP_TOLERANCE_SECONDS:
-        clip_length = min(length, int(round(params.duration * sr)))
-        total = 1 + clip_length // hop
-        fit = total // width
-        if fit < params.min_segments:
-            need = params.min_segments * width * hop / sr
-            raise AudioDecodeError(
-                f"too short: {seconds:.2f} s of audio, at least {need:.2f} s needed for "
-                f"{params.min_segments} segment(s)"
-            )
-        if fit >= params.num_segments or clip_length >= int(round(params.duration * sr)):
-            return SegmentPlan("clip", segment_starts(total, params.num_segments, width), seconds)
-        warning = (
-            f"short file ({seconds:.2f} s): {fit} segment(s) instead of {params.num_segments}, "
-            "the prediction is less reliable"
-        )
-        return SegmentPlan("short", segment_starts(total, fit, width), seconds, warning)
-    total = 1 + length // hop
-    if hop_seconds > 0:
-        step = max(1, int(round(hop_seconds * sr / hop)))
-        starts = np.arange(0, total - width + 1, step, dtype=np.int64)
-    else:
-        starts = segment_starts(total, params.num_segments, width)
-    return SegmentPlan("track", starts, seconds)
-
-
-@dataclasses.dataclass
-class Decoded:
-    """One file after decoding: its segments (float16, as the training cache stores them) or an error."""
-
-    key: str
-    path: str
-    segments: np.ndarray | None = None
-    info: dict[str, Any] | None = None
-    error: str | None = None
-
-
-def _reason(exc: BaseException, path: str) -> str:
-    """An error's cause without the path its message may start with (results are keyed by file)."""
-    text = str(exc)
-    prefix = f"{path}: "
-    return text[len(prefix) :] if text.startswith(prefix) else text
-
-
-def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: float = 0.0) -> Decoded:
-    """Decode one file into segments; never raises for a bad file (the error is in the result).
-
-    The segments are rounded to float16 because the training feature cache stores them so: a
-    clip gives the model exactly the input it gets in training and evaluation.
-    """
-    from genrekit.audio import decodable_length, decoded_length, load_segments, load_track_segments
-
-    path = str(path)
-    suffix = Path(path).suffix.lower()
-    if suffix in UNSUPPORTED_AUDIO:
-        return Decoded(key, path, error=f"unsupported format {suffix} (readable: MP3, WAV, FLAC, OGG, AIFF)")
-
-    def load(plan: SegmentPlan, notes: list[str]) -> np.ndarray:
-        if plan.mode == "clip":
-            return load_segments(path, params, notes=notes)
-        if plan.mode == "short":
-            return load_track_segments(path, params, num_segments=len(plan.starts), notes=notes)
-        return load_track_segments(path, params, hop_seconds=hop_seconds, notes=notes)
-
-    try:
-        frames, rate, channels = decoded_length(path)
-        plan = plan_segments(frames, rate, params, hop_seconds)
-        notes: list[str] = []
-        segments = load(plan, notes)
-        if notes:
-            # A cut file (genrekit.audio's truncation rule): segments are placed as for a file of
-            # the length that decodes, so it is predicted like a short file of that length.
-            plan = plan_segments(decodable_length(path), rate, params, hop_seconds)
-            notes = []
-            segments = load(plan, notes)
-    except AudioDecodeError as exc:
-        return Decoded(key, path, error=_reason(exc, path))
-    except Exception as exc:  # one odd file must never stop a folder run
-        return Decoded(key, path, error=f"unexpected {type(exc).__name__}: {_reason(exc, path)}")
-    starts = plan.starts if len(plan.starts) == len(segments) else None
-    info = {
-        "duration_seconds": round(plan.seconds, 3),
-        "sample_rate": rate,
-        "channels": channels,
-        "segment_mode": plan.mode,
-        "segment_starts": (
-            [round(float(s) * params.hop_length / params.sample_rate, 3) for s in starts]
-            if starts is not None
-            else [None] * len(segments)
-        ),
-        "warnings": notes + ([plan.warning] if plan.warning else []),
-    }
-    return Decoded(key, path, segments.astype(np.float16), info)
-
-
-def _decode_chunk(chunk: list[tuple[str, str]], params_dict: dict[str, Any], hop: float) -> list[Decoded]:
-    from genrekit.audio import FeatureParams
-
-    params = FeatureParams.from_dict(params_dict)
-    return [decode_file(key, path, params, hop) for key, path in chunk]
-
-
-def _watch_parent(parent: int) -> None:
-    # A worker whose parent was killed (SIGKILL, OOM) would wait on its queue forever.
-    while True:
-        if os.getppid() != parent:
-            os._exit(0)
-        time.sleep(0.5)
-
-
-def _init_worker(parent: int, quiet: bool = True) -> None:
-    """Decoding worker set-up: one BLAS thread, Ctrl-C left to the parent, quiet, exit with the parent."""
-    for key in THREAD_ENV:
-        os.environ[key] = "1"
-    with contextlib.suppress(Exception):
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # mpg123 prints notes on corrupt frames to stderr; they would break the progress bar, and
-    # every failure is reported in the results anyway.
-    if quiet:
-        redirect_native_stderr(os.devnull)
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-
-
-def decode_parallel(
-    items: list[tuple[str, str]],
-    params: Any,
-    hop_seconds: float,
-    workers: int,
-    chunk_size: int = 0,
-    quiet: bool = True,
-) -> Iterator[Decoded]:
-    """Decode ``items`` ((key, path)) in ``workers`` spawned processes; yield results as they finish.
-
-    At most ``2 x workers`` chunks are in flight, so memory stays bounded when the consumer (the
-    model) is slower than decoding. A worker that dies (a decoder crash) does not stop the run:
-    the files it held are retried one at a time in a fresh pool and the one that kills a worker
-    again is reported as an error. ``quiet``: the native decoders' messages on stderr are dropped.
-    """
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    if not chunk_size:
-        chunk_size = max(1, min(_MAX_CHUNK, len(items) // (workers * 8) or 1))
-    pending: deque[tuple[list[tuple[str, str]], bool]] = deque(
-        (items[i : i + chunk_size], False) for i in range(0, len(items), chunk_size)
-    )
-    # spawn, never fork: the parent holds TensorFlow's threads, which do not survive a fork.
-    ctx = multiprocessing.get_context("spawn")
-    params_dict = params.to_dict()
-
-    def new_pool() -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(), quiet)
-        )
-
-    pool = new_pool()
-    inflight: dict[Any, tuple[list[tuple[str, str]], bool]] = {}
-    try:
-        while pending or inflight:
-            while pending and len(inflight) < workers * _INFLIGHT_PER_WORKER:
-                # A file suspected of crashing a worker runs alone, so the culprit is known.
-                isolated = pending[0][1]
-                if inflight and (isolated or any(iso for _, iso in inflight.values())):
-                    break
-                chunk, isolated = pending.popleft()
-                with one_thread_env():
-                    inflight[pool.submit(_decode_chunk, chunk, params_dict, hop_seconds)] = (chunk, isolated)
-            done, _ = wait(list(inflight), return_when=FIRST_COMPLETED)
-            broken = False
-            for future in done:
-                chunk, isolated = inflight.pop(future)
-                try:
-                    results = future.result()
-                except BrokenProcessPool:
-                    broken = True
-                    if isolated:
-                        key, path = chunk[0]
-                        yield Decoded(
-                            key, path, error="the decoder crashed on this file (worker process died)"
-                        )
-                    else:
-                        pending.extendleft(([item], True) for item in reversed(chunk))
-                    continue
-                yield from results
-            if broken:
-                # Every chunk still in flight died with the pool: retry its files one at a time.
-                for chunk, _ in inflight.values():
-                    pending.extendleft(([item], True) for item in reversed(chunk))
-                inflight.clear()
-                pool.shutdown(wait=False, cancel_futures=True)
-                pool = new_pool()
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-def list_audio_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path]]:
-    """``(audio files, other files)`` of a folder, sorted; hidden files and folders are left out."""
-    audio, other = [], []
-    if recursive:
-        walker = os.walk(folder)
-    else:
-        # As os.walk lists a folder (non-folders, links that cannot be resolved included), so
-        # a symlink loop or a FIFO is reported per file in both modes, never a traceback.
-        root, _, files = next(os.walk(folder), (str(folder), [], []))
-        walker = iter([(root, [], files)])
-    for root, dirs, files in walker:
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            path = Path(root) / name
-            if name.startswith("."):  # .DS_Store, macOS ._name.mp3 resource forks
-                continue
-            suffix = path.suffix.lower()
-            (audio if suffix in AUDIO_EXTENSIONS | UNSUPPORTED_AUDIO else other).append(path)
-    return sorted(audio), sorted(other)
-
-
-# --- Results ------------------------------------------------------------------------------------------
-
-
-def _r(value: float) -> float:
-    return round(float(value), DIGITS)
-
-
-class PartialLog:
-    """``<output>.partial.jsonl``: one JSON line per finished file, appended and fsync'd.
-
-    The first line holds the run's fingerprint (model, config, settings); a log written by
-    another model or with other settings is set aside and the run starts over.
-    """
-
-    def __init__(self, path: Path, fingerprint: dict[str, Any]):
-        self.path = path
-        self.fingerprint = fingerprint
-        self.fh: io.TextIOBase | None = None
-
-    def read(self) -> dict[str, dict[str, Any]]:
-        """Entries of a previous run with the same fingerprint, by key (a torn last line is dropped)."""
-        if not self.path.is_file():
-            return {}
-        data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        lines = data[:end].decode("utf-8", errors="replace").splitlines()
-        try:
-            header = json.loads(lines[0])["header"] if lines else None
-        except (json.JSONDecodeError, KeyError, TypeError):
-            header = None
-        if header != self.fingerprint:
-            log.warning("%s was written by another model or other settings: starting over", self.path)
-            self.path.unlink()
-            return {}
-        if end < len(data):  # a line cut by a crash: drop it so appends start on a new line
-            with open(self.path, "r+b") as fh:
-                fh.truncate(end)
-        entries = {}
-        for line in lines[1:]:
-            try:
-                entry = json.loads(line)
-                entries[entry["key"]] = entry
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-        return entries
-
-    def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.is_file()
-        self.fh = open(self.path, "a", encoding="utf-8")
-        if new:
-            self.fh.write(json.dumps({"header": self.fingerprint}) + "\n")
-            self.sync()
-
-    def append(self, entries: Iterable[dict[str, Any]]) -> None:
-        for entry in entries:
-            self.fh.write(json.dumps(entry) + "\n")
-        self.sync()
-
-    def sync(self) -> None:
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-
-    def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-            self.fh = None
-
-
-CSV_COLUMNS = (
-    "file",
-    "status",
-    "top_genre",
-    "top_confidence",
-    "top_genre_voting",
-    "top_vote_share",
-    "medium_genre",
-    "medium_confidence",
-    "medium_path",
-    "hierarchy_consistent",
-    "labels",
-    "num_segments",
-    "duration_seconds",
-    "warnings",
-    "error",
-)
-
-
-def csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per file (results, then errors) with the columns of :data:`CSV_COLUMNS`."""
-    rows = []
-    for key, res in report["results"].items():
-        agg = res["aggregated_results"]
-        top, medium = agg["top_genre"], agg["medium_genre"]
-        rows.append(
-            {
-                "file": key,
-                "status": "ok",
-                "top_genre": top["average_confidence"]["name"],
-                "top_confidence": top["average_confidence"]["confidence"],
-                "top_genre_voting": top["voting"]["name"],
-                "top_vote_share": top["voting"]["share"],
-                "medium_genre": medium["average_confidence"]["name"],
-                "medium_confidence": medium["average_confidence"]["confidence"],
-                "medium_path": medium["average_confidence"]["path"],
-                "hierarchy_consistent": res["hierarchy"]["consistent"],
-                "labels": ";".join(label["genre"] for label in agg["all_genres"]["labels"]),
-                "num_segments": res["num_segments"],
-                "duration_seconds": res["duration_seconds"],
-                "warnings": " | ".join(res["warnings"]),
-                "error": "",
-            }
-        )
-    for key, reason in report["errors"].items():
-        rows.append({**dict.fromkeys(CSV_COLUMNS, ""), "file": key, "status": "error", "error": reason})
-    return rows
-
-
-def to_csv(report: Mapping[str, Any]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS)
-    writer.writeheader()
-    writer.writerows(csv_rows(report))
-    return buf.getvalue()
-
-
-def write_report(report: Mapping[str, Any], output: str | os.PathLike) -> Path:
-    """Write a run's report atomically: CSV (one row per file) for a ``.csv`` name, JSON otherwise."""
-    output = Path(output)
-    if output.suffix.lower() == ".csv":
-        write_text_atomic(output, to_csv(report))
-    else:
-        write_json_atomic(output, report, ensure_ascii=False)
-    return output
-
-
-def format_table(results: Mapping[str, Any], errors: Mapping[str, str] | None = None, width: int = 40) -> str:
-    """A plain-text table: file, top genre, confidence, medium genre, labels; then the errors."""
-
-    def cut(text: str, n: int) -> str:
-        return text if len(text) <= n else "..." + text[-(n - 3) :]
-
-    header = ("file", "top genre", "conf", "medium genre", "labels")
-    rows = []
-    for key, res in results.items():
-        agg = res["aggregated_results"]
-        avg = agg["top_genre"]["average_confidence"]
-        medium = agg["medium_genre"]["average_confidence"]["path"]
-        labels = ", ".join(label["genre"] for label in agg["all_genres"]["labels"]) or "-"
-        mark = "" if res["hierarchy"]["consistent"] else " (!)"
-        rows.append((cut(key, width), avg["name"], f"{avg['confidence']:.2f}", medium + mark, labels))
-    lines = []
-    if rows:
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-        fmt = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
-        lines.append(fmt.format(*header))
-        lines.append(fmt.format(*("-" * w for w in widths)))
-        lines.extend(fmt.format(*row) for row in rows)
-        if any(not res["hierarchy"]["consistent"] for res in results.values()):
-            lines.append("(!) the medium genre is not under the top genre in the genre tree")
-    for key, reason in (errors or {}).items():
-        lines.append(f"FAILED {key}: {reason}")
-    return "\n".join(lines)
-
-
-def format_summary(summary: Mapping[str, Any]) -> str:
-    """One line: files done, failed, skipped, speed."""
-    parts = [
-        f"{summary['processed']} file(s) done",
-        f"{summary['failed']} failed",
-    ]
-    if summary.get("skipped_non_audio"):
-        parts.append(f"{summary['skipped_non_audio']} non-audio skipped")
-    if summary.get("resumed"):
-        parts.append(f"{summary['resumed']} kept from an earlier run")
-    if summary.get("with_warnings"):
-        parts.append(f"{summary['with_warnings']} with warnings")
-    parts.append(f"{summary['seconds']:.1f} s, {summary['files_per_second']:.2f} files/s")
-    return ", ".join(parts)
 
 
 # --- The predictor ------------------------------------------------------------------------------------
@@ -677,9 +219,9 @@ class MusicGenreInference:
         for part in (vote, avg):
             part["genre_id"] = vocab.genre_ids[part["index"]]
             part["path"] = vocab.paths[part["index"]]
-        vote["share"] = _r(vote["share"])
-        avg["confidence"] = _r(avg["confidence"])
-        avg["top_k"] = [{"genre": t["genre"], "probability": _r(t["probability"])} for t in avg["top_k"]]
+        vote["share"] = rounded(vote["share"])
+        avg["confidence"] = rounded(avg["confidence"])
+        avg["top_k"] = [{"genre": t["genre"], "probability": rounded(t["probability"])} for t in avg["top_k"]]
         return {"voting": vote, "average_confidence": avg}
 
     def build_result(self, decoded: Decoded, probs: Mapping[str, np.ndarray]) -> dict[str, Any]:
@@ -700,7 +242,7 @@ class MusicGenreInference:
         labels = [
             {
                 "genre": name,
-                "probability": _r(p),
+                "probability": rounded(p),
                 "genre_id": vocab_all.genre_ids[by_name[name]],
                 "path": vocab_all.paths[by_name[name]],
             }
@@ -722,8 +264,8 @@ class MusicGenreInference:
                 {
                     "index": i,
                     "start_seconds": start,
-                    "top_genre": {"name": top_names[t], "probability": _r(probs["top"][i, t])},
-                    "medium_genre": {"name": medium_names[m], "probability": _r(probs["medium"][i, m])},
+                    "top_genre": {"name": top_names[t], "probability": rounded(probs["top"][i, t])},
+                    "medium_genre": {"name": medium_names[m], "probability": rounded(probs["medium"][i, m])},
                     "all_genres": [vocab_all.names[j] for j in np.flatnonzero(segment_all[i])],
                 }
             )
@@ -1014,7 +556,7 @@ class MusicGenreInference:
         try:
             results[path.name] = self.predict_file(path)
         except AudioDecodeError as exc:
-            errors[path.name] = _reason(exc, str(path))
+            errors[path.name] = reason_of(exc, str(path))
         seconds = time.perf_counter() - started
         res = results.get(path.name)
         return {
@@ -1055,19 +597,7 @@ def default_model_path() -> str:
 
 
 __all__ = [
-    "AUDIO_EXTENSIONS",
-    "Decoded",
     "MusicGenreInference",
-    "PartialLog",
-    "SegmentPlan",
-    "check_model",
-    "decode_file",
-    "decode_parallel",
-    "format_summary",
-    "format_table",
-    "list_audio_files",
-    "load_model",
-    "plan_segments",
+    "default_model_path",
     "resolve_model_files",
-    "write_report",
 ]

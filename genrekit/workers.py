@@ -1,4 +1,5 @@
-"""What the toolkit's decoding processes share: one BLAS/OpenMP thread each, and quiet decoders.
+"""The toolkit's one worker pool (:func:`run_pool`), and what its processes share: one
+BLAS/OpenMP thread each, and quiet decoders.
 
 Decoding workers (the feature cache, folder inference) run one per core; a BLAS thread pool per
 worker would only oversubscribe the cores. Native decoders (libsndfile's mpg123) print notes on
@@ -10,9 +11,18 @@ console in every mode (in-process, workers), unless asked for (``--verbose``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import signal
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from genrekit.errors import GenrekitError
 
 THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -61,3 +71,289 @@ def one_thread_env() -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+# --- The worker pool ------------------------------------------------------------------------------
+
+_READY = "ready"  # a worker's first message: it started (imported the main module) and waits for work
+_PARENT: int | None = None  # in a worker: the pid of the process that started it
+
+
+class WorkerStartupError(GenrekitError):
+    """Worker processes die before they can take any work (e.g. an unguarded main script)."""
+
+    def __init__(self, message: str, why: str) -> None:
+        super().__init__(message)
+        self.why = why
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What became of one item of :func:`run_pool`.
+
+    ``failure`` is None when ``func`` returned ``value``; else ``"error"`` (``func`` raised:
+    ``reason`` is ``unexpected <type>: <message>``), ``"crashed"`` (the worker process died on
+    this item; ``exitcode``) or ``"timeout"`` (the item took more than ``timeout`` seconds; its
+    worker was killed). The pool goes on with a fresh worker after a crash or a timeout.
+    """
+
+    index: int  # the item's position in the input
+    item: Any
+    value: Any = None
+    failure: str | None = None
+    reason: str = ""
+    exitcode: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def reason_of(exc: BaseException, path: str | os.PathLike) -> str:
+    """An error's cause without the path its message starts with (failures are keyed by file)."""
+    text = str(exc)
+    for prefix in (f"{path}: ", f"{Path(path)}: "):
+        if text.startswith(prefix):
+            return text[len(prefix) :]
+    return text
+
+
+def parent_gone() -> bool:
+    """In a pool worker: whether the process that started it has ended (then write nothing more)."""
+    return _PARENT is not None and os.getppid() != _PARENT
+
+
+def limit_threads() -> None:
+    """One BLAS/OpenMP thread in this process, also for libraries already loaded."""
+    for key in THREAD_ENV:
+        os.environ[key] = "1"
+    with contextlib.suppress(Exception):
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+
+
+def _watch_parent(parent: int) -> None:
+    # A worker whose parent was killed (SIGKILL, OOM) must not go on working (or wait) for nobody.
+    while True:
+        if os.getppid() != parent:
+            os._exit(0)
+        time.sleep(0.5)
+
+
+def _worker_main(conn: Any, func: Callable[..., Any], args: tuple, stderr_path: str | None) -> None:
+    """A pool worker: answer each ``(key, item)`` with ``(key, True, func(item, *args))`` or
+    ``(key, False, reason)``; end on ``None``, when the pipe closes or when the parent dies."""
+    global _PARENT
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if stderr_path is not None:  # native decoders' notes: out of the progress bar
+        redirect_native_stderr(stderr_path)
+    limit_threads()
+    _PARENT = os.getppid()
+    threading.Thread(target=_watch_parent, args=(_PARENT,), daemon=True).start()
+    with contextlib.suppress(OSError):
+        conn.send(_READY)
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
+        if task is None:
+            return
+        key, item = task
+        try:
+            answer = (key, True, func(item, *args))
+        except Exception as exc:  # one odd item must never stop the others
+            answer = (key, False, f"unexpected {type(exc).__name__}: {exc}")
+        try:
+            conn.send(answer)
+        except OSError:  # the parent is gone
+            return
+        except Exception as exc:  # a value that does not pickle
+            conn.send((key, False, f"unexpected {type(exc).__name__}: {exc}"))
+
+
+class _Worker:
+    def __init__(self, ctx: Any, func: Callable[..., Any], args: tuple, stderr_path: str | None) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, func, args, stderr_path), daemon=True)
+        with one_thread_env():
+            self.proc.start()
+        child.close()
+        self.started = time.monotonic()
+        self.ready = False  # set by the worker's first message: it started up fine
+        self.inflight: deque[tuple[int, Any, float]] = deque()  # (index, item, when it may have started)
+
+    def send(self, index: int, item: Any) -> None:
+        self.conn.send((index, item))
+        self.inflight.append((index, item, time.monotonic()))
+
+    def stop(self, kill: bool = False) -> None:
+        if not kill:
+            with contextlib.suppress(OSError, ValueError):
+                self.conn.send(None)
+            self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout=5)
+        self.conn.close()
+
+
+def run_serial(func: Callable[..., Any], items: Iterable[Any], *, args: tuple = ()) -> Iterator[Outcome]:
+    """:func:`run_pool`'s results computed in this process, in order (one worker: no start-up cost)."""
+    for index, item in enumerate(items):
+        try:
+            yield Outcome(index, item, func(item, *args))
+        except Exception as exc:
+            yield Outcome(index, item, failure="error", reason=f"unexpected {type(exc).__name__}: {exc}")
+
+
+def run_pool(
+    func: Callable[..., Any],
+    items: Iterable[Any],
+    *,
+    workers: int,
+    args: tuple = (),
+    timeout: float | None = None,
+    stderr_path: str | os.PathLike | None = os.devnull,
+    ordered: bool = False,
+    in_flight: int = 2,
+    tick: Callable[[], None] | None = None,
+    startup_deaths: int = 3,
+    crashed_reason: str = "worker process died (exit code {exitcode})",
+    timeout_reason: str = "took more than {timeout:g} s (hang); worker killed",
+) -> Iterator[Outcome]:
+    """Compute ``func(item, *args)`` for every item in ``workers`` spawned processes.
+
+    The toolkit's one worker pool (the feature cache, folder inference, the MFCC baseline, the
+    demo dataset). Workers are spawned, never forked (the parent may hold TensorFlow's threads,
+    which do not survive a fork), run one BLAS/OpenMP thread each, ignore Ctrl-C (the parent
+    handles it) and exit when the parent dies. Each item yields one :class:`Outcome`: a worker
+    that dies on an item (a decoder crash) or takes more than ``timeout`` seconds on it is
+    killed, the item is reported, and a fresh worker takes over the rest.
+
+    Parameters
+    ----------
+    func : callable
+        A module-level function (workers import it by name); ``args`` are sent to each worker once.
+    items : iterable
+        The work; each item is pickled to a worker.
+    workers : int
+        Processes (at most one per item).
+    timeout : float, optional
+        Seconds one item may take; None: no limit.
+    stderr_path : path-like or None
+        Where the workers' file descriptor 2 goes (native decoders' notes); None: unchanged.
+    ordered : bool
+        Yield in the items' order (else as they finish).
+    in_flight : int
+        Items queued per worker, so a worker never waits for the parent.
+    tick : callable, optional
+        Called at least once a second while the pool runs (e.g. to commit finished work).
+    startup_deaths : int
+        This many workers in a row dying before they start stop the pool with
+        :class:`WorkerStartupError`; their items are not blamed.
+    crashed_reason, timeout_reason : str
+        The ``reason`` of an item whose worker died (``{exitcode}`` is filled in) or hung
+        (``{timeout}``), in the caller's words.
+
+    Breaking off the iteration (an exception in the consumer, Ctrl-C) kills the workers.
+    """
+    import multiprocessing
+    from multiprocessing.connection import wait
+
+    tasks: deque[tuple[int, Any]] = deque(enumerate(items))
+    if not tasks:
+        return
+    ctx = multiprocessing.get_context("spawn")
+    stderr = None if stderr_path is None else str(stderr_path)
+
+    def new_worker() -> _Worker | None:
+        return _Worker(ctx, func, args, stderr) if tasks else None
+
+    pool = [new_worker() for _ in range(max(1, min(workers, len(tasks))))]
+    waiting: dict[int, Outcome] = {}  # finished out of order, when ordered
+    next_index = 0
+    deaths = 0
+
+    def finish(outcome: Outcome) -> Iterator[Outcome]:
+        nonlocal next_index
+        if not ordered:
+            yield outcome
+            return
+        waiting[outcome.index] = outcome
+        while next_index in waiting:
+            yield waiting.pop(next_index)
+            next_index += 1
+
+    try:
+        while tasks or any(w is not None and w.inflight for w in pool):
+            for i, w in enumerate(pool):
+                if w is not None and not w.inflight and not w.proc.is_alive():
+                    pool[i] = new_worker()
+            for depth in range(1, in_flight + 1):  # round robin: every worker gets work first
+                for w in pool:
+                    if w is not None and tasks and len(w.inflight) < depth:
+                        w.send(*tasks.popleft())
+            live = [w for w in pool if w is not None]
+            wait([w.conn for w in live] + [w.proc.sentinel for w in live], timeout=1.0)
+            now = time.monotonic()
+            for i, w in enumerate(pool):
+                if w is None:
+                    continue
+                with contextlib.suppress(EOFError, OSError):  # read all it said before it died
+                    while w.conn.poll():
+                        message = w.conn.recv()
+                        if message == _READY:
+                            w.ready, deaths = True, 0
+                            if w.inflight:  # its first item starts now, not at the spawn
+                                w.inflight[0] = (*w.inflight[0][:2], now)
+                            continue
+                        key, ok, value = message
+                        index, item, _ = w.inflight.popleft()
+                        if index != key:
+                            raise RuntimeError(f"internal: worker answered item {key} for {index}")
+                        if w.inflight:  # the next item starts now
+                            w.inflight[0] = (*w.inflight[0][:2], now)
+                        if ok:
+                            yield from finish(Outcome(index, item, value))
+                        else:
+                            yield from finish(Outcome(index, item, failure="error", reason=value))
+                if not w.inflight:
+                    continue
+                dead = not w.proc.is_alive()
+                hung = timeout is not None and now - w.inflight[0][2] > timeout
+                if not (dead or hung):
+                    continue
+                w.stop(kill=True)
+                code = w.proc.exitcode
+                if not w.ready:  # it never started: a set-up problem, not the items' fault
+                    deaths += 1
+                    if deaths >= startup_deaths:
+                        why = f"worker exit code {code}" if dead else f"no start within {timeout:g} s"
+                        raise WorkerStartupError(
+                            f"worker processes die before taking any work ({why}); if you run this "
+                            'from your own script, put its code under `if __name__ == "__main__":` '
+                            "(workers are spawned and import the main script)",
+                            why,
+                        )
+                    tasks.extend((index, item) for index, item, _ in w.inflight)  # retried last
+                    pool[i] = new_worker()
+                    continue
+                (index, item, _), *rest = w.inflight
+                tasks.extendleft((j, it) for j, it, _ in reversed(rest))
+                pool[i] = new_worker()
+                if dead:
+                    reason = crashed_reason.format(exitcode=code)
+                    outcome = Outcome(index, item, failure="crashed", reason=reason, exitcode=code)
+                else:
+                    reason = timeout_reason.format(timeout=timeout)
+                    outcome = Outcome(index, item, failure="timeout", reason=reason)
+                yield from finish(outcome)
+            if tick is not None:
+                tick()
+    finally:
+        busy = bool(tasks) or any(w is not None and w.inflight for w in pool)
+        for w in pool:
+            if w is not None:
+                w.stop(kill=busy)

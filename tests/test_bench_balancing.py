@@ -95,6 +95,24 @@ def test_extract_records_failures_without_zero_rows(tmp_path, rng):
     assert again.failures == feats.failures
 
 
+def test_extract_in_worker_processes_equals_the_serial_run(tmp_path, rng):
+    """The pool (genrekit.workers.run_pool) gives the in-process values and the same failures."""
+    rate = 22050
+    items = [
+        (i, write_wav(tmp_path / f"{i}.wav", (0.1 * rng.standard_normal(rate)).astype(np.float32), rate))
+        for i in (4, 2, 8, 6)
+    ]
+    (tmp_path / "bad.mp3").write_bytes(b"")
+    items.append((3, tmp_path / "bad.mp3"))
+    serial = extract_mfcc_features(items, workers=1)
+    pooled = extract_mfcc_features(items, workers=2)
+    assert pooled.track_ids.tolist() == serial.track_ids.tolist() == [2, 4, 6, 8]
+    # float32 STFTs: one BLAS thread per worker sums in another order than this process (~2e-6).
+    np.testing.assert_allclose(pooled.features, serial.features, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(pooled.features[0], pooled.features[1], rtol=1e-4, atol=1e-4)
+    assert pooled.failures == serial.failures and list(pooled.failures) == [3]
+
+
 def test_unknown_classifier_is_refused():
     from genrekit.baseline import make_classifier
 
@@ -118,7 +136,7 @@ def test_profiles_write_docs_only_in_the_full_profile():
 
 def test_full_profile_dataset_gives_the_five_smallest_genres_15_tracks():
     """The full profile's demo (capped imbalance) tests each of the five smallest top genres >= 15 times."""
-    from genrekit.demo import make_demo_metadata
+    from genrekit.demo_metadata import make_demo_metadata
     from genrekit.study import make_artist_folds
 
     bench = load_bench()

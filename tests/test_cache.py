@@ -19,6 +19,7 @@ from genrekit.audio import FeatureParams, band_stats, load_segments
 from genrekit.cache import FeatureCache, _shard_lock, ensure_cache, parse_shard
 from genrekit.errors import CacheError, ConfigError
 from tests.features_helpers import write_clip
+from tests.process_helpers import alive, children
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = FeatureParams(duration=3.0, num_segments=4)
@@ -180,19 +181,6 @@ ensure_cache(spec["cache"], spec["items"], FeatureParams.from_dict(spec["params"
 """
 
 
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs /proc to watch the build's processes")
 def test_build_killed_with_sigkill_resumes_to_the_same_features(clips, tmp_path):
@@ -210,11 +198,11 @@ def test_build_killed_with_sigkill_resumes_to_the_same_features(clips, tmp_path)
     deadline = time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            workers.update(_children(proc.pid))
+            workers.update(children(proc.pid))
             if status_path.exists() and (np.load(status_path) == 1).sum() >= 30:
                 break
             time.sleep(0.005)
-        workers.update(_children(proc.pid))
+        workers.update(children(proc.pid))
         assert proc.poll() is None, f"the build ended before it could be killed: {proc.stderr.read()!r}"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -226,9 +214,9 @@ def test_build_killed_with_sigkill_resumes_to_the_same_features(clips, tmp_path)
     assert proc.returncode == -signal.SIGKILL
     # Orphaned workers see their pipe close and exit: nothing is left running.
     assert workers
-    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(pid) for pid in workers)
+    assert not any(alive(pid) for pid in workers)
 
     ok_at_kill = int((np.load(status_path) == 1).sum())
     assert 30 <= ok_at_kill < 600

@@ -18,14 +18,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from genrekit.demo import (
-    MARKER_NAME,
-    PARTIAL_NAME,
-    DemoInfo,
-    make_demo_metadata,
-    write_demo_dataset,
-    write_tracks_csv,
-)
+from genrekit.demo import MARKER_NAME, PARTIAL_NAME, DemoInfo, write_demo_dataset
+from genrekit.demo_metadata import make_demo_metadata, write_tracks_csv
 from genrekit.errors import ConfigError, DatasetError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -322,11 +316,12 @@ def _bench_demo():
 @pytest.mark.parametrize(("sample_rate", "channels"), [(22050, 1), (44100, 2)])
 def test_fast_renderer_matches_the_reference(sample_rate: int, channels: int) -> None:
     """The vectorized synthesizer makes main's sounds: same rng draws, same samples to float error."""
-    from genrekit.demo import _plan, render_clip
+    from genrekit.demo_metadata import plan_demo
+    from genrekit.synth import PARAM_NAMES, render_clip
 
     reference = _bench_demo().render_clip_reference
-    params = _plan(600, 0).params
-    i_vib = list(_plan.__globals__["PARAM_NAMES"]).index("vibrato")
+    params = plan_demo(600, 0).params
+    i_vib = list(PARAM_NAMES).index("vibrato")
     rows = [0, 37, 101, 222, 345, 480, 599]
     # Both tone paths are covered: harmonics with and without vibrato.
     assert {bool(params[r, i_vib] > 0) for r in rows} == {True, False}
@@ -438,11 +433,11 @@ def test_top_genres_are_learnable_but_not_trivially(tmp_path: Path) -> None:
 @pytest.mark.parametrize("n_tracks", [600, 1800])
 def test_medium_target_is_the_genre_that_shaped_the_sound(tmp_path: Path, n_tracks: int) -> None:
     """Defect 8 of issue 13: the label rule and the generator pick the same medium genre."""
-    from genrekit.demo import _plan, write_genres_csv
+    from genrekit.demo_metadata import plan_demo, write_genres_csv
     from genrekit.fma import load_genres, load_tracks
     from genrekit.labels import MASKED, GenreTree, derive_targets
 
-    plan = _plan(n_tracks, 0)
+    plan = plan_demo(n_tracks, 0)
     write_tracks_csv(plan.tracks, tmp_path / "tracks.csv")
     write_genres_csv(plan.genres, tmp_path / "genres.csv")
     tree = GenreTree(load_genres(tmp_path / "genres.csv"))
@@ -460,7 +455,7 @@ def test_medium_target_is_the_genre_that_shaped_the_sound(tmp_path: Path, n_trac
 
 def test_max_imbalance_caps_the_top_genre_ratio() -> None:
     """max_imbalance raises the small genres' shares (FMA's shape capped); None keeps FMA's shape."""
-    from genrekit.demo import make_demo_metadata
+    from genrekit.demo_metadata import make_demo_metadata
 
     fma_shape, _ = make_demo_metadata(2000, seed=0)
     capped, _ = make_demo_metadata(2000, seed=0, max_imbalance=20)
@@ -474,3 +469,22 @@ def test_max_imbalance_caps_the_top_genre_ratio() -> None:
     assert after.idxmax() == before.idxmax() == "Rock"
     with pytest.raises(ConfigError, match="max_imbalance"):
         make_demo_metadata(100, seed=0, max_imbalance=0.5)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_clip_that_cannot_be_written_is_named_after_the_others_are_done(
+    workers: int, tmp_path: Path
+) -> None:
+    from genrekit.demo import _run_jobs
+
+    (tmp_path / "file").write_text("not a folder")
+    jobs = [
+        {"track_id": 1, "path": str(tmp_path / "a" / "000001.mp3"), "kind": "zero_length"},
+        {"track_id": 2, "path": str(tmp_path / "file" / "000002.mp3"), "kind": "zero_length"},
+        {"track_id": 3, "path": str(tmp_path / "b" / "000003.mp3"), "kind": "zero_length"},
+    ]
+    done = []
+    with pytest.raises(DatasetError, match=r"1 demo clip\(s\) not written: .*file/000002\.mp3: "):
+        done.extend(_run_jobs(jobs, workers, progress=False))
+    assert [tid for tid, _ in done] == [1, 3]
+    assert (tmp_path / "a" / "000001.mp3").read_bytes() == (tmp_path / "b" / "000003.mp3").read_bytes() == b""

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def full_tracks_csv(tmp_path_factory) -> tuple[Path, bytes]:
     """A generated tracks.csv in FMA's full 52-column layout, with long multi-line text fields."""
-    from genrekit.demo import make_demo_metadata, write_tracks_csv
+    from genrekit.demo_metadata import make_demo_metadata, write_tracks_csv
 
     path = tmp_path_factory.mktemp("meta") / "tracks.csv"
     tracks, _ = make_demo_metadata(120, seed=3, long_text=True)

@@ -17,14 +17,10 @@ import pytest
 
 import balanced_inference
 from genrekit.audio import FeatureParams, load_segments
+from genrekit.audio_files import decode_file, list_audio_files, plan_segments
 from genrekit.errors import AudioDecodeError, ModelError
-from genrekit.inference import (
-    MusicGenreInference,
-    PartialLog,
-    decode_file,
-    list_audio_files,
-    plan_segments,
-)
+from genrekit.inference import MusicGenreInference
+from genrekit.prediction_output import PartialLog
 from tests.inference_helpers import FEATURES, build_tiny_run, training_config, vocabularies, write_audio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -223,7 +219,6 @@ def test_readme_api_example_runs_as_written(tiny_run, tmp_path, monkeypatch):
         assert top_genre in inference.vocabs["top"].names and 0 < confidence <= 1
 
 
-
 def test_include_top_lists_the_top_heads_genre_with_the_saved_thresholds(tiny_run, tmp_path):
     # Thresholds nothing reaches: with include_top, the file's and every segment's genres are
     # exactly the top head's genre (the tree's top genres are in the all vocabulary too); a
@@ -248,6 +243,7 @@ def test_include_top_lists_the_top_heads_genre_with_the_saved_thresholds(tiny_ru
     plain = MusicGenreInference(model_path=run / Path(model).name, threshold=0.999999)
     assert not plain.include_top
     assert plain.predict_file(clip)["aggregated_results"]["all_genres"]["labels"] == []
+
 
 # --- the report's schema -------------------------------------------------------------------------
 

@@ -90,11 +90,11 @@ def test_analyze_balance_shows_the_trainers_relative_thresholds(tmp_path, capsys
     import re
 
     from genrekit.analysis import Dataset, level_table, plot_distributions, sampling_thresholds
-    from genrekit.demo import _plan, write_genres_csv, write_tracks_csv
+    from genrekit.demo_metadata import plan_demo, write_genres_csv, write_tracks_csv
     from genrekit.training import BalancedGenreProcessor
 
     meta = tmp_path / "fma_metadata"
-    plan = _plan(1800, 0)
+    plan = plan_demo(1800, 0)
     write_tracks_csv(plan.tracks, meta / "tracks.csv")
     write_genres_csv(plan.genres, meta / "genres.csv")
     assert (

@@ -99,7 +99,7 @@ def test_too_few_artists_is_refused():
 
 def test_fold_metadata_changes_only_the_split(tmp_path):
     from genrekit import fma
-    from genrekit.demo import make_demo_metadata, write_genres_csv, write_tracks_csv
+    from genrekit.demo_metadata import make_demo_metadata, write_genres_csv, write_tracks_csv
 
     tracks, genres = make_demo_metadata(200, seed=0)
     src = tmp_path / "meta"
@@ -223,7 +223,7 @@ def test_summarize_interval_matches_the_binomial_width():
 
 def test_fold_metadata_refuses_an_unknown_split_name(tmp_path):
     from genrekit import fma
-    from genrekit.demo import make_demo_metadata, write_tracks_csv
+    from genrekit.demo_metadata import make_demo_metadata, write_tracks_csv
     from genrekit.errors import DatasetError
 
     tracks, _ = make_demo_metadata(40, seed=0)
