@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from genrekit.cli import resolved
-from genrekit.errors import AudioDecodeError, ConfigError, GenrekitError, ModelError
+from genrekit.errors import AudioDecodeError, GenrekitError, ModelError
 from genrekit.fileio import file_digest, read_json, write_json_atomic, write_text_atomic
 from genrekit.model_io import load_model
 from genrekit.run_config import check_model, load_training_config
@@ -97,8 +97,7 @@ def resolve_model_files(
     if config_path is None:
         if not beside.is_file():
             raise ModelError(
-                f"no --config given and no {name} next to the model in "
-                f"{model.parent}; pass --config"
+                f"no --config given and no {name} next to the model in {model.parent}; pass --config"
             )
         return model, beside, None
     cfg = Path(config_path)
@@ -585,17 +584,20 @@ class MusicGenreInference:
         self, model_path: str | os.PathLike, config_path: str | os.PathLike | None = None, **overrides: Any
     ):
         from genrekit.aggregate import threshold_value
-        from genrekit.audio import FeatureParams
         from genrekit.labels import Vocabulary
+        from genrekit.run_config import frontend_of
         from genrekit.settings import Settings, read_config_file
         from genrekit.thresholds import include_top_of, thresholds_of, top_columns
 
         self.model_path, self.config_path, settings_path = resolve_model_files(model_path, config_path)
         self.training_config = load_training_config(self.config_path)
-        try:
-            self.params = FeatureParams.from_dict(self.training_config["features"])
-        except ConfigError as exc:
-            raise ModelError(f"{self.config_path}: {exc}") from None
+        # What made the model's input (ModelError naming the config when it cannot be rebuilt).
+        self.frontend = frontend_of(self.training_config, self.config_path)
+        self.params = getattr(self.frontend, "features", None)  # inference plans log-mel segments
+        if self.params is None:
+            raise ModelError(
+                f"{self.config_path}: inference does not decode {self.frontend.name!r} input yet"
+            )
         self.vocabs = {
             level: Vocabulary.from_dict(self.training_config["vocabularies"][level])
             for level in ("top", "medium", "all")
