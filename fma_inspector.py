@@ -96,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_check_paths(settings, args)
 
     from genrekit.analysis import (
-        Dataset,
         analyze,
         balance_config,
         level_table,
+        load_dataset,
         plot_distributions,
         sampling_thresholds,
         write_json,
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     metadata = require_dir(args.metadata or settings.metadata_dir, "metadata", SETUP_HINTS["metadata"])
     audio = Path(args.audio or settings.audio_dir)
-    ds = Dataset.load(settings, metadata, audio)
+    ds = load_dataset(settings, metadata, audio)
 
     if args.generate_config:
         out = Path(args.generate_config)

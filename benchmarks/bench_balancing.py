@@ -275,17 +275,13 @@ class Fold:
 
 def make_folds(args, processed, metadata_dir: str, study: Path) -> tuple[list[Fold], dict[str, Any]]:
     """The folds over artist groups (``--folds`` >= 2) or FMA's official split as one fold (0)."""
-    from genrekit.study import check_folds, make_artist_folds, write_fold_metadata
+    from genrekit.study import check_folds, dataset_folds, write_fold_metadata
 
     targets = processed.targets
     if args.folds == 0:
         split = dict(zip(targets.index.tolist(), targets["split"].astype(str).tolist(), strict=True))
         return [Fold(0, metadata_dir, split)], {"kind": "official"}
-    artists = targets["artist"].to_numpy(dtype=np.int64)
-    artists = np.where(artists >= 0, artists, -targets.index.to_numpy(dtype=np.int64) - 1)  # unknown: alone
-    folds = make_artist_folds(
-        targets.index, artists, targets["top"].astype(str), n_folds=args.folds, seed=FOLD_SEED
-    )
+    folds = dataset_folds(processed, n_folds=args.folds, seed=FOLD_SEED)
     check_folds(folds)
     (study / "folds.json").write_text(json.dumps(folds.to_dict()), encoding="utf-8")
     out = []
@@ -325,16 +321,15 @@ def predict_test_tracks(run_dir: Path, config: dict[str, Any], test_ids: np.ndar
         if np.array_equal(saved["track_ids"], test_ids):
             return saved
     from genrekit.aggregate import track_mean
-    from genrekit.audio import FeatureParams
     from genrekit.cache import FeatureCache
     from genrekit.model_io import load_model
     from genrekit.pipeline import predict_segments
-    from genrekit.run_config import check_model
+    from genrekit.run_config import check_model, frontend_of
     from genrekit.thresholds import thresholds_of
 
     model = load_model(model_path)
     check_model(model, config, model_path, run_dir / "balanced_training_config.json")
-    cache = FeatureCache.open(config["data"]["cache_dir"], FeatureParams.from_dict(config["features"]))
+    cache = FeatureCache.open(config["data"]["cache_dir"], frontend_of(config))
     try:
         ids = cache.available(test_ids)
         if len(ids) != len(test_ids):
@@ -758,8 +753,7 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = Settings.build(None, overrides)
     processor = BalancedGenreProcessor(settings)
-    tracks, genres = processor.load_fma_metadata()
-    processed = processor.process_fma_labels(tracks, genres)
+    processed = processor.load_dataset()
     t0 = time.time()
     cache = processor.extract_features(processed, cache_dir=settings.cache_dir)
     cache_seconds = time.time() - t0

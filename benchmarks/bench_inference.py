@@ -99,7 +99,7 @@ def make_folder(folder: Path, clips: int, distinct: int, workers: int) -> list[P
 def write_run(run_dir: Path, width: float, batch_size: int, workers: int) -> tuple[Path, Path]:
     """A random-weight model at ``width`` and a training config that matches it."""
     import config
-    from genrekit.audio import FeatureParams
+    from genrekit import frontends
     from genrekit.model import build_model
     from genrekit.run_config import CONFIG_FORMAT, CONFIG_VERSION
     from genrekit.settings import Settings
@@ -145,7 +145,8 @@ def write_run(run_dir: Path, width: float, batch_size: int, workers: int) -> tup
         "model_file": model_path.name,
         "input_shape": list(config.INPUT_SHAPE),
         "settings": settings.to_dict(),
-        "features": FeatureParams.from_settings(settings).to_dict(),
+        "frontend": frontends.from_settings(settings).to_config(),
+        "features": frontends.from_settings(settings).params(),
         "normalization": {"mean": [-30.0] * config.N_MELS, "std": [20.0] * config.N_MELS},
         "vocabularies": vocabs,
         "threshold": settings.threshold,

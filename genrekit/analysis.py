@@ -10,7 +10,6 @@ import json
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,10 @@ import pandas as pd
 
 from genrekit import balancing, fma
 from genrekit.cli import SETUP_HINTS
+from genrekit.datasets import LabelledDataset
+from genrekit.errors import DatasetError
 from genrekit.fileio import replacing, write_text_atomic
-from genrekit.labels import LEVELS, MASKED, GenreTree, Vocabulary, check_artist_filtered, encode
+from genrekit.labels import LEVELS, MASKED, check_artist_filtered
 
 log = logging.getLogger(__name__)
 
@@ -28,41 +29,19 @@ MP3_MAGIC = (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"\xff\xfa", b"\xff\
 AUDIO_MAGIC = MP3_MAGIC + (b"RIFF", b"fLaC", b"OggS")
 
 
-@dataclass
-class Dataset:
-    """Metadata of one dataset with derived targets and training-split vocabularies."""
+def load_dataset(
+    settings: Any, metadata_dir: str | os.PathLike | None = None, audio_dir: str | os.PathLike | None = None
+) -> LabelledDataset:
+    """The dataset exactly as the trainer sees it (same source, subset, labels, vocabularies)."""
+    from genrekit import datasets
 
-    metadata_dir: Path
-    audio_dir: Path
-    subset: str
-    tracks: pd.DataFrame
-    tree: GenreTree
-    targets: pd.DataFrame
-    vocabs: dict[str, Vocabulary]
-    skipped: dict[int, str]
+    return datasets.from_settings(settings, metadata_dir, audio_dir).load()
 
-    @classmethod
-    def load(cls, settings: Any, metadata_dir: str | os.PathLike, audio_dir: str | os.PathLike) -> Dataset:
-        """The dataset exactly as the trainer sees it (same loading, subset, labels, vocabularies)."""
-        from genrekit.training import BalancedGenreProcessor
 
-        processor = BalancedGenreProcessor(settings, str(metadata_dir), str(audio_dir))
-        tracks, genres = processor.load_fma_metadata()
-        processed = processor.process_fma_labels(tracks, genres)
-        return cls(
-            Path(metadata_dir),
-            Path(audio_dir),
-            settings.subset,
-            tracks,
-            processed.tree,
-            processed.targets,
-            processed.vocabs,
-            processor.skipped,
-        )
-
-    def encoded(self, split: str | None = None) -> tuple[pd.DataFrame, Any]:
-        targets = self.targets if split is None else self.targets[self.targets["split"] == split]
-        return targets, encode(targets, self.vocabs)
+def _source(ds: LabelledDataset) -> Any:
+    if ds.dataset is None:
+        raise DatasetError("the inspector needs a LabelledDataset loaded from its Dataset (Dataset.load)")
+    return ds.dataset
 
 
 def probe_audio(path: Path) -> str:
@@ -83,29 +62,36 @@ def probe_audio(path: Path) -> str:
     return "ok" if head.startswith(AUDIO_MAGIC) else "unreadable"
 
 
-def probe_audio_files(audio_dir: Path, track_ids: Iterable[int], limit_listed: int = 50) -> dict[str, Any]:
-    """Counts of present / missing / empty / unreadable files, with the first ids of each problem."""
+def probe_audio_files(dataset: Any, track_ids: Iterable[int], limit_listed: int = 50) -> dict[str, Any]:
+    """Counts of present / missing / empty / unreadable files, with the first ids of each problem.
+
+    ``dataset`` is a :class:`~genrekit.datasets.Dataset` (its audio paths), or an FMA-layout audio folder.
+    """
+    if not hasattr(dataset, "audio_path"):
+        from genrekit.datasets import FMADataset
+
+        dataset = FMADataset(dataset, dataset)  # only its audio folder is used
+    audio_dir = Path(dataset.audio_dir)
     counts = {"ok": 0, "missing": 0, "empty": 0, "unreadable": 0}
     examples: dict[str, list[int]] = {"missing": [], "empty": [], "unreadable": []}
     if not audio_dir.is_dir():
         return {"audio_dir": str(audio_dir), "exists": False, **counts}
     for tid in track_ids:
-        state = probe_audio(fma.audio_path(audio_dir, tid))
+        state = probe_audio(dataset.audio_path(tid))
         counts[state] += 1
         if state != "ok" and len(examples[state]) < limit_listed:
             examples[state].append(int(tid))
     return {"audio_dir": str(audio_dir), "exists": True, **counts, "examples": examples}
 
 
-def sampling_thresholds(ds: Dataset, settings: Any) -> dict[str, Any]:
+def sampling_thresholds(ds: LabelledDataset, settings: Any) -> dict[str, Any]:
     """The oversample/undersample thresholds the trainer's sampler will use on this training split.
 
     ``mode`` is ``settings.sampling_thresholds``; ``labelled_training_tracks`` counts the training
     tracks with a top-level target in the metadata, as the trainer does
-    (``ProcessedData.n_labelled_training``; defective files do not change it).
+    (``LabelledDataset.n_labelled_training``; defective files do not change it).
     """
-    targets = ds.targets
-    n = int(((targets["split"] == "training") & (targets["top"] != MASKED)).sum())
+    n = ds.n_labelled_training
     over, under = balancing.effective_thresholds(settings, n)
     return {
         "mode": settings.sampling_thresholds,
@@ -116,15 +102,15 @@ def sampling_thresholds(ds: Dataset, settings: Any) -> dict[str, Any]:
     }
 
 
-def level_table(ds: Dataset, level: str, settings: Any) -> pd.DataFrame:
+def level_table(ds: LabelledDataset, level: str, settings: Any) -> pd.DataFrame:
     """Per class at a level: training count, share, class weight, sampling action, all-split count."""
     vocab = ds.vocabs[level]
-    _, train = ds.encoded("training")
-    _, everything = ds.encoded(None)
+    train = ds.labels("training")
+    everything = ds.labels(None)
     if level == "all":
         counts = train.all.sum(axis=0).astype(np.int64)
         total = everything.all.sum(axis=0).astype(np.int64)
-        weights = balancing.pos_weights(train.all, settings.max_class_weight)
+        weights = balancing.head_pos_weights(train.all, settings.max_class_weight)
     else:
         counts = balancing.class_counts(getattr(train, level), len(vocab))
         total = balancing.class_counts(getattr(everything, level), len(vocab))
@@ -155,9 +141,9 @@ def imbalance(counts: np.ndarray) -> float:
     return float(counts.max() / counts.min()) if len(counts) else float("nan")
 
 
-def analyze(ds: Dataset, settings: Any, probe_audio_dir: bool = True) -> dict[str, Any]:
+def analyze(ds: LabelledDataset, settings: Any, probe_audio_dir: bool = True) -> dict[str, Any]:
     """The full analysis as a JSON-serializable dict."""
-    tracks, targets = ds.tracks, ds.targets
+    source, targets = _source(ds), ds.targets
     levels = {}
     for level in LEVELS:
         table = level_table(ds, level, settings)
@@ -170,12 +156,14 @@ def analyze(ds: Dataset, settings: Any, probe_audio_dir: bool = True) -> dict[st
         }
     n_labels = np.array([len(a) for a in targets["all"]])
     report = {
-        "metadata_dir": str(ds.metadata_dir),
-        "audio_dir": str(ds.audio_dir),
-        "subset": ds.subset,
-        "n_tracks": len(tracks),
+        "metadata_dir": str(source.metadata_dir),
+        "audio_dir": str(source.audio_dir),
+        "subset": source.subset,
+        "n_tracks": len(targets),
         "tracks_per_split": {s: int((targets["split"] == s).sum()) for s in fma.SPLITS},
-        "tracks_per_subset_and_split": fma.subset_split_counts(tracks),
+        "tracks_per_subset_and_split": fma.subset_split_counts(
+            pd.DataFrame({("set", "subset"): targets["subset"], ("set", "split"): targets["split"]})
+        ),
         "genre_tree": {
             "genres": len(ds.tree),
             "roots": len(ds.tree.roots),
@@ -198,11 +186,11 @@ def analyze(ds: Dataset, settings: Any, probe_audio_dir: bool = True) -> dict[st
         "sampling_thresholds": sampling_thresholds(ds, settings),
     }
     if probe_audio_dir:
-        report["audio"] = probe_audio_files(ds.audio_dir, tracks.index)
+        report["audio"] = probe_audio_files(source, targets.index)
     return report
 
 
-def balance_config(ds: Dataset, settings: Any) -> dict[str, Any]:
+def balance_config(ds: LabelledDataset, settings: Any) -> dict[str, Any]:
     """The balancing configuration: settings usable with ``--config`` plus the per-class analysis.
 
     Keys starting with ``_`` are notes that ``--config`` ignores: the trainer recomputes the
@@ -226,9 +214,9 @@ def balance_config(ds: Dataset, settings: Any) -> dict[str, Any]:
             "--config; keys starting with '_' are notes. Class weights: n_samples / (n_classes * "
             "n_samples_per_class), computed on the training split."
         ),
-        "metadata_dir": str(ds.metadata_dir),
-        "audio_dir": str(ds.audio_dir),
-        "subset": ds.subset,
+        "metadata_dir": str(_source(ds).metadata_dir),
+        "audio_dir": str(_source(ds).audio_dir),
+        "subset": _source(ds).subset,
         "use_class_weights": settings.use_class_weights,
         "use_weighted_sampling": settings.use_weighted_sampling,
         "use_focal_loss": settings.use_focal_loss,
@@ -291,7 +279,7 @@ def check_paths(
     return rows
 
 
-def plot_distributions(ds: Dataset, settings: Any, out_dir: Path) -> list[Path]:
+def plot_distributions(ds: LabelledDataset, settings: Any, out_dir: Path) -> list[Path]:
     """One PNG per level: training tracks per class (log scale), largest first."""
     import matplotlib
 

@@ -87,25 +87,55 @@ def class_weights(counts: np.ndarray, max_weight: float | None = None) -> np.nda
 
 
 def pos_weights(
-    multi_hot: np.ndarray, max_weight: float = 50.0, rates: np.ndarray | None = None
+    multi_hot: np.ndarray,
+    max_weight: float = 50.0,
+    rates: np.ndarray | None = None,
+    *,
+    min_weight: float | None = None,
+    absent: float | None = None,
+    dtype: Any = np.float32,
 ) -> np.ndarray:
     """Per-label positive weight ``n_negative / n_positive`` for the multi-label head.
 
-    Clipped to ``[1 / max_weight, max_weight]``: a label seen once cannot dominate the loss, a
-    label never positive gets ``max_weight``, and one positive in every row keeps a non-zero
-    weight. ``rates`` (expected draws per track and epoch, from the sampler) weigh the rows.
+    The one computation of positive weights: the trainer (``pos_weight`` of the all-genres
+    head) and the inspector use it.
+
+    Parameters
+    ----------
+    multi_hot : array (n_tracks, n_labels)
+    max_weight : float
+        Upper clip: a label seen once cannot dominate the loss.
+    rates : array (n_tracks,), optional
+        Expected draws per track and epoch (from the sampler) weigh the rows.
+    min_weight : float, optional
+        Lower clip; default ``1 / max_weight``, so one positive in every row keeps a non-zero
+        weight. The trainer passes 0 (no lower clip).
+    absent : float, optional
+        Weight of a label never positive; default ``max_weight``. The trainer passes 1.
+    dtype : numpy dtype
+        Of the result (float32 by default; the trainer keeps float64).
     """
     y = np.asarray(multi_hot)
     if y.ndim != 2 or y.shape[0] == 0:
         raise ConfigError(f"multi_hot must be a non-empty 2-D matrix, got shape {y.shape}")
-    if not max_weight >= 1.0:
+    if min_weight is None and not max_weight >= 1.0:  # the clip [1 / max_weight, max_weight] is empty
         raise ConfigError(f"max_weight={max_weight} must be >= 1")
     r = np.ones(len(y)) if rates is None else np.asarray(rates, dtype=np.float64)
     positives = ((y > 0.5) * r[:, None]).sum(axis=0)
     negatives = r.sum() - positives
-    with np.errstate(divide="ignore"):
-        ratio = np.where(positives > 0, negatives / np.maximum(positives, 1e-12), np.inf)
-    return np.clip(ratio, 1.0 / max_weight, max_weight).astype(np.float32)
+    ratio = np.full(positives.shape, np.inf if absent is None else float(absent))
+    np.divide(negatives, positives, out=ratio, where=positives > 0)
+    low = 1.0 / max_weight if min_weight is None else min_weight
+    return np.clip(ratio, low, max_weight).astype(dtype)
+
+
+def head_pos_weights(multi_hot: np.ndarray, max_weight: float, rates: np.ndarray | None = None) -> np.ndarray:
+    """The ``pos_weight`` of the all-genres head, as the trainer uses it and the inspector shows it.
+
+    :func:`pos_weights` clipped above only (at ``max_weight``), 1 for a label without positives
+    (it adds no positive term), float64.
+    """
+    return pos_weights(multi_hot, max_weight, rates, min_weight=-np.inf, absent=1.0, dtype=np.float64)
 
 
 def sampling_action(count: int, oversample_threshold: int, undersample_threshold: int) -> str:

@@ -1,12 +1,12 @@
 """The feature cache: every track's log-mel segments in memory-mapped float16 files, built in parallel.
 
-Layout of a cache folder (one folder per parameter set, e.g. ``CACHE_DIR/<params.cache_name()>``)::
+Layout of a cache folder (one folder per front end and parameter set, :func:`cache_folder`)::
 
     cache_dir/
         part-s0of1-000/          one part: a fixed list of tracks, built by one shard
-            manifest.json        feature parameters, feature version, shape, shard, track-list sha1
+            manifest.json        front end, its parameters and version, shape, shard, track-list sha1
             track_ids.npy        int64 (rows,), sorted: row r holds track track_ids[r]
-            features.npy         float16 (rows, num_segments, n_mels, segment_frames)
+            features.npy         float16 (rows, *frontend.row_shape), e.g. (rows, num_segments, n_mels, frames)
             status.npy           uint8 (rows,): 0 pending, 1 ok, 2 defective, 3 missing
             failures.csv         track_id,path,status,reason of every defective or missing track,
                                  and of every truncated track whose decodable part is used
@@ -29,8 +29,9 @@ not have (a larger subset, new files) **extends** the cache with a new part hold
 tracks already present are never recomputed. A missing file is remembered as missing while it
 is absent and tried again by the first build that finds it in place; defective files are tried
 again only with ``retry_defective=True``. A cache whose manifest disagrees with the
-requested :class:`~genrekit.audio.FeatureParams` (or an older feature version) is refused with a
-:class:`~genrekit.errors.CacheError` naming the differences: features are never mixed.
+requested front end (:class:`~genrekit.frontends.FrontEnd`: another one, other parameters or an older
+feature version) is refused with a :class:`~genrekit.errors.CacheError` naming the differences:
+features are never mixed. The front end decides what a row holds; the cache only stores rows.
 
 Sharding over several machines: ``ensure_cache(..., shard=(i, n))`` (``--shard i/n``) takes the
 tracks whose ``track_id % n == i`` and builds them into parts named ``part-s{i}of{n}-*``. Run
@@ -59,9 +60,10 @@ from typing import Any
 
 import numpy as np
 
-from genrekit.audio import FEATURE_VERSION, FeatureParams, NormStats, band_stats, load_segments
+from genrekit.audio import FeatureParams, NormStats
 from genrekit.errors import AudioDecodeError, CacheError, ConfigError
 from genrekit.fileio import write_bytes_atomic
+from genrekit.frontends import FrontEnd, as_frontend
 from genrekit.workers import WorkerStartupError, parent_gone, reason_of, run_pool
 
 log = logging.getLogger(__name__)
@@ -123,12 +125,15 @@ class CacheSummary:
         )
 
 
-def cache_folder(cache_root: str | os.PathLike, audio_dir: str | os.PathLike, params: FeatureParams) -> Path:
-    """One cache per audio folder and parameter set: ``<cache_root>/<audio folder>/<params>``.
+def cache_folder(
+    cache_root: str | os.PathLike, audio_dir: str | os.PathLike, frontend: FrontEnd | FeatureParams
+) -> Path:
+    """One cache per audio folder and front end: ``<cache_root>/<audio folder>/<frontend.cache_name()>``.
 
     Demo and FMA track ids overlap, so caches of different audio folders are kept apart.
+    ``frontend`` may be plain :class:`~genrekit.audio.FeatureParams` (log-mel segments).
     """
-    return Path(cache_root) / Path(audio_dir).resolve().name / params.cache_name()
+    return Path(cache_root) / Path(audio_dir).resolve().name / as_frontend(frontend).cache_name()
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -180,7 +185,7 @@ def _software() -> dict[str, str]:
 class _Part:
     """One part of a cache: a fixed, sorted list of tracks and their rows."""
 
-    def __init__(self, path: Path, params: FeatureParams) -> None:
+    def __init__(self, path: Path, frontend: FrontEnd) -> None:
         self.path = path
         try:
             self.manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
@@ -188,13 +193,13 @@ class _Part:
             self.status = np.load(path / STATUS)
         except (OSError, ValueError) as exc:
             raise CacheError(f"feature cache part {path} is unreadable ({exc}); delete it") from None
-        _check_manifest(path, self.manifest, params)
+        _check_manifest(path, self.manifest, frontend)
         if hashlib.sha1(self.track_ids.tobytes()).hexdigest() != self.manifest.get("tracks_sha1") or len(
             self.status
         ) != len(self.track_ids):
             raise CacheError(f"feature cache part {path} is corrupt (track list); delete it to rebuild it")
         self.shard = tuple(self.manifest["shard"])
-        self.row_shape = (params.num_segments, params.n_mels, params.segment_frames)
+        self.row_shape = tuple(frontend.row_shape)
         self.row_nbytes = int(np.prod(self.row_shape)) * DTYPE.itemsize
         self.data_offset = _npy_offset(path / FEATURES)
         self.status_offset = _npy_offset(path / STATUS)
@@ -239,27 +244,14 @@ class _Part:
             self._fd = None
 
 
-def _check_manifest(path: Path, manifest: dict[str, Any], params: FeatureParams) -> None:
+def _check_manifest(path: Path, manifest: dict[str, Any], frontend: FrontEnd) -> None:
+    """The storage format is the cache's to check; the features' origin is the front end's."""
     if manifest.get("format") != CACHE_FORMAT or manifest.get("dtype") != DTYPE.name:
         raise CacheError(
             f"feature cache part {path} has another storage format ({manifest.get('format')}); "
             "delete the cache folder to rebuild it"
         )
-    if manifest.get("feature_version") != FEATURE_VERSION:
-        raise CacheError(
-            f"feature cache part {path} was made by feature code version {manifest.get('feature_version')}, "
-            f"this is version {FEATURE_VERSION}: delete the cache folder to rebuild it, or use another one"
-        )
-    built = manifest.get("params", {})
-    wanted = params.to_dict()
-    diffs = [f"{k}={built.get(k)!r} (asked {wanted[k]!r})" for k in wanted if built.get(k) != wanted[k]]
-    diffs += [f"{k}={built[k]!r} (unknown)" for k in built if k not in wanted]
-    if diffs:
-        raise CacheError(
-            f"feature cache part {path} was built with other feature parameters: {', '.join(diffs)}; "
-            f"delete {path.parent} to rebuild it, or choose another cache folder "
-            f"(e.g. .../{params.cache_name()})"
-        )
+    frontend.check_manifest(path, manifest)
 
 
 def _part_dirs(cache_dir: Path) -> list[Path]:
@@ -269,14 +261,14 @@ def _part_dirs(cache_dir: Path) -> list[Path]:
 
 
 class FeatureCache:
-    """Read access to a built (or partly built) cache folder: every part, checked against ``params``.
+    """Read access to a built (or partly built) cache folder: every part, checked against ``frontend``.
 
     Use :meth:`open`; then :meth:`read` features, :meth:`status` of tracks, :attr:`failures`.
     """
 
-    def __init__(self, cache_dir: Path, params: FeatureParams, parts: list[_Part]) -> None:
+    def __init__(self, cache_dir: Path, frontend: FrontEnd | FeatureParams, parts: list[_Part]) -> None:
         self.cache_dir = cache_dir
-        self.params = params
+        self.frontend = as_frontend(frontend)
         self.parts = parts
         # Track id -> (part, row); an ok row wins over another part's non-ok row of the same track.
         ids = [p.track_ids for p in parts]
@@ -300,8 +292,8 @@ class FeatureCache:
         self._code = all_codes[first].astype(np.uint8)
 
     @classmethod
-    def open(cls, cache_dir: str | os.PathLike, params: FeatureParams) -> FeatureCache:
-        """Open every part of ``cache_dir``.
+    def open(cls, cache_dir: str | os.PathLike, frontend: FrontEnd | FeatureParams) -> FeatureCache:
+        """Open every part of ``cache_dir``, checked against ``frontend`` (or plain FeatureParams).
 
         Raises
         ------
@@ -314,7 +306,8 @@ class FeatureCache:
             raise CacheError(
                 f"no feature cache at {cache_dir}; build it first (python balanced_trainer.py --extract_only)"
             )
-        return cls(cache_dir, params, [_Part(d, params) for d in dirs])
+        frontend = as_frontend(frontend)
+        return cls(cache_dir, frontend, [_Part(d, frontend) for d in dirs])
 
     @property
     def track_ids(self) -> np.ndarray:
@@ -368,7 +361,7 @@ class FeatureCache:
         return [f for tid, f in sorted(merged.items()) if tid in self and f.status == TRUNCATED]
 
     def read(self, track_ids: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Features of ``track_ids`` in their order, float16 ``(n, num_segments, n_mels, segment_frames)``.
+        """Features of ``track_ids`` in their order, float16 ``(n, *frontend.row_shape)``.
 
         Rows are read sorted by position (consecutive rows in one read), which keeps reads large
         when the cache does not fit in the page cache; ask for blocks of tracks, not one at a time.
@@ -409,8 +402,11 @@ class FeatureCache:
             yield self.read(ids[i : i + chunk_rows])
 
     def norm_stats(self, track_ids: Sequence[int] | np.ndarray, chunk_rows: int = 128) -> NormStats:
-        """Per-mel-band mean and std over these tracks (the training split), streamed in chunks."""
-        return band_stats(self.iter_chunks(np.sort(np.asarray(track_ids, np.int64)), chunk_rows))
+        """The front end's normalization statistics over these tracks (the training split), streamed
+        in chunks: per-mel-band mean and std for log-mel segments."""
+        return self.frontend.norm_stats(
+            self.iter_chunks(np.sort(np.asarray(track_ids, np.int64)), chunk_rows)
+        )
 
     def close(self) -> None:
         for part in self.parts:
@@ -426,7 +422,7 @@ class FeatureCache:
 # --- Building ------------------------------------------------------------------------------------
 
 
-def _create_part(cache_dir: Path, name: str, params: FeatureParams, track_ids: np.ndarray, shard) -> Path:
+def _create_part(cache_dir: Path, name: str, frontend: FrontEnd, track_ids: np.ndarray, shard) -> Path:
     """Write a new, empty part in a temp folder, then rename it into place: it exists whole or not at all."""
     tmp = cache_dir / f".tmp-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -438,13 +434,14 @@ def _create_part(cache_dir: Path, name: str, params: FeatureParams, track_ids: n
         tmp / FEATURES,
         mode="w+",
         dtype=DTYPE,
-        shape=(len(track_ids), params.num_segments, params.n_mels, params.segment_frames),
+        shape=(len(track_ids), *frontend.row_shape),
     )
     del mm
     manifest = {
         "format": CACHE_FORMAT,
-        "feature_version": FEATURE_VERSION,
-        "params": params.to_dict(),
+        "frontend": frontend.name,
+        "feature_version": frontend.version,
+        "params": frontend.params(),
         "dtype": DTYPE.name,
         "rows": len(track_ids),
         "shard": list(shard),
@@ -516,7 +513,7 @@ def _write_row(fd: int, data: bytes, offset: int) -> None:
 _FDS: dict[str, int] = {}  # in a worker: the features files it has open, by part
 
 
-def _extract_row(task: tuple, params: FeatureParams, parts: dict[str, tuple]) -> tuple[int, str]:
+def _extract_row(task: tuple, frontend: FrontEnd, parts: dict[str, tuple]) -> tuple[int, str]:
     """In a worker: decode one file and write an ok row's features into its part's file itself;
     return (code, reason) ("" when ok; code _WRITE_FAILED when the row could not be written).
 
@@ -529,7 +526,7 @@ def _extract_row(task: tuple, params: FeatureParams, parts: dict[str, tuple]) ->
         return MISSING, "file not found"
     try:
         notes: list[str] = []
-        data = load_segments(path, params, notes=notes).astype(DTYPE).tobytes()
+        data = frontend.load(path, notes=notes).astype(DTYPE).tobytes()
         answer = (OK, "; ".join(notes))
     except AudioDecodeError as exc:
         answer = (DEFECTIVE, reason_of(exc, path))
@@ -562,7 +559,7 @@ def _resolve_workers(workers: int | None) -> int:
 def _run_pool(
     tasks: deque,
     writers: dict[str, _Writer],
-    params: FeatureParams,
+    frontend: FrontEnd,
     workers: int,
     stderr_path: Path,
     progress: bool,
@@ -595,7 +592,7 @@ def _run_pool(
             _extract_row,
             tasks,
             workers=workers,
-            args=(params, parts),
+            args=(frontend, parts),
             timeout=timeout,
             stderr_path=stderr_path,
             in_flight=_IN_FLIGHT,
@@ -653,7 +650,7 @@ def _shard_lock(cache_dir: Path, shard: tuple[int, int], exclusive: bool = True)
 def ensure_cache(
     cache_dir: str | os.PathLike,
     items: Sequence[tuple[int, str | os.PathLike]],
-    params: FeatureParams,
+    frontend: FrontEnd | FeatureParams,
     workers: int | None = None,
     shard: tuple[int, int] | None = None,
     progress: bool = True,
@@ -669,8 +666,9 @@ def ensure_cache(
         The cache folder (created if needed); one folder per parameter set.
     items : sequence of (int, path)
         Track ids and their audio files (e.g. ``(tid, fma.audio_path(audio_dir, tid))``).
-    params : FeatureParams
-        Feature parameters; a cache built with others is refused.
+    frontend : FrontEnd or FeatureParams
+        What turns audio into features (plain FeatureParams: log-mel segments); a cache built by
+        another front end or with other parameters is refused.
     workers : int, optional
         Worker processes; ``None`` or 0 = every usable CPU core (``settings.num_workers``).
     shard : (int, int), optional
@@ -696,6 +694,7 @@ def ensure_cache(
         When the folder holds a cache of other parameters, or another build of the shard runs.
     """
     start = time.monotonic()
+    frontend = as_frontend(frontend)
     cache_dir = Path(cache_dir)
     index, count = shard or (0, 1)
     if not 0 <= index < count:
@@ -718,7 +717,7 @@ def ensure_cache(
             if exclusive:
                 for stale in cache_dir.glob(f".tmp-{prefix}*"):  # left by a build killed creating a part
                     shutil.rmtree(stale, ignore_errors=True)
-            parts = [_Part(d, params) for d in _part_dirs(cache_dir)]
+            parts = [_Part(d, frontend) for d in _part_dirs(cache_dir)]
             covered = np.concatenate([p.track_ids for p in parts]) if parts else np.zeros(0, np.int64)
             wanted = np.array(sorted(paths), np.int64)
             new_ids = np.setdiff1d(wanted, covered)
@@ -727,9 +726,9 @@ def ensure_cache(
                     continue  # work to do: again, as the shard's only builder
                 numbers = [int(p.name.rsplit("-", 1)[1]) for p in parts if p.name.startswith(prefix)]
                 name = f"{prefix}{max(numbers, default=-1) + 1:03d}"
-                parts.append(_Part(_create_part(cache_dir, name, params, new_ids, shard), params))
+                parts.append(_Part(_create_part(cache_dir, name, frontend, new_ids, shard), frontend))
 
-            cache_before = FeatureCache(cache_dir, params, parts)
+            cache_before = FeatureCache(cache_dir, frontend, parts)
             before = cache_before.status(wanted)
             cached = int((before == "ok").sum())
             redo = {"pending", "missing"} | ({"defective"} if retry_defective else set())
@@ -761,14 +760,14 @@ def ensure_cache(
                     )
                     stderr_path = cache_dir / f"decoder-s{index}of{count}.log"
                     done = _run_pool(
-                        tasks, writers, params, n_workers, stderr_path, progress, timeout, commit_seconds
+                        tasks, writers, frontend, n_workers, stderr_path, progress, timeout, commit_seconds
                     )
             finally:
                 for writer in writers.values():
                     writer.close()
-            after = FeatureCache(cache_dir, params, parts).status(wanted)
+            after = FeatureCache(cache_dir, frontend, parts).status(wanted)
             csvs = [p.path / FAILURES for p in parts if (p.path / FAILURES).is_file()]
-            cut = FeatureCache(cache_dir, params, parts).truncated
+            cut = FeatureCache(cache_dir, frontend, parts).truncated
             summary = CacheSummary(
                 requested=len(wanted),
                 cached=cached,

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 import genrekit
 from genrekit.cli import SETUP_HINTS, require_dir
 from genrekit.errors import ConfigError, DatasetError, ModelError
 from genrekit.fileio import file_digest, write_text_atomic
-from genrekit.labels import LEVELS, MASKED, GenreTree, Vocabulary, derive_targets, encode
+from genrekit.labels import LEVELS, MASKED, GenreTree, Vocabulary, encode
 from genrekit.model_io import load_model
 from genrekit.run_config import check_model, load_training_config
 from genrekit.settings import SPLITS, SUBSETS, Settings, default_value
@@ -75,8 +74,7 @@ def resolve_config(model_path: str | os.PathLike, config_path: str | os.PathLike
     beside = model_path.parent / name
     if not beside.is_file():
         raise ModelError(
-            f"no --config given and no {name} next to the model in "
-            f"{model_path.parent}; pass --config"
+            f"no --config given and no {name} next to the model in {model_path.parent}; pass --config"
         )
     return beside
 
@@ -192,23 +190,22 @@ def evaluate_model(
     check_model(model, training_config, model_path, config_path)
     log.info("model %s matches training config %s", model_path, config_path)
 
-    # Targets: the same rules as training, encoded with the saved vocabularies (never recomputed).
-    from genrekit import fma
+    # Targets: the same dataset and rules as training, encoded with the saved vocabularies (never
+    # recomputed).
+    from genrekit import datasets
 
-    require_dir(metadata_dir, "metadata", SETUP_HINTS["metadata"])
-    loaded = fma.TracksLoad(pd.DataFrame())
-    tracks = fma.select_subset(fma.load_tracks(metadata_dir, report=loaded), settings.subset)
-    tree = GenreTree(fma.load_genres(metadata_dir))
-    check_vocabularies(vocabs, tree, metadata_dir / "genres.csv")
-    split_ids = fma.split_ids(tracks, split)
+    dataset = datasets.from_settings(settings, metadata_dir, audio_dir)
+    labelled = dataset.load(vocabs)
+    check_vocabularies(vocabs, labelled.tree, Path(dataset.genres_origin))
+    split_ids = labelled.split_ids(split)
     if len(split_ids) == 0:
         raise DatasetError(
-            f"the {split} split of subset {settings.subset!r} in {metadata_dir / 'tracks.csv'} has no tracks; "
+            f"the {split} split of subset {settings.subset!r} in {dataset.tracks_origin} has no tracks; "
             "nothing to evaluate (check --subset and --metadata)"
         )
-    targets = derive_targets(tracks.loc[split_ids], tree)
+    targets = labelled.targets.loc[split_ids]
 
-    cache, cache_dir = _split_features(training_config, settings, audio_dir, split_ids, workers)
+    cache, cache_dir = _split_features(training_config, config_path, settings, dataset, split_ids, workers)
     try:
         usable = cache.available(split_ids)
         wanted = set(split_ids.tolist())
@@ -252,7 +249,9 @@ def evaluate_model(
         medium_vocab=vocabs["medium"],
         all_vocab=vocabs["all"],
         threshold=float(training_config.get("threshold", settings.threshold)),
-        thresholds=thresholds_of(training_config, len(vocabs["all"])) if "thresholds" in training_config else None,
+        thresholds=thresholds_of(training_config, len(vocabs["all"]))
+        if "thresholds" in training_config
+        else None,
         include_top=include_top_of(training_config),
         top_k=int(training_config.get("top_k", settings.top_k)),
         n_bins=settings.calibration_bins,
@@ -272,7 +271,7 @@ def evaluate_model(
         "cache_dir": str(Path(cache_dir).resolve()),
         "aggregation": "track probabilities are the mean of the track's segment probabilities",
         "tracks_in_split": len(split_ids),
-        "tracks_csv_rows_skipped": len(loaded.skipped),
+        "tracks_csv_rows_skipped": len(labelled.skipped),
         "tracks_without_features": len(split_ids) - len(usable),
         "labels_outside_vocabulary": _outside_vocabulary(targets.loc[usable], vocabs),
         "left_out_files": [
@@ -287,30 +286,31 @@ def evaluate_model(
 
 def _split_features(
     training_config: Mapping[str, Any],
+    config_path: Path,
     settings: Settings,
-    audio_dir: Path,
+    dataset: Any,
     track_ids: np.ndarray,
     workers: int | None,
 ) -> tuple[Any, Path]:
     """The feature cache holding the split's tracks, built or completed where it lacks them.
 
     The training's own cache when the audio folder is the training's; otherwise the cache of that
-    folder under ``settings.cache_dir``. Features use the training config's parameters.
+    folder under ``settings.cache_dir``. Features come from the training config's front end.
     """
-    from genrekit import fma
-    from genrekit.audio import FeatureParams
     from genrekit.cache import FeatureCache, cache_folder, ensure_cache
+    from genrekit.run_config import frontend_of
 
+    audio_dir = dataset.audio_dir
     require_dir(audio_dir, "audio", SETUP_HINTS["audio"])
-    params = FeatureParams.from_dict(training_config["features"])
+    frontend = frontend_of(training_config, config_path)
     data = training_config.get("data") or {}
     if data.get("cache_dir") and _same_folder(audio_dir, data.get("audio_dir")):
         folder = Path(data["cache_dir"])
     else:
-        folder = cache_folder(settings.cache_dir, audio_dir, params)
+        folder = cache_folder(settings.cache_dir, audio_dir, frontend)
     n_workers = default_value("workers") if workers is None else workers
-    ensure_cache(folder, fma.audio_items(audio_dir, track_ids), params, workers=n_workers or None)
-    return FeatureCache.open(folder, params), folder
+    ensure_cache(folder, dataset.audio_items(track_ids), frontend, workers=n_workers or None)
+    return FeatureCache.open(folder, frontend), folder
 
 
 def _outside_vocabulary(targets: Any, vocabs: Mapping[str, Vocabulary]) -> dict[str, int]:

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -350,6 +351,48 @@ def split_ids(tracks: pd.DataFrame, split: str) -> np.ndarray:
     if split not in SPLITS:
         raise DatasetError(f"split {split!r} is not one of {', '.join(SPLITS)}")
     return np.sort(tracks.index[(tracks["set", "split"] == split).to_numpy()].to_numpy())
+
+
+def track_table(tracks: pd.DataFrame, tree: Any) -> pd.DataFrame:
+    """FMA's two-level ``tracks`` table as a dataset's track table
+    (:data:`genrekit.labels.TRACK_COLUMNS`).
+
+    FMA's rules: ``('track', 'genres_all')`` may be absent (then ``genres`` stands in and the
+    closure is recomputed), ``('track', 'genre_top')`` is a root genre's *title* (empty when the
+    track's genres span several roots), ``('artist', 'id')`` may be missing (-1).
+    ``tree`` is the :class:`~genrekit.labels.GenreTree` the titles are looked up in.
+    """
+    genres = tracks["track", "genres"]
+    genres_all = tracks["track", "genres_all"] if ("track", "genres_all") in tracks.columns else genres
+    top = np.full(len(tracks), -1, dtype=np.int64)
+    if ("track", "genre_top") in tracks.columns:
+        titles = tracks["track", "genre_top"].astype(object)
+        bad_titles = set()
+        for i, title in enumerate(titles):
+            if isinstance(title, str) and title:
+                gid = tree.root_by_title.get(title)
+                if gid is None:
+                    bad_titles.add(title)
+                else:
+                    top[i] = gid
+        if bad_titles:
+            log.warning("genre_top values that are not root genres, ignored: %s", sorted(bad_titles))
+    artist = (
+        tracks["artist", "id"].fillna(-1).astype(np.int64).to_numpy()
+        if ("artist", "id") in tracks.columns
+        else np.full(len(tracks), -1)
+    )
+    return pd.DataFrame(
+        {
+            "split": tracks["set", "split"].to_numpy(),
+            "subset": tracks["set", "subset"].to_numpy(),
+            "artist": artist,
+            "genres": genres.to_numpy(),
+            "genres_all": genres_all.to_numpy(),
+            "top": top,
+        },
+        index=tracks.index,
+    )
 
 
 def audio_items(audio_dir: str | os.PathLike, track_ids: Iterable[int]) -> list[tuple[int, Path]]:

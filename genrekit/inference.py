@@ -22,7 +22,7 @@ import numpy as np
 
 from genrekit.audio_files import Decoded, decode_file, decode_parallel, list_audio_files
 from genrekit.cli import resolved
-from genrekit.errors import AudioDecodeError, ConfigError, GenrekitError, ModelError
+from genrekit.errors import AudioDecodeError, GenrekitError, ModelError
 from genrekit.fileio import file_digest, read_json
 from genrekit.model_io import load_model
 from genrekit.prediction_output import RESULT_FORMAT, RESULT_VERSION, PartialLog, rounded, write_report
@@ -127,17 +127,20 @@ class MusicGenreInference:
         self, model_path: str | os.PathLike, config_path: str | os.PathLike | None = None, **overrides: Any
     ):
         from genrekit.aggregate import threshold_value
-        from genrekit.audio import FeatureParams
         from genrekit.labels import Vocabulary
+        from genrekit.run_config import frontend_of
         from genrekit.settings import Settings, read_config_file
         from genrekit.thresholds import include_top_of, thresholds_of, top_columns
 
         self.model_path, self.config_path, settings_path = resolve_model_files(model_path, config_path)
         self.training_config = load_training_config(self.config_path)
-        try:
-            self.params = FeatureParams.from_dict(self.training_config["features"])
-        except ConfigError as exc:
-            raise ModelError(f"{self.config_path}: {exc}") from None
+        # What made the model's input (ModelError naming the config when it cannot be rebuilt).
+        self.frontend = frontend_of(self.training_config, self.config_path)
+        self.params = getattr(self.frontend, "features", None)  # inference plans log-mel segments
+        if self.params is None:
+            raise ModelError(
+                f"{self.config_path}: inference does not decode {self.frontend.name!r} input yet"
+            )
         self.vocabs = {
             level: Vocabulary.from_dict(self.training_config["vocabularies"][level])
             for level in ("top", "medium", "all")

@@ -116,15 +116,42 @@ def _depth(gid: int, parent: Mapping[int, int]) -> int:
     return depth
 
 
-def derive_targets(tracks: pd.DataFrame, tree: GenreTree) -> pd.DataFrame:
-    """Per-track targets at the three levels, as genre ids.
+TRACK_COLUMNS = ("split", "subset", "artist", "genres", "genres_all", "top")
 
-    Returns a DataFrame indexed by track_id with columns ``split``, ``subset``, ``artist``
-    (artist id or -1), ``top`` and ``medium`` (genre id or -1 when masked), ``all`` (tuple of
-    genre ids). Genre ids unknown to the tree are reported once and ignored.
+
+def derive_targets(tracks: pd.DataFrame, tree: GenreTree) -> pd.DataFrame:
+    """Per-track targets at the three levels from FMA's two-level ``tracks`` table.
+
+    FMA's columns are read by :func:`genrekit.fma.track_table`; the rules are
+    :func:`targets_from_table`'s.
     """
-    genres = tracks["track", "genres"]
-    genres_all = tracks["track", "genres_all"] if ("track", "genres_all") in tracks.columns else genres
+    from genrekit.fma import track_table
+
+    return targets_from_table(track_table(tracks, tree), tree)
+
+
+def targets_from_table(table: pd.DataFrame, tree: GenreTree) -> pd.DataFrame:
+    """Per-track targets at the three levels, as genre ids, from a dataset's track table.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Indexed by track_id with the columns of :data:`TRACK_COLUMNS` (what every
+        :class:`genrekit.datasets.Dataset` gives): ``split``, ``subset`` (may be empty),
+        ``artist`` (id or -1), ``genres`` (tuple of genre ids), ``genres_all`` (the genres and
+        their ancestors; recomputed where it lacks some) and ``top`` (a root genre id, or -1
+        when the track has none).
+    tree : GenreTree
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by track_id with columns ``split``, ``subset``, ``artist`` (artist id or -1),
+        ``top`` and ``medium`` (genre id or -1 when masked), ``all`` (tuple of genre ids).
+        Genre ids unknown to the tree are reported once and ignored.
+    """
+    genres = table["genres"]
+    genres_all = table["genres_all"]
     unknown: set[int] = set()
 
     def known(ids: tuple[int, ...]) -> tuple[int, ...]:
@@ -136,42 +163,28 @@ def derive_targets(tracks: pd.DataFrame, tree: GenreTree) -> pd.DataFrame:
     medium = [medium_genre(known(ids), tree) for ids in genres]
     all_ids = []
     for ids, base in zip(genres_all, genres, strict=True):
-        # genres_all is FMA's closure of genres over ancestors; recompute it if a file lacks it.
+        # genres_all is the closure of genres over ancestors; recompute it if a source lacks it.
         closure = set(known(ids))
         for g in known(base):
             closure.update(tree.ancestors(g))
         all_ids.append(tuple(sorted(closure)))
-
-    top = np.full(len(tracks), MASKED, dtype=np.int64)
-    if ("track", "genre_top") in tracks.columns:
-        titles = tracks["track", "genre_top"].astype(object)
-        bad_titles = set()
-        for i, title in enumerate(titles):
-            if isinstance(title, str) and title:
-                gid = tree.root_by_title.get(title)
-                if gid is None:
-                    bad_titles.add(title)
-                else:
-                    top[i] = gid
-        if bad_titles:
-            log.warning("genre_top values that are not root genres, ignored: %s", sorted(bad_titles))
+    top = table["top"].to_numpy(dtype=np.int64)
+    not_root = [int(g) for g in top if g != MASKED and tree.parent.get(int(g), -1) != 0]
+    if not_root:
+        log.warning("top genres that are not root genres, ignored: %s", sorted(set(not_root))[:20])
+        top = np.where(np.isin(top, not_root), MASKED, top)
     if unknown:
         log.warning("genre ids not in genres.csv, ignored: %s", sorted(unknown)[:20])
-    artist = (
-        tracks["artist", "id"].fillna(-1).astype(np.int64).to_numpy()
-        if ("artist", "id") in tracks.columns
-        else np.full(len(tracks), -1)
-    )
     return pd.DataFrame(
         {
-            "split": tracks["set", "split"].to_numpy(),
-            "subset": tracks["set", "subset"].to_numpy(),
-            "artist": artist,
+            "split": table["split"].to_numpy(),
+            "subset": table["subset"].to_numpy(),
+            "artist": table["artist"].to_numpy(dtype=np.int64),
             "top": top,
             "medium": np.asarray(medium, dtype=np.int64),
             "all": all_ids,
         },
-        index=tracks.index,
+        index=table.index,
     )
 
 

@@ -212,12 +212,14 @@ def _tail(d: dict, n: int) -> dict:
 def training_dataset(
     stream: TrainingStream,
     batch_size: int | None = None,
-    input_shape: tuple[int, int, int] = (128, 64, 1),
+    input_shape: tuple[int, ...] | None = None,
     fill: np.ndarray | None = None,
 ) -> Any:
     """A ``tf.data.Dataset`` of ``(x, y, sample_weight)`` batches, one pass = one epoch.
 
-    ``fill`` (n_mels,) is the value SpecAugment masks with (the training-set mean of each band).
+    ``input_shape`` is the model's input (default: the front end of the stream's feature cache,
+    ``(n_mels, frames, 1)`` for log-mel segments). ``fill`` (n_mels,) is the value SpecAugment
+    masks with (the training-set mean of each band).
     """
     import tensorflow as tf
 
@@ -225,11 +227,15 @@ def training_dataset(
 
     if batch_size is not None:
         stream.batch_size = batch_size
-    n_mels, frames, _ = input_shape
+    if input_shape is None:
+        input_shape = tuple(stream.source.frontend.input_shape)
+    # The cache holds segments; the model input may add a channel axis (log-mel segments do).
+    segment_shape = _segment_shape(stream.source, input_shape)
+    n_mels = segment_shape[0]  # SpecAugment's frequency axis and its per-band fill
     k_time = stream.augment.time_masks if stream.augment and stream.augment.time_mask_frames else 0
     k_freq = stream.augment.freq_masks if stream.augment and stream.augment.freq_mask_bands else 0
     signature = (
-        tf.TensorSpec((None, n_mels, frames), tf.float16),
+        tf.TensorSpec((None, *segment_shape), tf.float16),
         {k: tf.TensorSpec((None, stream.n_classes[k]), tf.float32) for k in LEVELS},
         {k: tf.TensorSpec((None,), tf.float32) for k in LEVELS},
         {
@@ -249,7 +255,7 @@ def training_dataset(
     def finish(x, y, w, params):
         if plan is not None:
             x, y, w = apply_augmentation(x, y, w, params, fill_values, plan)
-        return tf.expand_dims(x, -1), y, w
+        return (tf.expand_dims(x, -1) if len(input_shape) > len(segment_shape) else x), y, w
 
     ds = ds.map(finish, num_parallel_calls=1)
     # The epoch size is known in advance: telling tf.data lets Keras show steps and ETA.
@@ -257,16 +263,30 @@ def training_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def _segment_shape(source: Any, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape of one cached segment: the front end's, else the model input without its channel axis."""
+    frontend = getattr(source, "frontend", None)
+    if frontend is not None:
+        return tuple(frontend.row_shape[1:])
+    return tuple(input_shape[:-1])
+
+
 def iter_segment_batches(
     source: FeatureSource, track_ids: np.ndarray, *, block_tracks: int = 64
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Blocks of segments ``(x (n*S, M, F, 1) float32, track index (n*S,))`` in track order."""
+    """Blocks of model inputs ``(x (n*S, *input_shape) float32, track index (n*S,))`` in track order.
+
+    ``input_shape`` is the source's front end's (``(M, F, 1)`` for log-mel segments); a source
+    without one gets a channel axis added to its segments.
+    """
+    frontend = getattr(source, "frontend", None)
     for start in range(0, len(track_ids), block_tracks):
         ids = track_ids[start : start + block_tracks]
         x = source.read(ids)
         S = x.shape[1]
         index = np.repeat(np.arange(start, start + len(ids)), S)
-        yield x.reshape((-1,) + x.shape[2:] + (1,)).astype(np.float32), index
+        shape = tuple(frontend.input_shape) if frontend is not None else x.shape[2:] + (1,)
+        yield x.reshape((-1, *shape)).astype(np.float32), index
 
 
 def predict_segments(

@@ -2,7 +2,13 @@
 check that a model belongs to it.
 
 The trainer writes it (:func:`write_training_config`); inference and evaluation read it
-(:func:`load_training_config`) and refuse a model that does not match it (:func:`check_model`).
+(:func:`load_training_config`), rebuild the front end that made the model's input from it
+(:func:`frontend_of`) and refuse a model that does not match it (:func:`check_model`).
+
+Versions: 1 had the log-mel parameters in ``features``; 2 adds the ``frontend`` section
+(``{"name": ..., "params": {...}}``, :meth:`genrekit.frontends.FrontEnd.to_config`) and keeps
+``features`` (the same parameters, under the name readers of version 1 know). A version-1
+config means the ``mel_segments`` front end with the parameters of its ``features``.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from genrekit.errors import ModelError
+from genrekit.errors import ConfigError, ModelError
 from genrekit.labels import LEVELS
 
 CONFIG_FORMAT = "genrekit-training-config"
-CONFIG_VERSION = 1  # raise when a key changes meaning; older versions must still be read
+CONFIG_VERSION = 2  # raise when a key changes meaning; older versions must still be read
 REQUIRED_KEYS = ("settings", "features", "normalization", "vocabularies", "input_shape")
+REQUIRED_SINCE = {"frontend": 2}  # sections a version must have, from the version that added them
 
 
 def load_training_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -45,10 +52,33 @@ def load_training_config(path: str | os.PathLike) -> dict[str, Any]:
             f"{path}: training config version {version} was written by a newer genrekit "
             f"(this one reads up to version {CONFIG_VERSION}); upgrade genrekit"
         )
-    for key in REQUIRED_KEYS:
+    required = REQUIRED_KEYS + tuple(k for k, since in REQUIRED_SINCE.items() if version >= since)
+    for key in required:
         if key not in config:
             raise ModelError(f"{path}: training config lacks {key!r}")
     return config
+
+
+def frontend_of(config: Mapping[str, Any], path: str | os.PathLike = "training config") -> Any:
+    """The :class:`~genrekit.frontends.FrontEnd` that made a model's input, from its training config.
+
+    Version 2 names it in ``frontend``; a version-1 config (no such section) used log-mel
+    segments with the parameters of its ``features``.
+
+    Raises
+    ------
+    ModelError
+        Naming ``path`` when the section is malformed or names an unknown front end.
+    """
+    from genrekit import frontends
+
+    section = config.get("frontend")
+    if section is None:
+        section = {"name": frontends.DEFAULT_FRONTEND, "params": config.get("features")}
+    try:
+        return frontends.from_config(section)
+    except ConfigError as exc:
+        raise ModelError(f"{path}: {exc}") from None
 
 
 def write_training_config(path: str | os.PathLike, config: Mapping[str, Any]) -> Path:
@@ -105,26 +135,17 @@ def check_model(
 ) -> None:
     """Refuse a model that does not belong to its training config.
 
-    Checks the input shape, the width of each head against its vocabulary, and the normalization
-    statistics built into the model.
+    Checks the input shape (against the config's and its front end's), the width of each head
+    against its vocabulary, and the normalization statistics built into the model.
 
     Raises
     ------
     ModelError
         One error naming both files and every difference.
     """
-    problems = []
-    expected = tuple(int(d) for d in training_config["input_shape"])
-    features = training_config.get("features") or {}
-    if features and expected[:2] != (features.get("n_mels"), features.get("segment_frames")):
-        problems.append(
-            f"the config's input_shape {expected} disagrees with its features "
-            f"({features.get('n_mels')} mels x {features.get('segment_frames')} frames)"
-        )
-    shape = model.input_shape
-    got = tuple(shape[1:]) if isinstance(shape, tuple) else None
-    if got != expected:
-        problems.append(f"model input shape {got} != config input_shape {expected}")
+    problems = frontend_of(training_config, config_path).input_problems(
+        training_config["input_shape"], model.input_shape
+    )
     widths = _output_widths(model)
     for level in LEVELS:
         size = len(training_config["vocabularies"][level]["genre_ids"])

@@ -1,6 +1,6 @@
 """Cross-validation over artist groups and bootstrap statistics for the balancing study.
 
-:func:`make_artist_folds` assigns every track a test fold so that folds never share an artist
+:func:`make_artist_folds` (:func:`dataset_folds` for a loaded dataset) assigns every track a test fold so that folds never share an artist
 (scikit-learn's ``StratifiedGroupKFold``, stratified by top genre) and carves, inside each fold's
 training part, a validation part that shares no artist with the rest either. The fold's tracks.csv
 is written by :func:`write_fold_metadata`, so the trainer and the evaluator run on a fold exactly as
@@ -21,11 +21,14 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from genrekit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from genrekit.datasets import LabelledDataset
 
 SPLIT_NAMES = ("training", "validation", "test")
 
@@ -132,6 +135,28 @@ def make_artist_folds(
             _, val = next(inner.split(np.zeros(len(rest)), y[rest], artists[rest]))
             validation[f, rest[val]] = True
     return ArtistFolds(tracks, artists, test_fold, validation)
+
+
+def dataset_folds(
+    labelled: LabelledDataset, n_folds: int = 5, seed: int = 0, validation_folds: int = 8
+) -> ArtistFolds:
+    """:func:`make_artist_folds` over a dataset's tracks (:class:`genrekit.datasets.LabelledDataset`).
+
+    Stratified by top genre (tracks without one form a stratum); a track of unknown artist
+    (-1) is a group of its own.
+    """
+    targets = labelled.targets
+    ids = targets.index.to_numpy(dtype=np.int64)
+    artists = targets["artist"].to_numpy(dtype=np.int64)
+    artists = np.where(artists >= 0, artists, -ids - 1)
+    return make_artist_folds(
+        ids,
+        artists,
+        targets["top"].astype(str),
+        n_folds=n_folds,
+        seed=seed,
+        validation_folds=validation_folds,
+    )
 
 
 def check_folds(folds: ArtistFolds) -> None:

@@ -1,7 +1,7 @@
 """Training of the hierarchical, class-balanced genre model: data preparation, model, run.
 
-``BalancedGenreProcessor`` turns FMA metadata into targets, vocabularies and class weights and
-builds the feature cache; ``BalancedHierarchicalModel`` builds and compiles the multi-head model
+``BalancedGenreProcessor`` turns a dataset (:mod:`genrekit.datasets`) into targets, vocabularies
+and class weights and builds the feature cache of its front end (:mod:`genrekit.frontends`); ``BalancedHierarchicalModel`` builds and compiles the multi-head model
 with the balanced losses; :func:`train` runs a whole training into a run folder that holds the
 model, ``balanced_training_config.json`` (everything inference and evaluation need), the
 checkpoints, the backup used to resume, TensorBoard and CSV logs.
@@ -16,7 +16,6 @@ import os
 import platform
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +23,13 @@ import numpy as np
 import pandas as pd
 
 import genrekit
-from genrekit import balancing, fma
+from genrekit import balancing, datasets, frontends
 from genrekit.cli import SETUP_HINTS, require_dir
+from genrekit.datasets import Dataset, LabelledDataset
 from genrekit.errors import ConfigError, DatasetError
 from genrekit.fileio import replacing, write_json_atomic
-from genrekit.labels import (
-    LEVELS,
-    MASKED,
-    EncodedLabels,
-    GenreTree,
-    Vocabulary,
-    build_vocabularies,
-    derive_targets,
-    encode,
-)
+from genrekit.frontends import FrontEnd
+from genrekit.labels import LEVELS, EncodedLabels, GenreTree, build_vocabularies, derive_targets
 from genrekit.run_config import CONFIG_FORMAT, CONFIG_VERSION, load_training_config, write_training_config
 from genrekit.settings import Settings
 from genrekit.thresholds import top_columns
@@ -55,33 +47,12 @@ NOT_SHAPING = frozenset(
 STATE_FILE = "callback_state.json"  # in backup/: the state of the callbacks that decide
 
 
-@dataclass
-class ProcessedData:
-    """Targets and vocabularies of a dataset (the result of ``process_fma_labels``)."""
-
-    tree: GenreTree
-    targets: pd.DataFrame  # per track: split, top, medium, all (genre ids)
-    vocabs: dict[str, Vocabulary]
-
-    def labels(self, split: str, track_ids: np.ndarray | None = None) -> EncodedLabels:
-        """Encoded targets of a split, optionally restricted to ``track_ids``."""
-        targets = self.targets[self.targets["split"] == split]
-        if track_ids is not None:
-            targets = targets.loc[targets.index.intersection(track_ids)]
-        return encode(targets.sort_index(), self.vocabs)
-
-    @property
-    def num_classes(self) -> dict[str, int]:
-        return {level: len(v) for level, v in self.vocabs.items()}
-
-    @property
-    def n_labelled_training(self) -> int:
-        """Training tracks with a top-level target in the metadata: what relative thresholds scale by."""
-        return int(((self.targets["split"] == "training") & (self.targets["top"] != MASKED)).sum())
+# The targets and vocabularies of a dataset: one class for every caller (see genrekit.datasets).
+ProcessedData = LabelledDataset
 
 
 class BalancedGenreProcessor:
-    """FMA metadata to targets, class weights and features.
+    """A dataset's targets, class weights and features, as the trainer uses them.
 
     Parameters
     ----------
@@ -89,29 +60,46 @@ class BalancedGenreProcessor:
         Defaults to config.py's settings.
     metadata_dir, audio_dir : path-like, optional
         Override ``settings.metadata_dir`` / ``settings.audio_dir``.
+    dataset : Dataset, optional
+        Where the tracks come from (:mod:`genrekit.datasets`); default FMA's metadata and audio
+        folders of the settings (or the two overrides).
     """
 
     def __init__(
-        self, settings: Settings | None = None, metadata_dir: str | None = None, audio_dir: str | None = None
+        self,
+        settings: Settings | None = None,
+        metadata_dir: str | None = None,
+        audio_dir: str | None = None,
+        *,
+        dataset: Dataset | None = None,
     ):
         self.settings = settings or Settings.build()
-        self.metadata_dir = Path(metadata_dir or self.settings.metadata_dir)
-        self.audio_dir = Path(audio_dir or self.settings.audio_dir)
-        self.skipped: dict[int, str] = {}
+        self.dataset = dataset or datasets.from_settings(self.settings, metadata_dir, audio_dir)
+        self.metadata_dir = Path(
+            getattr(self.dataset, "metadata_dir", metadata_dir or self.settings.metadata_dir)
+        )
+        self.audio_dir = Path(self.dataset.audio_dir)
+
+    @property
+    def skipped(self) -> dict[int, str]:
+        """Rows of the metadata left out while reading (track id -> why)."""
+        return self.dataset.skipped
+
+    def load_dataset(self) -> LabelledDataset:
+        """The dataset's targets and the vocabularies of its training split (:meth:`Dataset.load`)."""
+        return self.dataset.load()
 
     def load_fma_metadata(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """``(tracks, genres)`` of the configured subset, read from the metadata folder."""
-        require_dir(self.metadata_dir, "metadata", SETUP_HINTS["metadata"])
-        report = fma.TracksLoad(pd.DataFrame())
-        tracks = fma.select_subset(fma.load_tracks(self.metadata_dir, report=report), self.settings.subset)
-        self.skipped = report.skipped
-        return tracks, fma.load_genres(self.metadata_dir)
+        """``(tracks, genres)`` of the configured subset in FMA's layout (an FMA-layout dataset only)."""
+        if not isinstance(self.dataset, datasets.FMADataset):
+            raise DatasetError(f"{self.dataset.tracks_origin}: not an FMA dataset; use load_dataset()")
+        return self.dataset.fma_tracks(), self.dataset.genres()
 
-    def process_fma_labels(self, tracks: pd.DataFrame, genres: pd.DataFrame) -> ProcessedData:
+    def process_fma_labels(self, tracks: pd.DataFrame, genres: pd.DataFrame) -> LabelledDataset:
         """The three label levels per track and the vocabularies of the training split."""
         tree = GenreTree(genres)
         targets = derive_targets(tracks, tree)
-        return ProcessedData(tree, targets, build_vocabularies(targets, tree))
+        return LabelledDataset(tree, targets, build_vocabularies(targets, tree), dataset=self.dataset)
 
     def make_sampler(
         self, labels: EncodedLabels, n_top: int, n_labelled: int | None = None
@@ -140,11 +128,7 @@ class BalancedGenreProcessor:
             level: balancing.class_weights(counts[level], self.settings.max_class_weight)
             for level in ("top", "medium")
         }
-        pos = (labels.all * rates[:, None]).sum(axis=0)
-        neg = rates.sum() - pos
-        weights["all"] = np.minimum(
-            np.where(pos > 0, neg / np.maximum(pos, 1e-9), 1.0), self.settings.max_class_weight
-        )
+        weights["all"] = balancing.head_pos_weights(labels.all, self.settings.max_class_weight, rates)
         return weights
 
     def _epoch_counts(
@@ -171,9 +155,14 @@ class BalancedGenreProcessor:
         return {level: balancing.class_priors(counts[level]) for level in ("top", "medium")}
 
     def feature_params(self):
+        """The log-mel parameters of the settings (see :meth:`frontend` for what the trainer uses)."""
         from genrekit.audio import FeatureParams
 
         return FeatureParams.from_settings(self.settings)
+
+    def frontend(self) -> FrontEnd:
+        """What turns the dataset's audio into model input (:func:`genrekit.frontends.from_settings`)."""
+        return frontends.from_settings(self.settings)
 
     def extract_features(
         self,
@@ -185,7 +174,8 @@ class BalancedGenreProcessor:
         """Build (or complete) the feature cache for the subset's tracks; returns the open cache.
 
         ``cache_dir`` is the cache root (``settings.cache_dir`` by default); the cache itself is
-        :func:`cache_folder`. Defective and missing files are listed in its failures.csv and left out.
+        :func:`~genrekit.cache.cache_folder` of the dataset's audio folder and the front end.
+        Defective and missing files are listed in its failures.csv and left out.
         """
         from genrekit.cache import FeatureCache, cache_folder, ensure_cache
 
@@ -194,12 +184,12 @@ class BalancedGenreProcessor:
             if processed is None:
                 raise ConfigError("extract_features needs processed data or track ids")
             track_ids = processed.targets.index.to_numpy()
-        params = self.feature_params()
-        folder = cache_folder(cache_dir or self.settings.cache_dir, self.audio_dir, params)
-        items = fma.audio_items(self.audio_dir, track_ids)
-        summary = ensure_cache(folder, items, params, workers=self.settings.num_workers, shard=shard)
+        frontend = self.frontend()
+        folder = cache_folder(cache_dir or self.settings.cache_dir, self.audio_dir, frontend)
+        items = self.dataset.audio_items(track_ids)
+        summary = ensure_cache(folder, items, frontend, workers=self.settings.num_workers, shard=shard)
         log.debug("feature cache %s: %s", folder, summary)  # ensure_cache logs it at INFO
-        return FeatureCache.open(folder, params)
+        return FeatureCache.open(folder, frontend)
 
 
 class BalancedHierarchicalModel:
@@ -419,7 +409,10 @@ def _callbacks_module():
             for cb in self.deciders:
                 for name, value in state.get(type(cb).__name__, {}).items():
                     setattr(cb, name, value)
-            log.info("restored the state of early stopping, LR reduction and the best checkpoint at epoch %d", epoch)
+            log.info(
+                "restored the state of early stopping, LR reduction and the best checkpoint at epoch %d",
+                epoch,
+            )
 
         def on_epoch_end(self, epoch, logs=None):
             states = self._states()
@@ -474,7 +467,9 @@ def validation_metrics(
         if known.any():
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
-                out[f"val_{level}_balanced_accuracy"] = float(balanced_accuracy_score(target[known], pred[known]))
+                out[f"val_{level}_balanced_accuracy"] = float(
+                    balanced_accuracy_score(target[known], pred[known])
+                )
             out[f"val_{level}_f1_macro"] = float(
                 f1_score(target[known], pred[known], average="macro", zero_division=0)
             )
@@ -602,8 +597,8 @@ def train(
         _refuse_other_settings(saved, settings, out, "holds an interrupted run")
     started = time.time()
     processor = BalancedGenreProcessor(settings, metadata_dir, audio_dir)
-    tracks, genres = processor.load_fma_metadata()
-    processed = processor.process_fma_labels(tracks, genres)
+    processed = processor.load_dataset()
+    frontend = processor.frontend()
     n = processed.num_classes
     log.info("classes per level: top %d, medium %d, all %d", n["top"], n["medium"], n["all"])
 
@@ -660,13 +655,13 @@ def train(
         batch_size=settings.batch_size,
         augment=AugmentPlan.from_settings(settings),
     )
-    dataset = training_dataset(stream, settings.batch_size, settings.input_shape, fill=norm["mean"])
+    dataset = training_dataset(stream, settings.batch_size, frontend.input_shape, fill=norm["mean"])
     steps = stream.steps()
 
     keras.utils.set_random_seed(settings.seed)
     with strategy.scope():
         builder = BalancedHierarchicalModel(
-            settings.input_shape,
+            frontend.input_shape,
             num_top=n["top"],
             num_medium=n["medium"],
             num_all=n["all"],
@@ -759,9 +754,10 @@ def train(
         "genrekit_version": genrekit.__version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model_file": model_path.name,
-        "input_shape": list(settings.input_shape),
+        "input_shape": list(frontend.input_shape),
         "settings": settings.to_dict(),
-        "features": processor.feature_params().to_dict(),
+        "frontend": frontend.to_config(),
+        "features": frontend.params(),  # as version 1 wrote it (the front end's parameters)
         "normalization": {**norm, "computed_on": f"training split, {len(train_labels)} tracks"},
         "left_out_files": [dataclasses.asdict(f) for f in cache.failures][:1000],
         "vocabularies": {level: processed.vocabs[level].to_dict() for level in LEVELS},
@@ -859,7 +855,12 @@ def tune_all_thresholds(
     if columns is not None:
         top_class = np.argmax(np.nan_to_num(track_mean(probs["top"], seg_track, len(labels))), axis=1)
     result = choose_thresholds(
-        labels.all, mean, pos_weight=pos_weight, default=settings.threshold, top_class=top_class, columns=columns
+        labels.all,
+        mean,
+        pos_weight=pos_weight,
+        default=settings.threshold,
+        top_class=top_class,
+        columns=columns,
     )
     nan = float("nan")
     log.info(

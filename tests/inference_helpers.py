@@ -59,6 +59,7 @@ def training_config(model_file: str, vocabs: dict, input_shape=INPUT_SHAPE, feat
         "input_shape": list(input_shape),
         "settings": settings.to_dict(),
         "features": dict(features),
+        "frontend": {"name": "mel_segments", "params": dict(features)},
         "normalization": {"mean": [-40.0] * features["n_mels"], "std": [20.0] * features["n_mels"]},
         "vocabularies": vocabs,
         "threshold": settings.threshold,

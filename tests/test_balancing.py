@@ -8,6 +8,7 @@ from genrekit.balancing import (
     class_counts,
     class_weights,
     effective_thresholds,
+    head_pos_weights,
     pos_weights,
     target_count,
 )
@@ -57,6 +58,26 @@ def test_pos_weight_clips_rare_label():
     y[0, 0] = 1
     y[:100, 1] = 1
     np.testing.assert_allclose(pos_weights(y, max_weight=50.0), [50.0, 1.0])
+
+
+def test_head_pos_weights_are_the_trainers_by_hand():
+    """The all-genres head's pos_weight: clipped above only, 1 for a label never positive, float64."""
+    y = np.array([[1, 0, 1], [1, 0, 1], [0, 0, 1], [1, 0, 1]])
+    w = head_pos_weights(y, 50.0)
+    assert w.tolist() == [1 / 3, 1.0, 0.0] and w.dtype == np.float64  # pos_weights: [1/3, 50, 1/50]
+    assert head_pos_weights(y, 50.0, rates=np.array([1.0, 1.0, 3.0, 1.0]))[0] == 1.0  # 3 neg / 3 pos
+    assert head_pos_weights(np.array([[1, 0], [0, 0], [0, 0], [0, 0]]), 2.0).tolist() == [2.0, 1.0]
+
+
+def test_head_pos_weights_keep_the_numbers_trained_before(rng):
+    """The formula the trainer had inline before: the same numbers, bit for bit."""
+    y = (rng.random((300, 40)) < rng.random(40) ** 3).astype(np.uint8)
+    y[:, 5] = 0
+    rates = rng.uniform(0.2, 3.0, 300)
+    pos = (y * rates[:, None]).sum(axis=0)
+    neg = rates.sum() - pos
+    before = np.minimum(np.where(pos > 0, neg / np.maximum(pos, 1e-9), 1.0), 50.0)
+    np.testing.assert_array_equal(head_pos_weights(y, 50.0, rates), before)
 
 
 @pytest.mark.parametrize("bad", [np.zeros((0, 3)), np.zeros(3)])

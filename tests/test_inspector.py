@@ -89,7 +89,7 @@ def test_analyze_balance_shows_the_trainers_relative_thresholds(tmp_path, capsys
     """Relative mode: the inspector prints and plots the thresholds the trainer's sampler uses."""
     import re
 
-    from genrekit.analysis import Dataset, level_table, plot_distributions, sampling_thresholds
+    from genrekit.analysis import level_table, load_dataset, plot_distributions, sampling_thresholds
     from genrekit.demo_metadata import plan_demo, write_genres_csv, write_tracks_csv
     from genrekit.training import BalancedGenreProcessor
 
@@ -123,7 +123,7 @@ def test_analyze_balance_shows_the_trainers_relative_thresholds(tmp_path, capsys
     assert tuple(map(int, shown.groups())) == want
     assert want[1] < 5000 and want[0] < 100  # really scaled
 
-    ds = Dataset.load(settings, meta, tmp_path / "audio")
+    ds = load_dataset(settings, meta, tmp_path / "audio")
     assert sampling_thresholds(ds, settings)["labelled_training_tracks"] == n
     table = level_table(ds, "top", settings)
     planned = dict(zip(processed.vocabs["top"].names, sampler.planned_counts(), strict=True))

@@ -12,6 +12,7 @@ from genrekit.run_config import CONFIG_FORMAT, CONFIG_VERSION, load_training_con
 MINIMAL = {
     "settings": {"seed": 1},
     "features": {"n_mels": 8, "segment_frames": 4},
+    "frontend": {"name": "mel_segments", "params": {"n_mels": 8, "segment_frames": 4}},
     "normalization": {},
     "vocabularies": {},
     "input_shape": [8, 4, 1],

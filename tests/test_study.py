@@ -259,3 +259,28 @@ def test_summarize_differences_to_a_second_reference():
     assert to_b.mean == pytest.approx(-0.25) and to_b.high <= 0.0
     assert out["b"]["difference_to"] == {}  # not against itself
     assert out["a"]["difference_to"]["b"]["top_accuracy"].mean == pytest.approx(0.25)
+
+
+def test_dataset_folds_keep_each_artist_in_one_fold(tmp_path):
+    """The study's folds over a dataset read through the seam: artists (unknown ones alone) never split."""
+    from genrekit.datasets import FMADataset
+    from genrekit.study import dataset_folds
+    from tests.fma_fixtures import small_dataset
+
+    labelled = FMADataset(small_dataset(tmp_path / "meta"), tmp_path / "audio").load()
+    folds = dataset_folds(labelled, n_folds=2, seed=0, validation_folds=2)
+    check_folds(folds)
+    assert folds.track_ids.tolist() == [2, 3, 5, 10, 11, 12, 20, 21, 30, 31, 32, 33]
+    by_artist = {}
+    for artist, fold in zip(folds.artist_ids.tolist(), folds.test_fold.tolist(), strict=True):
+        by_artist.setdefault(artist, set()).add(fold)
+    assert len(by_artist) == 8 and all(len(f) == 1 for f in by_artist.values())
+    same = make_artist_folds(
+        folds.track_ids,
+        folds.artist_ids,
+        labelled.targets["top"].astype(str),
+        n_folds=2,
+        seed=0,
+        validation_folds=2,
+    )
+    np.testing.assert_array_equal(same.test_fold, folds.test_fold)
