@@ -6,6 +6,7 @@
         --width_factor 0.125 --epochs 10 --output_dir runs/demo
     python balanced_trainer.py --extract_only --shard 0/4     # features only, shard 0 of 4 (0..3)
     python balanced_trainer.py --config examples/example_config.json
+    python balanced_trainer.py --dataset folder:~/music/gtzan --output_dir runs/gtzan   # your own music
 
 The run folder (--output_dir) receives balanced_hierarchical_genre_model.h5,
 balanced_training_config.json (everything inference and evaluation need), checkpoints/,
@@ -46,6 +47,7 @@ SETTING_FLAGS = [
     "focal_gamma",
     "width_factor",
     "subset",
+    "dataset",
     "workers",
     "seed",
     "strategy",

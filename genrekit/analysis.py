@@ -26,7 +26,7 @@ from genrekit.labels import LEVELS, MASKED, check_artist_filtered
 log = logging.getLogger(__name__)
 
 MP3_MAGIC = (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"\xff\xfa", b"\xff\xe3")
-AUDIO_MAGIC = MP3_MAGIC + (b"RIFF", b"fLaC", b"OggS")
+AUDIO_MAGIC = MP3_MAGIC + (b"RIFF", b"fLaC", b"OggS", b".snd", b"FORM")  # .au, AIFF too
 
 
 def load_dataset(
