@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         [
             "subset",
             "dataset",
+            "seed",
             "oversample_threshold",
             "undersample_threshold",
             "sampling_thresholds",

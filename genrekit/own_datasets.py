@@ -24,7 +24,7 @@ import pandas as pd
 
 from genrekit.datasets import Dataset, LabelledDataset
 from genrekit.errors import DatasetError
-from genrekit.labels import MASKED, GenreTree
+from genrekit.labels import MASKED, GenreTree, Vocabulary
 from genrekit.settings import SPLITS
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,17 @@ class OwnDataset(Dataset):
     @abc.abstractmethod
     def entries(self) -> list[TrackEntry]:
         """The tracks of the source; DatasetError for anything that cannot be read."""
+
+    def load(self, vocabs: Mapping[str, Vocabulary] | None = None) -> LabelledDataset:
+        try:
+            return super().load(vocabs)
+        except DatasetError as exc:
+            if "medium-level" not in str(exc):
+                raise
+            raise DatasetError(
+                f"{self.source}: {exc} (the medium head learns sub-genres: give at least two genres "
+                "sub-genre folders, e.g. ROOT/rock/punk/, or sub-genre paths such as Rock/Punk in a manifest)"
+            ) from None
 
     def genre_tree(self) -> GenreTree:
         return self._build()[0]
