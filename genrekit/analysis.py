@@ -163,7 +163,9 @@ def analyze(ds: LabelledDataset, settings: Any, probe_audio_dir: bool = True) ->
         "tracks_per_split": {s: int((targets["split"] == s).sum()) for s in fma.SPLITS},
         "tracks_per_subset_and_split": fma.subset_split_counts(
             pd.DataFrame({("set", "subset"): targets["subset"], ("set", "split"): targets["split"]})
-        ),
+        )
+        if source.subset  # a source without FMA's subsets (genrekit.own_datasets) has none
+        else {},
         "genre_tree": {
             "genres": len(ds.tree),
             "roots": len(ds.tree.roots),

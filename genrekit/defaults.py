@@ -52,7 +52,9 @@ WARMUP_EPOCHS = 1  # cosine schedule: epochs of linear warm-up from LEARNING_RAT
 SEED = 42  # seed for sampling, shuffling and weight initialisation
 MIXED_PRECISION = True  # mixed_float16 when a GPU is present (never on a CPU)
 STRATEGY = "auto"  # distribution: auto, default, mirrored, multiworker
-SHUFFLE_BLOCK = 8  # neighbouring tracks read together (one read); 1,024 tracks of such blocks are shuffled together
+SHUFFLE_BLOCK = (
+    8  # neighbouring tracks read together (one read); 1,024 tracks of such blocks are shuffled together
+)
 
 # --- Augmentation (training segments only) ------------------------------------------------------------
 SPEC_AUGMENT = False  # SpecAugment: mask bands of frames and of mel bands (filled with the band means)

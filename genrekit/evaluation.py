@@ -492,7 +492,9 @@ def multilabel_metrics(
     y_true, probs = y_true[keep], probs[keep]
     th = np.asarray(threshold, dtype=np.float64)
     if th.ndim not in (0, 1) or (th.ndim == 1 and th.shape[0] != probs.shape[1]):
-        raise ParameterError(f"threshold must be a number or one per label ({probs.shape[1]}), got shape {th.shape}")
+        raise ParameterError(
+            f"threshold must be a number or one per label ({probs.shape[1]}), got shape {th.shape}"
+        )
     if top_class is not None:
         top_class = np.asarray(top_class)
         if top_class.shape != (len(keep),):

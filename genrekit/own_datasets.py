@@ -39,6 +39,7 @@ PATH_SEPARATOR = "/"  # between the levels of one genre path
 SPLITS_FILE = "splits.csv"  # the split a run trained on, saved in its run folder
 TRACK_ID_BITS = 48  # hashed track ids: exact in int64 and in JSON's doubles
 GENRE_ID_BITS = 31
+_WARNED: set[str] = set()  # sources whose same-artist leakage was already warned about
 
 
 def stable_id(text: str, bits: int) -> int:
@@ -175,7 +176,8 @@ class OwnDataset(Dataset):
         else:
             strata = [PATH_SEPARATOR.join(e.genres[0]) for e in entries]
             groups = [f"artist:{e.artist}" if e.artist else f"track:{e.key}" for e in entries]
-            if not all(e.artist for e in entries):
+            if not all(e.artist for e in entries) and str(self.source) not in _WARNED:
+                _WARNED.add(str(self.source))  # once per source and process, not on every read
                 log.warning(
                     "%s: no artist for %s tracks: they are split track by track, so one artist's tracks "
                     "can land in training and test, which inflates the scores (GTZAN repeats artists); "
