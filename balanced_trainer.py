@@ -113,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.extract_only:
         processor = BalancedGenreProcessor(settings, args.metadata, args.audio)
-        tracks, genres = processor.load_fma_metadata()
-        processed = processor.process_fma_labels(tracks, genres)
+        processed = processor.load_dataset()  # any source (genrekit.datasets.from_settings)
         cache = processor.extract_features(processed, shard=shard)
         log.info("feature cache ready: %s (%d tracks with features)", cache.cache_dir, len(cache))
         return 0
