@@ -6,6 +6,7 @@
         --width_factor 0.125 --epochs 10 --output_dir runs/demo
     python balanced_trainer.py --extract_only --shard 0/4     # features only, shard 0 of 4 (0..3)
     python balanced_trainer.py --config examples/example_config.json
+    python balanced_trainer.py --dataset folder:~/music/gtzan --output_dir runs/gtzan   # your own music
 
 The run folder (--output_dir) receives balanced_hierarchical_genre_model.h5,
 balanced_training_config.json (everything inference and evaluation need), checkpoints/,
@@ -46,6 +47,7 @@ SETTING_FLAGS = [
     "focal_gamma",
     "width_factor",
     "subset",
+    "dataset",
     "workers",
     "seed",
     "strategy",
@@ -106,8 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.extract_only:
         processor = BalancedGenreProcessor(settings, args.metadata, args.audio)
-        tracks, genres = processor.load_fma_metadata()
-        processed = processor.process_fma_labels(tracks, genres)
+        processed = processor.load_dataset()  # any source (genrekit.datasets.from_settings)
         cache = processor.extract_features(processed, shard=shard)
         log.info("feature cache ready: %s (%d tracks with features)", cache.cache_dir, len(cache))
         return 0

@@ -9,6 +9,7 @@ and command-line flags override both. Derived values are computed below, never r
 DATA_DIR = "fma_data"  # where setup_fma_dataset.py downloads and extracts archives
 METADATA_DIR = "fma_data/extracted/metadata/fma_metadata"  # folder holding tracks.csv, genres.csv
 AUDIO_DIR = "fma_data/extracted/fma_large/fma_large"  # folder holding NNN/NNNNNN.mp3
+DATASET = "fma"  # "fma" (the two folders above), "folder:PATH" (ROOT/<genre>/[<sub>/]<file>), "csv:FILE"
 DEMO_DIR = "fma_data/demo"  # the built-in demo dataset (its own folder, never posing as FMA)
 CACHE_DIR = "fma_data/features"  # mel-segment feature caches, one sub-folder per parameter set
 PRETRAINED_DIR = "fma_data/pretrained"  # pretrained backbones converted by fetch_backbone.py

@@ -5,6 +5,7 @@
     python fma_inspector.py --analyze_balance                  # per class: count, share, weight, action
     python fma_inspector.py --generate_config balancing.json   # balancing config for --config
     python fma_inspector.py --check_paths                      # which paths are wrong, and the fix
+    python fma_inspector.py --dataset folder:~/music/gtzan     # your own genre folders (or csv:FILE)
 
 The analysis is printed and written to ``<output_dir>/inspection_report.json`` with one PNG of the
 class distribution per level.
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         parser,
         [
             "subset",
+            "dataset",
+            "seed",
             "oversample_threshold",
             "undersample_threshold",
             "sampling_thresholds",
@@ -105,9 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         write_json,
     )
 
-    metadata = require_dir(args.metadata or settings.metadata_dir, "metadata", SETUP_HINTS["metadata"])
-    audio = Path(args.audio or settings.audio_dir)
-    ds = load_dataset(settings, metadata, audio)
+    if settings.dataset == "fma":
+        metadata = require_dir(args.metadata or settings.metadata_dir, "metadata", SETUP_HINTS["metadata"])
+        audio = Path(args.audio or settings.audio_dir)
+        ds = load_dataset(settings, metadata, audio)
+    else:  # a user's own source (genrekit.own_datasets)
+        ds = load_dataset(settings)
+        metadata = settings.dataset
 
     if args.generate_config:
         out = Path(args.generate_config)

@@ -4,6 +4,7 @@
     python quick_start.py --steps train,evaluate
     python quick_start.py --data real          # on config.py's FMA paths (set them up first)
     python quick_start.py --smallest           # a tiny end-to-end check (about a minute)
+    python quick_start.py --dataset folder:~/music/gtzan   # your own genre folders (or csv:FILE)
 
 Every step reuses what an earlier run finished: the demo dataset, the feature cache, a finished
 training run (``--retrain`` trains again) and the predictions of files already done. The model is
@@ -63,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", choices=("demo", "real"), default="demo", help="demo dataset or FMA (default demo)"
     )
     parser.add_argument(
+        "--dataset",
+        metavar="SPEC",
+        help="your own music instead of --data: folder:PATH (ROOT/<genre>/[<sub>/]<file>) or csv:FILE",
+    )
+    parser.add_argument(
         "--steps",
         default=",".join(STEPS),
         help=f"comma-separated steps to run (default all: {','.join(STEPS)})",
@@ -101,7 +107,12 @@ def header(number: int, title: str) -> None:
 def resolve(args: argparse.Namespace) -> tuple[Settings, dict]:
     """The run's settings and the paths of the dataset."""
     overrides: dict = {}
-    if args.data == "demo":
+    if args.dataset:  # the demo's small model and recipe on the user's own music
+        overrides.update(DEMO_OVERRIDES)
+        if args.smallest:
+            overrides.update(width_factor=SMALLEST["width_factor"], num_epochs=SMALLEST["num_epochs"])
+        overrides["dataset"] = args.dataset
+    elif args.data == "demo":
         overrides.update(DEMO_OVERRIDES)
         if args.smallest:
             overrides.update(SMALLEST)
@@ -126,6 +137,17 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict]:
 
 
 def step_setup(args, settings: Settings, paths: dict) -> None:
+    if settings.dataset != "fma":
+        from genrekit import datasets
+
+        labelled = datasets.from_settings(settings).load()
+        counts = labelled.targets["split"].value_counts()
+        print(
+            f"your music: {settings.dataset}: {len(labelled.targets)} tracks, {len(labelled.tree.roots)} top "
+            f"genres, {len(labelled.tree)} genres in all (training {counts.get('training', 0)}, "
+            f"validation {counts.get('validation', 0)}, test {counts.get('test', 0)})"
+        )
+        return
     if args.data == "demo":
         from genrekit.demo import write_demo_dataset
 
@@ -149,12 +171,16 @@ def step_setup(args, settings: Settings, paths: dict) -> None:
 def step_inspect(args, settings: Settings, paths: dict, out: Path) -> None:
     import fma_inspector
 
+    source = (
+        ["--dataset", settings.dataset]
+        if settings.dataset != "fma"
+        else ["--metadata", str(paths["metadata"]), "--audio", str(paths["audio"])]
+    )
     code = fma_inspector.main(
         [
-            "--metadata",
-            str(paths["metadata"]),
-            "--audio",
-            str(paths["audio"]),
+            *source,
+            "--seed",
+            str(settings.seed),
             "--output_dir",
             str(out / "inspection"),
             "--subset",
@@ -169,7 +195,7 @@ def step_features(settings: Settings, paths: dict) -> None:
     from genrekit.training import BalancedGenreProcessor
 
     processor = BalancedGenreProcessor(settings, str(paths["metadata"]), str(paths["audio"]))
-    processed = processor.process_fma_labels(*processor.load_fma_metadata())
+    processed = processor.load_dataset()
     processor.extract_features(processed)  # the cache logs its one summary line
 
 
@@ -212,9 +238,17 @@ def prediction_folder(settings: Settings, paths: dict, out: Path, limit: int = 4
 
     folder = out / "music_to_predict"
     folder.mkdir(parents=True, exist_ok=True)
-    tracks = fma.select_subset(fma.load_tracks(paths["metadata"]), settings.subset)
-    for tid in fma.split_ids(tracks, "test")[:limit]:
-        source = fma.audio_path(paths["audio"], tid)
+    if settings.dataset != "fma":  # the test split the run saved
+        import pandas as pd
+
+        from genrekit.own_datasets import SPLITS_FILE
+
+        table = pd.read_csv(out / SPLITS_FILE)
+        sources = [Path(p) for p in table["path"][table["split"] == "test"][:limit]]
+    else:
+        tracks = fma.select_subset(fma.load_tracks(paths["metadata"]), settings.subset)
+        sources = [fma.audio_path(paths["audio"], tid) for tid in fma.split_ids(tracks, "test")[:limit]]
+    for source in sources:
         link = folder / source.name
         if source.is_file() and not link.exists():
             link.symlink_to(source.resolve())

@@ -26,7 +26,7 @@ from genrekit.labels import LEVELS, MASKED, check_artist_filtered
 log = logging.getLogger(__name__)
 
 MP3_MAGIC = (b"ID3", b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"\xff\xfa", b"\xff\xe3")
-AUDIO_MAGIC = MP3_MAGIC + (b"RIFF", b"fLaC", b"OggS")
+AUDIO_MAGIC = MP3_MAGIC + (b"RIFF", b"fLaC", b"OggS", b".snd", b"FORM")  # .au, AIFF too
 
 
 def load_dataset(
@@ -163,7 +163,9 @@ def analyze(ds: LabelledDataset, settings: Any, probe_audio_dir: bool = True) ->
         "tracks_per_split": {s: int((targets["split"] == s).sum()) for s in fma.SPLITS},
         "tracks_per_subset_and_split": fma.subset_split_counts(
             pd.DataFrame({("set", "subset"): targets["subset"], ("set", "split"): targets["split"]})
-        ),
+        )
+        if source.subset  # a source without FMA's subsets (genrekit.own_datasets) has none
+        else {},
         "genre_tree": {
             "genres": len(ds.tree),
             "roots": len(ds.tree.roots),

@@ -107,9 +107,13 @@ def spec_augment(x: Any, params: Mapping[str, Any], fill: Any) -> Any:
     n_mels, frames = x.shape[1], x.shape[2]
     mask = ops.zeros_like(x, dtype="bool")
     if params["time_start"].shape[-1]:
-        mask = ops.logical_or(mask, ops.expand_dims(_band_mask(params["time_start"], params["time_width"], frames), 1))
+        mask = ops.logical_or(
+            mask, ops.expand_dims(_band_mask(params["time_start"], params["time_width"], frames), 1)
+        )
     if params["freq_start"].shape[-1]:
-        mask = ops.logical_or(mask, ops.expand_dims(_band_mask(params["freq_start"], params["freq_width"], n_mels), 2))
+        mask = ops.logical_or(
+            mask, ops.expand_dims(_band_mask(params["freq_start"], params["freq_width"], n_mels), 2)
+        )
     fill = ops.reshape(ops.cast(fill, x.dtype), (1, n_mels, 1))
     return ops.where(mask, fill, x)
 

@@ -77,6 +77,11 @@ class Dataset(abc.ABC):
         """Where the genre tree comes from, for messages."""
         return self.tracks_origin
 
+    @property
+    def cache_name(self) -> str:
+        """The name of the dataset's feature cache folder (:func:`genrekit.cache.cache_folder`)."""
+        return Path(self.audio_dir).resolve().name
+
     def audio_items(self, track_ids: Iterable[int]) -> list[tuple[int, Path]]:
         """``(track_id, path)`` pairs for the feature cache, in track-id order."""
         return [(int(t), self.audio_path(int(t))) for t in sorted(int(t) for t in track_ids)]
@@ -234,13 +239,61 @@ class DemoDataset(FMADataset):
             raise DatasetError(f"{marker}: no finished demo dataset record ({exc})") from None
 
 
+FMA_SPEC = "fma"  # the DATASET setting of FMA (METADATA_DIR and AUDIO_DIR), the default
+SPEC_KINDS = ("folder", "csv")  # DATASET = "folder:PATH" or "csv:FILE"
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``(kind, path)`` of a dataset spec: ``("fma", "")``, ``("folder", PATH)`` or ``("csv", FILE)``.
+
+    Raises
+    ------
+    ConfigError
+        Any other spec, naming it.
+    """
+    from genrekit.errors import ConfigError
+
+    if spec.strip() == FMA_SPEC:
+        return FMA_SPEC, ""
+    kind, sep, path = spec.partition(":")
+    if not sep or kind.strip() not in SPEC_KINDS or not path.strip():
+        raise ConfigError(
+            f"dataset {spec!r} must be 'fma', 'folder:PATH' (genre folders) or 'csv:FILE' (a manifest)"
+        )
+    return kind.strip(), path.strip()
+
+
+def from_spec(
+    spec: str, *, seed: int = 0, metadata_dir: Any = None, audio_dir: Any = None, subset: str = "large"
+) -> Dataset:
+    """The dataset a spec names (``--dataset``, config.py ``DATASET``, the JSON key ``dataset``).
+
+    ``fma`` is FMA (or the demo) in ``metadata_dir`` and ``audio_dir``; ``folder:PATH`` genre
+    folders (:class:`~genrekit.own_datasets.FolderDataset`); ``csv:FILE`` a manifest
+    (:class:`~genrekit.own_datasets.ManifestDataset`). ``seed`` seeds the split of a source
+    that gives none.
+    """
+    kind, path = parse_spec(spec)
+    if kind == FMA_SPEC:
+        return FMADataset(metadata_dir, audio_dir, subset=subset)
+    from genrekit.own_datasets import FolderDataset, ManifestDataset
+
+    return (FolderDataset if kind == "folder" else ManifestDataset)(Path(path).expanduser(), seed=seed)
+
+
 def from_settings(
     settings: Any, metadata_dir: str | os.PathLike | None = None, audio_dir: str | os.PathLike | None = None
 ) -> Dataset:
-    """The dataset a run's settings name: FMA's metadata and audio folders and subset.
+    """The dataset a run's settings name: ``settings.dataset``; for FMA its metadata and audio
+    folders (or the two overrides) and subset.
 
     The demo has FMA's layout, so its folders work here too; :class:`DemoDataset` adds its record.
+    Another source (``folder:PATH``, ``csv:FILE``) ignores the FMA folders.
     """
-    return FMADataset(
-        metadata_dir or settings.metadata_dir, audio_dir or settings.audio_dir, subset=settings.subset
+    return from_spec(
+        getattr(settings, "dataset", FMA_SPEC),
+        seed=settings.seed,
+        metadata_dir=metadata_dir or settings.metadata_dir,
+        audio_dir=audio_dir or settings.audio_dir,
+        subset=settings.subset,
     )

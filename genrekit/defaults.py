@@ -10,6 +10,7 @@ Keep the two files' names and types the same (``tests/test_packaging.py`` checks
 DATA_DIR = "fma_data"  # where setup_fma_dataset.py downloads and extracts archives
 METADATA_DIR = "fma_data/extracted/metadata/fma_metadata"  # folder holding tracks.csv, genres.csv
 AUDIO_DIR = "fma_data/extracted/fma_large/fma_large"  # folder holding NNN/NNNNNN.mp3
+DATASET = "fma"  # "fma" (the two folders above), "folder:PATH" (ROOT/<genre>/[<sub>/]<file>), "csv:FILE"
 DEMO_DIR = "fma_data/demo"  # the built-in demo dataset (its own folder, never posing as FMA)
 CACHE_DIR = "fma_data/features"  # mel-segment feature caches, one sub-folder per parameter set
 PRETRAINED_DIR = "fma_data/pretrained"  # pretrained backbones converted by fetch_backbone.py
@@ -51,7 +52,9 @@ WARMUP_EPOCHS = 1  # cosine schedule: epochs of linear warm-up from LEARNING_RAT
 SEED = 42  # seed for sampling, shuffling and weight initialisation
 MIXED_PRECISION = True  # mixed_float16 when a GPU is present (never on a CPU)
 STRATEGY = "auto"  # distribution: auto, default, mirrored, multiworker
-SHUFFLE_BLOCK = 8  # neighbouring tracks read together (one read); 1,024 tracks of such blocks are shuffled together
+SHUFFLE_BLOCK = (
+    8  # neighbouring tracks read together (one read); 1,024 tracks of such blocks are shuffled together
+)
 
 # --- Augmentation (training segments only) ------------------------------------------------------------
 SPEC_AUGMENT = False  # SpecAugment: mask bands of frames and of mel bands (filled with the band means)

@@ -197,6 +197,10 @@ def evaluate_model(
     dataset = datasets.from_settings(settings, metadata_dir, audio_dir)
     labelled = dataset.load(vocabs)
     check_vocabularies(vocabs, labelled.tree, Path(dataset.genres_origin))
+    if data.get("splits_file"):  # a source that made its own split: score what training never saw
+        from genrekit.own_datasets import apply_saved_splits
+
+        apply_saved_splits(labelled, config_path.parent / data["splits_file"])
     split_ids = labelled.split_ids(split)
     if len(split_ids) == 0:
         raise DatasetError(
@@ -307,7 +311,7 @@ def _split_features(
     if data.get("cache_dir") and _same_folder(audio_dir, data.get("audio_dir")):
         folder = Path(data["cache_dir"])
     else:
-        folder = cache_folder(settings.cache_dir, audio_dir, frontend)
+        folder = cache_folder(settings.cache_dir, dataset.cache_name, frontend)
     n_workers = default_value("workers") if workers is None else workers
     ensure_cache(folder, dataset.audio_items(track_ids), frontend, workers=n_workers or None)
     return FeatureCache.open(folder, frontend), folder

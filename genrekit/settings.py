@@ -138,6 +138,12 @@ _RULES: dict[str, tuple[Any, str]] = {
     "demo_tracks": (lambda v: v >= 20, "must be >= 20"),
     "lr_factor": (lambda v: 0 < v < 1, "must be in (0, 1)"),
     "subset": (lambda v: v in SUBSETS, f"must be one of {', '.join(SUBSETS)}"),
+    "dataset": (
+        lambda v: (
+            v == "fma" or v.partition(":")[0] in ("folder", "csv") and bool(v.partition(":")[2].strip())
+        ),
+        "must be 'fma', 'folder:PATH' (genre folders) or 'csv:FILE' (a manifest)",
+    ),
     "split": (lambda v: v in SPLITS, f"must be one of {', '.join(SPLITS)}"),
     "strategy": (lambda v: v in STRATEGIES, f"must be one of {', '.join(STRATEGIES)}"),
     "lr_schedule": (lambda v: v in LR_SCHEDULES, f"must be one of {', '.join(LR_SCHEDULES)}"),

@@ -121,7 +121,9 @@ def choose_thresholds(
     y = (np.asarray(y_true) > 0).astype(np.int64)
     p = np.asarray(probs, dtype=np.float64)
     if y.shape != p.shape or y.ndim != 2:
-        raise ModelError(f"thresholds: targets {y.shape} and probabilities {p.shape} must be equal 2-D shapes")
+        raise ModelError(
+            f"thresholds: targets {y.shape} and probabilities {p.shape} must be equal 2-D shapes"
+        )
     n_labels = y.shape[1]
     w = np.ones(n_labels) if pos_weight is None else np.asarray(pos_weight, dtype=np.float64).reshape(-1)
     if w.shape != (n_labels,):
@@ -162,7 +164,9 @@ def include_top_of(training_config: Mapping[str, Any]) -> bool:
     return bool((training_config.get("thresholds") or {}).get("include_top", False))
 
 
-def thresholds_of(training_config: Mapping[str, Any], n_labels: int, override: float | None = None) -> np.ndarray:
+def thresholds_of(
+    training_config: Mapping[str, Any], n_labels: int, override: float | None = None
+) -> np.ndarray:
     """The all-genres thresholds a model was saved with, one per genre.
 
     ``override`` (a threshold the user asked for) wins; a config written before thresholds were

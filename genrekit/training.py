@@ -185,7 +185,7 @@ class BalancedGenreProcessor:
                 raise ConfigError("extract_features needs processed data or track ids")
             track_ids = processed.targets.index.to_numpy()
         frontend = self.frontend()
-        folder = cache_folder(cache_dir or self.settings.cache_dir, self.audio_dir, frontend)
+        folder = cache_folder(cache_dir or self.settings.cache_dir, self.dataset.cache_name, frontend)
         items = self.dataset.audio_items(track_ids)
         summary = ensure_cache(folder, items, frontend, workers=self.settings.num_workers, shard=shard)
         log.debug("feature cache %s: %s", folder, summary)  # ensure_cache logs it at INFO
@@ -680,6 +680,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     (out / "checkpoints").mkdir(exist_ok=True)
     write_json_atomic(out / "run_settings.json", settings.to_dict())
+    splits_file = save_splits(processor.dataset, out)
     monitor = settings.monitor
     EpochSetter, ValidationMetrics, CallbackState = _callbacks_module()
     best_path = out / "checkpoints" / "best.keras"
@@ -782,6 +783,8 @@ def train(
             "metadata_dir": str(processor.metadata_dir),
             "audio_dir": str(processor.audio_dir),
             "subset": settings.subset,
+            "dataset": settings.dataset,
+            **({"splits_file": splits_file.name} if splits_file is not None else {}),
             "cache_dir": str(cache.cache_dir),
             "tracks": {s: len(v) for s, v in split_labels.items()},
             "left_out": left_out,
@@ -804,6 +807,20 @@ def train(
     log.info("model: %s", model_path)
     log.info("config: %s", out / settings.training_config_filename)
     return config
+
+
+def save_splits(dataset: Dataset, out: Path) -> Path | None:
+    """Save the split of a source that makes its own (:mod:`genrekit.own_datasets`) in the run
+    folder, so evaluation scores exactly the tracks training never saw; None for FMA's."""
+    table = getattr(dataset, "splits_table", None)
+    if table is None:
+        return None
+    from genrekit.own_datasets import SPLITS_FILE
+
+    path = out / SPLITS_FILE
+    with replacing(path) as tmp:
+        table().to_csv(tmp, index=False)
+    return path
 
 
 def learning_rate_schedule(settings: Settings, steps_per_epoch: int) -> Any:

@@ -40,7 +40,7 @@ def test_every_example_config_key_is_documented():
             balanced_trainer,
             ["--batch_size", "--epochs", "--focal_loss", "--extract_only", "--shard", "--strategy"],
         ),
-        (fma_inspector, ["--check_paths", "--analyze_balance", "--generate_config"]),
+        (fma_inspector, ["--check_paths", "--analyze_balance", "--generate_config", "--dataset"]),
         (
             balanced_inference,
             ["--file", "--folder", "--output", "--top_k", "--threshold", "--recursive", "--workers"],
@@ -50,7 +50,7 @@ def test_every_example_config_key_is_documented():
             setup_fma_dataset,
             ["--subset", "--symlinks", "--analyze", "--no_verify", "--cleanup", "--base_url"],
         ),
-        (quick_start, ["--data", "--steps", "--smallest"]),
+        (quick_start, ["--data", "--steps", "--smallest", "--dataset"]),
     ],
 )
 def test_flags_in_the_readme_exist(script, flags):
