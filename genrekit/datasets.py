@@ -31,6 +31,7 @@ from genrekit.labels import (
     Vocabulary,
     build_vocabularies,
     encode,
+    heads_of,
     targets_from_table,
 )
 
@@ -136,6 +137,16 @@ class LabelledDataset:
     @property
     def num_classes(self) -> dict[str, int]:
         return {level: len(v) for level, v in self.vocabs.items()}
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """The levels the model has a head for (:func:`genrekit.labels.heads_of`)."""
+        return heads_of(self.vocabs)
+
+    @property
+    def head_classes(self) -> dict[str, int]:
+        """Classes of each head, keyed like the model's outputs (no ``medium`` when it has no head)."""
+        return {level: len(self.vocabs[level]) for level in self.heads}
 
     @property
     def n_labelled_training(self) -> int:

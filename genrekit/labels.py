@@ -244,7 +244,8 @@ def build_vocabularies(targets: pd.DataFrame, tree: GenreTree) -> dict[str, Voca
     top_ids = sorted(set(train["top"][train["top"] != MASKED].tolist()))
     medium_ids = sorted(set(train["medium"][train["medium"] != MASKED].tolist()))
     all_ids = sorted({g for ids in train["all"] for g in ids})
-    for level, ids in (("top", top_ids), ("medium", medium_ids), ("all", all_ids)):
+    # The medium head is optional (a flat collection such as GTZAN has no sub-genres); see heads_of.
+    for level, ids in (("top", top_ids), ("all", all_ids)):
         if len(ids) < 2:
             raise DatasetError(f"the training split has {len(ids)} {level}-level genre(s); at least 2 needed")
     return {
@@ -252,6 +253,16 @@ def build_vocabularies(targets: pd.DataFrame, tree: GenreTree) -> dict[str, Voca
         "medium": Vocabulary.from_ids("medium", medium_ids, tree),
         "all": Vocabulary.from_ids("all", all_ids, tree),
     }
+
+
+def heads_of(vocabs: Mapping[str, Vocabulary]) -> tuple[str, ...]:
+    """The levels a model has a head for: every level with at least two classes, in ``LEVELS`` order.
+
+    ``top`` and ``all`` always qualify (:func:`build_vocabularies` refuses fewer); ``medium`` has no
+    head when the training split has fewer than two medium genres (a flat collection, GTZAN's
+    ``ROOT/<genre>/<file>``): it is left out of the model, the losses, the metrics and the results.
+    """
+    return tuple(level for level in LEVELS if len(vocabs[level].genre_ids) >= 2)
 
 
 @dataclass

@@ -90,6 +90,24 @@ def write_training_config(path: str | os.PathLike, config: Mapping[str, Any]) ->
     return path
 
 
+def heads_of_config(config: Mapping[str, Any]) -> tuple[str, ...]:
+    """The levels a saved model has a head for: the config's ``heads``, else every level with at
+    least two classes in its vocabularies (:func:`genrekit.labels.heads_of`; runs before ``heads``
+    was recorded always had all three).
+
+    Raises
+    ------
+    ModelError
+        When ``heads`` names an unknown level or lacks ``top`` or ``all``.
+    """
+    heads = config.get("heads")
+    if heads is None:
+        return tuple(level for level in LEVELS if len(config["vocabularies"][level]["genre_ids"]) >= 2)
+    if not isinstance(heads, list) or any(h not in LEVELS for h in heads) or not {"top", "all"} <= set(heads):
+        raise ModelError(f"training config: heads={heads!r} must list 'top', 'all' and optionally 'medium'")
+    return tuple(level for level in LEVELS if level in heads)
+
+
 def _output_widths(model: Any) -> dict[str, int]:
     outputs = model.output
     if isinstance(outputs, Mapping):
@@ -147,7 +165,10 @@ def check_model(
         training_config["input_shape"], model.input_shape
     )
     widths = _output_widths(model)
-    for level in LEVELS:
+    heads = heads_of_config(training_config)
+    if "medium" not in heads and "medium" in widths:
+        problems.append("model has a 'medium' output the config's heads do not list")
+    for level in heads:
         size = len(training_config["vocabularies"][level]["genre_ids"])
         if level not in widths:
             problems.append(f"model has no output named {level!r} (outputs: {sorted(widths)})")
