@@ -229,6 +229,7 @@ def make_losses(
     pos_weight: float | Sequence[float] | None = None,
     priors: dict[str, Sequence[float]] | None = None,
     tau: float = 1.0,
+    heads: Sequence[str] = ("top", "medium", "all"),
 ) -> dict[str, keras.losses.Loss]:
     """The losses of the three heads, keyed by output name, for ``model.compile(loss=...)``.
 
@@ -249,6 +250,9 @@ def make_losses(
         ``use_focal_loss``; ``top_alpha`` / ``medium_alpha`` must then be None).
     tau : float
         ``LOGIT_ADJUSTMENT_TAU``, used with ``priors``.
+    heads : sequence of str
+        The model's outputs (:func:`genrekit.labels.heads_of`): without ``medium`` there is no
+        medium loss (and ``priors`` need no ``medium`` entry).
 
     Returns
     -------
@@ -263,10 +267,12 @@ def make_losses(
         softmax_losses = {
             level: LogitAdjustedLoss(priors[level], tau=tau, gamma=g, name=f"{level}_loss")
             for level in ("top", "medium")
+            if level in heads
         }
     else:
         softmax_losses = {
             "top": FocalLoss(alpha=top_alpha, gamma=g, name="top_loss"),
             "medium": FocalLoss(alpha=medium_alpha, gamma=g, name="medium_loss"),
         }
-    return {**softmax_losses, "all": WeightedBinaryCrossEntropy(pos_weight=pos_weight, name="all_loss")}
+    losses = {**softmax_losses, "all": WeightedBinaryCrossEntropy(pos_weight=pos_weight, name="all_loss")}
+    return {level: loss for level, loss in losses.items() if level in heads}

@@ -104,7 +104,8 @@ def build_model(
     input_shape : sequence of int
         ``(n_mels, segment_frames, 1)``, e.g. ``config.INPUT_SHAPE`` = (128, 64, 1).
     num_top, num_medium, num_all : int
-        Classes of the top-level, medium and all-genres heads (each >= 1).
+        Classes of the top-level, medium and all-genres heads (each >= 1; ``num_medium=0`` builds
+        the model without a ``medium`` head, for a collection without sub-genres).
     width_factor : float
         Scales every conv and dense width (rounded, at least 4); 1.0 = 64/128/256/512 and 512.
     conv_dropout, dense_dropout : float
@@ -131,8 +132,8 @@ def build_model(
     if len(input_shape) != 3 or min(input_shape) < 1:
         raise ModelError(f"input_shape={input_shape} must be (n_mels, frames, channels), all >= 1")
     for name, count in (("num_top", num_top), ("num_medium", num_medium), ("num_all", num_all)):
-        if int(count) < 1:
-            raise ModelError(f"{name}={count} must be >= 1")
+        if int(count) < (0 if name == "num_medium" else 1):
+            raise ModelError(f"{name}={count} must be >= {0 if name == 'num_medium' else 1}")
     for name, rate in (("conv_dropout", conv_dropout), ("dense_dropout", dense_dropout)):
         if not 0.0 <= rate < 1.0:
             raise ModelError(f"{name}={rate} must be in [0, 1)")
@@ -181,6 +182,7 @@ def build_model(
             name=name,
         )(x)
         for k, (name, units, activation) in enumerate(heads)
+        if units  # num_medium=0: no medium head (a collection without sub-genres)
     }
     return keras.Model(inputs=inputs, outputs=outputs, name="genre_cnn")
 

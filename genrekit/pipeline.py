@@ -57,6 +57,7 @@ class TrainingStream:
     weights : mapping of level to array (n_classes,)
         Class weight per class for ``top`` and ``medium``; a masked track gets weight 0.
     n_classes : mapping of level to int
+        Classes of each head the model has (no ``medium`` entry: no medium targets).
     num_segments : int
         Segments per track in the cache.
     sampler : EpochSampler or None
@@ -131,15 +132,18 @@ class TrainingStream:
         track = np.repeat(rows, self.num_segments)[order]
         y = {
             "top": one_hot(self.labels.top[track], self.n_classes["top"]),
-            "medium": one_hot(self.labels.medium[track], self.n_classes["medium"]),
             "all": self.labels.all[track].astype(np.float32),
         }
-        w = {
-            "top": self.track_weights("top", track),
-            "medium": self.track_weights("medium", track),
-            "all": np.ones(len(track), dtype=np.float32),
-        }
-        return x, y, w
+        w = {"top": self.track_weights("top", track), "all": np.ones(len(track), dtype=np.float32)}
+        if "medium" in self.n_classes:
+            y["medium"] = one_hot(self.labels.medium[track], self.n_classes["medium"])
+            w["medium"] = self.track_weights("medium", track)
+        return x, {k: y[k] for k in self.heads}, {k: w[k] for k in self.heads}
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """The model's outputs the stream feeds: the levels of ``n_classes``, in ``LEVELS`` order."""
+        return tuple(level for level in LEVELS if level in self.n_classes)
 
     def batches(self) -> Iterator[tuple[np.ndarray, dict, dict, dict]]:
         """One epoch of ``(x, y, w, augmentation params)`` batches (the generator behind tf.data)."""
@@ -236,8 +240,8 @@ def training_dataset(
     k_freq = stream.augment.freq_masks if stream.augment and stream.augment.freq_mask_bands else 0
     signature = (
         tf.TensorSpec((None, *segment_shape), tf.float16),
-        {k: tf.TensorSpec((None, stream.n_classes[k]), tf.float32) for k in LEVELS},
-        {k: tf.TensorSpec((None,), tf.float32) for k in LEVELS},
+        {k: tf.TensorSpec((None, stream.n_classes[k]), tf.float32) for k in stream.heads},
+        {k: tf.TensorSpec((None,), tf.float32) for k in stream.heads},
         {
             "time_start": tf.TensorSpec((None, k_time), tf.int32),
             "time_width": tf.TensorSpec((None, k_time), tf.int32),
@@ -299,9 +303,10 @@ def predict_segments(
     """Segment-level probabilities of every head for the given tracks, and each segment's track.
 
     Returns ``({"top": (n_seg, C), "medium": ..., "all": ...}, segment_track (n_seg,))`` where
-    ``segment_track`` indexes ``track_ids``.
+    ``segment_track`` indexes ``track_ids``; a model without a medium head gives no ``medium``.
     """
-    outputs: dict[str, list[np.ndarray]] = {"top": [], "medium": [], "all": []}
+    names = getattr(model, "output_names", None) or LEVELS
+    outputs: dict[str, list[np.ndarray]] = {k: [] for k in LEVELS if k in names}  # the model's heads
     index = []
     for x, idx in iter_segment_batches(source, np.asarray(track_ids)):
         # predict (not predict_on_batch): it splits batches correctly under a distribution strategy.

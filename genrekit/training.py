@@ -125,8 +125,7 @@ class BalancedGenreProcessor:
         labels = labels if labels is not None else processed.labels("training")
         counts, rates = self._epoch_counts(processed, labels)
         weights = {
-            level: balancing.class_weights(counts[level], self.settings.max_class_weight)
-            for level in ("top", "medium")
+            level: balancing.class_weights(counts[level], self.settings.max_class_weight) for level in counts
         }
         weights["all"] = balancing.head_pos_weights(labels.all, self.settings.max_class_weight, rates)
         return weights
@@ -134,12 +133,13 @@ class BalancedGenreProcessor:
     def _epoch_counts(
         self, processed: ProcessedData, labels: EncodedLabels
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """Expected tracks per class and epoch at the top and medium levels, and the per-track rates."""
+        """Expected tracks per class and epoch at the top and medium levels (the softmax heads the
+        model has), and the per-track rates."""
         n = processed.num_classes
         sampler = self.make_sampler(labels, n["top"], processed.n_labelled_training)
         rates = sampler.expected_rates() if sampler is not None else np.ones(len(labels))
         counts = {}
-        for level in ("top", "medium"):
+        for level in softmax_heads(processed.heads):
             idx = getattr(labels, level)
             known = idx >= 0
             counts[level] = np.bincount(idx[known], weights=rates[known], minlength=n[level])
@@ -152,7 +152,7 @@ class BalancedGenreProcessor:
         after weighted sampling when it is on (class weights are not counted in).
         """
         counts, _ = self._epoch_counts(processed, labels)
-        return {level: balancing.class_priors(counts[level]) for level in ("top", "medium")}
+        return {level: balancing.class_priors(counts[level]) for level in counts}
 
     def feature_params(self):
         """The log-mel parameters of the settings (see :meth:`frontend` for what the trainer uses)."""
@@ -200,7 +200,8 @@ class BalancedHierarchicalModel:
     input_shape : tuple
         ``(n_mels, frames, 1)``, the README's ``(128, 64, 1)``.
     num_top, num_medium, num_all : int
-        Classes of each head (from the data's vocabularies).
+        Classes of each head (from the data's vocabularies); ``num_medium=0``: no medium head
+        (:func:`genrekit.labels.heads_of`).
     class_weights : dict, optional
         From ``compute_hierarchical_class_weights``: ``all`` gives the ``pos_weight`` of the
         multi-label head when class weights are on (the top/medium weights are applied as
@@ -229,6 +230,8 @@ class BalancedHierarchicalModel:
         self.priors = priors
         self.input_shape = tuple(input_shape)
         self.num_classes = {"top": num_top, "medium": num_medium, "all": num_all}
+        # The model's outputs: every level with classes (a collection without sub-genres has no medium).
+        self.heads = tuple(level for level, count in self.num_classes.items() if count)
         self.class_weights = class_weights
         self.settings = settings or Settings.build()
         self.normalization = normalization
@@ -270,7 +273,8 @@ class BalancedHierarchicalModel:
             if self.priors is None:
                 raise ConfigError("use_logit_adjustment is on but no class priors were given to the model")
             priors = {
-                level: np.asarray(self.priors[level], np.float64).tolist() for level in ("top", "medium")
+                level: np.asarray(self.priors[level], np.float64).tolist()
+                for level in softmax_heads(self.heads)
             }
         return make_losses(
             use_focal_loss=s.use_focal_loss,
@@ -278,6 +282,7 @@ class BalancedHierarchicalModel:
             pos_weight=pos_weight,
             priors=priors,
             tau=s.logit_adjustment_tau,
+            heads=self.heads,
         )
 
     def compile_with_balanced_losses(self, learning_rate: Any = None):
@@ -298,13 +303,14 @@ class BalancedHierarchicalModel:
                 learning_rate=learning_rate or s.learning_rate, global_clipnorm=s.clip_norm
             ),
             loss=self.losses(),
-            loss_weights=s.loss_weights,
+            loss_weights={level: s.loss_weights[level] for level in self.heads},
             # Accuracy over labelled rows only, unweighted (class weights would turn it into a
             # different number); masked rows are skipped by MaskedTopKAccuracy.
             metrics={
-                "top": [MaskedTopKAccuracy(name="accuracy")],
-                "medium": [MaskedTopKAccuracy(name="accuracy")],
-                "all": [keras.metrics.AUC(name="auc")],
+                level: [MaskedTopKAccuracy(name="accuracy")]
+                if level in SOFTMAX_LEVELS
+                else [keras.metrics.AUC(name="auc")]
+                for level in self.heads
             },
         )
         return self.model
@@ -359,14 +365,15 @@ def _callbacks_module():
             if logs is not None:
                 logs.update(metrics)
                 logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            medium = metrics.get("val_medium_balanced_accuracy")
             log.info(
                 "epoch %d validation: score %.3f; top balanced accuracy %.3f, top macro F1 %.3f, medium "
-                "balanced accuracy %.3f, all-genres LRAP %.3f, Jaccard %.3f",
+                "balanced accuracy %s, all-genres LRAP %.3f, Jaccard %.3f",
                 epoch + 1,
                 metrics["val_score"],
                 metrics["val_top_balanced_accuracy"],
                 metrics["val_top_f1_macro"],
-                metrics["val_medium_balanced_accuracy"],
+                "(no medium head)" if medium is None else f"{medium:.3f}",
                 metrics["val_all_lrap"],
                 metrics["val_all_jaccard"],
             )
@@ -427,6 +434,14 @@ def _callbacks_module():
     return EpochSetter, ValidationMetrics, CallbackState
 
 
+SOFTMAX_LEVELS = ("top", "medium")
+
+
+def softmax_heads(heads: Any) -> tuple[str, ...]:
+    """The single-label levels among ``heads`` (level names, or a dict keyed by them), in order."""
+    return tuple(level for level in SOFTMAX_LEVELS if level in heads)
+
+
 def _plain(value: Any) -> Any:
     """A callback's state value as plain JSON (numpy and Keras scalars become floats or ints)."""
     if isinstance(value, int | float | bool) or value is None:
@@ -444,7 +459,7 @@ def validation_metrics(
 ) -> dict[str, float]:
     """Track-level metrics used to steer training (computed with scikit-learn).
 
-    ``val_score`` combines the three heads, weighted like their losses: the top and medium heads'
+    ``val_score`` combines the heads in ``probs``, weighted like their losses: the top and medium heads'
     balanced accuracy and the all-genres head's label ranking average precision (LRAP: threshold-free,
     so the score does not depend on the threshold tuned after training). It is the default
     ``MONITOR``; every figure is logged, and any of them can be monitored instead.
@@ -460,7 +475,7 @@ def validation_metrics(
 
     n = len(labels)
     out = {}
-    for level in ("top", "medium"):
+    for level in softmax_heads(probs):
         target = getattr(labels, level)
         known = target >= 0
         pred = track_mean(probs[level], segment_track, n).argmax(axis=1)
@@ -483,11 +498,8 @@ def validation_metrics(
         float(label_ranking_average_precision_score(labels.all[has], all_mean[has])) if has.any() else 0.0
     )
     w = loss_weights or {"top": 1.0, "medium": 1.0, "all": 1.0}
-    parts = {
-        "top": out["val_top_balanced_accuracy"],
-        "medium": out["val_medium_balanced_accuracy"],
-        "all": out["val_all_lrap"],
-    }
+    parts = {level: out[f"val_{level}_balanced_accuracy"] for level in softmax_heads(probs)}
+    parts["all"] = out["val_all_lrap"]
     total = sum(w[k] for k in parts)
     out["val_score"] = float(sum(w[k] * v for k, v in parts.items()) / total) if total > 0 else 0.0
     return out
@@ -599,8 +611,13 @@ def train(
     processor = BalancedGenreProcessor(settings, metadata_dir, audio_dir)
     processed = processor.load_dataset()
     frontend = processor.frontend()
-    n = processed.num_classes
-    log.info("classes per level: top %d, medium %d, all %d", n["top"], n["medium"], n["all"])
+    n = processed.head_classes  # one entry per head the model has
+    log.info(
+        "classes per level: top %d, medium %s, all %d",
+        n["top"],
+        n["medium"] if "medium" in n else f"{processed.num_classes['medium']} (no medium head)",
+        n["all"],
+    )
 
     cache = processor.extract_features(processed, cache_dir=cache_dir)
     usable = cache.track_ids
@@ -641,7 +658,7 @@ def train(
 
     sample_weights = {
         level: weights[level] if settings.use_class_weights else np.ones(n[level], np.float32)
-        for level in ("top", "medium")
+        for level in softmax_heads(n)
     }
     stream = TrainingStream(
         cache,
@@ -663,7 +680,7 @@ def train(
         builder = BalancedHierarchicalModel(
             frontend.input_shape,
             num_top=n["top"],
-            num_medium=n["medium"],
+            num_medium=n.get("medium", 0),
             num_all=n["all"],
             class_weights=weights,
             settings=settings,
@@ -762,6 +779,7 @@ def train(
         "normalization": {**norm, "computed_on": f"training split, {len(train_labels)} tracks"},
         "left_out_files": [dataclasses.asdict(f) for f in cache.failures][:1000],
         "vocabularies": {level: processed.vocabs[level].to_dict() for level in LEVELS},
+        "heads": list(processed.heads),  # the model's outputs (no medium head without sub-genres)
         "threshold": settings.threshold,
         "thresholds": thresholds,
         "top_k": settings.top_k,

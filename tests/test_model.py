@@ -134,9 +134,13 @@ def test_build_model_refuses_bad_arguments(kwargs, match):
         build_model(SHAPE, num_top=N_TOP, num_medium=N_MEDIUM, num_all=N_ALL, **args)
 
 
-def test_build_model_refuses_empty_head():
-    with pytest.raises(ModelError, match="num_medium=0"):
-        build_model(SHAPE, num_top=3, num_medium=0, num_all=5, width_factor=TINY)
+@pytest.mark.parametrize("empty", ["num_top", "num_all"])
+def test_build_model_refuses_empty_head(empty):
+    counts = {"num_top": 3, "num_medium": 2, "num_all": 5, empty: 0}
+    with pytest.raises(ModelError, match=f"{empty}=0 must be >= 1"):
+        build_model(SHAPE, **counts, width_factor=TINY)
+    with pytest.raises(ModelError, match="num_medium=-1 must be >= 0"):
+        build_model(SHAPE, num_top=3, num_medium=-1, num_all=5, width_factor=TINY)
 
 
 @pytest.mark.parametrize(
