@@ -243,7 +243,7 @@ def evaluate_model(
 
     results = evaluate(
         top_probs=probs["top"],
-        medium_probs=probs["medium"],
+        medium_probs=probs.get("medium"),  # None: the model has no medium head
         all_probs=probs["all"],
         segment_track=segment_track,
         top_target=labels.top,
@@ -394,6 +394,8 @@ def format_headline(results: Mapping[str, Any]) -> str:
     header = f"{'':<16}{'tracks':>7}{'accuracy':>10}{'bal. acc.':>11}{'F1 macro':>10}{'F1 weighted':>13}"
     lines += ["", header, "-" * len(header)]
     for level, name in (("top", "top genres"), ("medium", "medium genres")):
+        if level not in results:  # a model without a medium head
+            continue
         m = results[level]["track"]
         lines.append(
             f"{name:<16}{m['n']:>7}{_n(m['accuracy']):>10}{_n(m['balanced_accuracy']):>11}"

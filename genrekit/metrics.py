@@ -841,8 +841,10 @@ def evaluate(
     ----------
     top_probs : array, shape (n_segments, n_top)
         Softmax outputs of the top-genre head.
-    medium_probs : array, shape (n_segments, n_medium)
-        Softmax outputs of the medium-genre head.
+    medium_probs : array, shape (n_segments, n_medium), or None
+        Softmax outputs of the medium-genre head; None for a model without one (no sub-genres):
+        then ``medium_target`` and ``medium_vocab`` are ignored and the results have no ``medium``
+        section, no ``medium_no_target`` count and a skipped ``hierarchy``.
     all_probs : array, shape (n_segments, n_all)
         Sigmoid outputs of the all-genres head.
     segment_track : array of int, shape (n_segments,)
@@ -887,12 +889,23 @@ def evaluate(
     ParameterError
         (a ValueError) When the arrays disagree in length or hold out-of-range indices.
     """
+    # No medium head (a collection without sub-genres): the medium level is left out everywhere.
+    has_medium = medium_probs is not None
     top_vocab = LevelVocab.coerce(top_vocab)
-    medium_vocab = LevelVocab.coerce(medium_vocab)
     all_vocab = LevelVocab.coerce(all_vocab)
     top_probs = np.asarray(top_probs, dtype=np.float64)
-    medium_probs = np.asarray(medium_probs, dtype=np.float64)
     all_probs = np.asarray(all_probs, dtype=np.float64)
+    top_target = np.asarray(top_target, dtype=np.int64)
+    n_tracks = len(top_target)
+    n_segments = len(top_probs)
+    if has_medium:
+        medium_vocab = LevelVocab.coerce(medium_vocab)
+        medium_probs = np.asarray(medium_probs, dtype=np.float64)
+        medium_target = np.asarray(medium_target, dtype=np.int64)
+    else:  # stand-ins that pass the checks below; no medium section is written
+        medium_vocab = top_vocab
+        medium_probs = np.zeros((n_segments, len(top_vocab)))
+        medium_target = np.full(n_tracks, -1, dtype=np.int64)
     for level, probs, vocab in (
         ("top", top_probs, top_vocab),
         ("medium", medium_probs, medium_vocab),
@@ -900,11 +913,7 @@ def evaluate(
     ):
         _check_width(probs, vocab, level)
     segment_track = np.asarray(segment_track)
-    top_target = np.asarray(top_target, dtype=np.int64)
-    medium_target = np.asarray(medium_target, dtype=np.int64)
     all_target = np.asarray(all_target)
-    n_tracks = len(top_target)
-    n_segments = len(top_probs)
     if len(medium_probs) != n_segments or len(all_probs) != n_segments or len(segment_track) != n_segments:
         raise ParameterError(
             f"segment arrays differ in length: top {n_segments}, medium {len(medium_probs)}, "
@@ -931,9 +940,10 @@ def evaluate(
 
     common = {"top_k": top_k, "n_bins": n_bins, "n_pairs": n_pairs, "track_ids": track_ids}
     top, top_pred = _single_label_level(top_probs, segment_track, top_target, top_vocab, **common)
-    medium, medium_pred = _single_label_level(
-        medium_probs, segment_track, medium_target, medium_vocab, **common
-    )
+    if has_medium:
+        medium, medium_pred = _single_label_level(
+            medium_probs, segment_track, medium_target, medium_vocab, **common
+        )
 
     all_mean = track_mean(all_probs, segment_track, n_tracks)
     columns = top_columns(top_vocab.genre_ids, all_vocab.genre_ids) if include_top else None
@@ -964,8 +974,10 @@ def evaluate(
         fixed.pop("per_label")
         all_section["track_fixed_threshold"] = fixed
 
-    if medium_vocab.root_ids is None:
-        hierarchy: dict[str, Any] = {"skipped": "the medium vocabulary has no root_ids"}
+    if not has_medium:
+        hierarchy: dict[str, Any] = {"skipped": "the model has no medium head (no sub-genres in training)"}
+    elif medium_vocab.root_ids is None:
+        hierarchy = {"skipped": "the medium vocabulary has no root_ids"}
     else:
         hierarchy = {
             "track": hierarchy_consistency(
@@ -985,7 +997,7 @@ def evaluate(
             "defective_files": int(n_defective_files),
             "excluded": {
                 "top_no_target": top["excluded"]["no_target"],
-                "medium_no_target": medium["excluded"]["no_target"],
+                **({"medium_no_target": medium["excluded"]["no_target"]} if has_medium else {}),
                 "all_no_labels": all_section["track"]["excluded_no_labels"],
             },
         },
@@ -997,7 +1009,7 @@ def evaluate(
             "calibration_bins": n_bins,
         },
         "top": top,
-        "medium": medium,
+        **({"medium": medium} if has_medium else {}),
         "all": all_section,
         "hierarchy": hierarchy,
     }

@@ -499,6 +499,8 @@ def plot_all(
     top = results["top"]
     top_names = dict(zip(top.get("genre_ids", []), top["names"], strict=False))
     for level, label in (("top", "top genres"), ("medium", "medium genres")):
+        if level not in results:  # a model without a medium head
+            continue
         section = results[level]
         order = _grouped_order(section, top_names) if level == "medium" else None
         paths[f"{level}_confusion"] = plot_confusion_matrix(

@@ -76,15 +76,19 @@ def _counts(results: Mapping[str, Any]) -> str:
         ("Defective files left out before evaluation (could not be decoded)", c["defective_files"]),
         ("Tracks without segments (left out everywhere)", c["tracks_without_segments"]),
         ("Tracks without a top-genre target (left out of top-genre metrics)", ex["top_no_target"]),
-        ("Tracks without a medium-genre target (left out of medium-genre metrics)", ex["medium_no_target"]),
+        (
+            "Tracks without a medium-genre target (left out of medium-genre metrics)",
+            ex.get("medium_no_target"),
+        ),
         ("Tracks without any genre label (left out of all-genres metrics)", ex["all_no_labels"]),
     ]
+    rows = [row for row in rows if row[1] is not None]  # no medium row without a medium head
     return "## Data\n\n" + _table(["", "count"], rows) + "\n"
 
 
 def _headline(results: Mapping[str, Any]) -> str:
     rows = []
-    for level in ("top", "medium"):
+    for level in single_label_levels(results):
         for unit in ("track", "segment"):
             m = results[level][unit]
             rows.append(
@@ -166,7 +170,14 @@ def _targets(results: Mapping[str, Any]) -> str:
     )
 
 
+def single_label_levels(results: Mapping[str, Any]) -> tuple[str, ...]:
+    """The single-label levels evaluated: ``top``, and ``medium`` when the model has a medium head."""
+    return tuple(level for level in ("top", "medium") if level in results)
+
+
 def _per_class(results: Mapping[str, Any], level: str, plots: Mapping[str, str]) -> str:
+    if level not in results:
+        return ""
     section = results[level]
     per_class = [r for r in section["track"]["per_class"] if r["support"] > 0]
     per_class.sort(key=lambda r: (-r["support"], r["name"]))
@@ -257,7 +268,7 @@ def _calibration(results: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         "(0 is perfect); MCE: the largest gap of a bin.\n\n"
     )
     rows = []
-    for level in ("top", "medium"):
+    for level in single_label_levels(results):
         cal, conf = results[level]["calibration"], results[level]["confidence"]
         rows.append(
             (
@@ -270,7 +281,7 @@ def _calibration(results: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         )
     text += _table(["Head", "ECE", "MCE", "median confidence, correct", "median confidence, wrong"], rows)
     text += "\n\n"
-    for level in ("top", "medium"):
+    for level in single_label_levels(results):
         title = _LEVEL_TITLES[level].lower()
         text += _image(plots, f"{level}_reliability", f"Reliability diagram, {title}")
         text += _image(plots, f"{level}_confidence", f"Confidence of correct and wrong predictions, {title}")
@@ -284,7 +295,7 @@ def _stability(results: Mapping[str, Any], plots: Mapping[str, str]) -> str:
         "Share of a track's segments whose own prediction agrees with the track's prediction.\n\n"
     )
     rows = []
-    for level in ("top", "medium"):
+    for level in single_label_levels(results):
         s = results[level]["stability"]
         rows.append(
             (
@@ -297,7 +308,7 @@ def _stability(results: Mapping[str, Any], plots: Mapping[str, str]) -> str:
             )
         )
     text += _table(["Head", "tracks", "mean", "median", "std", "all segments agree"], rows) + "\n\n"
-    for level in ("top", "medium"):
+    for level in single_label_levels(results):
         text += _image(plots, f"{level}_stability", f"Temporal stability, {_LEVEL_TITLES[level].lower()}")
         text += "\n"
     return text
@@ -305,7 +316,7 @@ def _stability(results: Mapping[str, Any], plots: Mapping[str, str]) -> str:
 
 def _errors(results: Mapping[str, Any], plots: Mapping[str, str]) -> str:
     text = "## Errors\n\n"
-    for level in ("top", "medium"):
+    for level in single_label_levels(results):
         title = _LEVEL_TITLES[level]
         e = results[level]["errors"]
         text += f"### {title}: most confused pairs\n\n"
