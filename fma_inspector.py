@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         for level in ("top", "medium", "all"):
             table = level_table(ds, level, settings)
             counts = table.train_tracks.to_numpy()
+            if level not in ds.heads:  # fewer than two classes: the model has no head for it
+                print(f"\n== {level} level: {len(table)} classes: no {level} head (needs at least 2) ==")
+                continue
             print(
                 f"\n== {level} level: {len(table)} classes, imbalance {counts.max() / max(counts.min(), 1):.1f}x =="
             )
@@ -170,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{level:>6}: {info['n_classes']:3d} classes, imbalance {info['imbalance_ratio']:.1f}x "
             f"(largest {info['largest']['genre']} {info['largest']['train_tracks']}, "
             f"smallest {info['smallest']['genre']} {info['smallest']['train_tracks']} training tracks)"
+        )
+    if "medium" not in report["levels"]:
+        print(
+            f"{'medium':>6}: {len(ds.vocabs['medium']):3d} classes: no medium head (no sub-genres to learn)"
         )
     if "audio" in report:
         a = report["audio"]

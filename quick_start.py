@@ -314,6 +314,8 @@ def print_summary(settings: Settings, out: Path, summary: dict, seconds: float) 
         print(f"report:      {report}")
         data = json.loads((out / "evaluation" / "evaluation_report.json").read_text())
         for level, name in (("top", "top genre"), ("medium", "medium genre")):
+            if level not in data:  # a model without a medium head (no sub-genres)
+                continue
             m = data[level]["track"]
             print(
                 f"             test {name + ':':<13} balanced accuracy {_num(m['balanced_accuracy'])}, "

@@ -21,7 +21,7 @@ from genrekit.cli import SETUP_HINTS
 from genrekit.datasets import LabelledDataset
 from genrekit.errors import DatasetError
 from genrekit.fileio import replacing, write_text_atomic
-from genrekit.labels import LEVELS, MASKED, check_artist_filtered
+from genrekit.labels import MASKED, check_artist_filtered
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def analyze(ds: LabelledDataset, settings: Any, probe_audio_dir: bool = True) ->
     """The full analysis as a JSON-serializable dict."""
     source, targets = _source(ds), ds.targets
     levels = {}
-    for level in LEVELS:
+    for level in ds.heads:  # no medium level without sub-genres (no medium head)
         table = level_table(ds, level, settings)
         levels[level] = {
             "n_classes": len(ds.vocabs[level]),
@@ -199,7 +199,7 @@ def balance_config(ds: LabelledDataset, settings: Any) -> dict[str, Any]:
     weights from the training split it actually trains on.
     """
     analysis = {}
-    for level in LEVELS:
+    for level in ds.heads:  # no medium level without sub-genres (no medium head)
         table = level_table(ds, level, settings)
         analysis[level] = {
             row.genre: {
@@ -291,7 +291,7 @@ def plot_distributions(ds: LabelledDataset, settings: Any, out_dir: Path) -> lis
 
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for level in LEVELS:
+    for level in ds.heads:  # no medium level without sub-genres (no medium head)
         table = level_table(ds, level, settings)
         shown = table.head(40)
         height = max(3.0, 0.28 * len(shown) + 1.2)

@@ -128,7 +128,7 @@ class MusicGenreInference:
     ):
         from genrekit.aggregate import threshold_value
         from genrekit.labels import Vocabulary
-        from genrekit.run_config import frontend_of
+        from genrekit.run_config import frontend_of, heads_of_config
         from genrekit.settings import Settings, read_config_file
         from genrekit.thresholds import include_top_of, thresholds_of, top_columns
 
@@ -145,6 +145,9 @@ class MusicGenreInference:
             level: Vocabulary.from_dict(self.training_config["vocabularies"][level])
             for level in ("top", "medium", "all")
         }
+        # The model's outputs: no medium head for a collection without sub-genres (results then
+        # carry null medium genres).
+        self.heads = heads_of_config(self.training_config)
         values = dict(read_config_file(settings_path)) if settings_path else {}
         values.update({k: v for k, v in overrides.items() if v is not None})
         # The training machine's worker count says nothing about this one.
@@ -206,7 +209,7 @@ class MusicGenreInference:
         x = np.asarray(segments, dtype=np.float32)
         if x.ndim == 3:
             x = x[..., None]
-        out: dict[str, list[np.ndarray]] = {"top": [], "medium": [], "all": []}
+        out: dict[str, list[np.ndarray]] = {level: [] for level in self.heads}
         for start in range(0, len(x), self.batch_size):
             pred = self.model.predict_on_batch(x[start : start + self.batch_size])
             for level in out:
@@ -235,7 +238,8 @@ class MusicGenreInference:
             if not np.all(np.isfinite(p)):
                 raise ModelError(f"the model gave non-finite {level} probabilities")
         top = self._head_result("top", probs["top"])
-        medium = self._head_result("medium", probs["medium"])
+        has_medium = "medium" in self.heads
+        medium = self._head_result("medium", probs["medium"]) if has_medium else None
         vocab_all = self.vocabs["all"]
         always = ()
         if self.include_top and self._top_columns[top["average_confidence"]["index"]] >= 0:
@@ -251,8 +255,7 @@ class MusicGenreInference:
             }
             for name, p in multi.labels
         ]
-        top_avg, medium_avg = top["average_confidence"], medium["average_confidence"]
-        medium_root = self.vocabs["medium"].root_ids[medium_avg["index"]]
+        top_avg = top["average_confidence"]
         segments = []
         top_names, medium_names = self.vocabs["top"].names, self.vocabs["medium"].names
         segment_all = decide(
@@ -262,13 +265,17 @@ class MusicGenreInference:
             self._top_columns,
         )
         for i, start in enumerate(decoded.info["segment_starts"]):
-            t, m = int(np.argmax(probs["top"][i])), int(np.argmax(probs["medium"][i]))
+            t = int(np.argmax(probs["top"][i]))
+            segment_medium = None
+            if has_medium:
+                m = int(np.argmax(probs["medium"][i]))
+                segment_medium = {"name": medium_names[m], "probability": rounded(probs["medium"][i, m])}
             segments.append(
                 {
                     "index": i,
                     "start_seconds": start,
                     "top_genre": {"name": top_names[t], "probability": rounded(probs["top"][i, t])},
-                    "medium_genre": {"name": medium_names[m], "probability": rounded(probs["medium"][i, m])},
+                    "medium_genre": segment_medium,
                     "all_genres": [vocab_all.names[j] for j in np.flatnonzero(segment_all[i])],
                 }
             )
@@ -287,13 +294,26 @@ class MusicGenreInference:
                 "medium_genre": medium,
                 "all_genres": {"threshold": self.threshold, "labels": labels},
             },
-            "hierarchy": {
+            "hierarchy": self._hierarchy(top_avg, medium["average_confidence"] if has_medium else None),
+        }
+
+    def _hierarchy(self, top_avg: Mapping[str, Any], medium_avg: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Whether the medium genre lies under the top genre; all None without a medium head."""
+        if medium_avg is None:
+            return {
                 "top_genre": top_avg["name"],
-                "medium_genre": medium_avg["name"],
-                "medium_path": medium_avg["path"],
-                "medium_root": medium_avg["path"].split(" > ")[0],
-                "consistent": bool(medium_root == top_avg["genre_id"]),
-            },
+                "medium_genre": None,
+                "medium_path": None,
+                "medium_root": None,
+                "consistent": None,
+            }
+        medium_root = self.vocabs["medium"].root_ids[medium_avg["index"]]
+        return {
+            "top_genre": top_avg["name"],
+            "medium_genre": medium_avg["name"],
+            "medium_path": medium_avg["path"],
+            "medium_root": medium_avg["path"].split(" > ")[0],
+            "consistent": bool(medium_root == top_avg["genre_id"]),
         }
 
     def _predict_group(self, group: list[Decoded]) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:

@@ -113,7 +113,9 @@ def csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for key, res in report["results"].items():
         agg = res["aggregated_results"]
-        top, medium = agg["top_genre"], agg["medium_genre"]
+        top, medium = agg["top_genre"], agg["medium_genre"]  # medium None: the model has no medium head
+        medium_avg = medium["average_confidence"] if medium else {"name": "", "confidence": "", "path": ""}
+        consistent = res["hierarchy"]["consistent"]
         rows.append(
             {
                 "file": key,
@@ -122,10 +124,10 @@ def csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "top_confidence": top["average_confidence"]["confidence"],
                 "top_genre_voting": top["voting"]["name"],
                 "top_vote_share": top["voting"]["share"],
-                "medium_genre": medium["average_confidence"]["name"],
-                "medium_confidence": medium["average_confidence"]["confidence"],
-                "medium_path": medium["average_confidence"]["path"],
-                "hierarchy_consistent": res["hierarchy"]["consistent"],
+                "medium_genre": medium_avg["name"],
+                "medium_confidence": medium_avg["confidence"],
+                "medium_path": medium_avg["path"],
+                "hierarchy_consistent": "" if consistent is None else consistent,
                 "labels": ";".join(label["genre"] for label in agg["all_genres"]["labels"]),
                 "num_segments": res["num_segments"],
                 "duration_seconds": res["duration_seconds"],
@@ -157,20 +159,27 @@ def write_report(report: Mapping[str, Any], output: str | os.PathLike) -> Path:
 
 
 def format_table(results: Mapping[str, Any], errors: Mapping[str, str] | None = None, width: int = 40) -> str:
-    """A plain-text table: file, top genre, confidence, medium genre, labels; then the errors."""
+    """A plain-text table: file, top genre, confidence, medium genre, labels; then the errors.
+
+    Without a medium head (no result has a medium genre) the medium-genre column is left out.
+    """
 
     def cut(text: str, n: int) -> str:
         return text if len(text) <= n else "..." + text[-(n - 3) :]
 
+    with_medium = any(res["aggregated_results"].get("medium_genre") for res in results.values())
     header = ("file", "top genre", "conf", "medium genre", "labels")
     rows = []
     for key, res in results.items():
         agg = res["aggregated_results"]
         avg = agg["top_genre"]["average_confidence"]
-        medium = agg["medium_genre"]["average_confidence"]["path"]
+        medium = agg["medium_genre"]["average_confidence"]["path"] if agg.get("medium_genre") else "-"
         labels = ", ".join(label["genre"] for label in agg["all_genres"]["labels"]) or "-"
-        mark = "" if res["hierarchy"]["consistent"] else " (!)"
+        mark = " (!)" if res["hierarchy"]["consistent"] is False else ""
         rows.append((cut(key, width), avg["name"], f"{avg['confidence']:.2f}", medium + mark, labels))
+    if not with_medium:
+        header = header[:3] + header[4:]
+        rows = [row[:3] + row[4:] for row in rows]
     lines = []
     if rows:
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -178,7 +187,7 @@ def format_table(results: Mapping[str, Any], errors: Mapping[str, str] | None = 
         lines.append(fmt.format(*header))
         lines.append(fmt.format(*("-" * w for w in widths)))
         lines.extend(fmt.format(*row) for row in rows)
-        if any(not res["hierarchy"]["consistent"] for res in results.values()):
+        if any(res["hierarchy"]["consistent"] is False for res in results.values()):
             lines.append("(!) the medium genre is not under the top genre in the genre tree")
     for key, reason in (errors or {}).items():
         lines.append(f"FAILED {key}: {reason}")
