@@ -98,11 +98,11 @@ class OwnDataset(Dataset):
         try:
             return super().load(vocabs)
         except DatasetError as exc:
-            if "medium-level" not in str(exc):
+            if "top-level genre(s)" not in str(exc):
                 raise
             raise DatasetError(
-                f"{self.source}: {exc} (the medium head learns sub-genres: give at least two genres "
-                "sub-genre folders, e.g. ROOT/rock/punk/, or sub-genre paths such as Rock/Punk in a manifest)"
+                f"{self.source}: {exc} (a genre model tells genres apart: give at least two genre "
+                "folders, e.g. ROOT/rock/ and ROOT/jazz/, or two genres in the manifest)"
             ) from None
 
     def genre_tree(self) -> GenreTree:

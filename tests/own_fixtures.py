@@ -63,6 +63,21 @@ def genre_folders(root: Path) -> list[tuple[str, Path]]:
     return written
 
 
+def flat_genre_folders(root: Path, per_genre: int = 8) -> list[tuple[str, Path]]:
+    """GTZAN as shipped: ``ROOT/<genre>/<file>`` for the 10 GENRES, no sub-genre folders.
+
+    ``per_genre`` clips each, the formats cycling through FORMATS; returns ``(genre, file)`` pairs.
+    """
+    written = []
+    for g, genre in enumerate(GENRES):
+        for i in range(per_genre):
+            n = g * per_genre + i
+            file = root / genre / f"{genre}.{i:05d}.{FORMATS[n % len(FORMATS)]}"
+            write_audio(file, clip(n, g))
+            written.append((genre, file))
+    return written
+
+
 DEFECTIVE = "blues/blues.broken.mp3"
 
 
