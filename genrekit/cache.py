@@ -626,6 +626,7 @@ def _run_pool(
         for name, w in writers.items()
     }
     pool = [_Worker(ctx, frontend, stderr_path, parts) for _ in range(min(workers, len(tasks)))]
+    startup = float(getattr(frontend, "startup_seconds", 0.0))  # a worker's first file may load a model
     bar = tqdm(total=len(tasks), unit="clip", disable=not progress, smoothing=0.05, dynamic_ncols=True)
     done_ok = bad = 0
     last_commit = time.monotonic()
@@ -701,7 +702,7 @@ def _run_pool(
                                 w.inflight[0] = (w.inflight[0][0], now)
                 if w.inflight and not w.proc.is_alive():
                     replace(i, f"decoder crashed (worker exit code {w.proc.exitcode})")
-                elif w.inflight and now - w.inflight[0][1] > timeout:
+                elif w.inflight and now - w.inflight[0][1] > timeout + (0 if w.answered else startup):
                     replace(i, f"decoding took more than {timeout:g} s (hang); worker killed")
             if now - last_commit >= commit_seconds:
                 for writer in writers.values():
@@ -842,6 +843,7 @@ def ensure_cache(
             done = 0
             try:
                 if tasks:
+                    frontend.prepare()  # e.g. a backbone's weights, fetched once, not by every worker
                     n_workers = _resolve_workers(workers)
                     log.info(
                         "extracting features of %d tracks (%d already cached) with %d workers into %s",
