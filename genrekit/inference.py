@@ -199,12 +199,20 @@ def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: flo
     The segments are rounded to float16 because the training feature cache stores them so: a
     clip gives the model exactly the input it gets in training and evaluation.
     """
-    from genrekit.audio import decodable_length, decoded_length, load_segments, load_track_segments
+    from genrekit.audio import (
+        FeatureParams,
+        decodable_length,
+        decoded_length,
+        load_segments,
+        load_track_segments,
+    )
 
     path = str(path)
     suffix = Path(path).suffix.lower()
     if suffix in UNSUPPORTED_AUDIO:
         return Decoded(key, path, error=f"unsupported format {suffix} (readable: MP3, WAV, FLAC, OGG, AIFF)")
+    if not isinstance(params, FeatureParams):  # another front end: its rows, as the cache holds them
+        return _decode_frontend(key, path, params)
 
     def load(plan: SegmentPlan, notes: list[str]) -> np.ndarray:
         if plan.mode == "clip":
@@ -244,10 +252,34 @@ def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: flo
     return Decoded(key, path, segments.astype(np.float16), info)
 
 
-def _decode_chunk(chunk: list[tuple[str, str]], params_dict: dict[str, Any], hop: float) -> list[Decoded]:
+def _decode_frontend(key: str, path: str, frontend: Any) -> Decoded:
+    """A file through a front end other than log-mel segments (e.g. musicnn embeddings): its
+    cache row, one model input per patch, the patches spread over the file as in training."""
+    from genrekit.audio import decoded_length
+
+    try:
+        frames, rate, channels = decoded_length(path)
+        notes: list[str] = []
+        rows = frontend.load(path, notes=notes)
+    except AudioDecodeError as exc:
+        return Decoded(key, path, error=_reason(exc, path))
+    except Exception as exc:  # one odd file must never stop a folder run
+        return Decoded(key, path, error=f"unexpected {type(exc).__name__}: {_reason(exc, path)}")
+    info = {
+        "duration_seconds": round(frames / rate, 3),
+        "sample_rate": rate,
+        "channels": channels,
+        "segment_mode": "clip",
+        "segment_starts": [None] * len(rows),
+        "warnings": notes,
+    }
+    return Decoded(key, path, rows.astype(np.float16), info)
+
+
+def _decode_chunk(chunk: list[tuple[str, str]], params_dict: Any, hop: float) -> list[Decoded]:
     from genrekit.audio import FeatureParams
 
-    params = FeatureParams.from_dict(params_dict)
+    params = params_dict if not isinstance(params_dict, dict) else FeatureParams.from_dict(params_dict)
     return [decode_file(key, path, params, hop) for key, path in chunk]
 
 
@@ -301,7 +333,7 @@ def decode_parallel(
     )
     # spawn, never fork: the parent holds TensorFlow's threads, which do not survive a fork.
     ctx = multiprocessing.get_context("spawn")
-    params_dict = params.to_dict()
+    params_dict = params.to_dict() if hasattr(params, "to_dict") else params  # a FrontEnd travels by pickle
 
     def new_pool() -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
@@ -593,11 +625,9 @@ class MusicGenreInference:
         self.training_config = load_training_config(self.config_path)
         # What made the model's input (ModelError naming the config when it cannot be rebuilt).
         self.frontend = frontend_of(self.training_config, self.config_path)
-        self.params = getattr(self.frontend, "features", None)  # inference plans log-mel segments
-        if self.params is None:
-            raise ModelError(
-                f"{self.config_path}: inference does not decode {self.frontend.name!r} input yet"
-            )
+        # Log-mel segments are planned here (long files, hop); another front end gives its rows.
+        self.params = getattr(self.frontend, "features", self.frontend)
+        self.frontend.prepare()  # a backbone's weights: fetched here once, not by every worker
         self.vocabs = {
             level: Vocabulary.from_dict(self.training_config["vocabularies"][level])
             for level in ("top", "medium", "all")
