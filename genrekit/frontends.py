@@ -4,9 +4,10 @@ A :class:`FrontEnd` owns its parameters, the name of its feature cache, the chec
 manifest against them, the shape of a cached track (``row_shape``) and of one model input
 (``input_shape``), and the check of a saved model's input against them. The feature cache, the
 training pipeline, the training config and inference ask the front end; none of them knows what
-the features are. :class:`MelSegments` (log-mel segments, :mod:`genrekit.audio`) is the one
-implementation today. A second one (a pretrained backbone's embeddings) is a new subclass in a
-new module, named in :data:`FRONTENDS` so a saved training config can name it.
+the features are. :class:`MelSegments` (log-mel segments, :mod:`genrekit.audio`) feeds the CNN;
+:class:`genrekit.backbones.frontend.MusicnnEmbeddings` (a pretrained backbone's embeddings) is a
+subclass in its own module. Each is named in :data:`FRONTENDS` so a saved training config can
+name it.
 """
 
 from __future__ import annotations

@@ -42,7 +42,6 @@ OUTPUTS = {
     "mean_pool": POOL_SIZE,
     "pools": 2 * POOL_SIZE,
 }
-PATCH_SECONDS = PATCH_FRAMES * HOP_LENGTH / SAMPLE_RATE  # 2.99 s
 _BATCH = 16  # patches per forward pass (a 30-s clip: 10)
 
 _MODELS: dict[tuple[str, str], Any] = {}  # (model, weights folder) -> the port, loaded once per process
