@@ -165,7 +165,7 @@ class MusicnnEmbeddings(FrontEnd):
         """Embeddings ``(n, dim)`` float32 of musicnn patches ``(n, 187, 96)``."""
         from genrekit.backbones.musicnn import predict_patches
 
-        outputs = predict_patches(_port(self.model, self.weights_dir), patches, _BATCH)
+        outputs = predict_patches(_port(self.model, self.weights_dir), patches, batch_size=_BATCH)
         return embeddings_of(outputs, self.output).astype(np.float32)
 
     def prepare(self) -> None:
@@ -197,7 +197,7 @@ class MusicnnEmbeddings(FrontEnd):
         """The backbone's tag probabilities of a file, averaged over its patches ``(50,)``."""
         from genrekit.backbones.musicnn import predict_patches
 
-        out = predict_patches(_port(self.model, self.weights_dir), self.patches_of(path), _BATCH)
+        out = predict_patches(_port(self.model, self.weights_dir), self.patches_of(path), batch_size=_BATCH)
         return out["taggram"].mean(axis=0)
 
 
