@@ -5,6 +5,8 @@
     python balanced_inference.py --model runs/balanced/balanced_hierarchical_genre_model.h5 \\
         --folder music_folder/ --recursive --output results.json
     python balanced_inference.py --model ... --folder music_folder/ --output results.csv --top_k 5
+    python balanced_inference.py --model runs/musicnn/balanced_hierarchical_genre_model.h5 \\
+        --file example.mp3 --tags
 
 Without --config, balanced_training_config.json next to the model is used. A folder run appends
 every finished file to <output>.partial.jsonl: after Ctrl-C or a crash, run the same command
@@ -19,7 +21,7 @@ import logging
 import sys
 
 from genrekit.cli import check_output_file, script_main, setup_logging
-from genrekit.errors import AudioDecodeError
+from genrekit.errors import AudioDecodeError, ConfigError
 from genrekit.settings import add_setting_arguments
 
 log = logging.getLogger("balanced_inference")
@@ -54,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         ["top_k", "threshold", "workers", "inference_batch_size", "inference_segment_hop"],
         aliases={"inference_batch_size": ["--batch_size"], "inference_segment_hop": ["--segment_hop"]},
     )
+    parser.add_argument(
+        "--tags",
+        action="store_true",
+        help="with --file: also print the pretrained backbone's own 50 tags (models trained with --backbone musicnn)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no per-file table, only the summary")
     parser.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
     parser.add_argument("--json", dest="print_json", action="store_true", help="print the JSON report")
@@ -74,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         key: getattr(args, key)
         for key in ("top_k", "threshold", "workers", "inference_batch_size", "inference_segment_hop")
     }
+    if args.tags and not args.file:
+        raise ConfigError("--tags needs --file (one audio file)")
     if args.output:
         check_output_file(args.output)
     inference = MusicGenreInference(args.model or default_model_path(), args.config, **overrides)
@@ -93,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         if table:
             print(table)
     print(format_summary(report["summary"]), file=sys.stderr)
+    if args.tags and not report["errors"]:
+        from genrekit.backbones.frontend import format_tags
+
+        print(format_tags(inference.frontend, args.file))
     if args.output:
         log.info("results written to %s", args.output)
     for key, res in report["results"].items():

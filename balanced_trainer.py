@@ -58,6 +58,11 @@ SETTING_FLAGS = [
     "spec_augment",
     "mixup_alpha",
     "tune_thresholds",
+    "backbone",
+    "musicnn_model",
+    "musicnn_output",
+    "musicnn_patches",
+    "head_units",
 ]
 ALIASES = {
     "num_epochs": ["--epochs"],

@@ -36,6 +36,13 @@ WIDTH_FACTOR = 1.0  # scales the conv/dense widths; 1.0 = the README's 64/128/25
 CONV_DROPOUT = 0.25  # dropout after each of the first three conv blocks
 DENSE_DROPOUT = 0.5  # dropout after global pooling and after the dense layer
 
+# --- Backbone ------------------------------------------------------------------------------------------
+BACKBONE = "cnn"  # "cnn": the README's CNN on log-mel segments; "musicnn": heads on musicnn embeddings
+MUSICNN_MODEL = "MSD_musicnn"  # musicnn checkpoint: MSD_musicnn (Million Song Dataset) or MTT_musicnn
+MUSICNN_OUTPUT = "penultimate"  # per 3-s patch: penultimate (200), max_pool, mean_pool (753), pools (1506)
+MUSICNN_PATCHES = 10  # 3-s patches per track, spread evenly (10 cover a 30-s FMA clip)
+HEAD_UNITS = 256  # hidden units of the dense layer shared by the three heads on embeddings
+
 # --- Training --------------------------------------------------------------------------------------
 BATCH_SIZE = 32  # segments per training batch
 LEARNING_RATE = 1e-4  # Adam learning rate

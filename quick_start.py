@@ -5,6 +5,7 @@
     python quick_start.py --data real          # on config.py's FMA paths (set them up first)
     python quick_start.py --smallest           # a tiny end-to-end check (about a minute)
     python quick_start.py --dataset folder:~/music/gtzan   # your own genre folders (or csv:FILE)
+    python quick_start.py --backbone musicnn   # genre heads on pretrained musicnn embeddings
 
 Every step reuses what an earlier run finished: the demo dataset, the feature cache, a finished
 training run (``--retrain`` trains again) and the predictions of files already done. The model is
@@ -91,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs", type=int, help="maximum epochs (default 10 on demo data, config.py on real)"
     )
     parser.add_argument(
+        "--backbone",
+        choices=("cnn", "musicnn"),
+        help="cnn: the CNN on log-mel segments; musicnn: heads on pretrained musicnn embeddings "
+        "(default config.py BACKBONE)",
+    )
+    parser.add_argument(
         "--smallest", action="store_true", help="tiny sizes for a one-minute end-to-end check"
     )
     parser.add_argument(
@@ -125,6 +132,10 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict]:
         overrides["num_segments"] = max(1, round(overrides["duration"] * DEMO_SEGMENTS_PER_SECOND))
         overrides["metadata_dir"] = str(demo / "fma_metadata")
         overrides["audio_dir"] = str(demo / "fma_demo")
+    if args.backbone:
+        overrides["backbone"] = args.backbone
+        if args.data == "demo":  # musicnn's 3-s patches, as many as the demo clip holds
+            overrides["musicnn_patches"] = max(1, int(overrides["demo_clip_seconds"] // 3))
     if args.width_factor:
         overrides["width_factor"] = args.width_factor
     if args.epochs:

@@ -108,12 +108,20 @@ def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: flo
     The segments are rounded to float16 because the training feature cache stores them so: a
     clip gives the model exactly the input it gets in training and evaluation.
     """
-    from genrekit.audio import decodable_length, decoded_length, load_segments, load_track_segments
+    from genrekit.audio import (
+        FeatureParams,
+        decodable_length,
+        decoded_length,
+        load_segments,
+        load_track_segments,
+    )
 
     path = str(path)
     suffix = Path(path).suffix.lower()
     if suffix in UNSUPPORTED_AUDIO:
         return Decoded(key, path, error=f"unsupported format {suffix} (readable: MP3, WAV, FLAC, OGG, AIFF)")
+    if not isinstance(params, FeatureParams):  # another front end: its rows, as the cache holds them
+        return _decode_frontend(key, path, params)
 
     def load(plan: SegmentPlan, notes: list[str]) -> np.ndarray:
         if plan.mode == "clip":
@@ -153,6 +161,30 @@ def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: flo
     return Decoded(key, path, segments.astype(np.float16), info)
 
 
+def _decode_frontend(key: str, path: str, frontend: Any) -> Decoded:
+    """A file through a front end other than log-mel segments (e.g. musicnn embeddings): its
+    cache row, one model input per patch, the patches spread over the file as in training."""
+    from genrekit.audio import decoded_length
+
+    try:
+        frames, rate, channels = decoded_length(path)
+        notes: list[str] = []
+        rows = frontend.load(path, notes=notes)
+    except AudioDecodeError as exc:
+        return Decoded(key, path, error=reason_of(exc, path))
+    except Exception as exc:  # one odd file must never stop a folder run
+        return Decoded(key, path, error=f"unexpected {type(exc).__name__}: {reason_of(exc, path)}")
+    info = {
+        "duration_seconds": round(frames / rate, 3),
+        "sample_rate": rate,
+        "channels": channels,
+        "segment_mode": "clip",
+        "segment_starts": [None] * len(rows),
+        "warnings": notes,
+    }
+    return Decoded(key, path, rows.astype(np.float16), info)
+
+
 def _decode_item(item: tuple[str, str], params: Any, hop_seconds: float) -> Decoded:
     key, path = item
     return decode_file(key, path, params, hop_seconds)
@@ -182,6 +214,7 @@ def decode_parallel(
         timeout=timeout,
         stderr_path=os.devnull if quiet else None,
         in_flight=_INFLIGHT_PER_WORKER,
+        first_item_allowance=float(getattr(params, "startup_seconds", 0.0)),  # a backbone loads first
         crashed_reason="the decoder crashed on this file (worker process died)",
         timeout_reason="decoding took more than {timeout:g} s (hang); worker killed",
     )

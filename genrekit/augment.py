@@ -125,7 +125,7 @@ def mixup(
     from keras import ops
 
     lam = ops.cast(lam, "float32")
-    lam_x = ops.reshape(lam, (-1, 1, 1))
+    lam_x = ops.reshape(lam, (-1,) + (1,) * (len(x.shape) - 1))  # segments or embeddings
     xf = ops.cast(x, "float32")
     x_mixed = ops.cast(lam_x * xf + (1.0 - lam_x) * ops.take(xf, partner, axis=0), x.dtype)
     y_out, w_out = {}, {}

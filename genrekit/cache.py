@@ -597,6 +597,7 @@ def _run_pool(
             stderr_path=stderr_path,
             in_flight=_IN_FLIGHT,
             tick=commit_now_and_then,
+            first_item_allowance=float(getattr(frontend, "startup_seconds", 0.0)),  # may load a model
             crashed_reason="decoder crashed (worker exit code {exitcode})",
             timeout_reason="decoding took more than {timeout:g} s (hang); worker killed",
         )
@@ -750,6 +751,7 @@ def ensure_cache(
             done = 0
             try:
                 if tasks:
+                    frontend.prepare()  # e.g. a backbone's weights, fetched once, not by every worker
                     n_workers = _resolve_workers(workers)
                     log.info(
                         "extracting features of %d tracks (%d already cached) with %d workers into %s",

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from genrekit import fma
 from genrekit.errors import ConfigError
 from genrekit.fileio import write_bytes_atomic
 from genrekit.labels import MASKED, medium_genre
@@ -170,27 +171,9 @@ STRAY_FRACTION = 0.1  # tracks that sound half like another root (FMA's labels a
 
 
 # --- Metadata --------------------------------------------------------------------------------------
-ALBUM_COLUMNS = ("comments", "date_created", "date_released", "engineer", "favorites", "id", "information",
-                 "listens", "producer", "tags", "title", "tracks", "type")  # fmt: skip
-ARTIST_COLUMNS = ("active_year_begin", "active_year_end", "associated_labels", "bio", "comments",
-                  "date_created", "favorites", "id", "latitude", "location", "longitude", "members", "name",
-                  "related_projects", "tags", "website", "wikipedia_page")  # fmt: skip
-SET_COLUMNS = ("split", "subset")
-TRACK_COLUMNS = ("bit_rate", "comments", "composer", "date_created", "date_recorded", "duration",
-                 "favorites", "genre_top", "genres", "genres_all", "information", "interest",
-                 "language_code", "license", "listens", "lyricist", "number", "publisher", "tags",
-                 "title")  # fmt: skip
-COLUMNS: tuple[tuple[str, str], ...] = tuple(
-    [("album", c) for c in ALBUM_COLUMNS]
-    + [("artist", c) for c in ARTIST_COLUMNS]
-    + [("set", c) for c in SET_COLUMNS]
-    + [("track", c) for c in TRACK_COLUMNS]
-)
-LIST_COLUMNS = (("track", "tags"), ("album", "tags"), ("artist", "tags"), ("track", "genres"),
-                ("track", "genres_all"))  # fmt: skip
-DATE_COLUMNS = (("track", "date_created"), ("track", "date_recorded"), ("album", "date_created"),
-                ("album", "date_released"), ("artist", "date_created"), ("artist", "active_year_begin"),
-                ("artist", "active_year_end"))  # fmt: skip
+COLUMNS = fma.TRACKS_CSV_COLUMNS
+LIST_COLUMNS = fma.TAG_COLUMNS + fma.GENRE_LIST_COLUMNS
+DATE_COLUMNS = fma.DATE_COLUMNS
 
 _SYLLABLES = ("ka", "lo", "mi", "ra", "ven", "tor", "sha", "el", "dru", "vix", "no", "bel", "cor", "an",
               "ti", "mo", "sun", "ri", "da", "fen", "gol", "har", "is", "jun", "ke", "lum", "ma", "nox",

@@ -24,13 +24,15 @@ GiB = 1 << 30
 
 
 def temporary_beside(path: str | os.PathLike) -> Path:
-    """A hidden temporary name in ``path``'s folder, unique to this process, same suffix.
+    """A hidden temporary name in ``path``'s folder, unique to this process, same suffixes.
 
-    The suffix is kept because some writers choose the format by it (Keras ``.h5``/``.keras``,
-    ``np.savez``, matplotlib).
+    Every suffix is kept because some writers choose or check the format by them (Keras
+    ``.h5``/``.keras`` and ``.weights.h5``, ``np.savez``, matplotlib).
     """
     path = Path(path)
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    suffixes = "".join(path.suffixes)
+    base = path.name[: len(path.name) - len(suffixes)] if suffixes else path.name
+    return path.with_name(f".{base}.{os.getpid()}.tmp{suffixes}")
 
 
 @contextlib.contextmanager

@@ -58,6 +58,19 @@ ESSENTIAL_COLUMNS = (
     ("track", "duration"),
 )
 GENRES_COLUMNS = ("#tracks", "parent", "title", "top_level")
+# Every column of tracks.csv, in FMA's order (the demo writes exactly these).
+_TRACKS_CSV = {
+    "album": "comments date_created date_released engineer favorites id information listens producer tags title "
+    "tracks type",
+    "artist": "active_year_begin active_year_end associated_labels bio comments date_created favorites id latitude "
+    "location longitude members name related_projects tags website wikipedia_page",
+    "set": "split subset",
+    "track": "bit_rate comments composer date_created date_recorded duration favorites genre_top genres genres_all "
+    "information interest language_code license listens lyricist number publisher tags title",
+}
+TRACKS_CSV_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (top, sub) for top, subs in _TRACKS_CSV.items() for sub in subs.split()
+)
 
 
 def audio_path(audio_dir: str | os.PathLike, track_id: int) -> Path:

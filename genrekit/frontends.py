@@ -4,9 +4,10 @@ A :class:`FrontEnd` owns its parameters, the name of its feature cache, the chec
 manifest against them, the shape of a cached track (``row_shape``) and of one model input
 (``input_shape``), and the check of a saved model's input against them. The feature cache, the
 training pipeline, the training config and inference ask the front end; none of them knows what
-the features are. :class:`MelSegments` (log-mel segments, :mod:`genrekit.audio`) is the one
-implementation today. A second one (a pretrained backbone's embeddings) is a new subclass in a
-new module, named in :data:`FRONTENDS` so a saved training config can name it.
+the features are. :class:`MelSegments` (log-mel segments, :mod:`genrekit.audio`) feeds the CNN;
+:class:`genrekit.backbones.frontend.MusicnnEmbeddings` (a pretrained backbone's embeddings) is a
+subclass in its own module. Each is named in :data:`FRONTENDS` so a saved training config can
+name it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from genrekit.audio import FEATURE_VERSION, FeatureParams, NormStats, band_stats
 from genrekit.errors import CacheError, ConfigError
 
 # Front end name -> "module:Class". A saved training config names its front end; this finds it.
-FRONTENDS = {"mel_segments": "genrekit.frontends:MelSegments"}
+FRONTENDS = {
+    "mel_segments": "genrekit.frontends:MelSegments",
+    "musicnn_embeddings": "genrekit.backbones.frontend:MusicnnEmbeddings",
+}
 DEFAULT_FRONTEND = "mel_segments"  # what a setting without a front end (and every v1 config) means
 
 
@@ -37,6 +41,9 @@ class FrontEnd(abc.ABC):
 
     name: ClassVar[str]
     version: ClassVar[int]
+    # Seconds a worker may take to start before its first file counts against the cache's per-file
+    # timeout (a front end that loads a model in each worker needs them; log-mel segments do not).
+    startup_seconds: ClassVar[float] = 0.0
 
     @classmethod
     @abc.abstractmethod
@@ -80,6 +87,9 @@ class FrontEnd(abc.ABC):
     @abc.abstractmethod
     def describe_input(self) -> str:
         """The model input in words, for error messages (e.g. ``128 mels x 64 frames``)."""
+
+    def prepare(self) -> None:  # noqa: B027 - optional hook, a no-op unless a front end needs it
+        """Fetch what :meth:`load` needs once, before workers start (log-mel segments: nothing)."""
 
     def to_config(self) -> dict[str, Any]:
         """The ``frontend`` section of a training config: name and parameters."""
@@ -192,7 +202,13 @@ def from_config(section: Mapping[str, Any]) -> FrontEnd:
     """A front end from its ``{"name": ..., "params": {...}}`` section; ConfigError when malformed."""
     if not isinstance(section, Mapping) or not isinstance(section.get("params"), Mapping):
         raise ConfigError(f"front end section {section!r} must be {{'name': ..., 'params': {{...}}}}")
-    return frontend_class(section.get("name")).from_params(section["params"])
+    frontend = frontend_class(section.get("name")).from_params(section["params"])
+    location = section.get("location") or {}  # where a front end finds its files, not what they are
+    if not isinstance(location, Mapping) or not set(location) <= {
+        f.name for f in dataclasses.fields(frontend)
+    }:
+        raise ConfigError(f"front end section {section!r}: 'location' names no field of {frontend.name!r}")
+    return dataclasses.replace(frontend, **location) if location else frontend
 
 
 def as_frontend(value: FrontEnd | FeatureParams) -> FrontEnd:

@@ -136,11 +136,9 @@ class MusicGenreInference:
         self.training_config = load_training_config(self.config_path)
         # What made the model's input (ModelError naming the config when it cannot be rebuilt).
         self.frontend = frontend_of(self.training_config, self.config_path)
-        self.params = getattr(self.frontend, "features", None)  # inference plans log-mel segments
-        if self.params is None:
-            raise ModelError(
-                f"{self.config_path}: inference does not decode {self.frontend.name!r} input yet"
-            )
+        # Log-mel segments are planned here (long files, hop); another front end gives its rows.
+        self.params = getattr(self.frontend, "features", self.frontend)
+        self.frontend.prepare()  # a backbone's weights: fetched here once, not by every worker
         self.vocabs = {
             level: Vocabulary.from_dict(self.training_config["vocabularies"][level])
             for level in ("top", "medium", "all")

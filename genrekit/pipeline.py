@@ -176,7 +176,8 @@ class TrainingStream:
             yield self._with_params(x, y, w, aug_rng)
 
     def _with_params(self, x, y, w, rng) -> tuple[np.ndarray, dict, dict, dict]:
-        n, n_mels, frames = x.shape
+        n, n_mels = x.shape[:2]
+        frames = x.shape[2] if x.ndim > 2 else 1  # embeddings: one value per "band"
         plan = self.augment or AugmentPlan()
         return x, y, w, plan.draw(rng, n, n_mels, frames)
 

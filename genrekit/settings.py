@@ -40,6 +40,9 @@ MONITORS = (
     "val_all_jaccard",
 )
 SPLITS = ("training", "validation", "test")
+BACKBONES = ("cnn", "musicnn")  # cnn: log-mel segments into the CNN; musicnn: heads on musicnn embeddings
+MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
+MUSICNN_OUTPUTS = ("penultimate", "max_pool", "mean_pool", "pools")
 THRESHOLD_MODES = ("absolute", "relative")  # how genrekit.balancing.effective_thresholds reads them
 
 
@@ -107,6 +110,8 @@ _RULES: dict[str, tuple[Any, str]] = {
             "inference_batch_size",
             "shuffle_block",
             "top_k",
+            "musicnn_patches",
+            "head_units",
         )
     },
     **{
@@ -148,6 +153,9 @@ _RULES: dict[str, tuple[Any, str]] = {
     "strategy": (lambda v: v in STRATEGIES, f"must be one of {', '.join(STRATEGIES)}"),
     "lr_schedule": (lambda v: v in LR_SCHEDULES, f"must be one of {', '.join(LR_SCHEDULES)}"),
     "monitor": (lambda v: v in MONITORS, f"must be one of {', '.join(MONITORS)}"),
+    "backbone": (lambda v: v in BACKBONES, f"must be one of {', '.join(BACKBONES)}"),
+    "musicnn_model": (lambda v: v in MUSICNN_MODELS, f"must be one of {', '.join(MUSICNN_MODELS)}"),
+    "musicnn_output": (lambda v: v in MUSICNN_OUTPUTS, f"must be one of {', '.join(MUSICNN_OUTPUTS)}"),
     "sampling_thresholds": (lambda v: v in THRESHOLD_MODES, f"must be one of {', '.join(THRESHOLD_MODES)}"),
 }
 
@@ -232,6 +240,11 @@ class _SettingsBase:
     @property
     def input_shape(self) -> tuple[int, int, int]:
         return (self.n_mels, self.segment_frames, 1)
+
+    @property
+    def frontend(self) -> str:
+        """The front end the backbone takes (:data:`genrekit.frontends.FRONTENDS`)."""
+        return "musicnn_embeddings" if self.backbone == "musicnn" else "mel_segments"
 
     @property
     def loss_weights(self) -> dict[str, float]:

@@ -242,6 +242,21 @@ class BalancedHierarchicalModel:
 
         s = self.settings
         norm = self.normalization or {}
+        if s.backbone == "musicnn":  # heads on cached embeddings (genrekit.backbones.heads)
+            from genrekit.backbones.heads import build_heads
+
+            self.model = build_heads(
+                self.input_shape,
+                num_top=self.num_classes["top"],
+                num_medium=self.num_classes["medium"],
+                num_all=self.num_classes["all"],
+                units=s.head_units,
+                dropout=s.dense_dropout,
+                norm_mean=norm.get("mean"),
+                norm_std=norm.get("std"),
+                seed=s.seed,
+            )
+            return self.model
         self.model = build_model(
             self.input_shape,
             num_top=self.num_classes["top"],
@@ -611,6 +626,10 @@ def train(
     processor = BalancedGenreProcessor(settings, metadata_dir, audio_dir)
     processed = processor.load_dataset()
     frontend = processor.frontend()
+    if settings.backbone != "cnn" and settings.spec_augment:
+        raise ConfigError(
+            f"spec_augment masks mel bands and frames: not for the {settings.backbone} backbone"
+        )
     n = processed.head_classes  # one entry per head the model has
     log.info(
         "classes per level: top %d, medium %s, all %d",
@@ -665,7 +684,7 @@ def train(
         train_labels,
         sample_weights,
         n,
-        settings.num_segments,
+        frontend.row_shape[0],  # segments (or patches) per track, as the cache holds them
         sampler=sampler,
         shuffle_block=settings.shuffle_block,
         seed=settings.seed,

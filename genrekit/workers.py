@@ -182,6 +182,7 @@ class _Worker:
         child.close()
         self.started = time.monotonic()
         self.ready = False  # set by the worker's first message: it started up fine
+        self.answered = False  # set by its first result: its first item may load a model
         self.inflight: deque[tuple[int, Any, float]] = deque()  # (index, item, when it may have started)
 
     def send(self, index: int, item: Any) -> None:
@@ -220,6 +221,7 @@ def run_pool(
     in_flight: int = 2,
     tick: Callable[[], None] | None = None,
     startup_deaths: int = 3,
+    first_item_allowance: float = 0.0,
     crashed_reason: str = "worker process died (exit code {exitcode})",
     timeout_reason: str = "took more than {timeout:g} s (hang); worker killed",
 ) -> Iterator[Outcome]:
@@ -253,6 +255,8 @@ def run_pool(
     startup_deaths : int
         This many workers in a row dying before they start stop the pool with
         :class:`WorkerStartupError`; their items are not blamed.
+    first_item_allowance : float
+        Seconds a worker's first item may take beyond ``timeout`` (a model loaded on first use).
     crashed_reason, timeout_reason : str
         The ``reason`` of an item whose worker died (``{exitcode}`` is filled in) or hung
         (``{timeout}``), in the caller's words.
@@ -311,6 +315,7 @@ def run_pool(
                             continue
                         key, ok, value = message
                         index, item, _ = w.inflight.popleft()
+                        w.answered = True
                         if index != key:
                             raise RuntimeError(f"internal: worker answered item {key} for {index}")
                         if w.inflight:  # the next item starts now
@@ -322,7 +327,8 @@ def run_pool(
                 if not w.inflight:
                     continue
                 dead = not w.proc.is_alive()
-                hung = timeout is not None and now - w.inflight[0][2] > timeout
+                allowed = None if timeout is None else timeout + (0.0 if w.answered else first_item_allowance)
+                hung = allowed is not None and now - w.inflight[0][2] > allowed
                 if not (dead or hung):
                     continue
                 w.stop(kill=True)

@@ -43,6 +43,21 @@ def test_replacing_keeps_the_suffix_a_library_chooses_its_format_by(tmp_path):
     assert (tmp_path / "model.weights.h5").read_bytes() == b"x"
 
 
+def test_replacing_keeps_every_suffix_keras_weights_need(tmp_path):
+    """Keras 3 refuses save_weights to a name not ending in .weights.h5 (musicnn's converted weights)."""
+    import keras
+
+    final = tmp_path / "MSD_musicnn.weights.h5"
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with replacing(final) as tmp:
+        assert tmp.name.endswith(".weights.h5") and tmp.name.startswith(".MSD_musicnn.")
+        model.save_weights(tmp)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["MSD_musicnn.weights.h5"]
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    other.load_weights(final)
+    assert all((a == b).all() for a, b in zip(model.get_weights(), other.get_weights(), strict=True))
+
+
 @pytest.mark.parametrize("algorithm", ["sha1", "sha256", "md5"])
 @pytest.mark.parametrize("progress", [False, True])
 def test_file_digest_matches_hashlib_over_chunks(tmp_path, algorithm, progress):

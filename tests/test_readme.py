@@ -38,19 +38,36 @@ def test_every_example_config_key_is_documented():
     [
         (
             balanced_trainer,
-            ["--batch_size", "--epochs", "--focal_loss", "--extract_only", "--shard", "--strategy"],
+            [
+                "--batch_size",
+                "--epochs",
+                "--focal_loss",
+                "--extract_only",
+                "--shard",
+                "--strategy",
+                "--backbone",
+            ],
         ),
         (fma_inspector, ["--check_paths", "--analyze_balance", "--generate_config", "--dataset"]),
         (
             balanced_inference,
-            ["--file", "--folder", "--output", "--top_k", "--threshold", "--recursive", "--workers"],
+            [
+                "--file",
+                "--folder",
+                "--output",
+                "--top_k",
+                "--threshold",
+                "--recursive",
+                "--workers",
+                "--tags",
+            ],
         ),
         (model_evaluation, ["--split", "--output_dir", "--subset", "--metadata", "--audio"]),
         (
             setup_fma_dataset,
             ["--subset", "--symlinks", "--analyze", "--no_verify", "--cleanup", "--base_url"],
         ),
-        (quick_start, ["--data", "--steps", "--smallest", "--dataset"]),
+        (quick_start, ["--data", "--steps", "--smallest", "--dataset", "--backbone"]),
     ],
 )
 def test_flags_in_the_readme_exist(script, flags):

@@ -1,0 +1,248 @@
+"""Genre heads on pretrained musicnn embeddings: the front end, its cache, and a real tiny run.
+
+The musicnn weights are the real ones, fetched once by the project's own command into the test
+cache folder (as tests/test_musicnn.py does); the audio is the genuine FMA clip and the session's
+demo dataset (3-s clips: one musicnn patch each).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from genrekit import frontends
+from genrekit.backbones.frontend import OUTPUTS, MusicnnEmbeddings
+from genrekit.errors import ConfigError
+from genrekit.settings import Settings
+from tests.conftest import REPO, tiny_overrides
+from tests.test_musicnn import WEIGHTS_CACHE, musicnn_dir  # noqa: F401 - the session fixture
+
+FIXTURE = REPO / "tests" / "fixtures" / "musicnn_000002.npz"
+
+
+@pytest.fixture(scope="session")
+def weights(musicnn_dir):  # noqa: F811
+    return str(musicnn_dir)
+
+
+def _good_ids(demo) -> list[int]:
+    """Demo tracks whose clip is whole (the demo also holds FMA's kinds of defective files)."""
+    bad = {
+        *demo.zero_length_ids,
+        *demo.header_only_ids,
+        *demo.truncated_ids,
+        *demo.short_ids,
+        *demo.missing_ids,
+    }
+    return [int(p.stem) for p in sorted(demo.audio_dir.glob("*/*.mp3")) if int(p.stem) not in bad]
+
+
+def test_the_backbone_setting_chooses_the_front_end_and_its_parameters():
+    assert frontends.from_settings(Settings.build()).name == "mel_segments"  # default: today's CNN
+    settings = Settings.build(overrides={"backbone": "musicnn", "musicnn_patches": 3, "pretrained_dir": "/w"})
+    fe = frontends.from_settings(settings)
+    assert fe == MusicnnEmbeddings("MSD_musicnn", "penultimate", 3)
+    assert fe.weights_dir == "/w/musicnn"
+    assert fe.row_shape == (3, 200) and fe.input_shape == (200,)
+    assert fe.cache_name() == "musicnn_MSD_musicnn_penultimate_3p_v1"
+    section = json.loads(json.dumps(fe.to_config()))
+    assert section == {
+        "name": "musicnn_embeddings",
+        "params": {"model": "MSD_musicnn", "output": "penultimate", "patches": 3},
+        "location": {"weights_dir": "/w/musicnn"},
+    }
+    back = frontends.from_config(section)
+    assert back == fe and back.weights_dir == "/w/musicnn"
+    # The weights' folder says where they are, not what they are: it never splits a cache.
+    assert MusicnnEmbeddings(patches=3, weights_dir="/elsewhere") == fe
+    assert {k: v for k, v in OUTPUTS.items()} == {
+        "penultimate": 200,
+        "max_pool": 753,
+        "mean_pool": 753,
+        "pools": 1506,
+    }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"backbone": "vgg"}, "setting 'backbone' must be one of cnn, musicnn"),
+        ({"musicnn_output": "taggram"}, "'musicnn_output' must be one of penultimate"),
+        ({"musicnn_patches": 0}, "'musicnn_patches' must be > 0"),
+    ],
+)
+def test_bad_backbone_settings_are_refused_by_name(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.build(overrides=overrides)
+
+
+def test_bad_front_end_parameters_are_refused():
+    with pytest.raises(ConfigError, match="missing keys \\['patches'\\]"):
+        MusicnnEmbeddings.from_params({"model": "MSD_musicnn", "output": "penultimate"})
+    with pytest.raises(ConfigError, match="patches=0 must be a positive integer"):
+        MusicnnEmbeddings(patches=0)
+
+
+@pytest.mark.parametrize("output", ["penultimate", "max_pool", "mean_pool", "pools"])
+def test_embeddings_are_the_original_musicnn_outputs(weights, output):
+    """The original code's outputs on its own patches (the fixture of tests/test_musicnn.py)."""
+    with np.load(FIXTURE) as data:
+        patches = data["patches"]
+        ref = {k: data[f"MSD_musicnn.{k}"] for k in ("penultimate", "max_pool", "mean_pool")}
+    ref["pools"] = np.concatenate([ref["max_pool"], ref["mean_pool"]], axis=1)  # max, then mean
+    fe = MusicnnEmbeddings(output=output, patches=3, weights_dir=weights)
+    got = fe.embed(patches)
+    assert got.shape == (3, OUTPUTS[output]) and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref[output], atol=2e-4, rtol=1e-5)
+
+
+def test_a_clip_gives_one_embedding_per_patch_spread_over_it(weights, real_clip):
+    """30-s FMA clip, 10 patches of 187 frames over 1,876 frames: starts 0, 187, ..., 1689 (by hand:
+    segment_starts spreads (1876 - 187) = 1689 over 9 gaps of 187.67, rounded)."""
+    fe = MusicnnEmbeddings(patches=10, weights_dir=weights)
+    patches = fe.patches_of(real_clip)
+    assert patches.shape == (10, 187, 96)
+    from genrekit.backbones.musicnn import musicnn_patches
+
+    # musicnn's own non-overlapping patches from frame 0: the first patch is the same one.
+    np.testing.assert_allclose(patches[0], musicnn_patches(real_clip)[0], atol=1e-5)
+    rows = fe.load(real_clip)
+    assert rows.shape == (10, 200) and np.isfinite(rows).all()
+    np.testing.assert_allclose(rows[:3], fe.embed(patches[:3]), atol=1e-5)
+
+
+def test_the_embedding_cache_resumes_and_lists_a_defective_file(weights, demo_dataset, tmp_path):
+    from genrekit.cache import FeatureCache, cache_folder, ensure_cache
+    from genrekit.fma import audio_path
+
+    fe = MusicnnEmbeddings(patches=2, weights_dir=weights)
+    folder = cache_folder(tmp_path / "features", demo_dataset.audio_dir, fe)
+    assert folder.name == "musicnn_MSD_musicnn_penultimate_2p_v1"
+    ids = _good_ids(demo_dataset)[:6]
+    items = [(t, audio_path(demo_dataset.audio_dir, t)) for t in ids]
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"ID3" + b"\0" * 7 + b"not audio" * 100)
+    first = ensure_cache(folder, items[:3], fe, workers=1, progress=False)
+    assert (first.cached, first.done, first.defective) == (0, 3, 0)
+    second = ensure_cache(folder, [*items, (999_001, bad)], fe, workers=1, progress=False)
+    assert (second.cached, second.done, second.defective) == (3, 3, 1)  # only the new ones ran
+    with FeatureCache.open(folder, fe) as cache:
+        assert sorted(cache.track_ids.tolist()) == sorted(ids)
+        row = cache.read([ids[4]])[0].astype(np.float32)
+        np.testing.assert_allclose(row, fe.load(items[4][1]), atol=0.02, rtol=2e-3)  # float16 storage
+        (failure,) = cache.failures
+    assert failure.track_id == 999_001 and failure.status == "defective" and failure.path == str(bad)
+    with open(second.failures_csv[-1], newline="", encoding="utf-8") as fh:
+        assert [r["track_id"] for r in csv.DictReader(fh)] == ["999001"]
+    # A cache of another output is refused, never mixed.
+    from genrekit.errors import CacheError
+
+    with pytest.raises(CacheError, match="other feature parameters: output='penultimate'"):
+        FeatureCache.open(folder, MusicnnEmbeddings(output="max_pool", patches=2))
+
+
+@pytest.fixture(scope="session")
+def musicnn_run(weights, demo_dataset, tmp_path_factory):
+    """Heads trained for 2 epochs on musicnn embeddings of the demo, through balanced_trainer.main."""
+    import balanced_trainer
+
+    out = tmp_path_factory.mktemp("musicnn_run") / "run"
+    values = tiny_overrides(
+        demo_dataset,
+        out,
+        backbone="musicnn",
+        musicnn_patches=2,
+        pretrained_dir=str(WEIGHTS_CACHE.parent),
+        head_units=32,
+        learning_rate=1e-3,
+    )
+    config = out.parent / "config.json"
+    config.write_text(json.dumps(values))
+    assert balanced_trainer.main(["--config", str(config)]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_heads_train_on_embeddings_and_the_run_records_its_front_end(musicnn_run, demo_dataset):
+    import keras
+
+    config = json.loads((musicnn_run / "balanced_training_config.json").read_text())
+    assert config["frontend"]["name"] == "musicnn_embeddings"
+    assert config["frontend"]["params"] == {"model": "MSD_musicnn", "output": "penultimate", "patches": 2}
+    assert config["settings"]["backbone"] == "musicnn" and config["input_shape"] == [200]
+    assert config["history"]["epochs_run"] == 2
+    assert len(config["normalization"]["mean"]) == 200
+    model = keras.models.load_model(musicnn_run / "balanced_hierarchical_genre_model.h5")
+    assert model.name == "genre_heads" and model.input_shape == (None, 200)
+    # The heads' normalization holds the training embeddings' statistics, per value.
+    norm = model.get_layer("embedding_norm")
+    np.testing.assert_allclose(np.ravel(norm.mean), config["normalization"]["mean"], rtol=1e-5, atol=1e-5)
+    widths = {k: len(config["vocabularies"][k]["genre_ids"]) for k in ("top", "medium", "all")}
+    pred = model.predict(np.zeros((3, 200), np.float32), verbose=0)
+    assert {k: v.shape for k, v in pred.items()} == {k: (3, n) for k, n in widths.items()}
+    np.testing.assert_allclose(pred["top"].sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_evaluation_inference_and_tags_from_the_saved_run(musicnn_run, demo_dataset, tmp_path, capsys):
+    import balanced_inference
+    import model_evaluation
+    from genrekit.fma import audio_path
+
+    model = str(musicnn_run / "balanced_hierarchical_genre_model.h5")
+    assert model_evaluation.main(["--model", model, "--no_plots", "--output_dir", str(tmp_path / "ev")]) == 0
+    report = json.loads((tmp_path / "ev" / "evaluation_report.json").read_text())
+    counts = report["counts"]
+    assert (
+        counts["tracks_evaluated"] > 0 and counts["segments"] == 2 * counts["tracks_evaluated"]
+    )  # 2 patches
+    assert 0.0 <= report["top"]["track"]["balanced_accuracy"] <= 1.0
+
+    clip = audio_path(demo_dataset.audio_dir, _good_ids(demo_dataset)[0])
+    capsys.readouterr()
+    out_json = tmp_path / "pred.json"
+    code = balanced_inference.main(
+        ["--model", model, "--file", str(clip), "--tags", "--workers", "1", "--output", str(out_json)]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out_json.read_text())["results"]
+    (only,) = result.values()
+    assert only["num_segments"] == 2  # one prediction per musicnn patch
+    lines = printed[printed.index("MSD_musicnn tags of") :].splitlines()
+    assert len(lines) == 51  # the heading and the backbone's own 50 tags
+    probs = [float(line.split()[0]) for line in lines[1:]]
+    assert probs == sorted(probs, reverse=True) and 0.0 <= probs[-1] <= probs[0] <= 1.0
+    from genrekit.backbones.musicnn_weights import musicnn_tags
+
+    assert sorted(line.split(None, 1)[1] for line in lines[1:]) == sorted(
+        musicnn_tags("MSD_musicnn", WEIGHTS_CACHE)
+    )
+
+
+def test_tags_of_a_cnn_model_are_refused_in_one_line():
+    from genrekit.backbones.frontend import format_tags
+
+    with pytest.raises(ConfigError, match="front end 'mel_segments' has no backbone tags"):
+        format_tags(frontends.MelSegments(), "x.mp3")
+
+
+def test_bench_balancing_row_9_is_the_default_balancing_on_musicnn_heads():
+    from tests.test_bench_balancing import load_bench
+
+    bench = load_bench()
+    rows = {r.key: r for r in bench.ROWS}
+    fold = bench.Fold(0, "/folds/0", {})
+    heads = bench.nn_settings(rows["9"], {"duration": 5.0}, fold)
+    cnn = bench.nn_settings(rows["5"], {"duration": 5.0}, fold)
+    assert (heads.backbone, heads.musicnn_patches, heads.metadata_dir) == ("musicnn", 1, "/folds/0")
+    assert cnn.backbone == "cnn"
+    switches = ("use_class_weights", "use_weighted_sampling", "use_focal_loss", "use_logit_adjustment")
+    assert (
+        [getattr(heads, k) for k in switches]
+        == [getattr(cnn, k) for k in switches]
+        == [True, True, True, False]
+    )
