@@ -168,6 +168,10 @@ def test_model_and_losses_without_medium_head():
     assert sorted(model.output) == ["all", "top"]
     full = build_model((16, 8, 1), num_top=3, num_medium=2, num_all=4, width_factor=0.0625, seed=1)
     assert sorted(full.output) == ["all", "medium", "top"]
+    from genrekit.backbones.heads import build_heads
+
+    heads = build_heads((20,), num_top=3, num_medium=0, num_all=4, units=8, dropout=0.1, seed=1)
+    assert sorted(heads.output) == ["all", "top"]
     assert set(make_losses(heads=("top", "all"))) == {"top", "all"}
     assert list(make_losses()) == list(LEVELS)
     adjusted = make_losses(priors={"top": [0.5, 0.5]}, heads=("top", "all"))
