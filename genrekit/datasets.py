@@ -99,8 +99,8 @@ class Dataset(abc.ABC):
             Unreadable metadata, or (without ``vocabs``) a training split with fewer than two
             classes at a level.
         """
+        table = self.track_table()  # first: a missing tracks file is named before a missing genre tree
         tree = self.genre_tree()
-        table = self.track_table()
         missing = [c for c in TRACK_COLUMNS if c not in table.columns]
         if missing:
             raise DatasetError(f"{self.tracks_origin}: the dataset's track table lacks {missing}")

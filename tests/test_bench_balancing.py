@@ -187,7 +187,8 @@ def test_quick_mode_table_and_resume(tmp_path, capsys):
                 assert math.isnan(fig["mean"])
                 continue
             if not metric.startswith("recall_"):
-                assert 0.0 <= fig["mean"] <= 1.0 and fig["low"] <= fig["pooled"] <= fig["high"], (key, metric)
+                # The interval is that of the mean over folds (genrekit.study.summarize), not of the pooled figure.
+                assert 0.0 <= fig["mean"] <= 1.0 and fig["low"] <= fig["mean"] <= fig["high"], (key, metric)
         for metric, fig in row["difference"].items():
             assert math.isnan(fig["mean"]) or -1.0 <= fig["low"] <= fig["high"] <= 1.0, (key, metric)
     # Row 7 is row 1's model: the same all-genres figures, no training time of its own.
