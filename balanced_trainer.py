@@ -63,6 +63,9 @@ SETTING_FLAGS = [
     "musicnn_output",
     "musicnn_patches",
     "head_units",
+    "fine_tune_from",
+    "fine_tune_layers",
+    "fine_tune_learning_rate",
 ]
 ALIASES = {
     "num_epochs": ["--epochs"],

@@ -42,6 +42,9 @@ MUSICNN_MODEL = "MSD_musicnn"  # musicnn checkpoint: MSD_musicnn (Million Song D
 MUSICNN_OUTPUT = "penultimate"  # per 3-s patch: penultimate (200), max_pool, mean_pool (753), pools (1506)
 MUSICNN_PATCHES = 10  # 3-s patches per track, spread evenly (10 cover a 30-s FMA clip)
 HEAD_UNITS = 256  # hidden units of the dense layer shared by the three heads on embeddings
+FINE_TUNE_FROM = ""  # a finished --backbone musicnn run: train its heads and musicnn together ("" = off)
+FINE_TUNE_LAYERS = "midend"  # backbone layers that learn when fine-tuning: backend, midend or all
+FINE_TUNE_LEARNING_RATE = 1e-5  # Adam learning rate when fine-tuning (LEARNING_RATE is the heads')
 
 # --- Training --------------------------------------------------------------------------------------
 BATCH_SIZE = 32  # segments per training batch

@@ -112,6 +112,9 @@ DEFAULT_ROW = "5"
 #: The figure that decides the default: the toolkit's headline, top balanced accuracy.
 DECIDING = "top_balanced_accuracy"
 POWER_TAU = 1.0  # tau of rows 6 and 7 (the paper's)
+# Row 10's epochs: each runs musicnn forward over every patch (~150 s an epoch of the full profile on
+# 2 cores, against ~20 s for the heads alone), so 4 of them (1 of warm-up) keep the row under ~1 h.
+FINE_TUNE_EPOCHS = 4
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,8 @@ class Row:
     switches: tuple[bool, bool, bool, bool] = (False, False, False, False)  # cw, ws, focal, logit adj.
     classifier: str = ""
     backbone: str = "cnn"  # "musicnn": the three heads on frozen musicnn embeddings (BACKBONE)
+    fine_tune: bool = False  # train musicnn and the heads of row 9's run of the same fold together
+    epochs: int = 0  # maximum epochs of this row (0: the profile's)
 
 
 ROWS: tuple[Row, ...] = (
@@ -141,7 +146,18 @@ ROWS: tuple[Row, ...] = (
         (True, True, True, False),
         backbone="musicnn",
     ),
+    Row(
+        "10",
+        "musicnn fine-tuned from row 9 (mid end + back end, LR 1e-5)",
+        "nn",
+        (True, True, True, False),
+        backbone="musicnn",
+        fine_tune=True,
+        epochs=FINE_TUNE_EPOCHS,
+    ),
 )
+# Row 10 starts from row 9's heads, fold by fold.
+REQUIRES = {"10": "9"}
 COLUMNS = (
     ("top_balanced_accuracy", "top bal. acc."),
     ("top_f1_macro", "top F1 macro"),
@@ -302,10 +318,15 @@ def make_folds(args, processed, metadata_dir: str, study: Path) -> tuple[list[Fo
 # --- runs --------------------------------------------------------------------------------------------
 
 
-def nn_settings(row: Row, overrides: dict[str, Any], fold: Fold):
+def nn_settings(row: Row, overrides: dict[str, Any], fold: Fold, study: Path | None = None):
     from genrekit.settings import Settings
 
     cw, ws, fl, la = row.switches
+    extra: dict[str, Any] = musicnn_overrides(overrides) if row.backbone == "musicnn" else {}
+    if row.fine_tune:
+        extra["fine_tune_from"] = str(run_folder(study, REQUIRES[row.key], fold))
+    if row.epochs:
+        extra["num_epochs"] = row.epochs
     return Settings.build(
         None,
         {
@@ -315,9 +336,15 @@ def nn_settings(row: Row, overrides: dict[str, Any], fold: Fold):
             "use_weighted_sampling": ws,
             "use_focal_loss": fl,
             "use_logit_adjustment": la,
-            **(musicnn_overrides(overrides) if row.backbone == "musicnn" else {}),
+            **extra,
         },
     )
+
+
+def run_folder(study: Path | None, key: str, fold: Fold) -> Path:
+    if study is None:
+        raise ValueError(f"row {key}'s run folder needs the study folder")
+    return study / "runs" / f"row{key}_fold{fold.index}"
 
 
 def musicnn_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
@@ -383,12 +410,12 @@ def run_nn_rows(rows, folds, overrides, study: Path, usable, retrain: bool) -> d
     for fold in folds:  # fold by fold: a study cut short has whole folds to compare
         test_ids = fold_ids(fold, usable, "test")
         for row in rows:
-            run_dir = study / "runs" / f"row{row.key}_fold{fold.index}"
+            run_dir = run_folder(study, row.key, fold)
             print(f"[fold {fold.index}, row {row.key}] {row.label}", flush=True)
             keras.backend.clear_session()
             if retrain:
                 (run_dir / "test_predictions.npz").unlink(missing_ok=True)
-            config = train(nn_settings(row, overrides, fold), run_dir, retrain=retrain)
+            config = train(nn_settings(row, overrides, fold, study), run_dir, retrain=retrain)
             pred = predict_test_tracks(run_dir, config, test_ids)
             hist = config["history"]
             out.setdefault(row.key, {})[fold.index] = {
@@ -405,6 +432,36 @@ def run_nn_rows(rows, folds, overrides, study: Path, usable, retrain: bool) -> d
                 flush=True,
             )
     return out
+
+
+def usable_by_every_row(rows, overrides, fold: Fold, study: Path, processor, processed, usable) -> np.ndarray:
+    """The tracks every row's front end reads: each row is tested on the same tracks.
+
+    A front end may leave out other files than the log-mel segments do (musicnn needs 3 s of
+    audio); each row still trains on every track its own front end reads.
+    """
+    from genrekit.training import BalancedGenreProcessor
+
+    seen = {processor.frontend()}
+    for row in rows:
+        if row.kind != "nn":
+            continue
+        settings = nn_settings(row, overrides, fold, study)
+        other = BalancedGenreProcessor(settings)
+        frontend = other.frontend()
+        if frontend in seen:
+            continue
+        seen.add(frontend)
+        cache = other.extract_features(processed, cache_dir=settings.cache_dir)
+        ids = np.asarray(cache.track_ids)
+        cache.close()
+        left = int((~np.isin(usable, ids)).sum())
+        print(
+            f"{frontend.cache_name()}: {len(ids)} tracks; {left} more left out of every row's test",
+            flush=True,
+        )
+        usable = usable[np.isin(usable, ids)]
+    return usable
 
 
 def fold_ids(fold: Fold, usable: np.ndarray, *names: str) -> np.ndarray:
@@ -753,6 +810,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     wanted = set(args.rows or [r.key for r in ROWS]) | {REFERENCE}
+    wanted |= {REQUIRES[k] for k in wanted if k in REQUIRES}
     rows = [r for r in ROWS if r.key in wanted]
     started = time.time()
     command = "python benchmarks/bench_balancing.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -793,6 +851,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     folds, fold_desc = make_folds(args, processed, metadata_dir, study)
+    usable = usable_by_every_row(rows, overrides, folds[0], study, processor, processed, usable)
     # One vocabulary over every track, so the folds' predictions pool into one label space.
     gvocab = build_vocabularies(processed.targets.assign(split="training"), processed.tree)
     names = list(gvocab["top"].names)
@@ -1059,6 +1118,12 @@ def markdown_lines(
         "per 3-s patch (the backbone frozen; its time excludes embedding extraction). musicnn was trained "
         "on real music (the Million Song Dataset): the demo's synthetic sounds are far from it, so this row "
         "measures the machinery here, not what the backbone is worth on FMA.",
+        "- Row 10: row 9's heads and MSD_musicnn trained together from row 9's run of the same fold "
+        "(`FINE_TUNE_FROM`, `genrekit.backbones.finetune`): the mid end and back end learn at Adam's "
+        f"`FINE_TUNE_LEARNING_RATE` 1e-5 (the front-end convolutions and every batch norm frozen), at most "
+        f"{FINE_TUNE_EPOCHS} epochs, on the cached musicnn patches; every step runs the backbone forward, so "
+        "its time is musicnn's cost, not the heads'. Each row is tested on the tracks every row's front end "
+        "reads (musicnn needs 3 s of audio).",
         f"- Figures: scikit-learn's definitions (`genrekit.study` computes them with track weights; tests "
         f"compare). Each cell: the mean over folds [95% percentile bootstrap interval of that mean, "
         f"{args.n_boot} resamples of the evaluated tracks, each scored in its own fold]. Balanced accuracy and F1 over the tracks with a "

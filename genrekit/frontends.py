@@ -28,6 +28,7 @@ from genrekit.errors import CacheError, ConfigError
 FRONTENDS = {
     "mel_segments": "genrekit.frontends:MelSegments",
     "musicnn_embeddings": "genrekit.backbones.frontend:MusicnnEmbeddings",
+    "musicnn_patches": "genrekit.backbones.frontend:MusicnnPatches",
 }
 DEFAULT_FRONTEND = "mel_segments"  # what a setting without a front end (and every v1 config) means
 

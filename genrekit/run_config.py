@@ -116,6 +116,14 @@ def _output_widths(model: Any) -> dict[str, int]:
     return {str(name): int(t.shape[-1]) for name, t in zip(model.output_names, tensors, strict=False)}
 
 
+def _layers_within(model: Any) -> Any:
+    """Every layer of ``model``, those of nested models included (a fine-tuned backbone's heads)."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _layers_within(layer)
+
+
 def _normalization_problems(model: Any, stats: Mapping[str, Any]) -> list[str]:
     """The model normalizes its own input: its Normalization layer must hold the config's statistics.
 
@@ -125,7 +133,7 @@ def _normalization_problems(model: Any, stats: Mapping[str, Any]) -> list[str]:
 
     if "mean" not in stats or "std" not in stats:
         return []
-    layer = next((x for x in model.layers if type(x).__name__ == "Normalization"), None)
+    layer = next((x for x in _layers_within(model) if type(x).__name__ == "Normalization"), None)
     if layer is None:
         return ["the config has normalization statistics but the model has no Normalization layer"]
     mean = np.asarray(stats["mean"], np.float64).ravel()

@@ -43,6 +43,7 @@ SPLITS = ("training", "validation", "test")
 BACKBONES = ("cnn", "musicnn")  # cnn: log-mel segments into the CNN; musicnn: heads on musicnn embeddings
 MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
 MUSICNN_OUTPUTS = ("penultimate", "max_pool", "mean_pool", "pools")
+FINE_TUNE_LAYERS = ("backend", "midend", "all")  # backbone layers that learn: genrekit.backbones.finetune
 THRESHOLD_MODES = ("absolute", "relative")  # how genrekit.balancing.effective_thresholds reads them
 
 
@@ -112,6 +113,7 @@ _RULES: dict[str, tuple[Any, str]] = {
             "top_k",
             "musicnn_patches",
             "head_units",
+            "fine_tune_learning_rate",
         )
     },
     **{
@@ -156,6 +158,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "backbone": (lambda v: v in BACKBONES, f"must be one of {', '.join(BACKBONES)}"),
     "musicnn_model": (lambda v: v in MUSICNN_MODELS, f"must be one of {', '.join(MUSICNN_MODELS)}"),
     "musicnn_output": (lambda v: v in MUSICNN_OUTPUTS, f"must be one of {', '.join(MUSICNN_OUTPUTS)}"),
+    "fine_tune_layers": (lambda v: v in FINE_TUNE_LAYERS, f"must be one of {', '.join(FINE_TUNE_LAYERS)}"),
     "sampling_thresholds": (lambda v: v in THRESHOLD_MODES, f"must be one of {', '.join(THRESHOLD_MODES)}"),
 }
 
@@ -202,6 +205,10 @@ def _validate(values: Mapping[str, Any]) -> None:
             f"setting 'time_mask_frames' ({values['time_mask_frames']}) must be at most 'segment_frames' and "
             f"'freq_mask_bands' ({values['freq_mask_bands']}) at most 'n_mels'"
         )
+    if values["fine_tune_from"] and values["backbone"] != "musicnn":
+        raise ConfigError(
+            f"setting 'fine_tune_from' fine-tunes musicnn: it needs 'backbone' 'musicnn', got {values['backbone']!r}"
+        )
     if values["n_fft"] < values["hop_length"]:
         raise ConfigError(f"setting 'n_fft' ({values['n_fft']}) must be >= 'hop_length'")
 
@@ -244,7 +251,9 @@ class _SettingsBase:
     @property
     def frontend(self) -> str:
         """The front end the backbone takes (:data:`genrekit.frontends.FRONTENDS`)."""
-        return "musicnn_embeddings" if self.backbone == "musicnn" else "mel_segments"
+        if self.backbone != "musicnn":
+            return "mel_segments"
+        return "musicnn_patches" if self.fine_tune_from else "musicnn_embeddings"
 
     @property
     def loss_weights(self) -> dict[str, float]:

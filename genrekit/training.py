@@ -242,6 +242,9 @@ class BalancedHierarchicalModel:
 
         s = self.settings
         norm = self.normalization or {}
+        if s.fine_tune_from:  # musicnn and a run's trained heads, trained together
+            self.model = build_fine_tuned_model(s)
+            return self.model
         if s.backbone == "musicnn":  # heads on cached embeddings (genrekit.backbones.heads)
             from genrekit.backbones.heads import build_heads
 
@@ -315,7 +318,7 @@ class BalancedHierarchicalModel:
         s = self.settings
         self.model.compile(
             optimizer=keras.optimizers.Adam(
-                learning_rate=learning_rate or s.learning_rate, global_clipnorm=s.clip_norm
+                learning_rate=learning_rate or base_learning_rate(s), global_clipnorm=s.clip_norm
             ),
             loss=self.losses(),
             loss_weights={level: s.loss_weights[level] for level in self.heads},
@@ -638,6 +641,8 @@ def train(
         n["all"],
     )
 
+    if settings.fine_tune_from:  # checked before the patches are extracted
+        norm = check_fine_tune_source(settings, processed)
     cache = processor.extract_features(processed, cache_dir=cache_dir)
     usable = cache.track_ids
     split_labels = {s: processed.labels(s, usable) for s in ("training", "validation")}
@@ -657,7 +662,8 @@ def train(
     weights = processor.compute_hierarchical_class_weights(processed, train_labels)
     priors = processor.class_priors(processed, train_labels)
     sampler = processor.make_sampler(train_labels, n["top"], processed.n_labelled_training)
-    norm = cache.norm_stats(train_labels.track_ids).to_dict()
+    if not settings.fine_tune_from:  # fine-tuned heads keep the statistics of their embeddings (above)
+        norm = cache.norm_stats(train_labels.track_ids).to_dict()
 
     from genrekit.device import configure_device, make_strategy, split_cpu
 
@@ -761,7 +767,7 @@ def train(
         steps,
         settings.batch_size,
         monitor,
-        settings.learning_rate,
+        base_learning_rate(settings),
         settings.lr_schedule,
         settings.use_weighted_sampling,
         settings.use_class_weights,
@@ -860,25 +866,72 @@ def save_splits(dataset: Dataset, out: Path) -> Path | None:
     return path
 
 
+def base_learning_rate(settings: Settings) -> float:
+    """``learning_rate``, or ``fine_tune_learning_rate`` when the run fine-tunes a backbone."""
+    return settings.fine_tune_learning_rate if settings.fine_tune_from else settings.learning_rate
+
+
 def learning_rate_schedule(settings: Settings, steps_per_epoch: int) -> Any:
     """The optimizer's learning rate: a float (``plateau``) or a warm-up + cosine schedule (``cosine``).
 
-    ``cosine``: linear warm-up from ``learning_rate / 10`` to ``learning_rate`` over
-    ``warmup_epochs``, then cosine decay to ``min_lr`` at ``num_epochs`` (Keras' ``CosineDecay``).
+    ``cosine``: linear warm-up from a tenth of the rate (:func:`base_learning_rate`) to the rate
+    over ``warmup_epochs``, then cosine decay to ``min_lr`` at ``num_epochs`` (Keras' ``CosineDecay``).
     """
+    rate = base_learning_rate(settings)
     if settings.lr_schedule != "cosine":
-        return settings.learning_rate
+        return rate
     import keras
 
     total = max(1, settings.num_epochs * steps_per_epoch)
     warmup = min(total - 1, settings.warmup_epochs * steps_per_epoch)
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=settings.learning_rate / 10 if warmup else settings.learning_rate,
+        initial_learning_rate=rate / 10 if warmup else rate,
         decay_steps=max(1, total - warmup),
-        alpha=min(1.0, settings.min_lr / settings.learning_rate),
-        warmup_target=settings.learning_rate if warmup else None,
+        alpha=min(1.0, settings.min_lr / rate),
+        warmup_target=rate if warmup else None,
         warmup_steps=warmup,
     )
+
+
+def build_fine_tuned_model(settings: Settings) -> Any:
+    """musicnn (pretrained) and the heads of the run ``settings.fine_tune_from``, as one model."""
+    from genrekit.backbones.finetune import build_fine_tuned, heads_run
+    from genrekit.backbones.musicnn_weights import load_musicnn
+    from genrekit.model_io import load_model
+
+    config, model_path = heads_run(settings.fine_tune_from, settings.training_config_filename)
+    heads = load_model(model_path)
+    backbone = load_musicnn(settings.musicnn_model, Path(settings.pretrained_dir) / "musicnn")
+    output = config["frontend"]["params"]["output"]
+    return build_fine_tuned(backbone, heads, output=output, layers=settings.fine_tune_layers)
+
+
+def check_fine_tune_source(settings: Settings, processed: Any) -> dict[str, Any]:
+    """The heads run's normalization, after checking it fits this run (checkpoint, vocabularies).
+
+    Raises
+    ------
+    ConfigError
+        Naming the run and every difference.
+    """
+    from genrekit.backbones.finetune import heads_run, learning_layers
+
+    config, _ = heads_run(settings.fine_tune_from, settings.training_config_filename)
+    params = config["frontend"]["params"]
+    learning_layers(settings.fine_tune_layers, params["output"])
+    problems = []
+    if params["model"] != settings.musicnn_model:
+        problems.append(
+            f"its heads take {params['model']}, this run asks musicnn_model {settings.musicnn_model}"
+        )
+    for level in LEVELS:
+        theirs = config["vocabularies"][level]["genre_ids"]
+        if list(theirs) != list(processed.vocabs[level].genre_ids):
+            problems.append(f"its {level} vocabulary ({len(theirs)} genres) differs from this dataset's")
+    if problems:
+        raise ConfigError(f"fine_tune_from {settings.fine_tune_from}: " + "; ".join(problems))
+    norm = config.get("normalization") or {}
+    return {"mean": norm["mean"], "std": norm["std"]}
 
 
 def tune_all_thresholds(
@@ -903,7 +956,9 @@ def tune_all_thresholds(
     n_all = labels.all.shape[1]
     if not settings.tune_thresholds:
         return fixed_thresholds(n_all, settings.threshold)
-    probs, seg_track = predict_segments(model, cache, labels.track_ids, batch_size=settings.inference_batch_size)
+    probs, seg_track = predict_segments(
+        model, cache, labels.track_ids, batch_size=settings.inference_batch_size
+    )
     mean = track_mean(probs["all"], seg_track, len(labels))
     top_class = None
     if columns is not None:

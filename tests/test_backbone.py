@@ -246,3 +246,193 @@ def test_bench_balancing_row_9_is_the_default_balancing_on_musicnn_heads():
         == [getattr(cnn, k) for k in switches]
         == [True, True, True, False]
     )
+
+
+# --- fine-tuning (FINE_TUNE_FROM) ------------------------------------------------------------------
+
+
+def test_fine_tuning_reads_patches_and_its_settings_are_checked_by_name():
+    from genrekit.backbones.frontend import MusicnnPatches
+
+    settings = Settings.build(
+        overrides={
+            "backbone": "musicnn",
+            "musicnn_patches": 2,
+            "fine_tune_from": "runs/heads",
+            "pretrained_dir": "/w",
+        }
+    )
+    fe = frontends.from_settings(settings)
+    assert fe == MusicnnPatches("MSD_musicnn", 2) and fe.weights_dir == "/w/musicnn"
+    assert fe.row_shape == (2, 187, 96) and fe.input_shape == (187, 96)
+    assert fe.cache_name() == "musicnn_patches_MSD_musicnn_2p_v1"
+    section = json.loads(json.dumps(fe.to_config()))
+    assert section["params"] == {"model": "MSD_musicnn", "patches": 2}
+    assert frontends.from_config(section) == fe
+    with pytest.raises(
+        ConfigError, match="'fine_tune_from' fine-tunes musicnn: it needs 'backbone' 'musicnn'"
+    ):
+        Settings.build(overrides={"fine_tune_from": "runs/heads"})
+    with pytest.raises(ConfigError, match="'fine_tune_layers' must be one of backend, midend, all"):
+        Settings.build(overrides={"fine_tune_layers": "top"})
+    with pytest.raises(ConfigError, match="'fine_tune_learning_rate' must be > 0"):
+        Settings.build(overrides={"fine_tune_learning_rate": 0.0})
+
+
+def test_which_backbone_layers_learn():
+    from genrekit.backbones.finetune import learning_layers
+
+    assert learning_layers("backend", "penultimate") == ("penultimate_dense",)
+    assert learning_layers("midend", "penultimate") == (
+        "midend_1",
+        "midend_2",
+        "midend_3",
+        "penultimate_dense",
+    )
+    assert learning_layers("midend", "pools") == ("midend_1", "midend_2", "midend_3")  # pools come first
+    assert learning_layers("all", "max_pool") is None
+    with pytest.raises(ConfigError, match="the heads take 'max_pool', which comes before it"):
+        learning_layers("backend", "max_pool")
+
+
+@pytest.mark.parametrize(("output", "layers"), [("penultimate", "midend"), ("pools", "all")])
+def test_the_fine_tuned_model_starts_as_the_frozen_pipeline_and_trains_only_its_layers(
+    weights, output, layers
+):
+    """Before any step, patches -> fine-tuned model equals embeddings -> heads (the frozen path);
+    one real training step changes the layers that learn and nothing else."""
+    import keras
+
+    from genrekit.backbones.finetune import build_fine_tuned
+    from genrekit.backbones.heads import build_heads
+    from genrekit.backbones.musicnn_weights import load_musicnn
+
+    with np.load(FIXTURE) as data:
+        patches = data["patches"]  # (3, 187, 96), the genuine FMA clip
+    dim = OUTPUTS[output]
+    heads = build_heads((dim,), num_top=4, num_medium=3, num_all=6, units=16, seed=1)
+    backbone = load_musicnn("MSD_musicnn", weights)
+    frozen = MusicnnEmbeddings(output=output, patches=3, weights_dir=weights).embed(patches)
+    want = heads.predict(frozen, verbose=0)
+    model = build_fine_tuned(backbone, heads, output=output, layers=layers)
+    got = model.predict(patches, verbose=0)
+    assert model.output_names and set(got) == {"top", "medium", "all"}
+    for level in got:
+        np.testing.assert_allclose(got[level], want[level], atol=1e-5)
+
+    learning = {layer.name for layer in backbone.layers if layer.trainable and layer.weights}
+    expected = {"midend_1", "midend_2", "midend_3", "penultimate_dense"} if layers == "midend" else None
+    if expected is not None:
+        assert learning == expected
+    else:  # all: every conv before the pools, never a batch norm
+        convs = {f"timbral_{w}" for w in (38, 67)} | {f"temporal_{n}" for n in (128, 64, 32)}
+        assert learning == convs | {"midend_1", "midend_2", "midend_3"}  # the pools come before the back end
+        assert not any(
+            name.endswith("_bn") or name in ("input_bn", "pool_bn", "penultimate") for name in learning
+        )
+    before = {
+        layer.name: [w.numpy().copy() for w in layer.weights] for layer in backbone.layers if layer.weights
+    }
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss={
+            "top": "sparse_categorical_crossentropy",
+            "medium": "sparse_categorical_crossentropy",
+            "all": "binary_crossentropy",
+        },
+    )
+    y = {"top": np.array([0, 1, 2]), "medium": np.array([0, 1, 2]), "all": np.eye(6, dtype=np.float32)[:3]}
+    model.train_on_batch(patches, y)
+    for layer in backbone.layers:
+        if not layer.weights:
+            continue
+        changed = any(
+            not np.array_equal(a, w.numpy()) for a, w in zip(before[layer.name], layer.weights, strict=True)
+        )
+        assert changed == (layer.name in learning), layer.name  # batch norms' moving statistics too
+
+
+@pytest.mark.slow
+def test_fine_tuning_a_heads_run_end_to_end(musicnn_run, demo_dataset, tmp_path, capsys):
+    """balanced_trainer --fine_tune_from the heads run: a run of its own, evaluated and used like any."""
+    import keras
+
+    import balanced_inference
+    import balanced_trainer
+    import model_evaluation
+    from genrekit.fma import audio_path
+
+    out = tmp_path / "ft"
+    values = tiny_overrides(
+        demo_dataset,
+        out,
+        backbone="musicnn",
+        musicnn_patches=2,
+        pretrained_dir=str(WEIGHTS_CACHE.parent),
+        fine_tune_from=str(musicnn_run),
+        fine_tune_layers="backend",
+        num_epochs=1,
+        cache_dir=str(musicnn_run.parent.parent / "features"),
+    )
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(values))
+    assert balanced_trainer.main(["--config", str(config_file)]) == 0
+    config = json.loads((out / "balanced_training_config.json").read_text())
+    heads_config = json.loads((musicnn_run / "balanced_training_config.json").read_text())
+    assert config["frontend"]["name"] == "musicnn_patches" and config["input_shape"] == [187, 96]
+    assert config["settings"]["fine_tune_from"] == str(musicnn_run)
+    # The heads keep the statistics of the embeddings they were trained on.
+    assert config["normalization"]["mean"] == heads_config["normalization"]["mean"]
+    # Only the dense layer of the penultimate embedding learnt in the backbone: the others are musicnn's.
+    model = keras.models.load_model(out / "balanced_hierarchical_genre_model.h5", compile=False)
+    heads = keras.models.load_model(musicnn_run / "balanced_hierarchical_genre_model.h5", compile=False)
+    from genrekit.backbones.musicnn_weights import load_musicnn
+
+    pretrained = load_musicnn("MSD_musicnn", WEIGHTS_CACHE)
+    tuned = model.get_layer("MSD_musicnn")
+    for name in ("timbral_38", "midend_2", "pool_bn"):
+        for a, b in zip(tuned.get_layer(name).weights, pretrained.get_layer(name).weights, strict=True):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert not np.array_equal(
+        tuned.get_layer("penultimate_dense").weights[0].numpy(),
+        pretrained.get_layer("penultimate_dense").weights[0].numpy(),
+    )
+    assert not np.array_equal(
+        model.get_layer("genre_heads").get_layer("dense").weights[0].numpy(),
+        heads.get_layer("dense").weights[0].numpy(),
+    )
+
+    model_path = str(out / "balanced_hierarchical_genre_model.h5")
+    assert (
+        model_evaluation.main(["--model", model_path, "--no_plots", "--output_dir", str(tmp_path / "ev")])
+        == 0
+    )
+    counts = json.loads((tmp_path / "ev" / "evaluation_report.json").read_text())["counts"]
+    assert counts["tracks_evaluated"] > 0 and counts["segments"] == 2 * counts["tracks_evaluated"]
+    clip = audio_path(demo_dataset.audio_dir, _good_ids(demo_dataset)[0])
+    pred = tmp_path / "pred.json"
+    assert (
+        balanced_inference.main(
+            ["--model", model_path, "--file", str(clip), "--workers", "1", "--output", str(pred)]
+        )
+        == 0
+    )
+    (only,) = json.loads(pred.read_text())["results"].values()
+    assert only["num_segments"] == 2
+
+    # Heads of another checkpoint, or a folder without a run: one line, before anything is extracted.
+    capsys.readouterr()
+    config_file.write_text(
+        json.dumps({**values, "musicnn_model": "MTT_musicnn", "output_dir": str(tmp_path / "x")})
+    )
+    assert balanced_trainer.main(["--config", str(config_file)]) == 2
+    assert "its heads take MSD_musicnn, this run asks musicnn_model MTT_musicnn" in capsys.readouterr().err
+    config_file.write_text(
+        json.dumps({**values, "fine_tune_from": str(tmp_path), "output_dir": str(tmp_path / "y")})
+    )
+    assert balanced_trainer.main(["--config", str(config_file)]) == 2
+    err = capsys.readouterr().err
+    assert "holds no finished run" in err and "train the heads first" in err
+    assert not (
+        musicnn_run.parent.parent / "features" / "fma_demo" / "musicnn_patches_MTT_musicnn_2p_v1"
+    ).exists()

@@ -1,4 +1,4 @@
-"""The musicnn front end: each track becomes pretrained musicnn embeddings, one per 3-s patch.
+"""The musicnn front ends: each track becomes pretrained musicnn embeddings, or musicnn's input patches.
 
 :class:`MusicnnEmbeddings` is a :class:`~genrekit.frontends.FrontEnd`: the feature cache stores
 its rows ``(patches, dim)`` as it stores log-mel segments (resumable, built in worker processes,
@@ -10,6 +10,10 @@ once per process from the converted weights (:mod:`genrekit.backbones.musicnn_we
 
 Outputs (``output``): ``penultimate`` (200 values, the layer Essentia's genre heads are trained
 on), ``max_pool`` or ``mean_pool`` (753), ``pools`` (both, 1,506: max then mean).
+
+:class:`MusicnnPatches` caches the patches themselves ``(patches, 187, 96)``, the input of a
+model that fine-tunes the backbone (:mod:`genrekit.backbones.finetune`). Both share
+:class:`MusicnnInput`: the checkpoint, the patches and the backbone's own tags.
 """
 
 from __future__ import annotations
@@ -64,15 +68,13 @@ def embeddings_of(outputs: Mapping[str, np.ndarray], output: str) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class MusicnnEmbeddings(FrontEnd):
-    """Embeddings of a pretrained musicnn, ``patches`` 3-s patches per track.
+class MusicnnInput(FrontEnd):
+    """What both musicnn front ends share: the checkpoint, the 3-s patches and the backbone's tags.
 
     Parameters
     ----------
     model : str
         ``MSD_musicnn`` (Million Song Dataset tags) or ``MTT_musicnn``.
-    output : str
-        One of :data:`OUTPUTS`.
     patches : int
         Patches per track, spread evenly over the file (10 cover a 30-s FMA clip without overlap;
         a shorter file gives overlapping patches, one shorter than 3 s is defective).
@@ -82,43 +84,16 @@ class MusicnnEmbeddings(FrontEnd):
     """
 
     model: str = "MSD_musicnn"
-    output: str = "penultimate"
     patches: int = 10
     weights_dir: str = dataclasses.field(default="", compare=False)
 
-    name: ClassVar[str] = "musicnn_embeddings"
-    version: ClassVar[int] = 1
     startup_seconds: ClassVar[float] = 600.0  # a worker imports TensorFlow and loads the port first
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ConfigError(f"musicnn model={self.model!r} must be one of {', '.join(MODELS)}")
-        if self.output not in OUTPUTS:
-            raise ConfigError(f"musicnn output={self.output!r} must be one of {', '.join(OUTPUTS)}")
         if isinstance(self.patches, bool) or not isinstance(self.patches, int) or self.patches < 1:
             raise ConfigError(f"musicnn patches={self.patches!r} must be a positive integer")
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> MusicnnEmbeddings:
-        return cls(
-            model=settings.musicnn_model,
-            output=settings.musicnn_output,
-            patches=settings.musicnn_patches,
-            weights_dir=str(Path(settings.pretrained_dir) / "musicnn"),
-        )
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> MusicnnEmbeddings:
-        keys = {"model", "output", "patches"}
-        if set(params) != keys:
-            raise ConfigError(
-                f"musicnn front end parameters: unknown keys {sorted(set(params) - keys)}, "
-                f"missing keys {sorted(keys - set(params))}"
-            )
-        return cls(model=params["model"], output=params["output"], patches=params["patches"])
-
-    def params(self) -> dict[str, Any]:
-        return {"model": self.model, "output": self.output, "patches": self.patches}
 
     def to_config(self) -> dict[str, Any]:
         """The config section, with the weights folder as ``location`` (not compared, not a parameter)."""
@@ -127,17 +102,14 @@ class MusicnnEmbeddings(FrontEnd):
             section["location"] = {"weights_dir": self.weights_dir}
         return section
 
-    @property
-    def dim(self) -> int:
-        return OUTPUTS[self.output]
-
-    @property
-    def row_shape(self) -> tuple[int, int]:
-        return (self.patches, self.dim)
-
-    @property
-    def input_shape(self) -> tuple[int]:
-        return (self.dim,)
+    @classmethod
+    def _from_keys(cls, params: Mapping[str, Any], keys: set[str]) -> Any:
+        if set(params) != keys:
+            raise ConfigError(
+                f"{cls.name} front end parameters: unknown keys {sorted(set(params) - keys)}, "
+                f"missing keys {sorted(keys - set(params))}"
+            )
+        return cls(**{k: params[k] for k in keys})
 
     def mel_params(self) -> FeatureParams:
         """musicnn's spectrogram as our feature parameters (``duration`` only sizes the check)."""
@@ -161,18 +133,82 @@ class MusicnnEmbeddings(FrontEnd):
         )
         return np.ascontiguousarray(mel.transpose(0, 2, 1))
 
+    def prepare(self) -> None:
+        """Fetch and convert the weights once (``python fetch_backbone.py``), before workers start."""
+        from genrekit.backbones.musicnn_weights import ensure_musicnn_weights
+
+        ensure_musicnn_weights(self.weights_dir or None)
+
+    def tags(self) -> list[str]:
+        """The backbone's own tags (its taggram's 50 outputs, in order)."""
+        from genrekit.backbones.musicnn_weights import musicnn_tags
+
+        return musicnn_tags(self.model, self.weights_dir or None)
+
+    def taggram(self, path: str | os.PathLike) -> np.ndarray:
+        """The pretrained backbone's tag probabilities of a file, averaged over its patches ``(50,)``."""
+        from genrekit.backbones.musicnn import predict_patches
+
+        out = predict_patches(_port(self.model, self.weights_dir), self.patches_of(path), batch_size=_BATCH)
+        return out["taggram"].mean(axis=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class MusicnnEmbeddings(MusicnnInput):
+    """Embeddings of a pretrained musicnn, ``patches`` 3-s patches per track (the backbone frozen).
+
+    Parameters
+    ----------
+    model, patches, weights_dir
+        As :class:`MusicnnInput`.
+    output : str
+        One of :data:`OUTPUTS`.
+    """
+
+    output: str = "penultimate"
+
+    name: ClassVar[str] = "musicnn_embeddings"
+    version: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.output not in OUTPUTS:
+            raise ConfigError(f"musicnn output={self.output!r} must be one of {', '.join(OUTPUTS)}")
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> MusicnnEmbeddings:
+        return cls(
+            model=settings.musicnn_model,
+            output=settings.musicnn_output,
+            patches=settings.musicnn_patches,
+            weights_dir=str(Path(settings.pretrained_dir) / "musicnn"),
+        )
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> MusicnnEmbeddings:
+        return cls._from_keys(params, {"model", "output", "patches"})
+
+    def params(self) -> dict[str, Any]:
+        return {"model": self.model, "output": self.output, "patches": self.patches}
+
+    @property
+    def dim(self) -> int:
+        return OUTPUTS[self.output]
+
+    @property
+    def row_shape(self) -> tuple[int, int]:
+        return (self.patches, self.dim)
+
+    @property
+    def input_shape(self) -> tuple[int]:
+        return (self.dim,)
+
     def embed(self, patches: np.ndarray) -> np.ndarray:
         """Embeddings ``(n, dim)`` float32 of musicnn patches ``(n, 187, 96)``."""
         from genrekit.backbones.musicnn import predict_patches
 
         outputs = predict_patches(_port(self.model, self.weights_dir), patches, batch_size=_BATCH)
         return embeddings_of(outputs, self.output).astype(np.float32)
-
-    def prepare(self) -> None:
-        """Fetch and convert the weights once (``python fetch_backbone.py``), before workers start."""
-        from genrekit.backbones.musicnn_weights import ensure_musicnn_weights
-
-        ensure_musicnn_weights(self.weights_dir or None)
 
     def load(self, path: str | os.PathLike, *, notes: list[str] | None = None) -> np.ndarray:
         return self.embed(self.patches_of(path, notes=notes))
@@ -187,18 +223,58 @@ class MusicnnEmbeddings(FrontEnd):
     def describe_input(self) -> str:
         return f"{self.dim} musicnn {self.output} values"
 
-    def tags(self) -> list[str]:
-        """The backbone's own tags (its taggram's 50 outputs, in order)."""
-        from genrekit.backbones.musicnn_weights import musicnn_tags
 
-        return musicnn_tags(self.model, self.weights_dir or None)
+@dataclasses.dataclass(frozen=True)
+class MusicnnPatches(MusicnnInput):
+    """musicnn's input patches themselves, for a model that trains the backbone (fine-tuning).
 
-    def taggram(self, path: str | os.PathLike) -> np.ndarray:
-        """The backbone's tag probabilities of a file, averaged over its patches ``(50,)``."""
-        from genrekit.backbones.musicnn import predict_patches
+    A track is ``(patches, 187, 96)``: ``log10(10000 * mel + 1)`` of 3-s patches, time first.
+    The cache stores them in float16 like every feature (values 0 to ~5 keep ~3 decimal digits,
+    the rounding the original musicnn applied to its mel spectrogram too). The fine-tuned model
+    (:mod:`genrekit.backbones.finetune`) starts with musicnn's own input batch norm, so the
+    statistics below only serve the pipeline (SpecAugment's fill, which this backbone refuses).
+    """
 
-        out = predict_patches(_port(self.model, self.weights_dir), self.patches_of(path), batch_size=_BATCH)
-        return out["taggram"].mean(axis=0)
+    name: ClassVar[str] = "musicnn_patches"
+    version: ClassVar[int] = 1
+    startup_seconds: ClassVar[float] = 0.0  # no model in the workers: decoding only
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> MusicnnPatches:
+        return cls(
+            model=settings.musicnn_model,
+            patches=settings.musicnn_patches,
+            weights_dir=str(Path(settings.pretrained_dir) / "musicnn"),
+        )
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> MusicnnPatches:
+        return cls._from_keys(params, {"model", "patches"})
+
+    def params(self) -> dict[str, Any]:
+        # The checkpoint does not change the patches; the run's config names it with them (its tags).
+        return {"model": self.model, "patches": self.patches}
+
+    @property
+    def row_shape(self) -> tuple[int, int, int]:
+        return (self.patches, PATCH_FRAMES, N_MELS)
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        return (PATCH_FRAMES, N_MELS)
+
+    def load(self, path: str | os.PathLike, *, notes: list[str] | None = None) -> np.ndarray:
+        return self.patches_of(path, notes=notes)
+
+    def cache_name(self) -> str:
+        return f"musicnn_patches_{self.model}_{self.patches}p_v{self.version}"
+
+    def norm_stats(self, rows: Iterable[np.ndarray]) -> NormStats:
+        # Per mel band (the last axis): band_stats reduces every axis but the second-last one.
+        return band_stats(np.swapaxes(np.asarray(chunk), -1, -2) for chunk in rows)
+
+    def describe_input(self) -> str:
+        return f"musicnn patches of {PATCH_FRAMES} frames x {N_MELS} mels"
 
 
 def format_tags(frontend: Any, path: str | os.PathLike) -> str:
@@ -209,7 +285,7 @@ def format_tags(frontend: Any, path: str | os.PathLike) -> str:
     ConfigError
         When the front end has no tags (log-mel segments: the ``cnn`` backbone).
     """
-    if not hasattr(frontend, "taggram"):
+    if not isinstance(frontend, MusicnnInput):
         raise ConfigError(
             f"the model's front end {frontend.name!r} has no backbone tags (--tags needs musicnn)"
         )
