@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,22 @@ def manifest(root: Path, written: list[tuple[str, Path]], name: str = "manifest.
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``root`` with its size and mtime: to show nothing was written there."""
     return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+def tiny_settings_file(base: Path, name: str = "tiny.json") -> Path:
+    """A settings file for a one-epoch, tiny-model run on these clips, its cache under ``base``."""
+    path = base / name
+    path.write_text(
+        json.dumps(
+            {
+                "duration": CLIP_SECONDS,
+                "num_segments": 1,
+                "width_factor": 0.0625,
+                "num_epochs": 1,
+                "batch_size": 16,
+                "workers": 2,
+                "cache_dir": str(base / "cache"),
+            }
+        )
+    )
+    return path

@@ -144,21 +144,20 @@ def test_the_embedding_cache_resumes_and_lists_a_defective_file(weights, demo_da
         FeatureCache.open(folder, MusicnnEmbeddings(output="max_pool", patches=2))
 
 
+def _musicnn_overrides(demo, out, **extra) -> dict:
+    """Tiny settings on musicnn: 2 patches per 3-s demo clip, the test cache's weights."""
+    return tiny_overrides(
+        demo, out, backbone="musicnn", musicnn_patches=2, pretrained_dir=str(WEIGHTS_CACHE.parent), **extra
+    )
+
+
 @pytest.fixture(scope="session")
 def musicnn_run(weights, demo_dataset, tmp_path_factory):
     """Heads trained for 2 epochs on musicnn embeddings of the demo, through balanced_trainer.main."""
     import balanced_trainer
 
     out = tmp_path_factory.mktemp("musicnn_run") / "run"
-    values = tiny_overrides(
-        demo_dataset,
-        out,
-        backbone="musicnn",
-        musicnn_patches=2,
-        pretrained_dir=str(WEIGHTS_CACHE.parent),
-        head_units=32,
-        learning_rate=1e-3,
-    )
+    values = _musicnn_overrides(demo_dataset, out, head_units=32, learning_rate=1e-3)
     config = out.parent / "config.json"
     config.write_text(json.dumps(values))
     assert balanced_trainer.main(["--config", str(config)]) == 0
@@ -363,12 +362,9 @@ def test_fine_tuning_a_heads_run_end_to_end(musicnn_run, demo_dataset, tmp_path,
     from genrekit.fma import audio_path
 
     out = tmp_path / "ft"
-    values = tiny_overrides(
+    values = _musicnn_overrides(
         demo_dataset,
         out,
-        backbone="musicnn",
-        musicnn_patches=2,
-        pretrained_dir=str(WEIGHTS_CACHE.parent),
         fine_tune_from=str(musicnn_run),
         fine_tune_layers="backend",
         num_epochs=1,
@@ -436,3 +432,17 @@ def test_fine_tuning_a_heads_run_end_to_end(musicnn_run, demo_dataset, tmp_path,
     assert not (
         musicnn_run.parent.parent / "features" / "fma_demo" / "musicnn_patches_MTT_musicnn_2p_v1"
     ).exists()
+
+
+def test_bench_balancing_row_10_fine_tunes_row_9_of_the_same_fold(tmp_path):
+    from tests.test_bench_balancing import load_bench
+
+    bench = load_bench()
+    rows = {r.key: r for r in bench.ROWS}
+    fold = bench.Fold(3, "/folds/3", {})
+    tuned = bench.nn_settings(rows["10"], {"duration": 5.0, "num_epochs": 8}, fold, tmp_path)
+    heads = bench.nn_settings(rows["9"], {"duration": 5.0, "num_epochs": 8}, fold, tmp_path)
+    assert tuned.fine_tune_from == str(tmp_path / "runs" / "row9_fold3") and heads.fine_tune_from == ""
+    assert (tuned.num_epochs, heads.num_epochs) == (bench.FINE_TUNE_EPOCHS, 8)
+    assert (tuned.fine_tune_layers, tuned.fine_tune_learning_rate) == ("midend", 1e-5)  # config.py's
+    assert bench.REQUIRES == {"10": "9"}

@@ -26,20 +26,7 @@ def flat(tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("flat")
     root = base / "gtzan"
     written = fx.flat_genre_folders(root, PER_GENRE)
-    settings = base / "tiny.json"
-    settings.write_text(
-        json.dumps(
-            {
-                "duration": fx.CLIP_SECONDS,
-                "num_segments": 1,
-                "width_factor": 0.0625,
-                "num_epochs": 1,
-                "batch_size": 16,
-                "workers": 2,
-                "cache_dir": str(base / "cache"),
-            }
-        )
-    )
+    settings = fx.tiny_settings_file(base)
     return {"base": base, "root": root, "written": written, "settings": settings}
 
 

@@ -143,21 +143,7 @@ def test_assign_splits_by_hand():
 
 
 def _settings_file(base: Path, name: str) -> Path:
-    path = base / name
-    path.write_text(
-        json.dumps(
-            {
-                "duration": fx.CLIP_SECONDS,
-                "num_segments": 1,
-                "width_factor": 0.0625,
-                "num_epochs": 1,
-                "batch_size": 16,
-                "workers": 2,
-                "cache_dir": str(base / "cache"),
-            }
-        )
-    )
-    return path
+    return fx.tiny_settings_file(base, name)
 
 
 def test_manifest_end_to_end_inspector_trainer_evaluator_inference(collection, capsys):
