@@ -232,11 +232,12 @@ def step_train(args, settings: Settings, paths: dict, out: Path) -> dict:
 def step_evaluate(settings: Settings, paths: dict, out: Path) -> dict:
     from genrekit.evaluator import evaluate_model
 
+    fma = settings.dataset == "fma"  # own collections are read again from DATASET, not from FMA folders
     return evaluate_model(
         out / settings.model_filename,
         out / settings.training_config_filename,
-        paths["metadata"],
-        paths["audio"],
+        paths["metadata"] if fma else None,
+        paths["audio"] if fma else None,
         "test",
         out / "evaluation",
         settings.subset,

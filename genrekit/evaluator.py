@@ -178,6 +178,12 @@ def evaluate_model(
     training_config = load_training_config(config_path)
     settings = Settings.build(config_path, {"subset": subset})
     data = training_config.get("data") or {}
+    if settings.dataset != "fma" and (metadata_dir or audio_dir):
+        raise ConfigError(
+            f"--metadata and --audio name FMA's folders, but {model_path} was trained on DATASET "
+            f"{settings.dataset!r}: leave them out (that collection is read again), or give --config "
+            "a settings file with another DATASET"
+        )
     metadata_dir = Path(metadata_dir or data.get("metadata_dir") or default_value("metadata_dir"))
     audio_dir = Path(audio_dir or data.get("audio_dir") or default_value("audio_dir"))
     out = Path(output_dir) if output_dir is not None else default_output_dir(model_path, split)

@@ -78,6 +78,9 @@ def test_flat_collection_end_to_end_without_medium(flat, capsys):
     assert report["top"]["track"]["n"] == 10  # one test track per genre folder
     markdown = (run / "evaluation" / "evaluation_report.md").read_text()
     assert "Medium genres" not in markdown and "medium-genre target" not in markdown
+    # FMA's folders mean nothing to a model trained on genre folders: one line, not silently ignored.
+    assert model_evaluation.main(["--model", model_path, "--metadata", str(base)]) == 2
+    assert f"was trained on DATASET 'folder:{root}': leave them out" in capsys.readouterr().err
     plots = {p.name for p in (run / "evaluation" / "plots").iterdir()}
     assert plots and not [p for p in plots if "medium" in p]
 
