@@ -22,8 +22,9 @@ are musicnn's, from a million songs; a few thousand patches would only blur them
 guide recommends. ``keras.layers`` only: any Keras backend.
 
 Cost: every training step runs the whole backbone forward (~2.8 GFLOP per patch, the
-front-end convolutions ~90% of it) and back through the layers that learn. On a 2-core CPU
-that is roughly a third of the speed of the README CNN per segment; it is a GPU job for fma_large.
+front-end convolutions ~90% of it) and back through the layers that learn: ~16 patches/s on a
+2-core CPU (``benchmarks/bench_balancing.py`` row 10), ~18 h per fma_large epoch of 1,065,740
+patches there. On a CPU, train the heads; fine-tune on a GPU.
 """
 
 from __future__ import annotations
