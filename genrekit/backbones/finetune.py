@@ -118,8 +118,11 @@ def build_fine_tuned(backbone: Any, heads: Any, *, output: str, layers: str = "m
     want = tuple(heads.input_shape[1:])
     if tuple(embedding.shape[1:]) != want:
         raise ConfigError(f"the heads take {want}, musicnn's {output!r} is {tuple(embedding.shape[1:])}")
-    # The heads' outputs under their own names again (a nested model's outputs carry its name).
-    outputs = {level: keras.layers.Identity(name=level)(y) for level, y in heads(embedding).items()}
+    # The heads' outputs under their own names again (a nested model's outputs carry its name),
+    # float32 as the heads compute them (under mixed precision too).
+    outputs = {
+        level: keras.layers.Identity(name=level, dtype="float32")(y) for level, y in heads(embedding).items()
+    }
     return keras.Model(patches, outputs, name="musicnn_fine_tuned")
 
 
