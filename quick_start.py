@@ -213,7 +213,13 @@ def step_features(settings: Settings, paths: dict) -> None:
 def step_train(args, settings: Settings, paths: dict, out: Path) -> dict:
     from genrekit.training import train
 
-    if settings.width_factor < 1.0:
+    if settings.backbone == "musicnn":
+        print(
+            f"heads of {settings.head_units} units on {settings.musicnn_model}'s {settings.musicnn_output} "
+            f"embeddings ({settings.musicnn_patches} per clip), dropout {settings.dense_dropout:g}, batches of "
+            f"{settings.batch_size}, learning rate {settings.learning_rate:g}"
+        )
+    elif settings.width_factor < 1.0:
         print(
             f"model width factor {settings.width_factor:g} (the README's full model is 1.0), dropout "
             f"{settings.conv_dropout:g} / {settings.dense_dropout:g}, batches of {settings.batch_size}: small "

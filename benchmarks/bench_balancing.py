@@ -851,6 +851,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     folds, fold_desc = make_folds(args, processed, metadata_dir, study)
+    n_mel_usable = len(usable)
     usable = usable_by_every_row(rows, overrides, folds[0], study, processor, processed, usable)
     # One vocabulary over every track, so the folds' predictions pool into one label space.
     gvocab = build_vocabularies(processed.targets.assign(split="training"), processed.tree)
@@ -981,6 +982,7 @@ def main(argv: list[str] | None = None) -> int:
         "smallest": small,
         "power_ok": enough,
         "tracks_evaluated": len(common),
+        "tracks_without_every_front_end": n_mel_usable - len(usable),
         "best": best,
         "beats_default": beats_default,
         "decision": decision,
@@ -1079,7 +1081,14 @@ def markdown_lines(
                 if d.get("max_imbalance")
                 else "FMA's top-genre shape (not capped)"
             )
-            + f"; {n_usable} tracks with usable audio ({n_failures} defective files left out, as in FMA)."
+            + f"; {n_usable} tracks with usable audio ({n_failures} defective files left out, as in FMA"
+            + (
+                f"; {raw['tracks_without_every_front_end']} more that another front end cannot read, "
+                "such as musicnn's 3-s patches"
+                if raw.get("tracks_without_every_front_end")
+                else ""
+            )
+            + ")."
             if not args.real
             else f"- Data: {args.metadata_dir}, {args.audio_dir}, subset {settings.subset}; {n_usable} usable tracks."
         ),

@@ -181,8 +181,7 @@ def evaluate_model(
     if settings.dataset != "fma" and (metadata_dir or audio_dir):
         raise ConfigError(
             f"--metadata and --audio name FMA's folders, but {model_path} was trained on DATASET "
-            f"{settings.dataset!r}: leave them out (that collection is read again), or give --config "
-            "a settings file with another DATASET"
+            f"{settings.dataset!r}: leave them out (that collection is read again)"
         )
     metadata_dir = Path(metadata_dir or data.get("metadata_dir") or default_value("metadata_dir"))
     audio_dir = Path(audio_dir or data.get("audio_dir") or default_value("audio_dir"))

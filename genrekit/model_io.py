@@ -11,8 +11,11 @@ from typing import Any
 from genrekit.errors import ModelError
 
 
-def load_model(model_path: str | os.PathLike) -> Any:
+def load_model(model_path: str | os.PathLike, *, configure: bool = True) -> Any:
     """Load a saved model for prediction (the custom losses and metrics are registered first).
+
+    ``configure``: set the device up for prediction first (float32, GPU memory growth); False
+    keeps the policy a training has set (a fine-tuning run loads its heads under mixed precision).
 
     Raises
     ------
@@ -21,7 +24,8 @@ def load_model(model_path: str | os.PathLike) -> Any:
     """
     from genrekit.device import configure_device
 
-    configure_device(mixed_precision=False)  # TensorFlow imported quietly, GPU memory growth on
+    if configure:
+        configure_device(mixed_precision=False)  # TensorFlow imported quietly, GPU memory growth on
     import keras
 
     import genrekit.keras_metrics  # noqa: F401  (registers the custom metric classes)

@@ -307,7 +307,7 @@ class BalancedHierarchicalModel:
         """Compile with Adam (gradients clipped by their global norm) and the balanced losses.
 
         ``learning_rate`` is a float or a ``keras.optimizers.schedules.LearningRateSchedule``
-        (default ``settings.learning_rate``).
+        (default :func:`base_learning_rate`).
         """
         import keras
 
@@ -553,6 +553,9 @@ def finished_run(settings: Settings, output_dir: str | os.PathLike) -> dict[str,
     return config
 
 
+FINE_TUNING = ("fine_tune_from", "fine_tune_layers", "fine_tune_learning_rate")
+
+
 def settings_differences(saved: dict[str, Any], requested: Settings) -> list[str]:
     """``key: saved -> requested`` for every setting that shapes a model and differs.
 
@@ -561,12 +564,14 @@ def settings_differences(saved: dict[str, Any], requested: Settings) -> list[str
     resolved paths.
     """
     wanted = requested.to_dict()
+    # The fine-tuning settings shape only a fine-tuning run (a heads run is the same without them).
+    unused = set(FINE_TUNING) if not (saved.get("fine_tune_from") or wanted["fine_tune_from"]) else set()
     diffs = []
     for key in sorted(wanted):
-        if key in NOT_SHAPING or key not in saved:
+        if key in NOT_SHAPING or key in unused or key not in saved:
             continue
         old, new = saved[key], wanted[key]
-        if key in ("metadata_dir", "audio_dir"):
+        if key in ("metadata_dir", "audio_dir", "fine_tune_from") and old and new:
             old, new = str(Path(old).resolve()), str(Path(new).resolve())
         if isinstance(new, tuple):
             new = list(new)
@@ -616,6 +621,14 @@ def train(
         Before any training starts, for settings or data that cannot work.
     """
     out = Path(output_dir or settings.output_dir)
+    if settings.fine_tune_from and Path(settings.fine_tune_from).resolve() in (
+        out.resolve(),
+        out.resolve() / settings.model_filename,
+    ):
+        raise ConfigError(
+            f"fine_tune_from {settings.fine_tune_from} is the output folder itself: fine-tune into another "
+            "--output_dir (the heads run is kept)"
+        )
     done = None if retrain else finished_run(settings, out)
     if done is not None:
         log.info("%s holds a finished run: nothing to do (use --retrain to train again)", out)
@@ -900,10 +913,19 @@ def build_fine_tuned_model(settings: Settings) -> Any:
     from genrekit.model_io import load_model
 
     config, model_path = heads_run(settings.fine_tune_from, settings.training_config_filename)
-    heads = load_model(model_path)
+    heads = load_model(model_path, configure=False)  # the run's float policy stays (mixed on a GPU)
     backbone = load_musicnn(settings.musicnn_model, Path(settings.pretrained_dir) / "musicnn")
     output = config["frontend"]["params"]["output"]
-    return build_fine_tuned(backbone, heads, output=output, layers=settings.fine_tune_layers)
+    model = build_fine_tuned(backbone, heads, output=output, layers=settings.fine_tune_layers)
+    learning = [layer.name for layer in backbone.layers if layer.trainable and layer.weights]
+    log.info(
+        "fine-tuning %s (%s) from the heads of %s: backbone layers that learn: %s",
+        settings.musicnn_model,
+        output,
+        settings.fine_tune_from,
+        ", ".join(learning),
+    )
+    return model
 
 
 def check_fine_tune_source(settings: Settings, processed: Any) -> dict[str, Any]:
@@ -956,9 +978,7 @@ def tune_all_thresholds(
     n_all = labels.all.shape[1]
     if not settings.tune_thresholds:
         return fixed_thresholds(n_all, settings.threshold)
-    probs, seg_track = predict_segments(
-        model, cache, labels.track_ids, batch_size=settings.inference_batch_size
-    )
+    probs, seg_track = predict_segments(model, cache, labels.track_ids, batch_size=settings.inference_batch_size)
     mean = track_mean(probs["all"], seg_track, len(labels))
     top_class = None
     if columns is not None:

@@ -407,14 +407,19 @@ def test_fine_tuning_a_heads_run_end_to_end(musicnn_run, demo_dataset, tmp_path,
     assert counts["tracks_evaluated"] > 0 and counts["segments"] == 2 * counts["tracks_evaluated"]
     clip = audio_path(demo_dataset.audio_dir, _good_ids(demo_dataset)[0])
     pred = tmp_path / "pred.json"
-    assert (
-        balanced_inference.main(
-            ["--model", model_path, "--file", str(clip), "--workers", "1", "--output", str(pred)]
-        )
-        == 0
-    )
+    capsys.readouterr()
+    argv = ["--model", model_path, "--file", str(clip), "--workers", "1", "--output", str(pred), "--tags"]
+    assert balanced_inference.main(argv) == 0
     (only,) = json.loads(pred.read_text())["results"].values()
     assert only["num_segments"] == 2
+    tags = capsys.readouterr().out.split("MSD_musicnn tags of", 1)[1].splitlines()
+    assert len(tags) == 51  # the pretrained checkpoint's 50 tags, after the heading's rest
+
+    # Fine-tuning into the heads run's own folder would overwrite it: refused.
+    config_file.write_text(json.dumps({**values, "output_dir": str(musicnn_run)}))
+    assert balanced_trainer.main(["--config", str(config_file), "--retrain"]) == 2
+    assert "is the output folder itself" in capsys.readouterr().err
+    assert json.loads((musicnn_run / "balanced_training_config.json").read_text()) == heads_config
 
     # Heads of another checkpoint, or a folder without a run: one line, before anything is extracted.
     capsys.readouterr()

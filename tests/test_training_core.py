@@ -333,6 +333,23 @@ def test_settings_differences_name_the_keys_that_shape_a_model():
     assert settings_differences(json.loads(json.dumps(saved)), Settings.build()) == []
 
 
+def test_fine_tuning_settings_shape_only_fine_tuning_runs(tmp_path, monkeypatch):
+    heads = {"backbone": "musicnn"}
+    saved = Settings.build(overrides=heads).to_dict()
+    # A heads run is the same run whatever FINE_TUNE_LAYERS / FINE_TUNE_LEARNING_RATE say.
+    other = Settings.build(overrides={**heads, "fine_tune_layers": "all", "fine_tune_learning_rate": 1e-4})
+    assert settings_differences(saved, other) == []
+    # A fine-tuning run: they count, and its source is compared as a resolved path.
+    monkeypatch.chdir(tmp_path)
+    tuned = Settings.build(overrides={**heads, "fine_tune_from": "runs/heads"}).to_dict()
+    same = Settings.build(overrides={**heads, "fine_tune_from": str(tmp_path / "runs" / "heads")})
+    assert settings_differences(tuned, same) == []
+    assert settings_differences(tuned, same.replace(fine_tune_layers="all")) == [
+        "fine_tune_layers: 'midend' -> 'all'"
+    ]
+    assert settings_differences(saved, same) == [f"fine_tune_from: '' -> '{tmp_path / 'runs' / 'heads'}'"]
+
+
 def test_repeats_of_an_oversampled_track_never_share_a_block():
     from genrekit.pipeline import layered_blocks
 

@@ -14,12 +14,17 @@ backbone layers learn (``FINE_TUNE_LAYERS``):
 
 - ``backend``: the dense layer that makes the 200-value penultimate embedding (needs the
   ``penultimate`` output; the pools come before it);
-- ``midend``: also the three mid-end convolutions (and everything after them);
+- ``midend``: the three mid-end convolutions, and the dense layer above when the heads take
+  ``penultimate``;
 - ``all``: also the front-end convolutions (the timbral and temporal filters).
 
 Every batch normalization of the backbone stays frozen, in inference mode (its moving statistics
 are musicnn's, from a million songs; a few thousand patches would only blur them), as the Keras
-guide recommends. ``keras.layers`` only: any Keras backend.
+guide recommends; a batch norm with ``trainable = False`` runs in inference mode in Keras 3 even
+while the model trains. musicnn's dropout before its penultimate dense layer (0.5) stays on while
+training, as in musicnn's own training: Keras 3 passes the outer ``training`` flag to a nested
+model's layers, so calling the backbone with ``training=False`` would not turn it off.
+``keras.layers`` only: any Keras backend.
 
 Cost: every training step runs the whole backbone forward (~2.8 GFLOP per patch, the
 front-end convolutions ~90% of it) and back through the layers that learn: ~16 patches/s on a
