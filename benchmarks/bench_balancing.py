@@ -3,7 +3,8 @@
 Run from the repository root::
 
     python benchmarks/bench_balancing.py            # the full study on a 2,000-track demo dataset
-                                                    # (about 2 h on 2 cores, estimated); writes
+                                                    # (rows 1-8 about 2 h on 2 cores, estimated;
+                                                    # rows 9-10 ~1.3 h more, measured); writes
                                                     # docs/results.md and docs/results_recall.png
     python benchmarks/bench_balancing.py --quick    # the smoke test (< 10 min on 2 cores); writes
                                                     # <work-dir>/results.md, never docs/
@@ -20,7 +21,10 @@ official split (one test split, no folds)::
 Rows 1-6 train the toolkit's model with the project's trainer (:func:`genrekit.training.train`),
 each with one combination of the four balancing switches; row 7 adjusts row 1's model after
 training (:func:`genrekit.balancing.posthoc_logit_adjustment`); rows 8a-b are the FMA paper's
-MFCC statistics + SVM (:mod:`genrekit.baseline`), top and medium genres. On the demo dataset
+MFCC statistics + SVM (:mod:`genrekit.baseline`), top and medium genres; row 9 trains the same
+heads and balancing as row 5 on frozen musicnn embeddings (``--backbone musicnn``) and row 10
+fine-tunes musicnn from row 9's run of the same fold (``--fine_tune_from``). Every row is tested
+on the tracks all requested front ends read. On the demo dataset
 every row runs on the same ``--folds`` folds over artist groups (:mod:`genrekit.study`): every
 track is tested once, and each figure is the mean over folds with a 95% bootstrap interval over
 the pooled tracks; each row is compared with row 1 on the same folds and the same resamples.
