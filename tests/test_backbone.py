@@ -44,7 +44,7 @@ def test_the_backbone_setting_chooses_the_front_end_and_its_parameters():
     assert frontends.from_settings(Settings.build()).name == "mel_segments"  # default: today's CNN
     settings = Settings.build(overrides={"backbone": "musicnn", "musicnn_patches": 3, "pretrained_dir": "/w"})
     fe = frontends.from_settings(settings)
-    assert fe == MusicnnEmbeddings(model="MSD_musicnn", output="penultimate", patches=3)
+    assert fe == MusicnnEmbeddings("MSD_musicnn", "penultimate", 3)  # positional, as before
     assert fe.weights_dir == "/w/musicnn"
     assert fe.row_shape == (3, 200) and fe.input_shape == (200,)
     assert fe.cache_name() == "musicnn_MSD_musicnn_penultimate_3p_v1"

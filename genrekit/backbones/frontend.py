@@ -67,9 +67,10 @@ def embeddings_of(outputs: Mapping[str, np.ndarray], output: str) -> np.ndarray:
     return np.asarray(outputs[output])
 
 
-@dataclasses.dataclass(frozen=True)
 class MusicnnInput(FrontEnd):
     """What both musicnn front ends share: the checkpoint, the 3-s patches and the backbone's tags.
+
+    Not a dataclass itself: each front end declares its fields, in its own order.
 
     Parameters
     ----------
@@ -83,9 +84,9 @@ class MusicnnInput(FrontEnd):
         what they are (their sha256 is checked on loading), so not a parameter of the features.
     """
 
-    model: str = "MSD_musicnn"
-    patches: int = 10
-    weights_dir: str = dataclasses.field(default="", compare=False)
+    model: str
+    patches: int
+    weights_dir: str
 
     startup_seconds: ClassVar[float] = 600.0  # a worker imports TensorFlow and loads the port first
 
@@ -159,13 +160,18 @@ class MusicnnEmbeddings(MusicnnInput):
 
     Parameters
     ----------
-    model, patches, weights_dir
+    model : str
         As :class:`MusicnnInput`.
     output : str
         One of :data:`OUTPUTS`.
+    patches, weights_dir
+        As :class:`MusicnnInput`.
     """
 
+    model: str = "MSD_musicnn"
     output: str = "penultimate"
+    patches: int = 10
+    weights_dir: str = dataclasses.field(default="", compare=False)
 
     name: ClassVar[str] = "musicnn_embeddings"
     version: ClassVar[int] = 1
@@ -235,6 +241,10 @@ class MusicnnPatches(MusicnnInput):
     musicnn's own input batch norm and keeps the heads' statistics, so :meth:`norm_stats` (per
     mel band) is not used by the trainer.
     """
+
+    model: str = "MSD_musicnn"
+    patches: int = 10
+    weights_dir: str = dataclasses.field(default="", compare=False)
 
     name: ClassVar[str] = "musicnn_patches"
     version: ClassVar[int] = 1
