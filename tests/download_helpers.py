@@ -42,6 +42,8 @@ class ArchiveServer:
         self.cut_next: list[int] = []  # the next GETs send this many body bytes, then hang up
         self.delay = 0.0  # seconds slept before each 64 KiB block of a body (a slow link)
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._active = 0  # requests being answered
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
@@ -51,7 +53,11 @@ class ArchiveServer:
         return f"http://127.0.0.1:{self._httpd.server_address[1]}/"
 
     def gets(self) -> list[Request]:
-        return [r for r in self.log if r.method == "GET"]
+        """The GET requests, once every answer has been written out (a client may finish reading
+        before the server's thread has counted the last bytes it sent)."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._active == 0, timeout=10)
+            return [r for r in self.log if r.method == "GET"]
 
     def __enter__(self) -> ArchiveServer:
         self._thread.start()
@@ -76,6 +82,16 @@ class ArchiveServer:
                 self._serve(body=True)
 
             def _serve(self, body: bool) -> None:
+                with server._lock:
+                    server._active += 1
+                try:
+                    self._answer(body)
+                finally:
+                    with server._idle:
+                        server._active -= 1
+                        server._idle.notify_all()
+
+            def _answer(self, body: bool) -> None:
                 entry = Request(self.command, self.path, self.headers.get("Range"))
                 with server._lock:
                     server.log.append(entry)
