@@ -53,6 +53,13 @@ def _initializer(seed: int | None, offset: int) -> keras.initializers.Initialize
     return keras.initializers.GlorotUniform(seed=None if seed is None else seed + offset)
 
 
+def _check_head_counts(num_top: int, num_medium: int, num_all: int) -> None:
+    """Classes per head: top and all >= 1; medium >= 0 (0: no medium head)."""
+    for name, count in (("num_top", num_top), ("num_medium", num_medium), ("num_all", num_all)):
+        if int(count) < (0 if name == "num_medium" else 1):
+            raise ModelError(f"{name}={count} must be >= {0 if name == 'num_medium' else 1}")
+
+
 def _check_norm_stats(
     norm_mean: Sequence[float] | np.ndarray | None,
     norm_std: Sequence[float] | np.ndarray | None,
@@ -131,9 +138,7 @@ def build_model(
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 3 or min(input_shape) < 1:
         raise ModelError(f"input_shape={input_shape} must be (n_mels, frames, channels), all >= 1")
-    for name, count in (("num_top", num_top), ("num_medium", num_medium), ("num_all", num_all)):
-        if int(count) < (0 if name == "num_medium" else 1):
-            raise ModelError(f"{name}={count} must be >= {0 if name == 'num_medium' else 1}")
+    _check_head_counts(num_top, num_medium, num_all)
     for name, rate in (("conv_dropout", conv_dropout), ("dense_dropout", dense_dropout)):
         if not 0.0 <= rate < 1.0:
             raise ModelError(f"{name}={rate} must be in [0, 1)")

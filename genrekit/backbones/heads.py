@@ -15,7 +15,7 @@ import keras
 import numpy as np
 
 from genrekit.errors import ModelError
-from genrekit.model import _check_norm_stats, _initializer
+from genrekit.model import _check_head_counts, _check_norm_stats, _initializer
 
 
 def build_heads(
@@ -57,9 +57,7 @@ def build_heads(
     input_shape = tuple(int(d) for d in input_shape)
     if len(input_shape) != 1 or input_shape[0] < 1:
         raise ModelError(f"input_shape={input_shape} must be (dim,) with dim >= 1")
-    for name, count in (("num_top", num_top), ("num_medium", num_medium), ("num_all", num_all)):
-        if int(count) < (0 if name == "num_medium" else 1):
-            raise ModelError(f"{name}={count} must be >= {0 if name == 'num_medium' else 1}")
+    _check_head_counts(num_top, num_medium, num_all)
     if int(units) < 1:
         raise ModelError(f"units={units} must be >= 1")
     if not 0.0 <= dropout < 1.0:
