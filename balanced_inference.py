@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose)
-    from genrekit.inference import MusicGenreInference, default_model_path
-    from genrekit.prediction_output import format_summary, format_table, write_report
+    from genrekit.infer.output import format_summary, format_table, write_report
+    from genrekit.infer.predict import MusicGenreInference, default_model_path
 
     overrides = {
         key: getattr(args, key)
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             print(table)
     print(format_summary(report["summary"]), file=sys.stderr)
     if args.tags and not report["errors"]:
-        from genrekit.backbones.frontend import format_tags
+        from genrekit.features.musicnn import format_tags
 
         print(format_tags(inference.frontend, args.file))
     if args.output:

@@ -20,12 +20,12 @@ import argparse
 import logging
 import sys
 
-from genrekit.cache import parse_shard
 from genrekit.cli import add_dataset_arguments, script_main, script_parser, setup_logging
 from genrekit.device import worker_role
 from genrekit.errors import ConfigError
+from genrekit.features.cache import parse_shard
 from genrekit.settings import add_config_argument, add_setting_arguments, settings_from_args
-from genrekit.training import BalancedGenreProcessor, BalancedHierarchicalModel, train
+from genrekit.train.run import BalancedGenreProcessor, BalancedHierarchicalModel, train
 
 __all__ = ["BalancedGenreProcessor", "BalancedHierarchicalModel", "main", "build_parser"]
 
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.extract_only:
         processor = BalancedGenreProcessor(settings, args.metadata, args.audio)
-        processed = processor.load_dataset()  # any source (genrekit.datasets.from_settings)
+        processed = processor.load_dataset()  # any source (genrekit.datasets.base.from_settings)
         cache = processor.extract_features(processed, shard=shard)
         log.info("feature cache ready: %s (%d tracks with features)", cache.cache_dir, len(cache))
         return 0

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(None, args.verbose)
-    from genrekit.backbones.musicnn_weights import ensure_musicnn_weights
+    from genrekit.models.musicnn_weights import ensure_musicnn_weights
 
     pip_args: list[str] = []
     if args.index_url:

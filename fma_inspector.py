@@ -76,7 +76,7 @@ def _print_table(table, rows: int) -> None:
 
 
 def run_check_paths(settings, args) -> int:
-    from genrekit.analysis import check_paths
+    from genrekit.datasets.analysis import check_paths
 
     rows = check_paths(settings, args.metadata, args.audio)
     bad = 0
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_paths:
         return run_check_paths(settings, args)
 
-    from genrekit.analysis import (
+    from genrekit.datasets.analysis import (
         analyze,
         balance_config,
         level_table,
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         metadata = require_dir(args.metadata or settings.metadata_dir, "metadata", SETUP_HINTS["metadata"])
         audio = Path(args.audio or settings.audio_dir)
         ds = load_dataset(settings, metadata, audio)
-    else:  # a user's own source (genrekit.own_datasets)
+    else:  # a user's own source (genrekit.datasets.own)
         ds = load_dataset(settings)
         metadata = settings.dataset
 

@@ -13,8 +13,8 @@ plots/*.png. Without --config, balanced_training_config.json next to the model i
 and --audio default to the folders the model was trained on. Features come from the training's
 feature cache, which is completed for tracks it lacks; defective files are left out and counted.
 
-This script only parses arguments: :mod:`genrekit.evaluator` evaluates the saved model on the split,
-and :mod:`genrekit.metrics` computes the figures from its probabilities.
+This script only parses arguments: :mod:`genrekit.evaluate.evaluator` evaluates the saved model on the split,
+and :mod:`genrekit.evaluate.metrics` computes the figures from its probabilities.
 """
 
 from __future__ import annotations
@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 @script_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from genrekit.evaluator import default_output_dir, evaluate_model, format_headline
-    from genrekit.report import REPORT_MD
+    from genrekit.evaluate.evaluator import default_output_dir, evaluate_model, format_headline
+    from genrekit.evaluate.report import REPORT_MD
 
     output_dir = args.output_dir or default_output_dir(args.model, args.split)
     setup_logging(None, args.verbose)

@@ -149,7 +149,7 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict]:
 
 def step_setup(args, settings: Settings, paths: dict) -> None:
     if settings.dataset != "fma":
-        from genrekit import datasets
+        from genrekit.datasets import base as datasets
 
         labelled = datasets.from_settings(settings).load()
         counts = labelled.targets["split"].value_counts()
@@ -160,7 +160,7 @@ def step_setup(args, settings: Settings, paths: dict) -> None:
         )
         return
     if args.data == "demo":
-        from genrekit.demo import write_demo_dataset
+        from genrekit.datasets.demo.writer import write_demo_dataset
 
         info = write_demo_dataset(
             Path(args.demo_dir),
@@ -203,7 +203,7 @@ def step_inspect(args, settings: Settings, paths: dict, out: Path) -> None:
 
 
 def step_features(settings: Settings, paths: dict) -> None:
-    from genrekit.training import BalancedGenreProcessor
+    from genrekit.train.run import BalancedGenreProcessor
 
     processor = BalancedGenreProcessor(settings, str(paths["metadata"]), str(paths["audio"]))
     processed = processor.load_dataset()
@@ -211,7 +211,7 @@ def step_features(settings: Settings, paths: dict) -> None:
 
 
 def step_train(args, settings: Settings, paths: dict, out: Path) -> dict:
-    from genrekit.training import train
+    from genrekit.train.run import train
 
     if settings.backbone == "musicnn":
         print(
@@ -236,7 +236,7 @@ def step_train(args, settings: Settings, paths: dict, out: Path) -> dict:
 
 
 def step_evaluate(settings: Settings, paths: dict, out: Path) -> dict:
-    from genrekit.evaluator import evaluate_model
+    from genrekit.evaluate.evaluator import evaluate_model
 
     fma = settings.dataset == "fma"  # own collections are read again from DATASET, not from FMA folders
     return evaluate_model(
@@ -252,14 +252,14 @@ def step_evaluate(settings: Settings, paths: dict, out: Path) -> dict:
 
 def prediction_folder(settings: Settings, paths: dict, out: Path, limit: int = 40) -> Path:
     """A folder of music to predict: links to test-split clips (and the genuine FMA clip if present)."""
-    from genrekit import fma
+    from genrekit.datasets import fma
 
     folder = out / "music_to_predict"
     folder.mkdir(parents=True, exist_ok=True)
     if settings.dataset != "fma":  # the test split the run saved
         import pandas as pd
 
-        from genrekit.own_datasets import SPLITS_FILE
+        from genrekit.datasets.own import SPLITS_FILE
 
         table = pd.read_csv(out / SPLITS_FILE)
         sources = [Path(p) for p in table["path"][table["split"] == "test"][:limit]]
@@ -274,7 +274,7 @@ def prediction_folder(settings: Settings, paths: dict, out: Path, limit: int = 4
 
 
 def step_predict(settings: Settings, paths: dict, out: Path) -> dict:
-    from genrekit.inference import MusicGenreInference
+    from genrekit.infer.predict import MusicGenreInference
 
     folder = prediction_folder(settings, paths, out)
     inference = MusicGenreInference(out / settings.model_filename, out / settings.training_config_filename)

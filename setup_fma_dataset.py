@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.subset == "demo":
         return _demo(data_dir, args.demo_tracks, args.demo_seconds, args.seed)
 
-    from genrekit import download
+    from genrekit.download import setup as download
 
     if args.no_verify:
         log.warning("--no_verify: the archives' sha1 will not be checked")
@@ -187,7 +187,7 @@ def _flags(metadata_dir: Path | None, audio_dir: Path | None) -> str:
 def _demo(data_dir: Path, n_tracks: int, clip_seconds: float, seed: int) -> int:
     root = data_dir / "demo"
     try:
-        from genrekit.demo import write_demo_dataset
+        from genrekit.datasets.demo.writer import write_demo_dataset
     except ImportError:
         print("the demo dataset is not available yet in this version of the toolkit", file=sys.stderr)
         return 1

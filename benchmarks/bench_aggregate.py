@@ -2,7 +2,7 @@
 
     /work/main/.venv/bin/python benchmarks/bench_aggregate.py [--tracks 10000] [--segments 10]
 
-Prints seconds per call (best of --repeat) of the vectorized functions of genrekit.aggregate
+Prints seconds per call (best of --repeat) of the vectorized functions of genrekit.evaluate.aggregate
 and the ratio to (a) a Python loop over tracks calling the one-file functions and (b) summing
 with np.add.at, all measured in this run on the same random data.
 """
@@ -21,14 +21,14 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from evalmetrics_helpers import synthetic_case  # noqa: E402
 
-from genrekit.aggregate import (  # noqa: E402
+from genrekit.evaluate.aggregate import (  # noqa: E402
     average_confidence,
     track_average,
     track_mean,
     track_voting,
     voting,
 )
-from genrekit.metrics import evaluate  # noqa: E402
+from genrekit.evaluate.metrics import evaluate  # noqa: E402
 
 
 def best_of(fn, repeat: int) -> float:

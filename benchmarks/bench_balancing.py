@@ -18,14 +18,14 @@ official split (one test split, no folds)::
         --width 1.0 --epochs 100 --patience 15 --lr_patience 5 --segments 10 --duration 30 \\
         --results runs/bench_balancing_fma_medium/results.md
 
-Rows 1-6 train the toolkit's model with the project's trainer (:func:`genrekit.training.train`),
+Rows 1-6 train the toolkit's model with the project's trainer (:func:`genrekit.train.run.train`),
 each with one combination of the four balancing switches; row 7 adjusts row 1's model after
-training (:func:`genrekit.balancing.posthoc_logit_adjustment`); rows 8a-b are the FMA paper's
-MFCC statistics + SVM (:mod:`genrekit.baseline`), top and medium genres; row 9 trains the same
+training (:func:`genrekit.train.balancing.posthoc_logit_adjustment`); rows 8a-b are the FMA paper's
+MFCC statistics + SVM (:mod:`genrekit.evaluate.baseline`), top and medium genres; row 9 trains the same
 heads and balancing as row 5 on frozen musicnn embeddings (``--backbone musicnn``) and row 10
 fine-tunes musicnn from row 9's run of the same fold (``--fine_tune_from``). Every row is tested
 on the tracks all requested front ends read. On the demo dataset
-every row runs on the same ``--folds`` folds over artist groups (:mod:`genrekit.study`): every
+every row runs on the same ``--folds`` folds over artist groups (:mod:`genrekit.evaluate.study`): every
 track is tested once, and each figure is the mean over folds with a 95% bootstrap interval over
 the pooled tracks; each row is compared with row 1 on the same folds and the same resamples.
 Every run keeps its folder under ``--work_dir``: a rerun reuses finished runs, predictions and
@@ -227,7 +227,7 @@ def prepare_dataset(args: argparse.Namespace, work: Path) -> tuple[str, str, dic
         if not (args.metadata_dir and args.audio_dir):
             raise SystemExit("error: --metadata_dir and --audio_dir go together")
         return args.metadata_dir, args.audio_dir, {"kind": "fma", "generation_seconds": 0.0}
-    from genrekit.demo import write_demo_dataset
+    from genrekit.datasets.demo.writer import write_demo_dataset
 
     started = time.time()
     cap = f"_cap{args.max_imbalance:g}" if args.max_imbalance else ""
@@ -303,7 +303,7 @@ class Fold:
 
 def make_folds(args, processed, metadata_dir: str, study: Path) -> tuple[list[Fold], dict[str, Any]]:
     """The folds over artist groups (``--folds`` >= 2) or FMA's official split as one fold (0)."""
-    from genrekit.study import check_folds, dataset_folds, write_fold_metadata
+    from genrekit.evaluate.study import check_folds, dataset_folds, write_fold_metadata
 
     targets = processed.targets
     if args.folds == 0:
@@ -369,12 +369,12 @@ def predict_test_tracks(run_dir: Path, config: dict[str, Any], test_ids: np.ndar
             saved = {k: z[k] for k in z.files}
         if np.array_equal(saved["track_ids"], test_ids):
             return saved
-    from genrekit.aggregate import track_mean
-    from genrekit.cache import FeatureCache
-    from genrekit.model_io import load_model
-    from genrekit.pipeline import predict_segments
-    from genrekit.run_config import check_model, frontend_of
-    from genrekit.thresholds import thresholds_of
+    from genrekit.evaluate.aggregate import track_mean
+    from genrekit.evaluate.thresholds import thresholds_of
+    from genrekit.features.cache import FeatureCache
+    from genrekit.models.io import load_model
+    from genrekit.train.pipeline import predict_segments
+    from genrekit.train.run_config import check_model, frontend_of
 
     model = load_model(model_path)
     check_model(model, config, model_path, run_dir / "balanced_training_config.json")
@@ -408,7 +408,7 @@ def run_nn_rows(rows, folds, overrides, study: Path, usable, retrain: bool) -> d
     """Train (or reuse) every model row on every fold, fold by fold; returns {row: {fold: result}}."""
     import keras
 
-    from genrekit.training import train
+    from genrekit.train.run import train
 
     out: dict[str, dict[int, Any]] = {}
     for fold in folds:  # fold by fold: a study cut short has whole folds to compare
@@ -444,7 +444,7 @@ def usable_by_every_row(rows, overrides, fold: Fold, study: Path, processor, pro
     A front end may leave out other files than the log-mel segments do (musicnn needs 3 s of
     audio); each row still trains on every track its own front end reads.
     """
-    from genrekit.training import BalancedGenreProcessor
+    from genrekit.train.run import BalancedGenreProcessor
 
     seen = {processor.frontend()}
     for row in rows:
@@ -476,9 +476,9 @@ def fold_ids(fold: Fold, usable: np.ndarray, *names: str) -> np.ndarray:
 
 def run_baselines(rows, folds, args, overrides, study: Path, processed, usable, gvocab) -> dict:
     """Rows 8a-b: MFCC statistics; per fold, fit on training + validation, predict the test tracks."""
-    from genrekit import fma
-    from genrekit.baseline import MfccFeatures, extract_mfcc_features, fit_predict
-    from genrekit.labels import encode
+    from genrekit.datasets import fma
+    from genrekit.datasets.labels import encode
+    from genrekit.evaluate.baseline import MfccFeatures, extract_mfcc_features, fit_predict
 
     duration = overrides.get("duration", 30.0)
     path = study / f"mfcc_{duration:g}s.npz"
@@ -526,7 +526,7 @@ def _to_global(fold_ids: np.ndarray, index: dict[int, int]) -> np.ndarray:
 
 def pool(row: Row, per_fold: dict[int, Any], common: np.ndarray, gvocab, row1: dict[int, Any] | None):
     """A row's predictions on ``common`` (sorted track ids), in the global vocabularies."""
-    from genrekit.balancing import posthoc_logit_adjustment
+    from genrekit.train.balancing import posthoc_logit_adjustment
 
     n = len(common)
     pos = {int(t): i for i, t in enumerate(common)}
@@ -826,10 +826,10 @@ def main(argv: list[str] | None = None) -> int:
     study.mkdir(parents=True, exist_ok=True)
     overrides = base_overrides(args, metadata_dir, audio_dir, work / "features" / tag)
 
-    from genrekit.labels import build_vocabularies, encode
+    from genrekit.datasets.labels import build_vocabularies, encode
+    from genrekit.evaluate.study import Predictions, summarize
     from genrekit.settings import Settings
-    from genrekit.study import Predictions, summarize
-    from genrekit.training import BalancedGenreProcessor
+    from genrekit.train.run import BalancedGenreProcessor
 
     settings = Settings.build(None, overrides)
     processor = BalancedGenreProcessor(settings)
@@ -960,7 +960,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
 
-    from genrekit.study import single_label_scores
+    from genrekit.evaluate.study import single_label_scores
 
     plotted = [k for k in dict.fromkeys([REFERENCE, DEFAULT_ROW, best]) if k in preds]
     recall = {k: single_label_scores(truth.top, preds[k].top_pred, n_top)["recall"] for k in plotted}
@@ -1043,7 +1043,7 @@ def markdown_lines(
     else:
         split_text = (
             f"{folds['n_folds']} folds over artist groups (scikit-learn `StratifiedGroupKFold` by top genre, "
-            f"seed {folds['seed']}; `genrekit.study`): every track is tested exactly once and no fold's "
+            f"seed {folds['seed']}; `genrekit.evaluate.study`): every track is tested exactly once and no fold's "
             "training, validation and test parts share an artist; each fold's validation part (early "
             "stopping, all-genres thresholds) is about 1/8 of its training part, also artist-disjoint. FMA's "
             "official split is not used here; it stays the default of the trainer, the evaluator and the "
@@ -1054,7 +1054,7 @@ def markdown_lines(
         "",
         "> **Synthetic data.** "
         + (
-            "These are results on the toolkit's synthetic demo dataset (`genrekit.demo`), not on FMA. Real FMA "
+            "These are results on the toolkit's synthetic demo dataset (`genrekit.datasets.demo.writer`), not on FMA. Real FMA "
             "results may not follow them: the demo's genres are families of synthesised sounds and its "
             "imbalance is FMA's shape, capped (below)."
             if not args.real
@@ -1102,7 +1102,7 @@ def markdown_lines(
         f"smallest ({max(present)} vs {min(present)}). Five smallest: "
         + ", ".join(f"{names[i]} {ev[i]}" for i in small)
         + f" (>= {MIN_SMALL_TRACKS} each: {'yes' if raw['power_ok'] else '**no**'}).",
-        f"- Model rows 1-6: `genrekit.training.train`, width factor **{settings.width_factor:g}**, "
+        f"- Model rows 1-6: `genrekit.train.run.train`, width factor **{settings.width_factor:g}**, "
         f"**{settings.num_segments} segments** of {settings.segment_frames} frames per clip (first "
         f"{settings.duration:g} s), dropout {settings.conv_dropout:g} / {settings.dense_dropout:g}, "
         f"**at most {settings.num_epochs} epochs**, batch {settings.batch_size}, "
@@ -1122,22 +1122,22 @@ def markdown_lines(
         f"frequencies. Row 7: row 1's models, predictions `argmax(log p - tau log prior)` with the same "
         "priors, no retraining (its all-genres head is row 1's). Track probabilities are the mean over "
         "segments; all-genres predictions use the thresholds tuned on the validation part.",
-        "- Rows 8a-b: the FMA paper's MFCC statistics (140 per clip, `genrekit.baseline`) + "
+        "- Rows 8a-b: the FMA paper's MFCC statistics (140 per clip, `genrekit.evaluate.baseline`) + "
         "`SVC(kernel='rbf')`, plain and `class_weight='balanced'`, fitted per fold on the training and "
         "validation parts, one classifier for the top genre and one for the medium genre; no all-genres head. "
         "Their time is the fit time (features excluded).",
         '- Row 9: the same trainer and balancing as row 5 with `BACKBONE = "musicnn"`: the three heads '
-        "(dense 256, `genrekit.backbones.heads`) on MSD_musicnn's 200-value penultimate layer, one embedding "
+        "(dense 256, `genrekit.models.heads`) on MSD_musicnn's 200-value penultimate layer, one embedding "
         "per 3-s patch (the backbone frozen; its time excludes embedding extraction). musicnn was trained "
         "on real music (the Million Song Dataset): the demo's synthetic sounds are far from it, so this row "
         "measures the machinery here, not what the backbone is worth on FMA.",
         "- Row 10: row 9's heads and MSD_musicnn trained together from row 9's run of the same fold "
-        "(`FINE_TUNE_FROM`, `genrekit.backbones.finetune`): the mid end and back end learn at Adam's "
+        "(`FINE_TUNE_FROM`, `genrekit.models.finetune`): the mid end and back end learn at Adam's "
         f"`FINE_TUNE_LEARNING_RATE` 1e-5 (the front-end convolutions and every batch norm frozen), at most "
         f"{FINE_TUNE_EPOCHS} epochs, on the cached musicnn patches; every step runs the backbone forward, so "
         "its time is musicnn's cost, not the heads'. Each row is tested on the tracks every row's front end "
         "reads (musicnn needs 3 s of audio).",
-        f"- Figures: scikit-learn's definitions (`genrekit.study` computes them with track weights; tests "
+        f"- Figures: scikit-learn's definitions (`genrekit.evaluate.study` computes them with track weights; tests "
         f"compare). Each cell: the mean over folds [95% percentile bootstrap interval of that mean, "
         f"{args.n_boot} resamples of the evaluated tracks, each scored in its own fold]. Balanced accuracy and F1 over the tracks with a "
         "label at that level; all-genres Jaccard (samples) and LRAP over the tracks with a genre. Recall "

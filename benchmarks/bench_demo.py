@@ -9,7 +9,7 @@ Two parts, in one run:
 
 1. Per clip, in this process (one BLAS thread), CPU and wall time of rendering and of MP3 encoding
    for ``--clips`` parameter rows of the demo plan: the reference renderer (main's, kept verbatim
-   below) against ``genrekit.synth.render_clip``, at 44,100 Hz stereo and 22,050 Hz mono, and LAME
+   below) against ``genrekit.datasets.demo.synth.render_clip``, at 44,100 Hz stereo and 22,050 Hz mono, and LAME
    (through libsndfile) at both formats and a few bitrate modes. "before" is main's demo (reference
    renderer, 44.1 kHz stereo, CBR); "now" is the demo's default (fast renderer, its default format).
 2. ``write_demo_dataset`` end to end with ``--workers`` processes on ``--tracks`` tracks, in a
@@ -37,18 +37,20 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from genrekit import demo, demo_metadata, mp3, synth  # noqa: E402
+from genrekit.datasets.demo import metadata as demo_metadata  # noqa: E402
+from genrekit.datasets.demo import mp3, synth  # noqa: E402
+from genrekit.datasets.demo import writer as demo  # noqa: E402
 
 
 def render_clip_reference(
     params: np.ndarray, seconds: float, sample_rate: int, channels: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """``genrekit.synth.render_clip`` as it was before vectorization (main a31dd9e).
+    """``genrekit.datasets.demo.synth.render_clip`` as it was before vectorization (main a31dd9e).
 
     One ``np.sin`` per harmonic and sample, each note panned into both channels: the "before" of
     this benchmark and the reference ``tests/test_demo.py`` holds the fast renderer to. What
     vectorization left unchanged (the score: drums, harmony, melody and bass; note partials and
-    envelopes; pad chords; crackle and drive) is the package's own code (``genrekit.synth``), called here with
+    envelopes; pad chords; crackle and drive) is the package's own code (``genrekit.datasets.demo.synth``), called here with
     this renderer's ``add`` (each note panned into both channels) and sum of partials.
     """
     from scipy import fft as sfft

@@ -4,8 +4,8 @@
     python benchmarks/bench_demo_baseline.py --tracks 1800
     python benchmarks/bench_demo_baseline.py --metadata_dir D/fma_metadata --audio_dir D/fma_demo
 
-Writes the demo dataset (``genrekit.demo.write_demo_dataset``, reused when already there) unless
-``--metadata_dir``/``--audio_dir`` name a dataset, extracts ``genrekit.baseline``'s 140 MFCC
+Writes the demo dataset (``genrekit.datasets.demo.writer.write_demo_dataset``, reused when already there) unless
+``--metadata_dir``/``--audio_dir`` name a dataset, extracts ``genrekit.evaluate.baseline``'s 140 MFCC
 statistics of every clip, fits ``svm`` and ``svm_balanced`` (``fit_predict``) on the training
 split's tracks that have a target at the level, and prints balanced accuracy, F1 macro and F1
 weighted on the test split's. For a generated demo it also prints how many tracks' medium target
@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def label_sound_mismatch(n_tracks: int, seed: int) -> tuple[int, int]:
     """(tracks whose medium target differs from their sound's genre, tracks with a medium target)."""
-    from genrekit.demo_metadata import plan_demo
-    from genrekit.labels import MASKED, GenreTree, derive_targets
+    from genrekit.datasets.demo.metadata import plan_demo
+    from genrekit.datasets.labels import MASKED, GenreTree, derive_targets
 
     plan = plan_demo(n_tracks, seed)
     medium = derive_targets(plan.tracks, GenreTree(plan.genres))["medium"].to_numpy()
@@ -50,9 +50,9 @@ def label_sound_mismatch(n_tracks: int, seed: int) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
-    from genrekit import fma
-    from genrekit.baseline import extract_mfcc_features, fit_predict
-    from genrekit.labels import MASKED, GenreTree, derive_targets
+    from genrekit.datasets import fma
+    from genrekit.datasets.labels import MASKED, GenreTree, derive_targets
+    from genrekit.evaluate.baseline import extract_mfcc_features, fit_predict
 
     args = build_parser().parse_args(argv)
     if bool(args.metadata_dir) != bool(args.audio_dir):
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         metadata_dir, audio_dir = Path(args.metadata_dir), Path(args.audio_dir)
         print(f"dataset: {metadata_dir}")
     else:
-        from genrekit.demo import write_demo_dataset
+        from genrekit.datasets.demo.writer import write_demo_dataset
 
         root = Path(args.root or f"/tmp/genrekit_bench/demo_{args.tracks}x{args.clip_seconds:g}s_{args.seed}")
         started = time.time()

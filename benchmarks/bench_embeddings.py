@@ -8,7 +8,7 @@ Run from the repository root (clips are generated once, like bench_features.py, 
 
 On the same N synthetic 30 s, 44.1 kHz stereo, 256 kbps MP3s (FMA's format), with --cores cores:
 
-- mel features: ``genrekit.audio.load_segments`` (10 segments of 128 x 64), one process per core;
+- mel features: ``genrekit.features.mel.load_segments`` (10 segments of 128 x 64), one process per core;
 - musicnn front end: ``musicnn_patches`` (16 kHz, 96 mels, 10 patches of 187 frames), one process
   per core;
 - musicnn forward: MSD_musicnn on those patches (batches of 32), TensorFlow with --cores threads;
@@ -51,13 +51,13 @@ def _cpu_seconds() -> float:
 
 
 def _mel(path: Path) -> int:
-    from genrekit.audio import FeatureParams, load_segments
+    from genrekit.features.mel import FeatureParams, load_segments
 
     return len(load_segments(path, FeatureParams()))
 
 
 def _patches(path: Path) -> np.ndarray:
-    from genrekit.backbones.musicnn import musicnn_patches
+    from genrekit.models.musicnn import musicnn_patches
 
     return musicnn_patches(path)
 
@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> None:
 
     tf.config.threading.set_intra_op_parallelism_threads(args.cores)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from genrekit.backbones.musicnn import predict_patches
-    from genrekit.backbones.musicnn_weights import load_musicnn
+    from genrekit.models.musicnn import predict_patches
+    from genrekit.models.musicnn_weights import load_musicnn
 
     model = load_musicnn("MSD_musicnn", args.weights_dir)
     predict_patches(model, patches[0], batch_size=args.batch_size)  # tracing
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
 
     emb_wall, emb_cpu = fe_wall + fw_wall, fe_cpu + fw_cpu
     rows = [
-        ("mel features (genrekit.audio)", mel_wall, mel_cpu),
+        ("mel features (genrekit.features.mel)", mel_wall, mel_cpu),
         ("musicnn front end (patches)", fe_wall, fe_cpu),
         (f"musicnn forward ({len(all_patches) / n:.0f} patches/clip)", fw_wall, fw_cpu),
         ("musicnn embeddings, end to end", emb_wall, emb_cpu),

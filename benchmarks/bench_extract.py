@@ -64,12 +64,12 @@ def child(method: str, archive: str, dest: str) -> None:
     sys.path.insert(0, str(REPO))
     start = time.perf_counter()
     if method == "genrekit":
-        from genrekit.archives import extract_archive
+        from genrekit.download.archives import extract_archive
 
         result = extract_archive(archive, dest, progress=False)
         files = result.extracted
     elif method == "genrekit-resume":
-        from genrekit.archives import extract_archive
+        from genrekit.download.archives import extract_archive
 
         result = extract_archive(archive, dest, progress=False)
         files = result.skipped

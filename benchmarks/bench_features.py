@@ -125,7 +125,7 @@ def decode_regions(paths: list[Path], params) -> _Timer:
     """Seek + read of only the regions the segments use (what load_segments decodes)."""
     import soundfile as sf
 
-    from genrekit.audio import segment_starts
+    from genrekit.features.mel import segment_starts
 
     with _Timer() as timer:
         for path in paths:
@@ -145,7 +145,7 @@ def decode_regions(paths: list[Path], params) -> _Timer:
 
 
 def in_process(paths: list[Path], params) -> _Timer:
-    from genrekit.audio import load_segments
+    from genrekit.features.mel import load_segments
 
     with _Timer() as timer:
         for path in paths:
@@ -177,8 +177,8 @@ def _cpu_seconds() -> tuple[float, float]:
 
 
 def _build_main(spec_text: str) -> None:
-    from genrekit.audio import FeatureParams
-    from genrekit.cache import ensure_cache
+    from genrekit.features.cache import ensure_cache
+    from genrekit.features.mel import FeatureParams
 
     spec = json.loads(spec_text)
     items = [(i + 1, p) for i, p in enumerate(spec["paths"])]
@@ -212,8 +212,8 @@ def main(argv: list[str] | None = None) -> None:
         _build_main(args._build)
         return
 
-    from genrekit.audio import FeatureParams
-    from genrekit.cache import _resolve_workers
+    from genrekit.features.cache import _resolve_workers
+    from genrekit.features.mel import FeatureParams
 
     cores = _resolve_workers(args.workers)
     temp = Path(tempfile.mkdtemp(prefix="bench_features_"))

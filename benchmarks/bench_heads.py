@@ -52,7 +52,7 @@ class MemorySource:
 
 
 def _labels(n: int, rng: np.random.Generator, n_top=16, n_medium=147, n_all=161):
-    from genrekit.labels import EncodedLabels
+    from genrekit.datasets.labels import EncodedLabels
 
     prior = 1.0 / np.arange(1, n_top + 1) ** 1.2  # ~28x between the largest and the smallest genre
     top = rng.choice(n_top, size=n, p=prior / prior.sum()).astype(np.int64)
@@ -66,8 +66,8 @@ def _rate(settings, frontend, rows, labels, sizes, steps: int, warmup: int) -> t
     """Segments/s (wall) and CPU s per step of the trainer's model and pipeline over ``rows``."""
     import keras
 
-    from genrekit.pipeline import TrainingStream, training_dataset
-    from genrekit.training import BalancedHierarchicalModel
+    from genrekit.train.pipeline import TrainingStream, training_dataset
+    from genrekit.train.run import BalancedHierarchicalModel
 
     n_top, n_medium, n_all = sizes
     n = {"top": n_top, "medium": n_medium, "all": n_all}
@@ -109,9 +109,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip_cnn", action="store_true", help="heads only")
     args = parser.parse_args(argv)
 
-    from genrekit.audio import FeatureParams
-    from genrekit.backbones.frontend import MusicnnEmbeddings
-    from genrekit.frontends import MelSegments
+    from genrekit.features.frontends import MelSegments
+    from genrekit.features.mel import FeatureParams
+    from genrekit.features.musicnn import MusicnnEmbeddings
     from genrekit.settings import Settings
 
     rng = np.random.default_rng(0)

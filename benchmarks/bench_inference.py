@@ -99,10 +99,10 @@ def make_folder(folder: Path, clips: int, distinct: int, workers: int) -> list[P
 def write_run(run_dir: Path, width: float, batch_size: int, workers: int) -> tuple[Path, Path]:
     """A random-weight model at ``width`` and a training config that matches it."""
     import config
-    from genrekit import frontends
-    from genrekit.model import build_model
-    from genrekit.run_config import CONFIG_FORMAT, CONFIG_VERSION
+    from genrekit.features import frontends
+    from genrekit.models.cnn import build_model
     from genrekit.settings import Settings
+    from genrekit.train.run_config import CONFIG_FORMAT, CONFIG_VERSION
 
     run_dir.mkdir(parents=True, exist_ok=True)
     settings = Settings.build(overrides={"workers": workers, "inference_batch_size": batch_size})
@@ -162,7 +162,7 @@ def naive_loop(model, paths: list[Path], params) -> tuple[float, list]:
     import librosa
     import numpy as np
 
-    from genrekit.audio import segment_starts
+    from genrekit.features.mel import segment_starts
 
     def one(path: Path) -> np.ndarray:
         y, sr = librosa.load(path, sr=params.sample_rate, mono=True, duration=params.duration)
@@ -190,7 +190,7 @@ def decode_rate(paths: list[Path], params) -> tuple[float, list]:
     """Files/s of decoding alone in this process with one BLAS thread."""
     from threadpoolctl import threadpool_limits
 
-    from genrekit.audio_files import decode_file
+    from genrekit.features.audio_files import decode_file
 
     with threadpool_limits(1):
         decode_file("warm", paths[0], params)
@@ -217,7 +217,7 @@ def model_rate(inference, decoded: list, files_per_batch: int, repeats: int = 3)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from genrekit.inference import MusicGenreInference
+    from genrekit.infer.predict import MusicGenreInference
     from genrekit.settings import Settings
 
     workers = Settings.build(overrides={"workers": args.workers}).num_workers
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         import keras
         import tensorflow as tf
 
-        from genrekit.model import count_flops
+        from genrekit.models.cnn import count_flops
 
         gpus = tf.config.list_physical_devices("GPU")
         print(f"device: {'GPU ' + str(len(gpus)) if gpus else 'CPU'}, keras {keras.__version__}")

@@ -1,7 +1,7 @@
-"""Benchmark: load a full-size tracks.csv the naive FMA ``utils.load`` way vs ``genrekit.fma.load_tracks``.
+"""Benchmark: load a full-size tracks.csv the naive FMA ``utils.load`` way vs ``genrekit.datasets.fma.load_tracks``.
 
 Writes an FMA-layout tracks.csv of fma_large's size (106,574 rows x 52 columns, ~250 MB with
-FMA-like long text fields) from ``genrekit.demo_metadata.make_demo_metadata`` into a temporary folder, then
+FMA-like long text fields) from ``genrekit.datasets.demo.metadata.make_demo_metadata`` into a temporary folder, then
 loads it in a fresh child process per method and prints wall time, the child's peak RSS
 (``VmHWM``) and the ratios to the naive baseline. The naive way is FMA's ``utils.load``
 (``read_csv(index_col=0, header=[0, 1])``, ``ast.literal_eval`` on the five list columns, date
@@ -77,7 +77,7 @@ def child(method: str, path: str) -> None:
     if method == "naive":
         tracks = naive_load(path)
     else:
-        from genrekit.fma import load_tracks
+        from genrekit.datasets.fma import load_tracks
 
         tracks = load_tracks(path, columns="all" if method == "genrekit_all" else "essential")
     seconds = time.perf_counter() - start
@@ -106,14 +106,14 @@ def main(argv: list[str] | None = None) -> int:
         child(*args.child)
         return 0
     sys.path.insert(0, str(REPO))
-    from genrekit.demo_metadata import make_demo_metadata, write_tracks_csv
+    from genrekit.datasets.demo.metadata import make_demo_metadata, write_tracks_csv
 
     try:
-        import genrekit.fma  # noqa: F401
+        import genrekit.datasets.fma  # noqa: F401
 
         methods = METHODS
     except ImportError:
-        print("genrekit.fma not found: skipping the genrekit rows (only the naive baseline is measured)")
+        print("genrekit.datasets.fma not found: skipping the genrekit rows (only the naive baseline is measured)")
         methods = ("naive",)
 
     with tempfile.TemporaryDirectory(dir=args.tmp, prefix="bench_metadata_") as tmp:

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import config
     from genrekit.device import configure_device
-    from genrekit.model import build_model, count_flops
+    from genrekit.models.cnn import build_model, count_flops
 
     summary = configure_device(mixed_precision=args.mixed_precision)
     print(f"device: {summary['gpus'] or 'CPU'}  policy: {summary['policy']}  backend: {summary['backend']}")

@@ -30,8 +30,8 @@ sys.path.insert(0, sys.argv[1])
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import numpy as np, keras
 from genrekit.device import configure_device
-from genrekit.losses import make_losses
-from genrekit.model import build_model
+from genrekit.models.losses import make_losses
+from genrekit.models.cnn import build_model
 width, batch, steps = float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 info = configure_device(mixed_precision=False)
 model = build_model((128, 64, 1), num_top=16, num_medium=47, num_all=64, width_factor=width,

@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("MPLBACKEND", "Agg")
     from genrekit.cli import setup_logging
-    from genrekit.demo import write_demo_dataset
-    from genrekit.evaluator import evaluate_model
+    from genrekit.datasets.demo.writer import write_demo_dataset
+    from genrekit.evaluate.evaluator import evaluate_model
     from genrekit.settings import Settings
-    from genrekit.training import train
+    from genrekit.train.run import train
 
     work = Path(args.work)
     demo = write_demo_dataset(work / f"demo{args.tracks}", n_tracks=args.tracks,

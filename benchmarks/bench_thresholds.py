@@ -13,7 +13,7 @@ mean number of genres predicted per test track against the true number:
 - ``per-genre F1``: the previous rule (each genre with >= 5 validation positives gets the threshold
   of its best F1, the others one shared threshold), reimplemented here for reference;
 - ``prior-corrected t``: the trainer's rule, ``sigmoid(logit(t) + log pos_weight)``;
-- ``+ include_top``: the same with the top head's genre always included (see genrekit.thresholds).
+- ``+ include_top``: the same with the top head's genre always included (see genrekit.evaluate.thresholds).
 
 No figure is asserted.
 """
@@ -52,13 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from sklearn.metrics import jaccard_score
 
-    from genrekit.aggregate import track_mean
-    from genrekit.model_io import load_model
-    from genrekit.pipeline import predict_segments
-    from genrekit.run_config import load_training_config
+    from genrekit.evaluate.aggregate import track_mean
+    from genrekit.evaluate.thresholds import (
+        GRID,
+        choose_thresholds,
+        corrected_thresholds,
+        decide,
+        top_columns,
+    )
+    from genrekit.models.io import load_model
     from genrekit.settings import Settings
-    from genrekit.thresholds import GRID, choose_thresholds, corrected_thresholds, decide, top_columns
-    from genrekit.training import BalancedGenreProcessor
+    from genrekit.train.pipeline import predict_segments
+    from genrekit.train.run import BalancedGenreProcessor
+    from genrekit.train.run_config import load_training_config
 
     run = Path(args.run_dir)
     config = load_training_config(run / "balanced_training_config.json")

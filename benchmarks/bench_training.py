@@ -52,7 +52,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from genrekit.pipeline import WINDOW_TRACKS  # noqa: E402
+from genrekit.train.pipeline import WINDOW_TRACKS  # noqa: E402
 
 SAMPLE_RATE = 22050  # demo audio: mono 22,050 Hz encodes ~4x faster than FMA's 44.1 kHz stereo
 LEVELS = ("top", "medium", "all")
@@ -200,10 +200,10 @@ def read_ahead_kb(path: Path) -> str:
 
 def prepare(args: argparse.Namespace, work: Path):
     """Demo dataset -> feature cache (the real path) -> labels, weights, normalization."""
-    from genrekit.demo import write_demo_dataset
-    from genrekit.labels import encode
+    from genrekit.datasets.demo.writer import write_demo_dataset
+    from genrekit.datasets.labels import encode
     from genrekit.settings import Settings
-    from genrekit.training import BalancedGenreProcessor
+    from genrekit.train.run import BalancedGenreProcessor
 
     start = time.perf_counter()
     info = write_demo_dataset(
@@ -244,8 +244,8 @@ def prepare(args: argparse.Namespace, work: Path):
 
 def make_stream(settings, cache, labels, weights, n_classes, epoch_tracks: int, seed: int = 0):
     """The trainer's stream (config.py's augmentation included) over every track once per epoch."""
-    from genrekit.augment import AugmentPlan
-    from genrekit.pipeline import TrainingStream
+    from genrekit.train.augment import AugmentPlan
+    from genrekit.train.pipeline import TrainingStream
 
     if epoch_tracks and epoch_tracks < len(labels):
         labels = labels.subset(np.sort(np.random.default_rng(seed).permutation(len(labels))[:epoch_tracks]))
@@ -292,8 +292,8 @@ def bench_fit(args, settings, processed, cache, labels, weights, norm) -> list[d
     """Whole ``fit`` epochs on the pipeline and on in-memory tensors, alternated ABBA."""
     import keras
 
-    from genrekit.pipeline import training_dataset
-    from genrekit.training import BalancedHierarchicalModel
+    from genrekit.train.pipeline import training_dataset
+    from genrekit.train.run import BalancedHierarchicalModel
 
     n = processed.num_classes
     rows = []
@@ -358,7 +358,7 @@ def bench_pipeline(args, settings, processed, cache, labels, weights) -> list[tu
     For the datasets, the time to the first batch is also given: the pipeline's shuffle buffer
     must fill before it (a cost paid once per epoch).
     """
-    from genrekit.pipeline import training_dataset
+    from genrekit.train.pipeline import training_dataset
 
     n = processed.num_classes
     stream = make_stream(settings, cache, labels, weights, n, 0)
@@ -409,8 +409,8 @@ def composition_labels(n_tracks: int, seed: int = 0):
     thousands of tracks it shows what the small benchmark cache cannot: batches drawn from a buffer
     of a few sorted blocks hold few artists.
     """
-    from genrekit.demo_metadata import make_demo_metadata
-    from genrekit.labels import GenreTree, build_vocabularies, derive_targets, encode
+    from genrekit.datasets.demo.metadata import make_demo_metadata
+    from genrekit.datasets.labels import GenreTree, build_vocabularies, derive_targets, encode
 
     tracks, genres = make_demo_metadata(n_tracks, seed)
     tree = GenreTree(genres)
@@ -429,8 +429,8 @@ def bench_composition(settings, labels, artist, repeats: int = 3) -> list[tuple[
     four blocks (tf.data's ``shuffle`` semantics, simulated here in numpy). The uniform draw takes the
     same epoch's segments in a random order. Only which tracks land in which batch is computed.
     """
-    from genrekit.balancing import EpochSampler, effective_thresholds
-    from genrekit.pipeline import TrainingStream
+    from genrekit.train.balancing import EpochSampler, effective_thresholds
+    from genrekit.train.pipeline import TrainingStream
 
     top = labels.top
     S, bs, block = settings.num_segments, settings.batch_size, settings.shuffle_block
@@ -474,7 +474,7 @@ def bench_composition(settings, labels, artist, repeats: int = 3) -> list[tuple[
 
 def bench_reads(args, settings, cache) -> tuple[list[tuple[str, dict[str, float]]], dict[str, object]]:
     """Clips/s of each read pattern, warm, cold once and cold each (only the reads are timed)."""
-    from genrekit.cache import OK
+    from genrekit.features.cache import OK
 
     part = max(cache.parts, key=lambda p: int((p.status == OK).sum()))
     path = part.path / "features.npy"

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import config  # noqa: E402
-from genrekit.inference import MusicGenreInference  # noqa: E402
+from genrekit.infer.predict import MusicGenreInference  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))  # run from anywhere: the toolkit lives one folder
 
 import config  # noqa: E402
 from genrekit.settings import Settings  # noqa: E402
-from genrekit.training import BalancedGenreProcessor, BalancedHierarchicalModel, train  # noqa: E402
+from genrekit.train.run import BalancedGenreProcessor, BalancedHierarchicalModel, train  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.metadata, "tracks.csv").is_file() and args.metadata == str(
         REPO / config.DEMO_METADATA_DIR
     ):
-        from genrekit.demo import write_demo_dataset
+        from genrekit.datasets.demo.writer import write_demo_dataset
 
         tracks = 60 if args.small else config.DEMO_TRACKS
         write_demo_dataset(REPO / config.DEMO_DIR, n_tracks=tracks, clip_seconds=demo_seconds)

@@ -29,7 +29,7 @@ DERIVED = frozenset({"INPUT_SHAPE", "LOSS_WEIGHTS", "DEMO_METADATA_DIR", "DEMO_A
 SUBSETS = ("small", "medium", "large")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 LR_SCHEDULES = ("plateau", "cosine")
-# Validation figures the trainer computes each epoch (genrekit.training.validation_metrics).
+# Validation figures the trainer computes each epoch (genrekit.train.run.validation_metrics).
 MONITORS = (
     "val_score",
     "val_top_balanced_accuracy",
@@ -43,8 +43,8 @@ SPLITS = ("training", "validation", "test")
 BACKBONES = ("cnn", "musicnn")  # cnn: log-mel segments into the CNN; musicnn: heads on musicnn embeddings
 MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
 MUSICNN_OUTPUTS = ("penultimate", "max_pool", "mean_pool", "pools")
-FINE_TUNE_LAYERS = ("backend", "midend", "all")  # backbone layers that learn: genrekit.backbones.finetune
-THRESHOLD_MODES = ("absolute", "relative")  # how genrekit.balancing.effective_thresholds reads them
+FINE_TUNE_LAYERS = ("backend", "midend", "all")  # backbone layers that learn: genrekit.models.finetune
+THRESHOLD_MODES = ("absolute", "relative")  # how genrekit.train.balancing.effective_thresholds reads them
 
 
 # The repository's config.py: the file beside the package folder, never another module named config.
@@ -250,7 +250,7 @@ class _SettingsBase:
 
     @property
     def frontend(self) -> str:
-        """The front end the backbone takes (:data:`genrekit.frontends.FRONTENDS`)."""
+        """The front end the backbone takes (:data:`genrekit.features.frontends.FRONTENDS`)."""
         if self.backbone != "musicnn":
             return "mel_segments"
         return "musicnn_patches" if self.fine_tune_from else "musicnn_embeddings"

@@ -49,7 +49,7 @@ DEMO_SECONDS = 3.0
 
 @pytest.fixture(scope="session")
 def demo_dataset(tmp_path_factory):
-    from genrekit.demo import write_demo_dataset
+    from genrekit.datasets.demo.writer import write_demo_dataset
 
     root = tmp_path_factory.mktemp("demo")
     return write_demo_dataset(root, n_tracks=DEMO_TRACKS, clip_seconds=DEMO_SECONDS, seed=0, progress=False)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from download_helpers import METADATA_FILES, ArchiveServer, write_fma_zip
 
-from genrekit import download
-from genrekit.download import Archive
+from genrekit.download import setup as download
+from genrekit.download.setup import Archive
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from genrekit.metrics import LevelVocab
+from genrekit.evaluate.metrics import LevelVocab
 
 # FMA's 16 top-level genres (title, genre_id), as in genres.csv.
 TOP_GENRES = [
@@ -37,7 +37,7 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 def synthetic_case(
     rng: np.random.Generator, n_tracks: int = 400, n_medium: int = 40, n_all: int = 60
 ) -> dict[str, Any]:
-    """Keyword arguments for :func:`genrekit.metrics.evaluate`, 16 top classes.
+    """Keyword arguments for :func:`genrekit.evaluate.metrics.evaluate`, 16 top classes.
 
     Class sizes are skewed (like FMA), each track has 4-10 segments, some targets are masked,
     and segment scores mix the target with a "neighbour" genre so there is something to confuse.

@@ -1,6 +1,6 @@
 """A tiny trained genre model with a hand-written training config, and small audio files, for inference tests.
 
-The model is ``genrekit.model.build_model`` at width 0.0625 on small features (32 mels x 16 frames
+The model is ``genrekit.models.cnn.build_model`` at width 0.0625 on small features (32 mels x 16 frames
 at 11,025 Hz), trained a few steps on random data; its vocabularies are the real genre ids of the
 small tree of ``fma_fixtures.TREE``.
 """
@@ -32,7 +32,7 @@ INPUT_SHAPE = (FEATURES["n_mels"], FEATURES["segment_frames"], 1)
 
 
 def vocabularies(tree=TREE) -> dict:
-    from genrekit.labels import GenreTree, Vocabulary
+    from genrekit.datasets.labels import GenreTree, Vocabulary
 
     genres = pd.DataFrame(
         {"parent": [p for _, p, _ in tree], "title": [t for _, _, t in tree]},
@@ -48,8 +48,8 @@ def vocabularies(tree=TREE) -> dict:
 
 
 def training_config(model_file: str, vocabs: dict, input_shape=INPUT_SHAPE, features=FEATURES) -> dict:
-    from genrekit.run_config import CONFIG_FORMAT, CONFIG_VERSION
     from genrekit.settings import Settings
+    from genrekit.train.run_config import CONFIG_FORMAT, CONFIG_VERSION
 
     settings = Settings.build(overrides={**features, "workers": 2, "inference_batch_size": 64})
     return {
@@ -71,8 +71,8 @@ def build_tiny_run(run_dir: Path, seed: int = 0, width_factor: float = 0.0625) -
     """Train a tiny model a few steps on random data; save it and its training config in ``run_dir``."""
     import keras
 
-    from genrekit.losses import make_losses
-    from genrekit.model import build_model
+    from genrekit.models.cnn import build_model
+    from genrekit.models.losses import make_losses
 
     run_dir.mkdir(parents=True, exist_ok=True)
     vocabs = vocabularies()

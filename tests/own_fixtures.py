@@ -32,7 +32,7 @@ def write_audio(path: Path, audio: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if suffix == ".mp3":
-        from genrekit.demo import encode_mp3
+        from genrekit.datasets.demo.writer import encode_mp3
 
         path.write_bytes(encode_mp3(audio[:, None], SAMPLE_RATE, kbps=64))
     elif suffix == ".ogg":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genrekit.aggregate import (
+from genrekit.evaluate.aggregate import (
     average_confidence,
     multilabel_average,
     segment_counts,

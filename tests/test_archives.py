@@ -16,7 +16,7 @@ from download_helpers import (
     write_zip_with,
 )
 
-from genrekit import archives
+from genrekit.download import archives
 from genrekit.errors import ChecksumError, UnsafeArchiveError
 
 pytest_plugins = ("download_fixtures",)  # the mp3s and served fixtures
@@ -123,7 +123,7 @@ def test_extraction_killed_with_sigkill_leaves_no_half_file_and_resumes(tmp_path
         [p for p in (dest / "fma_small/000").glob("*.mp3")] if (dest / "fma_small/000").is_dir() else []
     )
     # Tiny reads make the extraction slow enough to be interrupted in the middle.
-    code = "from genrekit.archives import extract_archive as x; "
+    code = "from genrekit.download.archives import extract_archive as x; "
     code += f"x({str(archive)!r}, {str(dest)!r}, progress=False, chunk_size=8)"
     run_until(code, lambda: len(done()) >= 3)
     finished = done()

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genrekit.audio import (
+from genrekit.errors import AudioDecodeError, ConfigError
+from genrekit.features.mel import (
     FeatureParams,
     NormStats,
     band_stats,
@@ -19,7 +20,6 @@ from genrekit.audio import (
     normalize,
     segment_starts,
 )
-from genrekit.errors import AudioDecodeError, ConfigError
 from genrekit.settings import Settings
 from tests.features_helpers import write_clip
 

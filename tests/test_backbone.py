@@ -13,9 +13,9 @@ import json
 import numpy as np
 import pytest
 
-from genrekit import frontends
-from genrekit.backbones.frontend import OUTPUTS, MusicnnEmbeddings
 from genrekit.errors import ConfigError
+from genrekit.features import frontends
+from genrekit.features.musicnn import OUTPUTS, MusicnnEmbeddings
 from genrekit.settings import Settings
 from tests.conftest import REPO, tiny_overrides
 from tests.test_musicnn import WEIGHTS_CACHE, musicnn_dir  # noqa: F401 - the session fixture
@@ -105,7 +105,7 @@ def test_a_clip_gives_one_embedding_per_patch_spread_over_it(weights, real_clip)
     fe = MusicnnEmbeddings(patches=10, weights_dir=weights)
     patches = fe.patches_of(real_clip)
     assert patches.shape == (10, 187, 96)
-    from genrekit.backbones.musicnn import musicnn_patches
+    from genrekit.models.musicnn import musicnn_patches
 
     # musicnn's own non-overlapping patches from frame 0: the first patch is the same one.
     np.testing.assert_allclose(patches[0], musicnn_patches(real_clip)[0], atol=1e-5)
@@ -115,8 +115,8 @@ def test_a_clip_gives_one_embedding_per_patch_spread_over_it(weights, real_clip)
 
 
 def test_the_embedding_cache_resumes_and_lists_a_defective_file(weights, demo_dataset, tmp_path):
-    from genrekit.cache import FeatureCache, cache_folder, ensure_cache
-    from genrekit.fma import audio_path
+    from genrekit.datasets.fma import audio_path
+    from genrekit.features.cache import FeatureCache, cache_folder, ensure_cache
 
     fe = MusicnnEmbeddings(patches=2, weights_dir=weights)
     folder = cache_folder(tmp_path / "features", demo_dataset.audio_dir, fe)
@@ -189,7 +189,7 @@ def test_heads_train_on_embeddings_and_the_run_records_its_front_end(musicnn_run
 def test_evaluation_inference_and_tags_from_the_saved_run(musicnn_run, demo_dataset, tmp_path, capsys):
     import balanced_inference
     import model_evaluation
-    from genrekit.fma import audio_path
+    from genrekit.datasets.fma import audio_path
 
     model = str(musicnn_run / "balanced_hierarchical_genre_model.h5")
     assert model_evaluation.main(["--model", model, "--no_plots", "--output_dir", str(tmp_path / "ev")]) == 0
@@ -215,7 +215,7 @@ def test_evaluation_inference_and_tags_from_the_saved_run(musicnn_run, demo_data
     assert len(lines) == 51  # the heading and the backbone's own 50 tags
     probs = [float(line.split()[0]) for line in lines[1:]]
     assert probs == sorted(probs, reverse=True) and 0.0 <= probs[-1] <= probs[0] <= 1.0
-    from genrekit.backbones.musicnn_weights import musicnn_tags
+    from genrekit.models.musicnn_weights import musicnn_tags
 
     assert sorted(line.split(None, 1)[1] for line in lines[1:]) == sorted(
         musicnn_tags("MSD_musicnn", WEIGHTS_CACHE)
@@ -223,7 +223,7 @@ def test_evaluation_inference_and_tags_from_the_saved_run(musicnn_run, demo_data
 
 
 def test_tags_of_a_cnn_model_are_refused_in_one_line():
-    from genrekit.backbones.frontend import format_tags
+    from genrekit.features.musicnn import format_tags
 
     with pytest.raises(ConfigError, match="front end 'mel_segments' has no backbone tags"):
         format_tags(frontends.MelSegments(), "x.mp3")
@@ -251,7 +251,7 @@ def test_bench_balancing_row_9_is_the_default_balancing_on_musicnn_heads():
 
 
 def test_fine_tuning_reads_patches_and_its_settings_are_checked_by_name():
-    from genrekit.backbones.frontend import MusicnnPatches
+    from genrekit.features.musicnn import MusicnnPatches
 
     settings = Settings.build(
         overrides={
@@ -279,7 +279,7 @@ def test_fine_tuning_reads_patches_and_its_settings_are_checked_by_name():
 
 
 def test_which_backbone_layers_learn():
-    from genrekit.backbones.finetune import learning_layers
+    from genrekit.models.finetune import learning_layers
 
     assert learning_layers("backend", "penultimate") == ("penultimate_dense",)
     assert learning_layers("midend", "penultimate") == (
@@ -302,9 +302,9 @@ def test_the_fine_tuned_model_starts_as_the_frozen_pipeline_and_trains_only_its_
     one real training step changes the layers that learn and nothing else."""
     import keras
 
-    from genrekit.backbones.finetune import build_fine_tuned
-    from genrekit.backbones.heads import build_heads
-    from genrekit.backbones.musicnn_weights import load_musicnn
+    from genrekit.models.finetune import build_fine_tuned
+    from genrekit.models.heads import build_heads
+    from genrekit.models.musicnn_weights import load_musicnn
 
     with np.load(FIXTURE) as data:
         patches = data["patches"]  # (3, 187, 96), the genuine FMA clip
@@ -359,7 +359,7 @@ def test_fine_tuning_a_heads_run_end_to_end(musicnn_run, demo_dataset, tmp_path,
     import balanced_inference
     import balanced_trainer
     import model_evaluation
-    from genrekit.fma import audio_path
+    from genrekit.datasets.fma import audio_path
 
     out = tmp_path / "ft"
     values = _musicnn_overrides(
@@ -382,7 +382,7 @@ def test_fine_tuning_a_heads_run_end_to_end(musicnn_run, demo_dataset, tmp_path,
     # Only the dense layer of the penultimate embedding learnt in the backbone: the others are musicnn's.
     model = keras.models.load_model(out / "balanced_hierarchical_genre_model.h5", compile=False)
     heads = keras.models.load_model(musicnn_run / "balanced_hierarchical_genre_model.h5", compile=False)
-    from genrekit.backbones.musicnn_weights import load_musicnn
+    from genrekit.models.musicnn_weights import load_musicnn
 
     pretrained = load_musicnn("MSD_musicnn", WEIGHTS_CACHE)
     tuned = model.get_layer("MSD_musicnn")

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from genrekit.balancing import (
+from genrekit.errors import ConfigError
+from genrekit.train.balancing import (
     EpochSampler,
     class_counts,
     class_weights,
@@ -12,7 +13,6 @@ from genrekit.balancing import (
     pos_weights,
     target_count,
 )
-from genrekit.errors import ConfigError
 
 
 def test_class_weight_formula_by_hand():
@@ -158,7 +158,7 @@ def test_effective_thresholds_refuse_an_unknown_mode():
 
 
 def test_class_priors_by_hand():
-    from genrekit.balancing import class_priors
+    from genrekit.train.balancing import class_priors
 
     np.testing.assert_allclose(class_priors(np.array([6, 3, 1])), [0.6, 0.3, 0.1])
     # A class without tracks counts as half a track, so its log prior is finite.
@@ -178,14 +178,14 @@ def test_class_priors_by_hand():
     ],
 )
 def test_posthoc_logit_adjustment_by_hand(tau, expected):
-    from genrekit.balancing import posthoc_logit_adjustment
+    from genrekit.train.balancing import posthoc_logit_adjustment
 
     probs = np.array([[0.6, 0.4], [0.7, 0.3]])
     assert posthoc_logit_adjustment(probs, np.array([0.8, 0.2]), tau).tolist() == expected
 
 
 def test_posthoc_logit_adjustment_refuses_mismatched_prior():
-    from genrekit.balancing import posthoc_logit_adjustment
+    from genrekit.train.balancing import posthoc_logit_adjustment
 
     with pytest.raises(ConfigError):
         posthoc_logit_adjustment(np.ones((2, 3)) / 3, np.array([0.5, 0.5]))

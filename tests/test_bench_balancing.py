@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrekit.baseline import N_FEATURES, extract_mfcc_features, feature_names, mfcc_statistics
 from genrekit.errors import AudioDecodeError, ConfigError
+from genrekit.evaluate.baseline import N_FEATURES, extract_mfcc_features, feature_names, mfcc_statistics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,7 +114,7 @@ def test_extract_in_worker_processes_equals_the_serial_run(tmp_path, rng):
 
 
 def test_unknown_classifier_is_refused():
-    from genrekit.baseline import make_classifier
+    from genrekit.evaluate.baseline import make_classifier
 
     with pytest.raises(ConfigError, match="'tree'"):
         make_classifier("tree")
@@ -136,8 +136,8 @@ def test_profiles_write_docs_only_in_the_full_profile():
 
 def test_full_profile_dataset_gives_the_five_smallest_genres_15_tracks():
     """The full profile's demo (capped imbalance) tests each of the five smallest top genres >= 15 times."""
-    from genrekit.demo_metadata import make_demo_metadata
-    from genrekit.study import make_artist_folds
+    from genrekit.datasets.demo.metadata import make_demo_metadata
+    from genrekit.evaluate.study import make_artist_folds
 
     bench = load_bench()
     p = bench.PROFILES["full"]
@@ -187,7 +187,7 @@ def test_quick_mode_table_and_resume(tmp_path, capsys):
                 assert math.isnan(fig["mean"])
                 continue
             if not metric.startswith("recall_"):
-                # The interval is that of the mean over folds (genrekit.study.summarize), not of the pooled figure.
+                # The interval is that of the mean over folds (genrekit.evaluate.study.summarize), not of the pooled figure.
                 assert 0.0 <= fig["mean"] <= 1.0 and fig["low"] <= fig["mean"] <= fig["high"], (key, metric)
         for metric, fig in row["difference"].items():
             assert math.isnan(fig["mean"]) or -1.0 <= fig["low"] <= fig["high"] <= 1.0, (key, metric)

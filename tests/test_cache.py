@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genrekit.audio import FeatureParams, band_stats, load_segments
-from genrekit.cache import FeatureCache, _shard_lock, ensure_cache, parse_shard
 from genrekit.errors import CacheError, ConfigError
+from genrekit.features.cache import FeatureCache, _shard_lock, ensure_cache, parse_shard
+from genrekit.features.mel import FeatureParams, band_stats, load_segments
 from tests.features_helpers import write_clip
 from tests.process_helpers import alive, children
 
@@ -173,8 +173,8 @@ def test_a_second_build_of_the_same_shard_is_refused(clips, tmp_path):
 
 _BUILD = """
 import json, sys
-from genrekit.audio import FeatureParams
-from genrekit.cache import ensure_cache
+from genrekit.features.mel import FeatureParams
+from genrekit.features.cache import ensure_cache
 spec = json.loads(sys.argv[1])
 ensure_cache(spec["cache"], spec["items"], FeatureParams.from_dict(spec["params"]), workers=1,
              progress=False, commit_seconds=0.0)
@@ -240,8 +240,8 @@ def test_workers_that_cannot_start_stop_the_build_without_marking_files(clips, t
     script.write_text(
         "import sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from genrekit.audio import FeatureParams\n"
-        "from genrekit.cache import ensure_cache\n"
+        "from genrekit.features.mel import FeatureParams\n"
+        "from genrekit.features.cache import ensure_cache\n"
         f"ensure_cache({str(tmp_path / 'cache')!r}, {items!r}, FeatureParams(duration=3.0, num_segments=4),"
         " workers=2, progress=False)\n"
     )

@@ -1,5 +1,5 @@
 """The dataset seam: FMA, the demo and a new source give tracks and the genre tree; targets and
-vocabularies are built once from them (genrekit.datasets)."""
+vocabularies are built once from them (genrekit.datasets.base)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrekit.datasets import Dataset, DemoDataset, FMADataset, LabelledDataset
+from genrekit.datasets.base import Dataset, DemoDataset, FMADataset, LabelledDataset
+from genrekit.datasets.labels import MASKED, GenreTree
 from genrekit.errors import DatasetError
-from genrekit.labels import MASKED, GenreTree
 from tests.fma_fixtures import TREE, small_dataset
 
 
@@ -63,9 +63,9 @@ def test_missing_metadata_names_the_folder_and_the_fix(tmp_path):
 
 def test_the_trainer_and_the_inspector_see_the_same_targets(demo_dataset):
     """The demo, read through the seam, gives the trainer's targets and the generator's split counts."""
-    from genrekit.analysis import load_dataset
+    from genrekit.datasets.analysis import load_dataset
     from genrekit.settings import Settings
-    from genrekit.training import BalancedGenreProcessor
+    from genrekit.train.run import BalancedGenreProcessor
 
     demo = DemoDataset(demo_dataset.root)
     loaded = demo.load()
@@ -128,7 +128,7 @@ def test_a_new_source_needs_only_the_interface(caplog):
         10: ("validation", -1, (26, 999), -1),  # 999 is no genre: ignored
     }
     source = LabelsFileDataset(Path("/data/mine"), rows, GenreTree(genres))
-    with caplog.at_level(logging.WARNING, logger="genrekit.labels"):
+    with caplog.at_level(logging.WARNING, logger="genrekit.datasets.labels"):
         loaded = source.load()
     t = loaded.targets
     assert t["top"].tolist() == [12, 15, MASKED, MASKED]

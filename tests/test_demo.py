@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from genrekit.demo import MARKER_NAME, PARTIAL_NAME, DemoInfo, write_demo_dataset
-from genrekit.demo_metadata import make_demo_metadata, write_tracks_csv
+from genrekit.datasets.demo.metadata import make_demo_metadata, write_tracks_csv
+from genrekit.datasets.demo.writer import MARKER_NAME, PARTIAL_NAME, DemoInfo, write_demo_dataset
 from genrekit.errors import ConfigError, DatasetError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -316,8 +316,8 @@ def _bench_demo():
 @pytest.mark.parametrize(("sample_rate", "channels"), [(22050, 1), (44100, 2)])
 def test_fast_renderer_matches_the_reference(sample_rate: int, channels: int) -> None:
     """The vectorized synthesizer makes main's sounds: same rng draws, same samples to float error."""
-    from genrekit.demo_metadata import plan_demo
-    from genrekit.synth import PARAM_NAMES, render_clip
+    from genrekit.datasets.demo.metadata import plan_demo
+    from genrekit.datasets.demo.synth import PARAM_NAMES, render_clip
 
     reference = _bench_demo().render_clip_reference
     params = plan_demo(600, 0).params
@@ -366,7 +366,7 @@ def test_killed_generation_is_not_complete_and_resumes_to_the_same_bytes(
 ) -> None:
     root = tmp_path / "killed"
     code = (
-        "from genrekit.demo import write_demo_dataset\n"
+        "from genrekit.datasets.demo.writer import write_demo_dataset\n"
         f"write_demo_dataset({str(root)!r}, workers=1, **{TINY!r})\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -433,9 +433,9 @@ def test_top_genres_are_learnable_but_not_trivially(tmp_path: Path) -> None:
 @pytest.mark.parametrize("n_tracks", [600, 1800])
 def test_medium_target_is_the_genre_that_shaped_the_sound(tmp_path: Path, n_tracks: int) -> None:
     """Defect 8 of issue 13: the label rule and the generator pick the same medium genre."""
-    from genrekit.demo_metadata import plan_demo, write_genres_csv
-    from genrekit.fma import load_genres, load_tracks
-    from genrekit.labels import MASKED, GenreTree, derive_targets
+    from genrekit.datasets.demo.metadata import plan_demo, write_genres_csv
+    from genrekit.datasets.fma import load_genres, load_tracks
+    from genrekit.datasets.labels import MASKED, GenreTree, derive_targets
 
     plan = plan_demo(n_tracks, 0)
     write_tracks_csv(plan.tracks, tmp_path / "tracks.csv")
@@ -455,7 +455,7 @@ def test_medium_target_is_the_genre_that_shaped_the_sound(tmp_path: Path, n_trac
 
 def test_max_imbalance_caps_the_top_genre_ratio() -> None:
     """max_imbalance raises the small genres' shares (FMA's shape capped); None keeps FMA's shape."""
-    from genrekit.demo_metadata import make_demo_metadata
+    from genrekit.datasets.demo.metadata import make_demo_metadata
 
     fma_shape, _ = make_demo_metadata(2000, seed=0)
     capped, _ = make_demo_metadata(2000, seed=0, max_imbalance=20)
@@ -475,7 +475,7 @@ def test_max_imbalance_caps_the_top_genre_ratio() -> None:
 def test_a_clip_that_cannot_be_written_is_named_after_the_others_are_done(
     workers: int, tmp_path: Path
 ) -> None:
-    from genrekit.demo import _run_jobs
+    from genrekit.datasets.demo.writer import _run_jobs
 
     (tmp_path / "file").write_text("not a folder")
     jobs = [

@@ -21,8 +21,8 @@ from download_helpers import (
 )
 
 import setup_fma_dataset
-from genrekit import download
-from genrekit.download import Archive
+from genrekit.download import setup as download
+from genrekit.download.setup import Archive
 from genrekit.errors import DownloadError
 
 pytest_plugins = ("download_fixtures",)  # the mp3s and served fixtures
@@ -257,7 +257,7 @@ def test_demo_subset(tmp_path, capsys):
         ]
     )
     try:
-        import genrekit.demo  # noqa: F401
+        import genrekit.datasets.demo.writer  # noqa: F401
     except ImportError:
         assert code == 1 and "demo dataset is not available yet" in capsys.readouterr().err
         return

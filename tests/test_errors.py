@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from genrekit.aggregate import top_k_indices, track_mean
 from genrekit.errors import GenrekitError, ParameterError, ParameterTypeError
-from genrekit.metrics import LevelVocab, calibration
+from genrekit.evaluate.aggregate import top_k_indices, track_mean
+from genrekit.evaluate.metrics import LevelVocab, calibration
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genrekit.audio import FeatureParams, load_segments
 from genrekit.errors import AudioDecodeError
+from genrekit.features.mel import FeatureParams, load_segments
 from tests.features_helpers import tone_mix, write_clip
 
 PARAMS = FeatureParams(duration=4.0)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from genrekit import fma
-from genrekit.audio import FeatureParams, decodable_length, load_segments
+from genrekit.datasets import fma
 from genrekit.errors import DatasetError, TruncatedAudioError
+from genrekit.features.mel import FeatureParams, decodable_length, load_segments
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def full_tracks_csv(tmp_path_factory) -> tuple[Path, bytes]:
     """A generated tracks.csv in FMA's full 52-column layout, with long multi-line text fields."""
-    from genrekit.demo_metadata import make_demo_metadata, write_tracks_csv
+    from genrekit.datasets.demo.metadata import make_demo_metadata, write_tracks_csv
 
     path = tmp_path_factory.mktemp("meta") / "tracks.csv"
     tracks, _ = make_demo_metadata(120, seed=3, long_text=True)
@@ -139,7 +139,7 @@ def test_truncated_clip_is_refused_strictly_and_used_with_a_note(cut_clips, tmp_
 
 
 def test_cache_uses_a_truncated_clip_and_lists_it(cut_clips, real_clip, tmp_path):
-    from genrekit.cache import FeatureCache, ensure_cache
+    from genrekit.features.cache import FeatureCache, ensure_cache
 
     params = FeatureParams(n_mels=32, num_segments=4)
     items = [(2, real_clip), (3, cut_clips["cut40"]), (4, cut_clips["cut3"])]
@@ -384,7 +384,7 @@ def test_inspection_report_labels_its_subset_counts(tmp_path):
 @pytest.mark.slow
 def test_quick_start_features_prints_once_and_remembers_missing_files(tmp_path, capsys):
     import quick_start
-    from genrekit.demo import DemoInfo
+    from genrekit.datasets.demo.writer import DemoInfo
 
     demo_dir = tmp_path / "demo"
     args = ["--smallest", "--demo_dir", str(demo_dir), "--output_dir", str(tmp_path / "run")]

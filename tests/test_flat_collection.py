@@ -13,9 +13,9 @@ import json
 import numpy as np
 import pytest
 
-from genrekit import datasets
+from genrekit.datasets import base as datasets
+from genrekit.datasets.labels import LEVELS
 from genrekit.errors import DatasetError
-from genrekit.labels import LEVELS
 from tests import own_fixtures as fx
 
 PER_GENRE = 8
@@ -46,7 +46,7 @@ def test_flat_collection_end_to_end_without_medium(flat, capsys):
     import balanced_trainer
     import fma_inspector
     import model_evaluation
-    from genrekit.prediction_output import format_table
+    from genrekit.infer.output import format_table
 
     base, root = flat["base"], flat["root"]
     spec = f"folder:{root}"
@@ -151,14 +151,14 @@ def test_one_genre_is_one_clear_line(tmp_path, capsys):
 
 
 def test_model_and_losses_without_medium_head():
-    from genrekit.losses import make_losses
-    from genrekit.model import build_model
+    from genrekit.models.cnn import build_model
+    from genrekit.models.losses import make_losses
 
     model = build_model((16, 8, 1), num_top=3, num_medium=0, num_all=4, width_factor=0.0625, seed=1)
     assert sorted(model.output) == ["all", "top"]
     full = build_model((16, 8, 1), num_top=3, num_medium=2, num_all=4, width_factor=0.0625, seed=1)
     assert sorted(full.output) == ["all", "medium", "top"]
-    from genrekit.backbones.heads import build_heads
+    from genrekit.models.heads import build_heads
 
     heads = build_heads((20,), num_top=3, num_medium=0, num_all=4, units=8, dropout=0.1, seed=1)
     assert sorted(heads.output) == ["all", "top"]
@@ -169,8 +169,8 @@ def test_model_and_losses_without_medium_head():
 
 
 def test_validation_score_without_medium_by_hand():
-    from genrekit.labels import EncodedLabels
-    from genrekit.training import validation_metrics
+    from genrekit.datasets.labels import EncodedLabels
+    from genrekit.train.run import validation_metrics
 
     labels = EncodedLabels(
         np.arange(4), np.array([0, 1, 0, 1]), np.full(4, -1), np.array([[1, 0], [0, 1], [1, 0], [0, 1]])
@@ -200,7 +200,7 @@ def test_demo_run_keeps_all_three_heads(tiny_run):
 
 
 def test_old_config_without_heads_reads_all_three():
-    from genrekit.run_config import heads_of_config
+    from genrekit.train.run_config import heads_of_config
 
     vocab = {"genre_ids": [1, 2]}
     assert heads_of_config({"vocabularies": dict.fromkeys(LEVELS, vocab)}) == LEVELS

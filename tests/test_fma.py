@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrekit import fma
+from genrekit.datasets import fma
+from genrekit.datasets.labels import GenreTree
 from genrekit.errors import DatasetError
-from genrekit.labels import GenreTree
 from tests.fma_fixtures import COLUMNS, small_dataset, track, write_tracks
 
 

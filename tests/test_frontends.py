@@ -1,5 +1,5 @@
 """The front-end seam: what turns audio into model input owns its parameters, cache name, manifest
-check and input shape (genrekit.frontends); the cache and the run config only ask it."""
+check and input shape (genrekit.features.frontends); the cache and the run config only ask it."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from genrekit import frontends
-from genrekit.audio import FeatureParams, NormStats, band_stats
 from genrekit.errors import CacheError, ConfigError, ModelError
-from genrekit.frontends import FrontEnd, MelSegments
-from genrekit.run_config import frontend_of, load_training_config
+from genrekit.features import frontends
+from genrekit.features.frontends import FrontEnd, MelSegments
+from genrekit.features.mel import FeatureParams, NormStats, band_stats
 from genrekit.settings import Settings
+from genrekit.train.run_config import frontend_of, load_training_config
 from tests.inference_helpers import FEATURES, training_config, vocabularies
 
 
@@ -145,8 +145,8 @@ class MeanSegment(FrontEnd):
 
 def test_a_second_front_end_is_a_new_class_the_cache_builds_and_keeps_apart(real_clip, tmp_path):
     """Worker processes build a cache of another front end without a change to the cache."""
-    from genrekit.cache import FeatureCache, cache_folder, ensure_cache
-    from genrekit.pipeline import iter_segment_batches
+    from genrekit.features.cache import FeatureCache, cache_folder, ensure_cache
+    from genrekit.train.pipeline import iter_segment_batches
 
     params = FeatureParams(duration=3.0, num_segments=4)
     mean, mel = MeanSegment(params), MelSegments(params)

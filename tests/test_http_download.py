@@ -12,7 +12,7 @@ from download_helpers import (
     sha1_file,
 )
 
-from genrekit import http_download
+from genrekit.download import http as http_download
 from genrekit.errors import ChecksumError, DownloadError
 
 pytest_plugins = ("download_fixtures",)  # the mp3s and served fixtures
@@ -123,7 +123,7 @@ def test_download_killed_with_sigkill_resumes_where_it_stopped(tmp_path):
         server.delay = 0.05  # 2 MiB in 64 KiB blocks: about 1.6 s, time to interrupt it
         url = server.url + "fma_small.zip"
         dest = str(tmp_path / "fma_small.zip")
-        code = f"from genrekit.http_download import download_file as f; f({url!r}, {dest!r}, progress=False)"
+        code = f"from genrekit.download.http import download_file as f; f({url!r}, {dest!r}, progress=False)"
         run_until(code, lambda: part.exists() and part.stat().st_size >= 256 << 10)
         have = part.stat().st_size
         assert 0 < have < len(payload) and part.read_bytes() == payload[:have]

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 import balanced_inference
-from genrekit.audio import FeatureParams, load_segments
-from genrekit.audio_files import decode_file, list_audio_files, plan_segments
 from genrekit.errors import AudioDecodeError, ModelError
-from genrekit.inference import MusicGenreInference
-from genrekit.prediction_output import PartialLog
+from genrekit.features.audio_files import decode_file, list_audio_files, plan_segments
+from genrekit.features.mel import FeatureParams, load_segments
+from genrekit.infer.output import PartialLog
+from genrekit.infer.predict import MusicGenreInference
 from tests.inference_helpers import FEATURES, build_tiny_run, training_config, vocabularies, write_audio
 
 REPO = Path(__file__).resolve().parents[1]

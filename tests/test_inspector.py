@@ -89,9 +89,9 @@ def test_analyze_balance_shows_the_trainers_relative_thresholds(tmp_path, capsys
     """Relative mode: the inspector prints and plots the thresholds the trainer's sampler uses."""
     import re
 
-    from genrekit.analysis import level_table, load_dataset, plot_distributions, sampling_thresholds
-    from genrekit.demo_metadata import plan_demo, write_genres_csv, write_tracks_csv
-    from genrekit.training import BalancedGenreProcessor
+    from genrekit.datasets.analysis import level_table, load_dataset, plot_distributions, sampling_thresholds
+    from genrekit.datasets.demo.metadata import plan_demo, write_genres_csv, write_tracks_csv
+    from genrekit.train.run import BalancedGenreProcessor
 
     meta = tmp_path / "fma_metadata"
     plan = plan_demo(1800, 0)

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from genrekit import fma
-from genrekit.errors import DatasetError
-from genrekit.labels import (
+from genrekit.datasets import fma
+from genrekit.datasets.labels import (
     MASKED,
     GenreTree,
     Vocabulary,
@@ -15,6 +14,7 @@ from genrekit.labels import (
     encode,
     medium_genre,
 )
+from genrekit.errors import DatasetError
 from tests.fma_fixtures import small_dataset
 
 

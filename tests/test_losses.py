@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from genrekit.errors import ConfigError
-from genrekit.keras_metrics import MaskedTopKAccuracy
-from genrekit.losses import (
+from genrekit.models.keras_metrics import MaskedTopKAccuracy
+from genrekit.models.losses import (
     FocalLoss,
     LogitAdjustedLoss,
     WeightedBinaryCrossEntropy,

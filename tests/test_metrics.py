@@ -9,7 +9,7 @@ import pytest
 from evalmetrics_helpers import synthetic_case
 
 from genrekit.errors import ModelError
-from genrekit.metrics import (
+from genrekit.evaluate.metrics import (
     LevelVocab,
     calibration,
     classification_metrics,

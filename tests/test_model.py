@@ -15,9 +15,9 @@ import pytest
 
 from genrekit.device import configure_device, make_strategy, split_cpu
 from genrekit.errors import ConfigError, ModelError
-from genrekit.keras_metrics import MaskedTopKAccuracy
-from genrekit.losses import FocalLoss, WeightedBinaryCrossEntropy, make_losses
-from genrekit.model import build_model, count_flops, scaled_width
+from genrekit.models.cnn import build_model, count_flops, scaled_width
+from genrekit.models.keras_metrics import MaskedTopKAccuracy
+from genrekit.models.losses import FocalLoss, WeightedBinaryCrossEntropy, make_losses
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = (16, 8, 1)  # tiny input: 16 mel bands x 8 frames
@@ -270,8 +270,8 @@ MIRRORED_SCRIPT = textwrap.dedent(
 
     devices = split_cpu(2)  # before anything initialises TensorFlow's devices
     import keras
-    from genrekit.losses import make_losses
-    from genrekit.model import build_model
+    from genrekit.models.losses import make_losses
+    from genrekit.models.cnn import build_model
 
     strategy = make_strategy("mirrored")
     with strategy.scope():

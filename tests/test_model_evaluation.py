@@ -17,8 +17,8 @@ import pytest
 
 import model_evaluation
 from genrekit.errors import ConfigError, DatasetError, ModelError
-from genrekit.evaluator import RUN_SECTION, default_output_dir, evaluate_model
-from genrekit.report import REPORT_JSON, REPORT_MD
+from genrekit.evaluate.evaluator import RUN_SECTION, default_output_dir, evaluate_model
+from genrekit.evaluate.report import REPORT_JSON, REPORT_MD
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MODEL = "balanced_hierarchical_genre_model.h5"
@@ -59,8 +59,8 @@ def _split_ids(metadata_dir: Path, split: str) -> np.ndarray:
 
 
 def _usable(training_config: dict, track_ids: np.ndarray) -> np.ndarray:
-    from genrekit.audio import FeatureParams
-    from genrekit.cache import FeatureCache
+    from genrekit.features.cache import FeatureCache
+    from genrekit.features.mel import FeatureParams
 
     params = FeatureParams.from_dict(training_config["features"])
     with FeatureCache.open(training_config["data"]["cache_dir"], params) as cache:
@@ -102,10 +102,10 @@ def _track_probabilities(model_path: Path, training_config: dict, track_ids: np.
     """Each track's mean segment probabilities, from the model and the cached features directly."""
     import keras
 
-    import genrekit.keras_metrics  # noqa: F401
-    import genrekit.losses  # noqa: F401
-    from genrekit.audio import FeatureParams
-    from genrekit.cache import FeatureCache
+    import genrekit.models.keras_metrics  # noqa: F401
+    import genrekit.models.losses  # noqa: F401
+    from genrekit.features.cache import FeatureCache
+    from genrekit.features.mel import FeatureParams
 
     model = keras.models.load_model(model_path, compile=False)
     params = FeatureParams.from_dict(training_config["features"])
@@ -244,7 +244,7 @@ def test_features_missing_from_every_cache_are_built(
     report, tiny_run, demo_dataset, training_config, tmp_path
 ):
     """Another audio folder: its own cache under the config's cache root, built for the split's tracks."""
-    from genrekit.fma import audio_path
+    from genrekit.datasets.fma import audio_path
 
     audio = tmp_path / "fma_fresh"
     test_ids = _split_ids(demo_dataset.metadata_dir, "test")
@@ -319,7 +319,7 @@ def test_a_config_with_another_vocabulary_is_refused_before_any_work(
 
 @pytest.mark.parametrize("change", ["head_size", "normalization"])
 def test_another_models_h5_is_refused(change, tiny_run, training_config, tmp_path):
-    from genrekit.model import build_model
+    from genrekit.models.cnn import build_model
 
     sizes = {level: len(v["names"]) for level, v in training_config["vocabularies"].items()}
     norm = training_config["normalization"]
@@ -432,7 +432,7 @@ def test_the_validation_split_can_be_evaluated(tiny_run, demo_dataset, training_
 
 
 def test_confusion_view_keeps_predictions_to_genres_that_are_not_rows():
-    from genrekit.plots import confusion_view
+    from genrekit.evaluate.plots import confusion_view
 
     cm = np.diag([45, 1, 30, 2, 40])
     cm[0, 1] = 5  # e -> d

@@ -26,21 +26,21 @@ import numpy as np
 import pytest
 
 import fetch_backbone
-from genrekit.backbones.musicnn import (
+from genrekit.errors import ChecksumError, DownloadError, ModelError
+from genrekit.models.musicnn import (
     EMBEDDING_SIZE,
     N_TAGS,
     extract_embeddings,
     musicnn_patches,
     predict_patches,
 )
-from genrekit.backbones.musicnn_weights import (
+from genrekit.models.musicnn_weights import (
     MANIFEST_NAME,
     ensure_musicnn_weights,
     load_musicnn,
     musicnn_tags,
     weights_file,
 )
-from genrekit.errors import ChecksumError, DownloadError, ModelError
 from tests.conftest import REPO
 
 FIXTURE = REPO / "tests" / "fixtures" / "musicnn_000002.npz"

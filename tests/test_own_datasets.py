@@ -15,11 +15,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from genrekit import datasets
+from genrekit.datasets import base as datasets
+from genrekit.datasets.labels import MASKED, check_artist_filtered
+from genrekit.datasets.own import SPLITS_FILE, FolderDataset, ManifestDataset
+from genrekit.datasets.splitting import assign_splits
 from genrekit.errors import ConfigError, DatasetError
-from genrekit.labels import MASKED, check_artist_filtered
-from genrekit.own_datasets import SPLITS_FILE, FolderDataset, ManifestDataset
-from genrekit.splitting import assign_splits
 from tests import own_fixtures as fx
 
 N_TRACKS = 10 * fx.PER_GENRE + 3 * fx.PER_SUBGENRE + 1  # 110 with the defective file
@@ -99,7 +99,7 @@ def test_ids_stay_when_files_and_genres_are_added(tmp_path):
 
 def test_track_level_split_warns_once(tmp_path, caplog):
     _tiny(tmp_path / "music", {"a/x": 3, "a/y": 3, "b": 3})
-    with caplog.at_level(logging.WARNING, logger="genrekit.own_datasets"):
+    with caplog.at_level(logging.WARNING, logger="genrekit.datasets.own"):
         for _ in range(2):  # the trainer, the evaluator and the inspector each read the source
             assert len(FolderDataset(tmp_path / "music").load().targets) == 9
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -18,10 +18,10 @@ pytestmark = pytest.mark.slow  # a Python process that imports the package's mod
 
 CHECK = """
 import importlib.util, json, sys
-import genrekit, genrekit.training, genrekit.inference, genrekit.evaluator, genrekit.run_config
-import genrekit.backbones.musicnn_weights
+import genrekit, genrekit.train.run, genrekit.infer.predict, genrekit.evaluate.evaluator, genrekit.train.run_config
+import genrekit.models.musicnn_weights
 from genrekit.settings import Settings
-from genrekit.inference import default_model_path
+from genrekit.infer.predict import default_model_path
 print(json.dumps({
     "file": genrekit.__file__,
     "config_imported": "config" in sys.modules,

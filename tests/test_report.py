@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from evalmetrics_helpers import synthetic_case
 
-from genrekit import plots
-from genrekit.metrics import evaluate
-from genrekit.report import PLOTS_DIR, REPORT_JSON, REPORT_MD, render_markdown, write_report
+from genrekit.evaluate import plots
+from genrekit.evaluate.metrics import evaluate
+from genrekit.evaluate.report import PLOTS_DIR, REPORT_JSON, REPORT_MD, render_markdown, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FIGURES = [

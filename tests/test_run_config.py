@@ -7,7 +7,12 @@ import json
 import pytest
 
 from genrekit.errors import ModelError
-from genrekit.run_config import CONFIG_FORMAT, CONFIG_VERSION, load_training_config, write_training_config
+from genrekit.train.run_config import (
+    CONFIG_FORMAT,
+    CONFIG_VERSION,
+    load_training_config,
+    write_training_config,
+)
 
 MINIMAL = {
     "settings": {"seed": 1},

@@ -26,7 +26,7 @@ RUN_LIMIT = 420  # seconds a whole two-worker run may take on a busy 2-core mach
 def tiny(tmp_path_factory) -> dict:
     """A 40-track demo of 2 s clips, a tiny config, and its feature cache built once."""
     import balanced_trainer
-    from genrekit.demo import write_demo_dataset
+    from genrekit.datasets.demo.writer import write_demo_dataset
 
     root = tmp_path_factory.mktemp("scale")
     demo = write_demo_dataset(root / "demo", n_tracks=40, clip_seconds=2.0, seed=0, progress=False, workers=2)
@@ -133,9 +133,9 @@ def test_killing_a_worker_is_a_clear_error_on_the_other(tiny, tmp_path):
 
 
 def test_two_shard_builds_at_once_into_one_cache_root_read_together(tiny, tmp_path):
-    from genrekit.cache import FeatureCache, cache_folder
+    from genrekit.features.cache import FeatureCache, cache_folder
     from genrekit.settings import Settings
-    from genrekit.training import BalancedGenreProcessor
+    from genrekit.train.run import BalancedGenreProcessor
 
     root = tmp_path / "features"
     cmd = [sys.executable, "balanced_trainer.py", "--config", str(tiny["config"]), "--extract_only"]

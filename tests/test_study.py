@@ -16,7 +16,7 @@ from sklearn.metrics import (
 )
 
 from genrekit.errors import ConfigError
-from genrekit.study import (
+from genrekit.evaluate.study import (
     ArtistFolds,
     Predictions,
     bootstrap_counts,
@@ -98,8 +98,8 @@ def test_too_few_artists_is_refused():
 
 
 def test_fold_metadata_changes_only_the_split(tmp_path):
-    from genrekit import fma
-    from genrekit.demo_metadata import make_demo_metadata, write_genres_csv, write_tracks_csv
+    from genrekit.datasets import fma
+    from genrekit.datasets.demo.metadata import make_demo_metadata, write_genres_csv, write_tracks_csv
 
     tracks, genres = make_demo_metadata(200, seed=0)
     src = tmp_path / "meta"
@@ -222,8 +222,8 @@ def test_summarize_interval_matches_the_binomial_width():
 
 
 def test_fold_metadata_refuses_an_unknown_split_name(tmp_path):
-    from genrekit import fma
-    from genrekit.demo_metadata import make_demo_metadata, write_tracks_csv
+    from genrekit.datasets import fma
+    from genrekit.datasets.demo.metadata import make_demo_metadata, write_tracks_csv
     from genrekit.errors import DatasetError
 
     tracks, _ = make_demo_metadata(40, seed=0)
@@ -263,8 +263,8 @@ def test_summarize_differences_to_a_second_reference():
 
 def test_dataset_folds_keep_each_artist_in_one_fold(tmp_path):
     """The study's folds over a dataset read through the seam: artists (unknown ones alone) never split."""
-    from genrekit.datasets import FMADataset
-    from genrekit.study import dataset_folds
+    from genrekit.datasets.base import FMADataset
+    from genrekit.evaluate.study import dataset_folds
     from tests.fma_fixtures import small_dataset
 
     labelled = FMADataset(small_dataset(tmp_path / "meta"), tmp_path / "audio").load()

@@ -14,9 +14,9 @@ import pytest
 
 import balanced_trainer
 from genrekit.errors import CacheError
-from genrekit.run_config import load_training_config
 from genrekit.settings import Settings
-from genrekit.training import BalancedGenreProcessor
+from genrekit.train.run import BalancedGenreProcessor
+from genrekit.train.run_config import load_training_config
 from tests.conftest import REPO, tiny_overrides
 
 pytestmark = pytest.mark.slow
@@ -75,8 +75,8 @@ def test_loss_decreases_on_real_demo_features(tiny_run):
     settings = Settings.build(tiny_run / "balanced_training_config.json")
     processor = BalancedGenreProcessor(settings)
     processed = processor.process_fma_labels(*processor.load_fma_metadata())
-    from genrekit.cache import FeatureCache
-    from genrekit.training import BalancedHierarchicalModel
+    from genrekit.features.cache import FeatureCache
+    from genrekit.train.run import BalancedHierarchicalModel
 
     cache = FeatureCache.open(config["data"]["cache_dir"], processor.feature_params())
     labels = processed.labels("training", cache.track_ids)
@@ -107,8 +107,8 @@ def test_loss_decreases_on_real_demo_features(tiny_run):
 
 def test_pipeline_epoch_follows_the_sampling_thresholds(tiny_run):
     """One epoch through the real tf.data pipeline: per top genre, the thresholds' counts."""
-    from genrekit.cache import FeatureCache
-    from genrekit.pipeline import TrainingStream, training_dataset
+    from genrekit.features.cache import FeatureCache
+    from genrekit.train.pipeline import TrainingStream, training_dataset
 
     settings = Settings.build(tiny_run / "balanced_training_config.json")
     config = load_training_config(tiny_run / "balanced_training_config.json")
@@ -139,8 +139,8 @@ def test_pipeline_epoch_follows_the_sampling_thresholds(tiny_run):
 def test_cache_built_with_other_parameters_is_refused(tiny_run, demo_dataset, capsys):
     config = load_training_config(tiny_run / "balanced_training_config.json")
     cache_dir = Path(config["data"]["cache_dir"])
-    from genrekit.audio import FeatureParams
-    from genrekit.cache import FeatureCache
+    from genrekit.features.cache import FeatureCache
+    from genrekit.features.mel import FeatureParams
 
     other = FeatureParams.from_dict({**config["features"], "n_mels": 64})
     with pytest.raises(CacheError, match="n_mels=128"):
@@ -303,7 +303,7 @@ def test_a_finished_run_with_other_settings_is_refused(tiny_run, tmp_path, capsy
 
 
 def test_tuned_thresholds_are_saved_and_used_by_inference(tiny_run, demo_dataset):
-    from genrekit.inference import MusicGenreInference
+    from genrekit.infer.predict import MusicGenreInference
 
     config = load_training_config(tiny_run / "balanced_training_config.json")
     section = config["thresholds"]
@@ -313,7 +313,7 @@ def test_tuned_thresholds_are_saved_and_used_by_inference(tiny_run, demo_dataset
     assert section["jaccard"] >= section["jaccard_thresholds_only"]  # the rule is kept only if better
     assert section["jaccard"] >= section["jaccard_at_default"]  # chosen on those same tracks
     # One t, corrected for the positive weight each genre was trained with (saved beside).
-    from genrekit.thresholds import corrected_thresholds
+    from genrekit.evaluate.thresholds import corrected_thresholds
 
     pos_weight = np.asarray(config["balancing"]["class_weights"]["all"])
     np.testing.assert_allclose(section["all"], corrected_thresholds(section["t"], pos_weight), rtol=1e-5)
@@ -334,7 +334,7 @@ def test_logit_adjustment_trains_saves_its_priors_and_loads_back(tiny_run, demo_
     """--logit_adjustment: the softmax heads train with LogitAdjustedLoss on the training class mix."""
     import keras
 
-    from genrekit.losses import LogitAdjustedLoss
+    from genrekit.models.losses import LogitAdjustedLoss
 
     out = tiny_run.parent / "logit_adjusted"
     overrides = tiny_overrides(demo_dataset, out, use_weighted_sampling=False, use_focal_loss=False)

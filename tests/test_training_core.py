@@ -9,14 +9,20 @@ import keras
 import numpy as np
 import pytest
 
-from genrekit.augment import AugmentPlan, apply_augmentation, mixup, spec_augment
+from genrekit.datasets.labels import EncodedLabels
 from genrekit.errors import ConfigError
-from genrekit.labels import EncodedLabels
-from genrekit.losses import FocalLoss, WeightedBinaryCrossEntropy
-from genrekit.pipeline import TrainingStream
+from genrekit.evaluate.thresholds import (
+    choose_thresholds,
+    corrected_thresholds,
+    decide,
+    thresholds_of,
+    top_columns,
+)
+from genrekit.models.losses import FocalLoss, WeightedBinaryCrossEntropy
 from genrekit.settings import Settings
-from genrekit.thresholds import choose_thresholds, corrected_thresholds, decide, thresholds_of, top_columns
-from genrekit.training import settings_differences, validation_metrics
+from genrekit.train.augment import AugmentPlan, apply_augmentation, mixup, spec_augment
+from genrekit.train.pipeline import TrainingStream
+from genrekit.train.run import settings_differences, validation_metrics
 
 # --- 1. loss normalization ------------------------------------------------------------------------
 
@@ -58,7 +64,7 @@ def test_weighted_bce_is_normalized_by_the_sample_weights():
 
 def test_compiled_model_loss_uses_the_same_normalization(rng):
     """Through model.compile / evaluate: each head's loss is its weighted mean over labelled rows."""
-    from genrekit.model import build_model
+    from genrekit.models.cnn import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model((16, 8, 1), num_top=3, num_medium=4, num_all=5, width_factor=0.0625, seed=0)
@@ -81,7 +87,7 @@ def test_compiled_model_loss_uses_the_same_normalization(rng):
 
 
 def test_optimizer_clips_by_global_norm():
-    from genrekit.training import BalancedHierarchicalModel
+    from genrekit.train.run import BalancedHierarchicalModel
 
     settings = Settings.build(overrides={"width_factor": 0.0625, "clip_norm": 0.7})
     model = BalancedHierarchicalModel(
@@ -299,7 +305,7 @@ def test_include_top_is_kept_only_when_it_scores_better_on_validation():
 
 
 def test_multilabel_metrics_with_include_top_by_hand():
-    from genrekit.metrics import multilabel_metrics
+    from genrekit.evaluate.metrics import multilabel_metrics
 
     y = np.array([[1, 0, 1], [0, 1, 0], [0, 0, 0]])  # the last row has no genre: left out
     p = np.array([[0.2, 0.1, 0.9], [0.1, 0.1, 0.1], [0.9, 0.9, 0.9]])
@@ -351,7 +357,7 @@ def test_fine_tuning_settings_shape_only_fine_tuning_runs(tmp_path, monkeypatch)
 
 
 def test_repeats_of_an_oversampled_track_never_share_a_block():
-    from genrekit.pipeline import layered_blocks
+    from genrekit.train.pipeline import layered_blocks
 
     rows = np.array([5, 1, 5, 3, 5, 1, 9, 2])
     blocks = layered_blocks(rows, 2)

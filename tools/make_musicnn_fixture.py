@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.inside:
         return _inside(args)
     sys.path.insert(0, str(REPO))
-    from genrekit.backbones.musicnn_weights import download_wheel, verify_wheel
+    from genrekit.models.musicnn_weights import download_wheel, verify_wheel
 
     venv = Path(args.venv)
     if not (venv / "bin" / "python").exists():

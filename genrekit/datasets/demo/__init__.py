@@ -1,0 +1,1 @@
+"""The built-in demo dataset: synthetic tracks written in FMA's exact layout."""

@@ -1,0 +1,1 @@
+"""Getting FMA's archives: resumable, verified HTTP downloads and safe streaming extraction."""

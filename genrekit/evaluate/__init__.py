@@ -1,0 +1,1 @@
+"""Scoring a trained model: metrics per head, aggregation to tracks, reports, plots, baselines."""

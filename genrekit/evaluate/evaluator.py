@@ -1,0 +1,435 @@
+"""Evaluation of a trained model on one of FMA's splits, from its saved model and training config.
+
+:func:`evaluate_model` checks the model against ``balanced_training_config.json``, takes the
+split's tracks from the metadata, their features from the training's feature cache (completed if
+needed), encodes the targets with the vocabularies saved at training time, and writes the report
+of :mod:`genrekit.evaluate.report` with a "run" section that says exactly what was evaluated.
+
+The second of three evaluation layers: the figures come from :mod:`genrekit.evaluate.metrics`, and
+``model_evaluation.py`` is the command line over :func:`evaluate_model`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import genrekit
+from genrekit.cli import SETUP_HINTS, require_dir
+from genrekit.datasets.labels import LEVELS, MASKED, GenreTree, Vocabulary, encode
+from genrekit.errors import ConfigError, DatasetError, ModelError
+from genrekit.evaluate.thresholds import include_top_of, thresholds_of
+from genrekit.fileio import file_digest, write_text_atomic
+from genrekit.models.io import load_model
+from genrekit.settings import SPLITS, SUBSETS, Settings, default_value
+from genrekit.train.run_config import check_model, load_training_config
+
+__all__ = [
+    "check_model",
+    "check_vocabularies",
+    "default_output_dir",
+    "evaluate_model",
+    "format_headline",
+    "load_model",
+    "resolve_config",
+]
+
+log = logging.getLogger(__name__)
+
+RUN_SECTION = "run"  # key of the evaluation's provenance in the report JSON
+MAX_LISTED_FAILURES = 50  # left-out files listed by name in the Markdown report
+
+
+# --- files, model and config -------------------------------------------------------------------------
+
+
+def default_output_dir(model_path: str | os.PathLike, split: str = "test") -> Path:
+    """``<run folder>/evaluation`` for the test split, ``<run folder>/evaluation_<split>`` otherwise.
+
+    Other splits get their own folder so that a validation report never replaces the test report.
+    """
+    name = "evaluation" if split == "test" else f"evaluation_{split}"
+    return Path(model_path).parent / name
+
+
+def resolve_config(model_path: str | os.PathLike, config_path: str | os.PathLike | None = None) -> Path:
+    """The training config: ``config_path``, or ``balanced_training_config.json`` next to the model.
+
+    Raises
+    ------
+    ModelError
+        When the model file or the config is missing.
+    """
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelError(f"{model_path}: model file not found (train one with balanced_trainer.py)")
+    if config_path is not None:
+        return Path(config_path)
+    name = default_value("training_config_filename")
+    beside = model_path.parent / name
+    if not beside.is_file():
+        raise ModelError(
+            f"no --config given and no {name} next to the model in {model_path.parent}; pass --config"
+        )
+    return beside
+
+
+def check_vocabularies(vocabs: Mapping[str, Vocabulary], tree: GenreTree, genres_path: Path) -> None:
+    """Refuse metadata whose genre tree is not the one the model was trained on.
+
+    Every genre of the saved vocabularies must exist in ``genres.csv`` with the same title and
+    parent; otherwise the targets would be encoded against the wrong classes.
+
+    Raises
+    ------
+    DatasetError
+        Naming the first disagreeing genres.
+    """
+    bad = []
+    for level in LEVELS:
+        v = vocabs[level]
+        for gid, name, parent in zip(v.genre_ids, v.names, v.parent_ids, strict=True):
+            if gid not in tree.parent:
+                bad.append(f"{gid} {name!r} is not in it")
+            elif tree.title[gid] != name or tree.parent[gid] != parent:
+                bad.append(
+                    f"{gid} is {name!r} (parent {parent}) for the model, {tree.title[gid]!r} "
+                    f"(parent {tree.parent[gid]}) there"
+                )
+    if bad:
+        unique = list(dict.fromkeys(bad))
+        raise DatasetError(
+            f"{genres_path} is not the genre tree the model was trained on: genre "
+            + "; ".join(unique[:5])
+            + (f" (and {len(unique) - 5} more)" if len(unique) > 5 else "")
+        )
+
+
+def _same_folder(a: str | os.PathLike | None, b: str | os.PathLike | None) -> bool:
+    return a is not None and b is not None and Path(a).resolve() == Path(b).resolve()
+
+
+# --- evaluation ---------------------------------------------------------------------------------------
+
+
+def evaluate_model(
+    model_path: str | os.PathLike,
+    config_path: str | os.PathLike | None = None,
+    metadata_dir: str | os.PathLike | None = None,
+    audio_dir: str | os.PathLike | None = None,
+    split: str | None = None,
+    output_dir: str | os.PathLike | None = None,
+    subset: str | None = None,
+    *,
+    workers: int | None = None,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a trained model on one of FMA's splits and write the report.
+
+    Parameters
+    ----------
+    model_path : path-like
+        The saved model (``.h5`` or ``.keras``).
+    config_path : path-like, optional
+        Its training config; default ``balanced_training_config.json`` next to the model.
+    metadata_dir, audio_dir : path-like, optional
+        Default: the folders the model was trained on (the config's ``data`` section), then
+        config.py's ``METADATA_DIR`` / ``AUDIO_DIR``.
+    split : {"test", "validation", "training"}
+        FMA's official split to evaluate (config.py ``SPLIT``); the test split by default.
+    output_dir : path-like, optional
+        Default :func:`default_output_dir`.
+    subset : {"small", "medium", "large"}, optional
+        Default: the subset the model was trained on.
+    workers : int, optional
+        Processes that decode audio missing from the feature cache (config.py ``WORKERS``; 0 = all
+        cores of this machine).
+    plots : bool
+        Draw the PNG figures.
+
+    Returns
+    -------
+    dict
+        The content of ``evaluation_report.json``: the sections of
+        :func:`genrekit.evaluate.metrics.evaluate` and ``run`` (files, their sha256, split, subset,
+        folders, the evaluated track ids, the files left out and why).
+
+    Raises
+    ------
+    ModelError
+        Missing model or config, or a model that does not match its config: before any data is read.
+    ConfigError
+        An unknown split or subset.
+    DatasetError
+        Missing folders, a genre tree other than the model's, or a split without usable tracks.
+    """
+    split = default_value("split") if split is None else split
+    if split not in SPLITS:
+        raise ConfigError(f"split {split!r} must be one of {', '.join(SPLITS)}")
+    if subset is not None and subset not in SUBSETS:
+        raise ConfigError(f"subset {subset!r} must be one of {', '.join(SUBSETS)}")
+    model_path = Path(model_path)
+    config_path = resolve_config(model_path, config_path)
+    training_config = load_training_config(config_path)
+    settings = Settings.build(config_path, {"subset": subset})
+    data = training_config.get("data") or {}
+    if settings.dataset != "fma" and (metadata_dir or audio_dir):
+        raise ConfigError(
+            f"--metadata and --audio name FMA's folders, but {model_path} was trained on DATASET "
+            f"{settings.dataset!r}: leave them out (that collection is read again)"
+        )
+    metadata_dir = Path(metadata_dir or data.get("metadata_dir") or default_value("metadata_dir"))
+    audio_dir = Path(audio_dir or data.get("audio_dir") or default_value("audio_dir"))
+    out = Path(output_dir) if output_dir is not None else default_output_dir(model_path, split)
+    vocabs = {level: Vocabulary.from_dict(training_config["vocabularies"][level]) for level in LEVELS}
+
+    from genrekit.device import configure_device
+
+    device = configure_device(settings.mixed_precision)
+    model = load_model(model_path)
+    check_model(model, training_config, model_path, config_path)
+    log.info("model %s matches training config %s", model_path, config_path)
+
+    # Targets: the same dataset and rules as training, encoded with the saved vocabularies (never
+    # recomputed).
+    from genrekit.datasets import base as datasets
+
+    dataset = datasets.from_settings(settings, metadata_dir, audio_dir)
+    labelled = dataset.load(vocabs)
+    check_vocabularies(vocabs, labelled.tree, Path(dataset.genres_origin))
+    if data.get("splits_file"):  # a source that made its own split: score what training never saw
+        from genrekit.datasets.own import apply_saved_splits
+
+        apply_saved_splits(labelled, config_path.parent / data["splits_file"])
+    split_ids = labelled.split_ids(split)
+    if len(split_ids) == 0:
+        raise DatasetError(
+            f"the {split} split of subset {settings.subset!r} in {dataset.tracks_origin} has no tracks; "
+            "nothing to evaluate (check --subset and --metadata)"
+        )
+    targets = labelled.targets.loc[split_ids]
+
+    cache, cache_dir = _split_features(training_config, config_path, settings, dataset, split_ids, workers)
+    try:
+        usable = cache.available(split_ids)
+        wanted = set(split_ids.tolist())
+        failures = [f for f in cache.failures if f.track_id in wanted]
+        if len(usable) == 0:
+            raise DatasetError(
+                f"none of the {len(split_ids)} tracks of the {split} split has usable audio in {audio_dir} "
+                f"({len(failures)} defective or missing; see {cache_dir}/part-*/failures.csv)"
+            )
+        not_built = len(split_ids) - len(usable) - len(failures)
+        if not_built:
+            log.warning(
+                "%d tracks of the %s split have no features yet (a build under way?)", not_built, split
+            )
+        log.info(
+            "%s split: %d tracks, %d with features, %d defective or missing files left out",
+            split,
+            len(split_ids),
+            len(usable),
+            len(failures),
+        )
+
+        from genrekit.train.pipeline import predict_segments
+
+        probs, segment_track = predict_segments(model, cache, usable, batch_size=settings.inference_batch_size)
+    finally:
+        cache.close()
+
+    labels = encode(targets.loc[usable], vocabs)
+    from genrekit.evaluate.metrics import evaluate
+
+    results = evaluate(
+        top_probs=probs["top"],
+        medium_probs=probs.get("medium"),  # None: the model has no medium head
+        all_probs=probs["all"],
+        segment_track=segment_track,
+        top_target=labels.top,
+        medium_target=labels.medium,
+        all_target=labels.all,
+        top_vocab=vocabs["top"],
+        medium_vocab=vocabs["medium"],
+        all_vocab=vocabs["all"],
+        threshold=float(training_config.get("threshold", settings.threshold)),
+        thresholds=thresholds_of(training_config, len(vocabs["all"]))
+        if "thresholds" in training_config
+        else None,
+        include_top=include_top_of(training_config),
+        top_k=int(training_config.get("top_k", settings.top_k)),
+        n_bins=settings.calibration_bins,
+        n_defective_files=len(failures),
+        track_ids=usable,
+    )
+    results[RUN_SECTION] = {
+        "model": str(model_path.resolve()),
+        "model_sha256": file_digest(model_path),
+        "training_config": str(config_path.resolve()),
+        "training_config_sha256": file_digest(config_path),
+        "genrekit_version": genrekit.__version__,
+        "split": split,
+        "subset": settings.subset,
+        "metadata_dir": str(metadata_dir.resolve()),
+        "audio_dir": str(audio_dir.resolve()),
+        "cache_dir": str(Path(cache_dir).resolve()),
+        "aggregation": "track probabilities are the mean of the track's segment probabilities",
+        "tracks_in_split": len(split_ids),
+        "tracks_csv_rows_skipped": len(labelled.skipped),
+        "tracks_without_features": len(split_ids) - len(usable),
+        "labels_outside_vocabulary": _outside_vocabulary(targets.loc[usable], vocabs),
+        "left_out_files": [
+            {"track_id": f.track_id, "status": f.status, "reason": f.reason, "path": f.path} for f in failures
+        ],
+        "track_ids": [int(t) for t in usable],
+        "device": {k: device.get(k) for k in ("backend", "tensorflow", "keras", "policy")},
+    }
+    _write(results, out, plots, settings.confusion_max_classes, model_path.name)
+    return results
+
+
+def _split_features(
+    training_config: Mapping[str, Any],
+    config_path: Path,
+    settings: Settings,
+    dataset: Any,
+    track_ids: np.ndarray,
+    workers: int | None,
+) -> tuple[Any, Path]:
+    """The feature cache holding the split's tracks, built or completed where it lacks them.
+
+    The training's own cache when the audio folder is the training's; otherwise the cache of that
+    folder under ``settings.cache_dir``. Features come from the training config's front end.
+    """
+    from genrekit.features.cache import FeatureCache, cache_folder, ensure_cache
+    from genrekit.train.run_config import frontend_of
+
+    audio_dir = dataset.audio_dir
+    require_dir(audio_dir, "audio", SETUP_HINTS["audio"])
+    frontend = frontend_of(training_config, config_path)
+    data = training_config.get("data") or {}
+    if data.get("cache_dir") and _same_folder(audio_dir, data.get("audio_dir")):
+        folder = Path(data["cache_dir"])
+    else:
+        folder = cache_folder(settings.cache_dir, dataset.cache_name, frontend)
+    n_workers = default_value("workers") if workers is None else workers
+    ensure_cache(folder, dataset.audio_items(track_ids), frontend, workers=n_workers or None)
+    return FeatureCache.open(folder, frontend), folder
+
+
+def _outside_vocabulary(targets: Any, vocabs: Mapping[str, Vocabulary]) -> dict[str, int]:
+    """Tracks whose label at a level is a genre the model never learned (masked there, so not scored)."""
+    top_known = set(vocabs["top"].genre_ids)
+    medium_known = set(vocabs["medium"].genre_ids)
+    all_known = set(vocabs["all"].genre_ids)
+    return {
+        "top": int(sum(1 for g in targets["top"] if g != MASKED and g not in top_known)),
+        "medium": int(sum(1 for g in targets["medium"] if g != MASKED and g not in medium_known)),
+        "all": int(sum(1 for ids in targets["all"] if any(g not in all_known for g in ids))),
+    }
+
+
+# --- report --------------------------------------------------------------------------------------------
+
+
+def _run_markdown(run: Mapping[str, Any]) -> str:
+    outside = run["labels_outside_vocabulary"]
+    rows = [
+        ("Model", f"`{run['model']}` (sha256 `{run['model_sha256'][:16]}`)"),
+        ("Training config", f"`{run['training_config']}` (sha256 `{run['training_config_sha256'][:16]}`)"),
+        ("Split", f"{run['split']} (FMA's official artist-filtered split), subset {run['subset']}"),
+        ("Tracks in the split", run["tracks_in_split"]),
+        ("Tracks evaluated (with features)", len(run["track_ids"])),
+        ("Defective or missing audio files left out", len(run["left_out_files"])),
+        (
+            "Tracks with a label the model never learned (masked at that level)",
+            f"top {outside['top']}, medium {outside['medium']}, all genres {outside['all']}",
+        ),
+        ("Metadata", f"`{run['metadata_dir']}`"),
+        ("Audio", f"`{run['audio_dir']}`"),
+        ("Feature cache", f"`{run['cache_dir']}`"),
+        ("Aggregation", run["aggregation"]),
+        ("genrekit", run["genrekit_version"]),
+    ]
+    text = "## Run\n\n| | |\n| :--- | :--- |\n"
+    text += "".join(f"| {k} | {str(v).replace('|', '/')} |\n" for k, v in rows)
+    failures = run["left_out_files"]
+    if failures:
+        text += "\nFiles left out:\n\n| track | status | reason |\n| ---: | :--- | :--- |\n"
+        for f in failures[:MAX_LISTED_FAILURES]:
+            text += f"| {f['track_id']} | {f['status']} | {str(f['reason']).replace('|', '/')} |\n"
+        if len(failures) > MAX_LISTED_FAILURES:
+            text += f"\n{len(failures) - MAX_LISTED_FAILURES} more in the JSON report.\n"
+    return text + "\n"
+
+
+def _write(results: dict[str, Any], out: Path, plots: bool, max_medium_classes: int, model_name: str) -> None:
+    from genrekit.evaluate.report import write_report
+
+    run = results[RUN_SECTION]
+    title = f"Evaluation of {model_name} on the {run['split']} split"
+    paths = write_report(results, out, plots=plots, title=title, max_medium_classes=max_medium_classes)
+    # The run section goes right under the title, before the first figures.
+    text = paths.markdown.read_text(encoding="utf-8")
+    head, sep, rest = text.partition("\n## ")
+    write_text_atomic(paths.markdown, head + "\n" + _run_markdown(run) + sep.lstrip("\n") + rest)
+    log.debug("report: %s", paths.markdown)
+
+
+def _n(x: Any, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}f}"
+
+
+def format_headline(results: Mapping[str, Any]) -> str:
+    """The headline figures of an evaluation as a plain-text table for the console."""
+    run = results.get(RUN_SECTION, {})
+    counts = results["counts"]
+    lines = []
+    if run:
+        lines.append(
+            f"{Path(run['model']).name} on the {run['split']} split (subset {run['subset']}): "
+            f"{counts['tracks_evaluated']} tracks, {counts['segments']} segments; "
+            f"{counts['defective_files']} defective or missing files left out"
+        )
+    header = f"{'':<16}{'tracks':>7}{'accuracy':>10}{'bal. acc.':>11}{'F1 macro':>10}{'F1 weighted':>13}"
+    lines += ["", header, "-" * len(header)]
+    for level, name in (("top", "top genres"), ("medium", "medium genres")):
+        if level not in results:  # a model without a medium head
+            continue
+        m = results[level]["track"]
+        lines.append(
+            f"{name:<16}{m['n']:>7}{_n(m['accuracy']):>10}{_n(m['balanced_accuracy']):>11}"
+            f"{_n(m['f1_macro']):>10}{_n(m['f1_weighted']):>13}"
+        )
+    a = results["all"]["track"]
+    th = a["threshold"] if isinstance(a["threshold"], str) else f"threshold {a['threshold']:g}"
+    lines.append(
+        f"{'all genres':<16}{a['n']:>7}  Jaccard {_n(a['jaccard_samples'])}, F1 micro {_n(a['f1_micro'])}, "
+        f"F1 macro {_n(a['f1_macro'])}, LRAP {_n(a['lrap'])} ({th} thresholds"
+        + (", plus the top head's genre)" if results["settings"].get("include_top") else ")")
+    )
+    fixed = results["all"].get("track_fixed_threshold")
+    if fixed:
+        lines.append(
+            f"{'':<23}at the fixed threshold {fixed['threshold']:g}: Jaccard {_n(fixed['jaccard_samples'])}, "
+            f"F1 micro {_n(fixed['f1_micro'])}, F1 macro {_n(fixed['f1_macro'])}"
+        )
+    h = results["hierarchy"]
+    if "skipped" in h:
+        lines.append(f"hierarchy consistency: not checked ({h['skipped']})")
+    else:
+        rate = h["track"]["rate"]
+        lines.append(
+            f"hierarchy consistency: {'n/a' if rate is None else f'{100 * rate:.1f}%'} of tracks "
+            f"({h['track']['consistent']} of {h['track']['n']}): predicted medium genre under the predicted top genre"
+        )
+    lines += ["", "performance targets (tracks):"]
+    for t in results["targets"]:
+        verdict = "n/a" if t["passed"] is None else ("PASS" if t["passed"] else "FAIL")
+        lines.append(f"  {t['name']:<34} > {t['target']:.2f}   {_n(t['value']):>6}   {verdict}")
+    return "\n".join(lines)

@@ -1,0 +1,243 @@
+"""Audio files to predict: which files of a folder are audio, how each is cut into segments, and
+decoding them (in worker processes) by exactly the code and parameters of training.
+
+:mod:`genrekit.infer.predict` runs the model on what :func:`decode_parallel` yields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrekit.errors import AudioDecodeError
+from genrekit.workers import reason_of, run_pool
+
+# Extensions decoded (what libsndfile reads); other files in a folder are skipped and counted.
+AUDIO_EXTENSIONS = frozenset(
+    {".mp3", ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc", ".au", ".caf"}
+    | {".w64", ".rf64", ".snd"}
+)
+# Audio that libsndfile cannot read: reported as errors (the user has music there), not skipped.
+UNSUPPORTED_AUDIO = frozenset({".m4a", ".mp4", ".aac", ".wma", ".alac", ".ape", ".mka", ".webm"})
+# A file up to this much longer than the training clip duration is treated as a training clip
+# (FMA's "30 s" clips are 29.9-30.1 s): its first ``duration`` seconds, as in training.
+CLIP_TOLERANCE_SECONDS = 1.0
+_INFLIGHT_PER_WORKER = 2  # files queued per decoding worker, so none waits for the main process
+# Seconds one file may take to decode before its worker is killed and the file reported; whole
+# tracks are decoded here (an hour of audio: ~30 s), not only 30 s clips as in the cache.
+DECODE_TIMEOUT = 600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentPlan:
+    """Where the segments of one file are taken, decided from its length alone.
+
+    ``mode`` is ``clip`` (up to ``duration`` + 1 s long: the first ``duration`` seconds and
+    ``num_segments`` segments, exactly as training), ``short`` (fewer whole segments fit: that
+    many, with a warning) or ``track`` (longer: segments spread over the whole track, or one
+    every ``hop_seconds``).
+    """
+
+    mode: str
+    starts: np.ndarray  # first spectrogram frame of each segment
+    seconds: float  # length of the file
+    warning: str | None = None
+
+
+def plan_segments(frames: int, rate: int, params: Any, hop_seconds: float = 0.0) -> SegmentPlan:
+    """Decide how a file of ``frames`` samples at ``rate`` Hz is cut into segments.
+
+    Mirrors the placement rules of :func:`genrekit.features.mel.load_segments` and
+    :func:`~genrekit.features.mel.load_track_segments`.
+
+    Raises
+    ------
+    AudioDecodeError
+        When not even ``params.min_segments`` whole segments fit.
+    """
+    from genrekit.features.mel import segment_starts
+
+    sr, hop, width = params.sample_rate, params.hop_length, params.segment_frames
+    seconds = frames / rate
+    length = -(-frames * sr // rate)
+    if seconds <= params.duration + CLIP_TOLERANCE_SECONDS:
+        clip_length = min(length, int(round(params.duration * sr)))
+        total = 1 + clip_length // hop
+        fit = total // width
+        if fit < params.min_segments:
+            need = params.min_segments * width * hop / sr
+            raise AudioDecodeError(
+                f"too short: {seconds:.2f} s of audio, at least {need:.2f} s needed for "
+                f"{params.min_segments} segment(s)"
+            )
+        if fit >= params.num_segments or clip_length >= int(round(params.duration * sr)):
+            return SegmentPlan("clip", segment_starts(total, params.num_segments, width), seconds)
+        warning = (
+            f"short file ({seconds:.2f} s): {fit} segment(s) instead of {params.num_segments}, "
+            "the prediction is less reliable"
+        )
+        return SegmentPlan("short", segment_starts(total, fit, width), seconds, warning)
+    total = 1 + length // hop
+    if hop_seconds > 0:
+        step = max(1, int(round(hop_seconds * sr / hop)))
+        starts = np.arange(0, total - width + 1, step, dtype=np.int64)
+    else:
+        starts = segment_starts(total, params.num_segments, width)
+    return SegmentPlan("track", starts, seconds)
+
+
+@dataclasses.dataclass
+class Decoded:
+    """One file after decoding: its segments (float16, as the training cache stores them) or an error."""
+
+    key: str
+    path: str
+    segments: np.ndarray | None = None
+    info: dict[str, Any] | None = None
+    error: str | None = None
+
+
+def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: float = 0.0) -> Decoded:
+    """Decode one file into segments; never raises for a bad file (the error is in the result).
+
+    The segments are rounded to float16 because the training feature cache stores them so: a
+    clip gives the model exactly the input it gets in training and evaluation.
+    """
+    from genrekit.features.mel import (
+        FeatureParams,
+        decodable_length,
+        decoded_length,
+        load_segments,
+        load_track_segments,
+    )
+
+    path = str(path)
+    suffix = Path(path).suffix.lower()
+    if suffix in UNSUPPORTED_AUDIO:
+        return Decoded(key, path, error=f"unsupported format {suffix} (readable: MP3, WAV, FLAC, OGG, AIFF)")
+    if not isinstance(params, FeatureParams):  # another front end: its rows, as the cache holds them
+        return _decode_frontend(key, path, params)
+
+    def load(plan: SegmentPlan, notes: list[str]) -> np.ndarray:
+        if plan.mode == "clip":
+            return load_segments(path, params, notes=notes)
+        if plan.mode == "short":
+            return load_track_segments(path, params, num_segments=len(plan.starts), notes=notes)
+        return load_track_segments(path, params, hop_seconds=hop_seconds, notes=notes)
+
+    try:
+        frames, rate, channels = decoded_length(path)
+        plan = plan_segments(frames, rate, params, hop_seconds)
+        notes: list[str] = []
+        segments = load(plan, notes)
+        if notes:
+            # A cut file (genrekit.features.mel's truncation rule): segments are placed as for a file of
+            # the length that decodes, so it is predicted like a short file of that length.
+            plan = plan_segments(decodable_length(path), rate, params, hop_seconds)
+            notes = []
+            segments = load(plan, notes)
+    except AudioDecodeError as exc:
+        return Decoded(key, path, error=reason_of(exc, path))
+    except Exception as exc:  # one odd file must never stop a folder run
+        return Decoded(key, path, error=f"unexpected {type(exc).__name__}: {reason_of(exc, path)}")
+    starts = plan.starts if len(plan.starts) == len(segments) else None
+    info = {
+        "duration_seconds": round(plan.seconds, 3),
+        "sample_rate": rate,
+        "channels": channels,
+        "segment_mode": plan.mode,
+        "segment_starts": (
+            [round(float(s) * params.hop_length / params.sample_rate, 3) for s in starts]
+            if starts is not None
+            else [None] * len(segments)
+        ),
+        "warnings": notes + ([plan.warning] if plan.warning else []),
+    }
+    return Decoded(key, path, segments.astype(np.float16), info)
+
+
+def _decode_frontend(key: str, path: str, frontend: Any) -> Decoded:
+    """A file through a front end other than log-mel segments (e.g. musicnn embeddings): its
+    cache row, one model input per patch, the patches spread over the file as in training."""
+    from genrekit.features.mel import decoded_length
+
+    try:
+        frames, rate, channels = decoded_length(path)
+        notes: list[str] = []
+        rows = frontend.load(path, notes=notes)
+    except AudioDecodeError as exc:
+        return Decoded(key, path, error=reason_of(exc, path))
+    except Exception as exc:  # one odd file must never stop a folder run
+        return Decoded(key, path, error=f"unexpected {type(exc).__name__}: {reason_of(exc, path)}")
+    info = {
+        "duration_seconds": round(frames / rate, 3),
+        "sample_rate": rate,
+        "channels": channels,
+        "segment_mode": "clip",
+        "segment_starts": [None] * len(rows),
+        "warnings": notes,
+    }
+    return Decoded(key, path, rows.astype(np.float16), info)
+
+
+def _decode_item(item: tuple[str, str], params: Any, hop_seconds: float) -> Decoded:
+    key, path = item
+    return decode_file(key, path, params, hop_seconds)
+
+
+def decode_parallel(
+    items: list[tuple[str, str]],
+    params: Any,
+    hop_seconds: float,
+    workers: int,
+    quiet: bool = True,
+    timeout: float = DECODE_TIMEOUT,
+) -> Iterator[Decoded]:
+    """Decode ``items`` ((key, path)) in ``workers`` spawned processes; yield results as they finish.
+
+    At most ``2 x workers`` files are in flight, so memory stays bounded when the consumer (the
+    model) is slower than decoding. A worker that dies (a decoder crash) or takes more than
+    ``timeout`` seconds on a file does not stop the run: that file is reported as an error and a
+    fresh worker goes on (:func:`genrekit.workers.run_pool`). ``quiet``: the native decoders'
+    messages on stderr are dropped.
+    """
+    outcomes = run_pool(
+        _decode_item,
+        items,
+        workers=workers,
+        args=(params, hop_seconds),
+        timeout=timeout,
+        stderr_path=os.devnull if quiet else None,
+        in_flight=_INFLIGHT_PER_WORKER,
+        first_item_allowance=float(getattr(params, "startup_seconds", 0.0)),  # a backbone loads first
+        crashed_reason="the decoder crashed on this file (worker process died)",
+        timeout_reason="decoding took more than {timeout:g} s (hang); worker killed",
+    )
+    for outcome in outcomes:
+        yield outcome.value if outcome.ok else Decoded(*outcome.item, error=outcome.reason)
+
+
+def list_audio_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path]]:
+    """``(audio files, other files)`` of a folder, sorted; hidden files and folders are left out."""
+    audio, other = [], []
+    if recursive:
+        walker = os.walk(folder)
+    else:
+        # As os.walk lists a folder (non-folders, links that cannot be resolved included), so
+        # a symlink loop or a FIFO is reported per file in both modes, never a traceback.
+        root, _, files = next(os.walk(folder), (str(folder), [], []))
+        walker = iter([(root, [], files)])
+    for root, dirs, files in walker:
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(root) / name
+            if name.startswith("."):  # .DS_Store, macOS ._name.mp3 resource forks
+                continue
+            suffix = path.suffix.lower()
+            (audio if suffix in AUDIO_EXTENSIONS | UNSUPPORTED_AUDIO else other).append(path)
+    return sorted(audio), sorted(other)

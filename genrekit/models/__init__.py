@@ -1,0 +1,1 @@
+"""The models: the registry, the CNN, heads on embeddings, the musicnn port, losses and saving."""

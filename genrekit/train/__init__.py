@@ -1,0 +1,1 @@
+"""A training run: data stream, augmentation, balancing, callbacks, resume and the run config."""
