@@ -98,13 +98,15 @@ def import_tensorflow() -> Any:
     import fails.
     """
     with _quiet_stderr():
-        import keras  # noqa: F401
-        import tensorflow as tf
+        from genrekit.backend import (
+            keras,  # noqa: F401
+            tf,
+        )
     return tf
 
 
 def _onednn_enabled() -> bool | None:
-    """Whether TensorFlow runs its oneDNN CPU kernels (see genrekit.ONEDNN); None if it cannot say."""
+    """Whether TensorFlow runs its oneDNN CPU kernels (see genrekit.backend.ONEDNN); None if it cannot say."""
     try:
         from tensorflow.python.util import _pywrap_util_port
     except ImportError:  # a private module: other TensorFlow versions may not have it
@@ -134,7 +136,7 @@ def configure_device(mixed_precision: bool) -> dict[str, Any]:
         kernels are on).
     """
     tf = import_tensorflow()
-    import keras
+    from genrekit.backend import keras
 
     with _quiet_stderr():  # on a machine without CUDA drivers, TF logs a failed cuInit here
         gpus = tf.config.list_physical_devices("GPU")
@@ -221,11 +223,13 @@ def fit_on_strategy(model: Any, strategy: Any) -> None:
     used instead; and each step's scalar metrics get the axis 0 along which Keras averages them
     across workers. Other strategies are left as they are.
     """
-    import tensorflow as tf
+    from genrekit.backend import tf
 
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return
-    from keras import tree
+    from genrekit.backend import keras
+
+    tree = keras.tree
 
     def local_part(value: Any) -> Any:
         if isinstance(value, tf.distribute.DistributedValues):
@@ -263,8 +267,7 @@ def peer_failures_reported(strategy: Any) -> Any:
     either ends the survivors' step with an UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED or CANCELLED
     error, raised here as a :class:`~genrekit.errors.GenrekitError` naming the cause.
     """
-    import tensorflow as tf
-
+    from genrekit.backend import tf
     from genrekit.errors import GenrekitError
 
     lost = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError)
@@ -307,14 +310,14 @@ def make_strategy(name: str = "auto") -> Any:
     """
     if name not in STRATEGIES:
         raise ConfigError(f"strategy={name!r} is not one of {', '.join(STRATEGIES)}")
-    import keras
+    from genrekit.backend import keras
 
     if keras.backend.backend() != "tensorflow" and name != "default":
         raise ConfigError(
             f"strategy={name!r} needs the TensorFlow Keras backend, not {keras.backend.backend()!r}; "
             "use strategy='default'"
         )
-    import tensorflow as tf
+    from genrekit.backend import tf
 
     if name == "default":
         return tf.distribute.get_strategy()

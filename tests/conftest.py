@@ -10,6 +10,8 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# What genrekit.backend sets before TensorFlow is imported, for tests that import Keras themselves.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 # The genuine FMA files live beside the checkout, never inside it.

@@ -205,13 +205,17 @@ def test_configure_device_never_mixed_on_cpu(float32_policy):
 
 
 @pytest.mark.parametrize("user_value, expected", [(None, True), ("0", False)])
-def test_importing_genrekit_turns_onednn_on_unless_the_user_chose(user_value, expected):
-    # A fresh process: the variable is read once, when TensorFlow is imported (after genrekit).
+def test_genrekit_turns_onednn_on_unless_the_user_chose(user_value, expected):
+    # A fresh process: the variable is read once, when TensorFlow is imported (by genrekit.backend).
+    # Importing genrekit alone changes no environment variable.
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     if user_value is not None:
         env["TF_ENABLE_ONEDNN_OPTS"] = user_value
     code = (
-        "import genrekit\n"
+        "import os, genrekit\n"
+        "before = dict(os.environ)\n"
+        "import genrekit.settings, genrekit.datasets.labels, genrekit.features.cache\n"
+        "assert dict(os.environ) == before, 'importing genrekit changed the environment'\n"
         "from genrekit.device import configure_device\n"
         "print(configure_device(mixed_precision=False)['onednn'])\n"
     )

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import keras
 import numpy as np
 
+from genrekit.backend import keras
 from genrekit.errors import ModelError
 
 # The README's architecture at width 1.0: three pooled conv blocks, one unpooled, one dense layer.

@@ -74,7 +74,7 @@ def freeze_for_fine_tuning(backbone: Any, layers: str, output: str) -> list[str]
 
     Layers after ``output`` (the taggram's; the back end's for a pool) get no gradient and never learn.
     """
-    import keras
+    from genrekit.backend import keras
 
     chosen = learning_layers(layers, output)
     unused = _AFTER_PENULTIMATE if output == "penultimate" else _AFTER_POOLS
@@ -109,8 +109,7 @@ def build_fine_tuned(backbone: Any, heads: Any, *, output: str, layers: str = "m
     keras.Model
         Named ``musicnn_fine_tuned``; input ``(batch, 187, 96)``, outputs the heads' dict.
     """
-    import keras
-
+    from genrekit.backend import keras
     from genrekit.models.musicnn import N_MELS, PATCH_FRAMES
 
     freeze_for_fine_tuning(backbone, layers, output)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import keras
 import numpy as np
 
+from genrekit.backend import keras
 from genrekit.errors import ModelError
 from genrekit.models.cnn import _check_head_counts, _check_norm_stats, _initializer
 

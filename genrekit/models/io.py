@@ -26,10 +26,9 @@ def load_model(model_path: str | os.PathLike, *, configure: bool = True) -> Any:
 
     if configure:
         configure_device(mixed_precision=False)  # TensorFlow imported quietly, GPU memory growth on
-    import keras
-
     import genrekit.models.keras_metrics  # noqa: F401  (registers the custom metric classes)
     import genrekit.models.losses  # noqa: F401  (registers the custom loss classes)
+    from genrekit.backend import keras
 
     # compile=False: evaluation only predicts; the optimizer state is not needed.
     try:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import keras
-from keras import ops
+from genrekit.backend import keras
+
+ops = keras.ops
 
 
 @keras.saving.register_keras_serializable(package="genrekit")

@@ -17,11 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import keras
 import numpy as np
-from keras import ops
 
+from genrekit.backend import keras
 from genrekit.errors import ConfigError
+
+ops = keras.ops
 
 # Predicted probabilities are clipped to [EPSILON, 1 - EPSILON] before the log: Keras' own value.
 EPSILON = 1e-7

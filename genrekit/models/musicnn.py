@@ -107,8 +107,9 @@ def build_musicnn(*, n_tags: int = N_TAGS, n_frames: int | None = None, name: st
         Input ``(batch, n_frames, 96)`` log-compressed mel; outputs a dict: ``taggram``
         (sigmoid, ``n_tags``), ``penultimate`` (200), ``mean_pool`` and ``max_pool`` (753 each).
     """
-    import keras
-    from keras import layers
+    from genrekit.backend import keras
+
+    layers = keras.layers
 
     def bn(layer_name: str) -> Any:
         return layers.BatchNormalization(epsilon=BN_EPSILON, name=layer_name)

@@ -151,8 +151,7 @@ def convert_wheel(wheel_path: str | os.PathLike, out_dir: str | os.PathLike) -> 
     Writes ``<model>.weights.h5`` for each of :data:`MODELS` (temp name, then rename) and returns
     the manifest to write after them (the caller writes it last).
     """
-    import keras
-    import tensorflow as tf
+    from genrekit.backend import keras, tf
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -91,8 +91,9 @@ class AugmentPlan:
 
 def _band_mask(start: Any, width: Any, size: int) -> Any:
     """Boolean (n, size): True inside any of the (n, k) bands ``[start, start + width)``."""
-    from keras import ops
+    from genrekit.backend import keras
 
+    ops = keras.ops
     pos = ops.reshape(ops.arange(size, dtype="int32"), (1, 1, size))
     start = ops.expand_dims(ops.cast(start, "int32"), -1)
     end = start + ops.expand_dims(ops.cast(width, "int32"), -1)
@@ -102,8 +103,9 @@ def _band_mask(start: Any, width: Any, size: int) -> Any:
 
 def spec_augment(x: Any, params: Mapping[str, Any], fill: Any) -> Any:
     """Mask bands of frames and of mel bands of ``x`` (n, n_mels, frames) with ``fill`` (n_mels,)."""
-    from keras import ops
+    from genrekit.backend import keras
 
+    ops = keras.ops
     n_mels, frames = x.shape[1], x.shape[2]
     mask = ops.zeros_like(x, dtype="bool")
     if params["time_start"].shape[-1]:
@@ -122,8 +124,9 @@ def mixup(
     x: Any, y: Mapping[str, Any], w: Mapping[str, Any], partner: Any, lam: Any
 ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Mix each row with ``partner`` (see the module docstring for targets and weights)."""
-    from keras import ops
+    from genrekit.backend import keras
 
+    ops = keras.ops
     lam = ops.cast(lam, "float32")
     lam_x = ops.reshape(lam, (-1,) + (1,) * (len(x.shape) - 1))  # segments or embeddings
     xf = ops.cast(x, "float32")

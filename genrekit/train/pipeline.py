@@ -226,8 +226,7 @@ def training_dataset(
     ``(n_mels, frames, 1)`` for log-mel segments). ``fill`` (n_mels,) is the value SpecAugment
     masks with (the training-set mean of each band).
     """
-    import tensorflow as tf
-
+    from genrekit.backend import tf
     from genrekit.train.augment import apply_augmentation
 
     if batch_size is not None:

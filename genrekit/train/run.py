@@ -316,8 +316,7 @@ class BalancedHierarchicalModel:
         ``learning_rate`` is a float or a ``keras.optimizers.schedules.LearningRateSchedule``
         (default :func:`base_learning_rate`).
         """
-        import keras
-
+        from genrekit.backend import keras
         from genrekit.models.keras_metrics import MaskedTopKAccuracy
 
         if self.model is None:
@@ -342,7 +341,7 @@ class BalancedHierarchicalModel:
 
 
 def _callbacks_module():
-    import keras
+    from genrekit.backend import keras
 
     class EpochSetter(keras.callbacks.Callback):
         """Tells the data stream which epoch starts, and restarts the dropout masks' random stream.
@@ -696,8 +695,7 @@ def train(
 
     run_dir, out = out, worker_output_dir(out)  # non-chief workers write into a temp folder
 
-    import keras
-
+    from genrekit.backend import keras
     from genrekit.train.augment import AugmentPlan
     from genrekit.train.pipeline import TrainingStream, training_dataset
 
@@ -900,7 +898,7 @@ def learning_rate_schedule(settings: Settings, steps_per_epoch: int) -> Any:
     rate = base_learning_rate(settings)
     if settings.lr_schedule != "cosine":
         return rate
-    import keras
+    from genrekit.backend import keras
 
     total = max(1, settings.num_epochs * steps_per_epoch)
     warmup = min(total - 1, settings.warmup_epochs * steps_per_epoch)
