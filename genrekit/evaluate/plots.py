@@ -2,8 +2,9 @@
 
 Figures are built as ``matplotlib.figure.Figure`` objects rendered by the Agg canvas, never
 through ``pyplot``: nothing needs a display, no global figure registry fills up, and the
-matplotlib backend of a notebook that imports genrekit is left alone. Each function writes its
-PNG under a temporary name, moves it into place with ``os.replace`` and returns the path.
+matplotlib backend of a notebook that imports genrekit is left alone. Each ``plot_*`` function
+takes its section of the results, the PNG's ``path`` and a ``title``; it writes the PNG under a
+temporary name, moves it into place with ``os.replace`` and returns the path.
 """
 
 from __future__ import annotations
@@ -153,18 +154,11 @@ def plot_confusion_matrix(
     cm : array of int, shape (n_classes, n_classes)
         Counts, rows = target, columns = prediction.
     names : sequence of str
-    path : path-like
-        Where the PNG goes.
-    title : str
     max_classes : int, optional
         Show only the most frequent target classes (rows are still normalized by each class's
         full support, so a row sums to less than 1 when it was confused with classes not shown).
     order : sequence of int, optional
         Display order of the classes (e.g. grouped by parent genre); default alphabetical.
-
-    Returns
-    -------
-    Path
     """
     view = confusion_view(cm, names, max_classes=max_classes, order=order, outside=True)
     if view is None:
@@ -222,12 +216,6 @@ def plot_per_class_f1(
     ----------
     per_class : sequence of dict
         ``per_class`` rows of :func:`genrekit.evaluate.metrics.classification_metrics`.
-    path : path-like
-    title : str
-
-    Returns
-    -------
-    Path
     """
     rows = [r for r in per_class if r.get("support", 0) > 0]
     if not rows:
@@ -267,12 +255,6 @@ def plot_confidence_histogram(
     ----------
     confidence : dict
         The ``confidence`` section of a level (:func:`genrekit.evaluate.metrics.confidence_distribution`).
-    path : path-like
-    title : str
-
-    Returns
-    -------
-    Path
     """
     hist = confidence["histogram"]
     edges = np.asarray(hist["edges"])
@@ -316,12 +298,6 @@ def plot_reliability_diagram(
     ----------
     calibration : dict
         The ``calibration`` section of a level (:func:`genrekit.evaluate.metrics.calibration`).
-    path : path-like
-    title : str
-
-    Returns
-    -------
-    Path
     """
     bins = calibration["bins"]
     if not calibration.get("n"):
@@ -374,14 +350,8 @@ def plot_stability(
     ----------
     stability : dict
         The ``stability`` section of a level (:func:`genrekit.evaluate.metrics.temporal_stability`).
-    path : path-like
-    title : str
     max_genres : int
         The least stable genres shown in the right panel.
-
-    Returns
-    -------
-    Path
     """
     if not stability.get("n_tracks"):
         return _empty(path, title, "no tracks")
@@ -431,12 +401,6 @@ def plot_confused_pairs(
     ----------
     pairs : sequence of dict
         ``confused_pairs`` of :func:`genrekit.evaluate.metrics.error_analysis`.
-    path : path-like
-    title : str
-
-    Returns
-    -------
-    Path
     """
     if not pairs:
         return _empty(path, title, "no confusions")
