@@ -345,14 +345,8 @@ class VotePrediction:
     vote_counts: np.ndarray  # (n_classes,) votes per class
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serializable form."""
-        return {
-            "index": self.index,
-            "name": self.name,
-            "votes": self.votes,
-            "share": self.share,
-            "n_segments": self.n_segments,
-        }
+        """Plain JSON-serializable form (without the votes per class)."""
+        return {key: getattr(self, key) for key in ("index", "name", "votes", "share", "n_segments")}
 
 
 def voting(probs: Any, names: Sequence[str] | None = None) -> VotePrediction:

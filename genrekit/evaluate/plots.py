@@ -149,16 +149,10 @@ def plot_confusion_matrix(
 ) -> Path:
     """Row-normalized confusion matrix (each row: how a target class was predicted).
 
-    Parameters
-    ----------
-    cm : array of int, shape (n_classes, n_classes)
-        Counts, rows = target, columns = prediction.
-    names : sequence of str
-    max_classes : int, optional
-        Show only the most frequent target classes (rows are still normalized by each class's
-        full support, so a row sums to less than 1 when it was confused with classes not shown).
-    order : sequence of int, optional
-        Display order of the classes (e.g. grouped by parent genre); default alphabetical.
+    ``cm``, ``names`` and ``order`` (e.g. grouped by parent genre) are those of
+    :func:`confusion_view`; with ``max_classes``, only the most frequent target classes are shown
+    (rows are still normalized by each class's full support, so a row sums to less than 1 when it
+    was confused with classes not shown).
     """
     view = confusion_view(cm, names, max_classes=max_classes, order=order, outside=True)
     if view is None:
@@ -212,10 +206,7 @@ def plot_per_class_f1(
 ) -> Path:
     """Horizontal bars of each class's F1 (classes with support), best first, support in the label.
 
-    Parameters
-    ----------
-    per_class : sequence of dict
-        ``per_class`` rows of :func:`genrekit.evaluate.metrics.classification_metrics`.
+    ``per_class``: the rows of that name of :func:`genrekit.evaluate.metrics.classification_metrics`.
     """
     rows = [r for r in per_class if r.get("support", 0) > 0]
     if not rows:
@@ -251,10 +242,8 @@ def plot_confidence_histogram(
     Each group is drawn as its share per bin, so a small group of errors stays visible next to
     a large group of correct predictions.
 
-    Parameters
-    ----------
-    confidence : dict
-        The ``confidence`` section of a level (:func:`genrekit.evaluate.metrics.confidence_distribution`).
+    ``confidence``: the section of that name of a level
+    (:func:`genrekit.evaluate.metrics.confidence_distribution`).
     """
     hist = confidence["histogram"]
     edges = np.asarray(hist["edges"])
@@ -294,10 +283,7 @@ def plot_reliability_diagram(
 ) -> Path:
     """Accuracy against confidence per bin, with the bin counts underneath.
 
-    Parameters
-    ----------
-    calibration : dict
-        The ``calibration`` section of a level (:func:`genrekit.evaluate.metrics.calibration`).
+    ``calibration``: the section of that name of a level (:func:`genrekit.evaluate.metrics.calibration`).
     """
     bins = calibration["bins"]
     if not calibration.get("n"):
@@ -346,12 +332,9 @@ def plot_stability(
 ) -> Path:
     """Histogram of per-track stability and the mean stability per target genre (lowest first).
 
-    Parameters
-    ----------
-    stability : dict
-        The ``stability`` section of a level (:func:`genrekit.evaluate.metrics.temporal_stability`).
-    max_genres : int
-        The least stable genres shown in the right panel.
+    ``stability``: the section of that name of a level
+    (:func:`genrekit.evaluate.metrics.temporal_stability`); the right panel shows the
+    ``max_genres`` least stable genres.
     """
     if not stability.get("n_tracks"):
         return _empty(path, title, "no tracks")
@@ -397,10 +380,7 @@ def plot_confused_pairs(
 ) -> Path:
     """Horizontal bars of the most frequent (target -> predicted) confusions, largest first.
 
-    Parameters
-    ----------
-    pairs : sequence of dict
-        ``confused_pairs`` of :func:`genrekit.evaluate.metrics.error_analysis`.
+    ``pairs``: the ``confused_pairs`` of :func:`genrekit.evaluate.metrics.error_analysis`.
     """
     if not pairs:
         return _empty(path, title, "no confusions")

@@ -156,14 +156,13 @@ class MusicGenreInference:
         )
         self.threshold = threshold_value(self.thresholds)
         self.include_top = values.get("threshold") is None and include_top_of(self.training_config)
-        self._top_columns = top_columns(self.vocabs["top"].genre_ids, self.vocabs["all"].genre_ids)
+        self.top_columns = top_columns(self.vocabs["top"].genre_ids, self.vocabs["all"].genre_ids)
         self.top_k = self.settings.top_k
         self.segment_hop = self.settings.inference_segment_hop
         self.batch_size = self.settings.inference_batch_size
         self.workers = self.settings.num_workers
         self.model = load_model(self.model_path)
         check_model(self.model, self.training_config, self.model_path, self.config_path)
-        self._top_index = self.vocabs["top"].index
         # What native decoders (mpg123) print on stderr is dropped in every mode; True shows it.
         self.decoder_messages = False
         log.debug("model %s, config %s, settings %s", self.model_path, self.config_path, self.run_settings())
@@ -214,15 +213,7 @@ class MusicGenreInference:
 
     def build_result(self, decoded: Decoded, probs: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """The result of one file (schema: ``docs/inference_schema.md``) from its segments' probabilities."""
-        rules = FileResults(
-            vocabs=self.vocabs,
-            heads=self.heads,
-            top_k=self.top_k,
-            thresholds=self.thresholds,
-            threshold=self.threshold,
-            include_top=self.include_top,
-            top_columns=self._top_columns,
-        )
+        rules = FileResults.of(self)  # as the attributes are now (a changed top_k takes effect)
         return rules.build(str(resolved(decoded.path)), decoded.info, probs)
 
     def _predict_group(self, group: list[Decoded]) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:

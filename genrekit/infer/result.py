@@ -9,7 +9,7 @@ without sub-genres) gives null entries, never stand-ins.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,11 @@ class FileResults:
     threshold: float | list[float]
     include_top: bool
     top_columns: np.ndarray
+
+    @classmethod
+    def of(cls, predictor: Any) -> FileResults:
+        """The rules of a :class:`~genrekit.infer.predict.MusicGenreInference`, from its attributes."""
+        return cls(**{f.name: getattr(predictor, f.name) for f in fields(cls)})
 
     def build(self, file: str, info: Mapping[str, Any], probs: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """The result of the file ``file`` (its decoding ``info``) from the probabilities of each head."""
