@@ -23,6 +23,7 @@ import genrekit
 from genrekit.cli import SETUP_HINTS, require_dir
 from genrekit.datasets.labels import LEVELS, MASKED, GenreTree, Vocabulary, encode
 from genrekit.errors import ConfigError, DatasetError, ModelError
+from genrekit.evaluate.metrics import MULTI_LABEL_HEADS, evaluate
 from genrekit.evaluate.thresholds import include_top_of, thresholds_of
 from genrekit.fileio import file_digest, write_text_atomic
 from genrekit.models.io import load_model
@@ -326,8 +327,6 @@ def _figures(
     track_ids: np.ndarray,
 ) -> dict[str, Any]:
     """The figures of :func:`genrekit.evaluate.metrics.evaluate` at the thresholds the model was saved with."""
-    from genrekit.evaluate.metrics import evaluate
-
     saved = "thresholds" in training_config
     return evaluate(
         probs,  # the heads the model has: no medium head for a collection without sub-genres
@@ -375,14 +374,14 @@ def _split_features(
 
 def _outside_vocabulary(targets: Any, vocabs: Mapping[str, Vocabulary]) -> dict[str, int]:
     """Tracks whose label at a level is a genre the model never learned (masked there, so not scored)."""
-    top_known = set(vocabs["top"].genre_ids)
-    medium_known = set(vocabs["medium"].genre_ids)
-    all_known = set(vocabs["all"].genre_ids)
-    return {
-        "top": int(sum(1 for g in targets["top"] if g != MASKED and g not in top_known)),
-        "medium": int(sum(1 for g in targets["medium"] if g != MASKED and g not in medium_known)),
-        "all": int(sum(1 for ids in targets["all"] if any(g not in all_known for g in ids))),
-    }
+    counts = {}
+    for level in LEVELS:
+        known = set(vocabs[level].genre_ids)
+        if level in MULTI_LABEL_HEADS:  # a list of genre ids per track
+            counts[level] = int(sum(1 for ids in targets[level] if any(g not in known for g in ids)))
+        else:
+            counts[level] = int(sum(1 for g in targets[level] if g != MASKED and g not in known))
+    return counts
 
 
 # --- report --------------------------------------------------------------------------------------------
