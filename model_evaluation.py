@@ -29,6 +29,8 @@ from genrekit.settings import SPLITS, SUBSETS
 
 log = logging.getLogger("model_evaluation")
 
+WORKERS_HELP = "processes decoding audio missing from the feature cache (default: config.py WORKERS)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = script_parser(__doc__)
@@ -49,12 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--subset", choices=SUBSETS, help="FMA subset (default: the one the model was trained on)"
     )
     parser.add_argument("--output_dir", help="report folder (default <run folder>/evaluation)")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        metavar="N",
-        help="processes decoding audio missing from the feature cache (default: config.py WORKERS)",
-    )
+    parser.add_argument("--workers", type=int, metavar="N", help=WORKERS_HELP)
     parser.add_argument("--no_plots", action="store_true", help="write the JSON and Markdown report only")
     parser.add_argument("--verbose", action="store_true", help="DEBUG messages on the console")
     return parser

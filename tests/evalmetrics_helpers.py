@@ -37,7 +37,8 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 def synthetic_case(
     rng: np.random.Generator, n_tracks: int = 400, n_medium: int = 40, n_all: int = 60
 ) -> dict[str, Any]:
-    """Keyword arguments for :func:`genrekit.evaluate.metrics.evaluate`, 16 top classes.
+    """Arguments (``probs``, ``targets``, ``vocabs`` by head, ``segment_track``) for
+    :func:`genrekit.evaluate.metrics.evaluate`, 16 top classes.
 
     Class sizes are skewed (like FMA), each track has 4-10 segments, some targets are masked,
     and segment scores mix the target with a "neighbour" genre so there is something to confuse.
@@ -78,14 +79,8 @@ def synthetic_case(
     noise = rng.normal(0, 1.5, (len(segment_track), n_all))
     all_probs = 1 / (1 + np.exp(-(noise + 3.0 * all_target[segment_track] - 2.0)))
     return {
-        "top_probs": top_probs,
-        "medium_probs": medium_probs,
-        "all_probs": all_probs,
+        "probs": {"top": top_probs, "medium": medium_probs, "all": all_probs},
+        "targets": {"top": top_target_masked, "medium": medium_target, "all": all_target},
+        "vocabs": {"top": top_vocab, "medium": medium_vocab, "all": all_vocab},
         "segment_track": segment_track,
-        "top_target": top_target_masked,
-        "medium_target": medium_target,
-        "all_target": all_target,
-        "top_vocab": top_vocab,
-        "medium_vocab": medium_vocab,
-        "all_vocab": all_vocab,
     }

@@ -11,6 +11,7 @@ from genrekit.evaluate.aggregate import (
     segment_counts,
     top_k_indices,
     track_average,
+    track_averages,
     track_mean,
     track_multilabel,
     track_voting,
@@ -151,3 +152,16 @@ def test_multilabel_average_lists_labels_strictly_above_the_threshold():
 def test_bad_input_is_refused_with_a_clear_message(call, words):
     with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
         call()
+
+
+def test_track_averages_aggregate_every_head_the_model_has():
+    rng = np.random.default_rng(3)
+    segment_track = np.array([0, 0, 2, 1, 2, 2])
+    probs = {"top": rng.dirichlet(np.ones(3), 6), "all": rng.random((6, 5))}  # no medium head
+    heads = track_averages(probs, segment_track, n_tracks=4)
+    assert list(heads) == ["top", "all"]
+    for head, p in probs.items():
+        one = track_average(p, segment_track, n_tracks=4)
+        np.testing.assert_array_equal(heads[head].index, one.index)
+        np.testing.assert_allclose(heads[head].mean, one.mean)
+    assert heads["top"].index[3] == -1 and np.isnan(heads["all"].mean[3]).all()

@@ -211,21 +211,27 @@ def _mini_case() -> dict:
     ]
     all_probs = [[0.9, 0.1, 0.2], [0.7, 0.3, 0.2], [0.1, 0.8, 0.6], [0.5, 0.5, 0.5], [0.9, 0.6, 0.1]]
     return {
-        "top_probs": np.array(top_probs),
-        "medium_probs": np.array(medium_probs),
-        "all_probs": np.array(all_probs),
+        "probs": {"top": np.array(top_probs), "medium": np.array(medium_probs), "all": np.array(all_probs)},
         "segment_track": np.array([0, 0, 1, 2, 3]),
-        "top_target": np.array([0, 1, -1, 1, 2]),
-        "medium_target": np.array([0, 1, -1, -1, 2]),
-        "all_target": np.array([[1, 0, 0], [0, 1, 1], [0, 0, 0], [1, 1, 0], [0, 0, 1]]),
-        "top_vocab": LevelVocab(["Rock", "Jazz", "Folk"], [10, 20, 30]),
-        "medium_vocab": {
-            "names": ["Punk", "Indie", "Bebop"],
-            "genre_ids": [101, 102, 301],
-            "root_ids": [10, 10, 30],
+        "targets": {
+            "top": np.array([0, 1, -1, 1, 2]),
+            "medium": np.array([0, 1, -1, -1, 2]),
+            "all": np.array([[1, 0, 0], [0, 1, 1], [0, 0, 0], [1, 1, 0], [0, 0, 1]]),
         },
-        "all_vocab": ["Rock", "Jazz", "Folk"],
+        "vocabs": {
+            "top": LevelVocab(["Rock", "Jazz", "Folk"], [10, 20, 30]),
+            "medium": {
+                "names": ["Punk", "Indie", "Bebop"],
+                "genre_ids": [101, 102, 301],
+                "root_ids": [10, 10, 30],
+            },
+            "all": ["Rock", "Jazz", "Folk"],
+        },
     }
+
+
+def _changed(case: dict, part: str, head: str, value) -> dict:
+    return {**case, part: {**case[part], head: value}}
 
 
 def test_evaluate_excludes_and_counts_masked_tracks():
@@ -297,20 +303,44 @@ def test_evaluate_returns_plain_json_for_sixteen_classes(rng):
 
 def test_head_width_that_does_not_match_the_vocabulary_is_a_model_error():
     case = _mini_case()
-    case["top_vocab"] = LevelVocab(["Rock", "Jazz"], [10, 20])
+    case["vocabs"]["top"] = LevelVocab(["Rock", "Jazz"], [10, 20])
     with pytest.raises(ModelError, match="'top' head gives 3 outputs but its vocabulary has 2"):
         evaluate(**case)
 
 
 @pytest.mark.parametrize(
-    ("change", "words"),
+    ("part", "head", "value", "words"),
     [
-        ({"top_target": np.array([0, 1, -1, 1, 3])}, "top_target holds indices outside -1..2"),
-        ({"segment_track": np.array([0, 0, 1, 2, 9])}, "segment_track refers to track 9"),
-        ({"medium_probs": np.ones((4, 3)) / 3}, "segment arrays differ in length"),
-        ({"all_target": np.zeros((5, 2))}, "track targets disagree"),
+        ("targets", "top", np.array([0, 1, -1, 1, 3]), "top_target holds indices outside -1..2"),
+        ("segment_track", None, np.array([0, 0, 1, 2, 9]), "segment_track refers to track 9"),
+        ("probs", "medium", np.ones((4, 3)) / 3, "segment arrays differ in length"),
+        ("targets", "all", np.zeros((5, 2)), "track targets disagree"),
+        ("probs", "other", np.ones((5, 3)) / 3, "probs must be keyed by heads"),
+        ("vocabs", "medium", None, "no vocabulary given for the medium head"),
     ],
 )
-def test_inconsistent_arrays_are_refused(change, words):
+def test_inconsistent_arrays_are_refused(part, head, value, words):
+    case = _mini_case()
+    if head is None:
+        case[part] = value
+    elif value is None:
+        case[part] = {h: v for h, v in case[part].items() if h != head}
+    else:
+        case = _changed(case, part, head, value)
     with pytest.raises(ValueError, match=words):
-        evaluate(**{**_mini_case(), **change})
+        evaluate(**case)
+
+
+def test_a_model_without_a_medium_head_has_no_medium_section():
+    case = _mini_case()
+    r = evaluate(
+        {h: p for h, p in case["probs"].items() if h != "medium"},
+        case["targets"],
+        case["vocabs"],
+        case["segment_track"],
+    )
+    assert "medium" not in r
+    assert r["counts"]["excluded"] == {"top_no_target": 1, "all_no_labels": 1}
+    assert r["hierarchy"] == {"skipped": "the model has no medium head (no sub-genres in training)"}
+    full = evaluate(**case)
+    assert r["top"] == full["top"] and r["all"] == full["all"]

@@ -7,7 +7,7 @@ tracks at once (an ``(N, C)`` array with ``segment_track[i]`` = the track of row
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ __all__ = [
     "segment_counts",
     "top_k_indices",
     "track_average",
+    "track_averages",
     "track_mean",
     "track_multilabel",
     "track_voting",
@@ -188,6 +189,26 @@ def track_average(probs: Any, segment_track: Any, n_tracks: int | None = None) -
     return TrackAverages(index=index, confidence=confidence, mean=mean, n_segments=counts.astype(np.int64))
 
 
+def track_averages(
+    probs: Mapping[str, Any], segment_track: Any, n_tracks: int | None = None
+) -> dict[str, TrackAverages]:
+    """:func:`track_average` of every head's segment probabilities, keyed as ``probs`` is.
+
+    Parameters
+    ----------
+    probs : mapping of head to array, shape (n_segments, n_classes)
+        The outputs of the heads a model has (``"top"``, ``"medium"``, ``"all"``): for a
+        multi-label head, ``mean`` is what counts, its argmax is given all the same.
+    segment_track : array of int, shape (n_segments,)
+    n_tracks : int, optional
+
+    Returns
+    -------
+    dict of head to TrackAverages
+    """
+    return {head: track_average(p, segment_track, n_tracks) for head, p in probs.items()}
+
+
 @dataclass(frozen=True)
 class TrackVotes:
     """Per-track predictions by majority vote (see :func:`track_voting`)."""
@@ -200,19 +221,10 @@ class TrackVotes:
 
 
 def track_voting(probs: Any, segment_track: Any, n_tracks: int | None = None) -> TrackVotes:
-    """Predict each track's class by majority vote of its segments' argmax.
+    """Predict each track's class by majority vote of its segments' argmax (arguments as :func:`track_average`).
 
-    Parameters
-    ----------
-    probs : array, shape (n_segments, n_classes)
-    segment_track : array of int, shape (n_segments,)
-    n_tracks : int, optional
-
-    Returns
-    -------
-    TrackVotes
-        A tie in votes goes to the tied class with the highest mean probability over the track's
-        segments, then to the lowest class index.
+    A tie in votes goes to the tied class with the highest mean probability over the track's
+    segments, then to the lowest class index.
     """
     probs = _check_probs(probs)
     index, n_tracks = _check_index(segment_track, len(probs), n_tracks)
@@ -333,14 +345,8 @@ class VotePrediction:
     vote_counts: np.ndarray  # (n_classes,) votes per class
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serializable form."""
-        return {
-            "index": self.index,
-            "name": self.name,
-            "votes": self.votes,
-            "share": self.share,
-            "n_segments": self.n_segments,
-        }
+        """Plain JSON-serializable form (without the votes per class)."""
+        return {key: getattr(self, key) for key in ("index", "name", "votes", "share", "n_segments")}
 
 
 def voting(probs: Any, names: Sequence[str] | None = None) -> VotePrediction:

@@ -23,6 +23,7 @@ import genrekit
 from genrekit.cli import SETUP_HINTS, require_dir
 from genrekit.datasets.labels import LEVELS, MASKED, GenreTree, Vocabulary, encode
 from genrekit.errors import ConfigError, DatasetError, ModelError
+from genrekit.evaluate.metrics import MULTI_LABEL_HEADS, evaluate
 from genrekit.evaluate.thresholds import include_top_of, thresholds_of
 from genrekit.fileio import file_digest, write_text_atomic
 from genrekit.models.io import load_model
@@ -168,23 +169,12 @@ def evaluate_model(
     DatasetError
         Missing folders, a genre tree other than the model's, or a split without usable tracks.
     """
-    split = default_value("split") if split is None else split
-    if split not in SPLITS:
-        raise ConfigError(f"split {split!r} must be one of {', '.join(SPLITS)}")
-    if subset is not None and subset not in SUBSETS:
-        raise ConfigError(f"subset {subset!r} must be one of {', '.join(SUBSETS)}")
+    split = _checked_split(split, subset)
     model_path = Path(model_path)
     config_path = resolve_config(model_path, config_path)
     training_config = load_training_config(config_path)
     settings = Settings.build(config_path, {"subset": subset})
-    data = training_config.get("data") or {}
-    if settings.dataset != "fma" and (metadata_dir or audio_dir):
-        raise ConfigError(
-            f"--metadata and --audio name FMA's folders, but {model_path} was trained on DATASET "
-            f"{settings.dataset!r}: leave them out (that collection is read again)"
-        )
-    metadata_dir = Path(metadata_dir or data.get("metadata_dir") or default_value("metadata_dir"))
-    audio_dir = Path(audio_dir or data.get("audio_dir") or default_value("audio_dir"))
+    metadata_dir, audio_dir = _data_folders(training_config, settings, model_path, metadata_dir, audio_dir)
     out = Path(output_dir) if output_dir is not None else default_output_dir(model_path, split)
     vocabs = {level: Vocabulary.from_dict(training_config["vocabularies"][level]) for level in LEVELS}
 
@@ -195,78 +185,23 @@ def evaluate_model(
     check_model(model, training_config, model_path, config_path)
     log.info("model %s matches training config %s", model_path, config_path)
 
-    # Targets: the same dataset and rules as training, encoded with the saved vocabularies (never
-    # recomputed).
-    from genrekit.datasets import base as datasets
-
-    dataset = datasets.from_settings(settings, metadata_dir, audio_dir)
-    labelled = dataset.load(vocabs)
-    check_vocabularies(vocabs, labelled.tree, Path(dataset.genres_origin))
-    if data.get("splits_file"):  # a source that made its own split: score what training never saw
-        from genrekit.datasets.own import apply_saved_splits
-
-        apply_saved_splits(labelled, config_path.parent / data["splits_file"])
-    split_ids = labelled.split_ids(split)
-    if len(split_ids) == 0:
-        raise DatasetError(
-            f"the {split} split of subset {settings.subset!r} in {dataset.tracks_origin} has no tracks; "
-            "nothing to evaluate (check --subset and --metadata)"
-        )
+    labelled, dataset, split_ids = _split_tracks(
+        training_config, config_path, settings, vocabs, split, metadata_dir, audio_dir
+    )
     targets = labelled.targets.loc[split_ids]
-
     cache, cache_dir = _split_features(training_config, config_path, settings, dataset, split_ids, workers)
     try:
-        usable = cache.available(split_ids)
-        wanted = set(split_ids.tolist())
-        failures = [f for f in cache.failures if f.track_id in wanted]
-        if len(usable) == 0:
-            raise DatasetError(
-                f"none of the {len(split_ids)} tracks of the {split} split has usable audio in {audio_dir} "
-                f"({len(failures)} defective or missing; see {cache_dir}/part-*/failures.csv)"
-            )
-        not_built = len(split_ids) - len(usable) - len(failures)
-        if not_built:
-            log.warning(
-                "%d tracks of the %s split have no features yet (a build under way?)", not_built, split
-            )
-        log.info(
-            "%s split: %d tracks, %d with features, %d defective or missing files left out",
-            split,
-            len(split_ids),
-            len(usable),
-            len(failures),
-        )
-
+        usable, failures = _usable_tracks(cache, split_ids, split, audio_dir, cache_dir)
         from genrekit.train.pipeline import predict_segments
 
-        probs, segment_track = predict_segments(model, cache, usable, batch_size=settings.inference_batch_size)
+        probs, segment_track = predict_segments(
+            model, cache, usable, batch_size=settings.inference_batch_size
+        )
     finally:
         cache.close()
 
     labels = encode(targets.loc[usable], vocabs)
-    from genrekit.evaluate.metrics import evaluate
-
-    results = evaluate(
-        top_probs=probs["top"],
-        medium_probs=probs.get("medium"),  # None: the model has no medium head
-        all_probs=probs["all"],
-        segment_track=segment_track,
-        top_target=labels.top,
-        medium_target=labels.medium,
-        all_target=labels.all,
-        top_vocab=vocabs["top"],
-        medium_vocab=vocabs["medium"],
-        all_vocab=vocabs["all"],
-        threshold=float(training_config.get("threshold", settings.threshold)),
-        thresholds=thresholds_of(training_config, len(vocabs["all"]))
-        if "thresholds" in training_config
-        else None,
-        include_top=include_top_of(training_config),
-        top_k=int(training_config.get("top_k", settings.top_k)),
-        n_bins=settings.calibration_bins,
-        n_defective_files=len(failures),
-        track_ids=usable,
-    )
+    results = _figures(probs, segment_track, labels, vocabs, training_config, settings, len(failures), usable)
     results[RUN_SECTION] = {
         "model": str(model_path.resolve()),
         "model_sha256": file_digest(model_path),
@@ -291,6 +226,121 @@ def evaluate_model(
     }
     _write(results, out, plots, settings.confusion_max_classes, model_path.name)
     return results
+
+
+def _checked_split(split: str | None, subset: str | None) -> str:
+    """The split to evaluate (config.py's ``SPLIT`` by default), refused when unknown, as is the subset."""
+    split = default_value("split") if split is None else split
+    if split not in SPLITS:
+        raise ConfigError(f"split {split!r} must be one of {', '.join(SPLITS)}")
+    if subset is not None and subset not in SUBSETS:
+        raise ConfigError(f"subset {subset!r} must be one of {', '.join(SUBSETS)}")
+    return split
+
+
+def _data_folders(
+    training_config: Mapping[str, Any],
+    settings: Settings,
+    model_path: Path,
+    metadata_dir: str | os.PathLike | None,
+    audio_dir: str | os.PathLike | None,
+) -> tuple[Path, Path]:
+    """The metadata and audio folders: those given, else the training's, else config.py's."""
+    data = training_config.get("data") or {}
+    if settings.dataset != "fma" and (metadata_dir or audio_dir):
+        raise ConfigError(
+            f"--metadata and --audio name FMA's folders, but {model_path} was trained on DATASET "
+            f"{settings.dataset!r}: leave them out (that collection is read again)"
+        )
+    return (
+        Path(metadata_dir or data.get("metadata_dir") or default_value("metadata_dir")),
+        Path(audio_dir or data.get("audio_dir") or default_value("audio_dir")),
+    )
+
+
+def _split_tracks(
+    training_config: Mapping[str, Any],
+    config_path: Path,
+    settings: Settings,
+    vocabs: Mapping[str, Vocabulary],
+    split: str,
+    metadata_dir: Path,
+    audio_dir: Path,
+) -> tuple[Any, Any, np.ndarray]:
+    """The labelled dataset, the dataset and the track ids of ``split``.
+
+    Targets come from the same dataset and rules as training, encoded with the saved vocabularies
+    (never recomputed).
+    """
+    from genrekit.datasets import base as datasets
+
+    data = training_config.get("data") or {}
+    dataset = datasets.from_settings(settings, metadata_dir, audio_dir)
+    labelled = dataset.load(vocabs)
+    check_vocabularies(vocabs, labelled.tree, Path(dataset.genres_origin))
+    if data.get("splits_file"):  # a source that made its own split: score what training never saw
+        from genrekit.datasets.own import apply_saved_splits
+
+        apply_saved_splits(labelled, config_path.parent / data["splits_file"])
+    split_ids = labelled.split_ids(split)
+    if len(split_ids) == 0:
+        raise DatasetError(
+            f"the {split} split of subset {settings.subset!r} in {dataset.tracks_origin} has no tracks; "
+            "nothing to evaluate (check --subset and --metadata)"
+        )
+    return labelled, dataset, split_ids
+
+
+def _usable_tracks(
+    cache: Any, split_ids: np.ndarray, split: str, audio_dir: Path, cache_dir: Path
+) -> tuple[np.ndarray, list[Any]]:
+    """The split's tracks with features, and the split's files that could not be decoded."""
+    usable = cache.available(split_ids)
+    wanted = set(split_ids.tolist())
+    failures = [f for f in cache.failures if f.track_id in wanted]
+    if len(usable) == 0:
+        raise DatasetError(
+            f"none of the {len(split_ids)} tracks of the {split} split has usable audio in {audio_dir} "
+            f"({len(failures)} defective or missing; see {cache_dir}/part-*/failures.csv)"
+        )
+    not_built = len(split_ids) - len(usable) - len(failures)
+    if not_built:
+        log.warning("%d tracks of the %s split have no features yet (a build under way?)", not_built, split)
+    log.info(
+        "%s split: %d tracks, %d with features, %d defective or missing files left out",
+        split,
+        len(split_ids),
+        len(usable),
+        len(failures),
+    )
+    return usable, failures
+
+
+def _figures(
+    probs: Mapping[str, np.ndarray],
+    segment_track: np.ndarray,
+    labels: Any,
+    vocabs: Mapping[str, Vocabulary],
+    training_config: Mapping[str, Any],
+    settings: Settings,
+    n_defective_files: int,
+    track_ids: np.ndarray,
+) -> dict[str, Any]:
+    """The figures of :func:`genrekit.evaluate.metrics.evaluate` at the thresholds the model was saved with."""
+    saved = "thresholds" in training_config
+    return evaluate(
+        probs,  # the heads the model has: no medium head for a collection without sub-genres
+        {"top": labels.top, "medium": labels.medium, "all": labels.all},
+        vocabs,
+        segment_track,
+        threshold=float(training_config.get("threshold", settings.threshold)),
+        thresholds=thresholds_of(training_config, len(vocabs["all"])) if saved else None,
+        include_top=include_top_of(training_config),
+        top_k=int(training_config.get("top_k", settings.top_k)),
+        n_bins=settings.calibration_bins,
+        n_defective_files=n_defective_files,
+        track_ids=track_ids,
+    )
 
 
 def _split_features(
@@ -324,14 +374,14 @@ def _split_features(
 
 def _outside_vocabulary(targets: Any, vocabs: Mapping[str, Vocabulary]) -> dict[str, int]:
     """Tracks whose label at a level is a genre the model never learned (masked there, so not scored)."""
-    top_known = set(vocabs["top"].genre_ids)
-    medium_known = set(vocabs["medium"].genre_ids)
-    all_known = set(vocabs["all"].genre_ids)
-    return {
-        "top": int(sum(1 for g in targets["top"] if g != MASKED and g not in top_known)),
-        "medium": int(sum(1 for g in targets["medium"] if g != MASKED and g not in medium_known)),
-        "all": int(sum(1 for ids in targets["all"] if any(g not in all_known for g in ids))),
-    }
+    counts = {}
+    for level in LEVELS:
+        known = set(vocabs[level].genre_ids)
+        if level in MULTI_LABEL_HEADS:  # a list of genre ids per track
+            counts[level] = int(sum(1 for ids in targets[level] if any(g not in known for g in ids)))
+        else:
+            counts[level] = int(sum(1 for g in targets[level] if g != MASKED and g not in known))
+    return counts
 
 
 # --- report --------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 Figures are built as ``matplotlib.figure.Figure`` objects rendered by the Agg canvas, never
 through ``pyplot``: nothing needs a display, no global figure registry fills up, and the
-matplotlib backend of a notebook that imports genrekit is left alone. Each function writes its
-PNG under a temporary name, moves it into place with ``os.replace`` and returns the path.
+matplotlib backend of a notebook that imports genrekit is left alone. Each ``plot_*`` function
+takes its section of the results, the PNG's ``path`` and a ``title``; it writes the PNG under a
+temporary name, moves it into place with ``os.replace`` and returns the path.
 """
 
 from __future__ import annotations
@@ -148,23 +149,10 @@ def plot_confusion_matrix(
 ) -> Path:
     """Row-normalized confusion matrix (each row: how a target class was predicted).
 
-    Parameters
-    ----------
-    cm : array of int, shape (n_classes, n_classes)
-        Counts, rows = target, columns = prediction.
-    names : sequence of str
-    path : path-like
-        Where the PNG goes.
-    title : str
-    max_classes : int, optional
-        Show only the most frequent target classes (rows are still normalized by each class's
-        full support, so a row sums to less than 1 when it was confused with classes not shown).
-    order : sequence of int, optional
-        Display order of the classes (e.g. grouped by parent genre); default alphabetical.
-
-    Returns
-    -------
-    Path
+    ``cm``, ``names`` and ``order`` (e.g. grouped by parent genre) are those of
+    :func:`confusion_view`; with ``max_classes``, only the most frequent target classes are shown
+    (rows are still normalized by each class's full support, so a row sums to less than 1 when it
+    was confused with classes not shown).
     """
     view = confusion_view(cm, names, max_classes=max_classes, order=order, outside=True)
     if view is None:
@@ -218,16 +206,7 @@ def plot_per_class_f1(
 ) -> Path:
     """Horizontal bars of each class's F1 (classes with support), best first, support in the label.
 
-    Parameters
-    ----------
-    per_class : sequence of dict
-        ``per_class`` rows of :func:`genrekit.evaluate.metrics.classification_metrics`.
-    path : path-like
-    title : str
-
-    Returns
-    -------
-    Path
+    ``per_class``: the rows of that name of :func:`genrekit.evaluate.metrics.classification_metrics`.
     """
     rows = [r for r in per_class if r.get("support", 0) > 0]
     if not rows:
@@ -263,16 +242,8 @@ def plot_confidence_histogram(
     Each group is drawn as its share per bin, so a small group of errors stays visible next to
     a large group of correct predictions.
 
-    Parameters
-    ----------
-    confidence : dict
-        The ``confidence`` section of a level (:func:`genrekit.evaluate.metrics.confidence_distribution`).
-    path : path-like
-    title : str
-
-    Returns
-    -------
-    Path
+    ``confidence``: the section of that name of a level
+    (:func:`genrekit.evaluate.metrics.confidence_distribution`).
     """
     hist = confidence["histogram"]
     edges = np.asarray(hist["edges"])
@@ -312,16 +283,7 @@ def plot_reliability_diagram(
 ) -> Path:
     """Accuracy against confidence per bin, with the bin counts underneath.
 
-    Parameters
-    ----------
-    calibration : dict
-        The ``calibration`` section of a level (:func:`genrekit.evaluate.metrics.calibration`).
-    path : path-like
-    title : str
-
-    Returns
-    -------
-    Path
+    ``calibration``: the section of that name of a level (:func:`genrekit.evaluate.metrics.calibration`).
     """
     bins = calibration["bins"]
     if not calibration.get("n"):
@@ -370,18 +332,9 @@ def plot_stability(
 ) -> Path:
     """Histogram of per-track stability and the mean stability per target genre (lowest first).
 
-    Parameters
-    ----------
-    stability : dict
-        The ``stability`` section of a level (:func:`genrekit.evaluate.metrics.temporal_stability`).
-    path : path-like
-    title : str
-    max_genres : int
-        The least stable genres shown in the right panel.
-
-    Returns
-    -------
-    Path
+    ``stability``: the section of that name of a level
+    (:func:`genrekit.evaluate.metrics.temporal_stability`); the right panel shows the
+    ``max_genres`` least stable genres.
     """
     if not stability.get("n_tracks"):
         return _empty(path, title, "no tracks")
@@ -427,16 +380,7 @@ def plot_confused_pairs(
 ) -> Path:
     """Horizontal bars of the most frequent (target -> predicted) confusions, largest first.
 
-    Parameters
-    ----------
-    pairs : sequence of dict
-        ``confused_pairs`` of :func:`genrekit.evaluate.metrics.error_analysis`.
-    path : path-like
-    title : str
-
-    Returns
-    -------
-    Path
+    ``pairs``: the ``confused_pairs`` of :func:`genrekit.evaluate.metrics.error_analysis`.
     """
     if not pairs:
         return _empty(path, title, "no confusions")

@@ -86,7 +86,7 @@ def _counts(results: Mapping[str, Any]) -> str:
     return "## Data\n\n" + _table(["", "count"], rows) + "\n"
 
 
-def _headline(results: Mapping[str, Any]) -> str:
+def _single_label_table(results: Mapping[str, Any]) -> str:
     rows = []
     for level in single_label_levels(results):
         for unit in ("track", "segment"):
@@ -103,9 +103,25 @@ def _headline(results: Mapping[str, Any]) -> str:
                 )
             )
     k = results["settings"]["top_k"]
-    single = _table(
+    return _table(
         ["Head", "n", "accuracy", "balanced accuracy", "F1 macro", "F1 weighted", f"top-{k} accuracy"], rows
     )
+
+
+_MULTI_LABEL_COLUMNS = (
+    "Head",
+    "n",
+    "Hamming loss",
+    "Jaccard (samples)",
+    "F1 micro",
+    "F1 macro",
+    "LRAP",
+    "coverage error",
+    "ranking loss",
+)
+
+
+def _multi_label_table(results: Mapping[str, Any]) -> str:
     rows = []
     for unit in ("track", "segment"):
         m = results["all"][unit]
@@ -122,36 +138,28 @@ def _headline(results: Mapping[str, Any]) -> str:
                 _num(m["ranking_loss"], 4),
             )
         )
-    multi = _table(
-        [
-            "Head",
-            "n",
-            "Hamming loss",
-            "Jaccard (samples)",
-            "F1 micro",
-            "F1 macro",
-            "LRAP",
-            "coverage error",
-            "ranking loss",
-        ],
-        rows,
-    )
+    return _table(_MULTI_LABEL_COLUMNS, rows)
+
+
+def _thresholds_note(results: Mapping[str, Any]) -> str:
     threshold = results["settings"]["threshold"]
     fixed = results["all"].get("track_fixed_threshold")
-    if fixed:
-        how = (
-            "All-genres labels are predicted above per-genre thresholds chosen on the validation split "
-            f"(saved with the model); at the fixed threshold {threshold:g} the track Jaccard index would be "
-            f"{_num(fixed['jaccard_samples'])} (F1 micro {_num(fixed['f1_micro'])}). "
-        )
-    else:
-        how = f"All-genres labels are predicted above a probability of {threshold:g}. "
+    if not fixed:
+        return f"All-genres labels are predicted above a probability of {threshold:g}. "
+    return (
+        "All-genres labels are predicted above per-genre thresholds chosen on the validation split "
+        f"(saved with the model); at the fixed threshold {threshold:g} the track Jaccard index would be "
+        f"{_num(fixed['jaccard_samples'])} (F1 micro {_num(fixed['f1_micro'])}). "
+    )
+
+
+def _headline(results: Mapping[str, Any]) -> str:
     return (
         "## Headline\n\n"
         "Track figures average each track's segment probabilities, as inference does; segment "
         "figures score every segment against its track's target.\n\n"
-        f"{single}\n\n{multi}\n\n"
-        f"{how}"
+        f"{_single_label_table(results)}\n\n{_multi_label_table(results)}\n\n"
+        f"{_thresholds_note(results)}"
         "F1 macro averages over the classes present in the targets or the predictions.\n"
     )
 

@@ -290,6 +290,17 @@ class Predictions:
             if self.all_scores is not None:
                 self._lrap = lrap_per_track(self.all_true, self.all_scores)
 
+    def single_label(self) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        """``(true, predicted)`` classes of each single-label head (predicted None: the row has no such head)."""
+        return {"top": (self.top_true, self.top_pred), "medium": (self.medium_true, self.medium_pred)}
+
+
+# The figures of each single-label head, in the order of METRICS; recall_of is about RECALL_HEAD.
+SINGLE_LABEL_FIGURES = {
+    "top": ("balanced_accuracy", "f1_macro", "f1_weighted", "accuracy"),
+    "medium": ("balanced_accuracy", "f1_macro"),
+}
+RECALL_HEAD = "top"
 
 METRICS = (
     "top_balanced_accuracy",
@@ -316,32 +327,22 @@ def scores(
     thresholds, samples average; LRAP). ``recall_of``: top classes whose recall is reported as
     ``recall_<index>``.
     """
-    n = len(pred.top_true)
-    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
-    top = single_label_scores(pred.top_true, pred.top_pred, n_top, w)
-    out = {
-        "top_balanced_accuracy": top["balanced_accuracy"],
-        "top_f1_macro": top["f1_macro"],
-        "top_f1_weighted": top["f1_weighted"],
-        "top_accuracy": top["accuracy"],
-    }
-    for c in recall_of:
-        out[f"recall_{c}"] = float(top["recall"][c])
-    nan = float("nan")
-    if pred.medium_pred is not None:
-        medium = single_label_scores(pred.medium_true, pred.medium_pred, n_medium, w)
-        out["medium_balanced_accuracy"], out["medium_f1_macro"] = (
-            medium["balanced_accuracy"],
-            medium["f1_macro"],
-        )
-    else:
-        out["medium_balanced_accuracy"] = out["medium_f1_macro"] = nan
+    w = np.ones(len(pred.top_true)) if weights is None else np.asarray(weights, dtype=np.float64)
+    n_classes = {"top": n_top, "medium": n_medium}
+    out: dict[str, float] = {}
+    for head, (y_true, y_pred) in pred.single_label().items():
+        figures = None if y_pred is None else single_label_scores(y_true, y_pred, n_classes[head], w)
+        for name in SINGLE_LABEL_FIGURES[head]:
+            out[f"{head}_{name}"] = float("nan") if figures is None else figures[name]
+        if head == RECALL_HEAD:
+            for c in recall_of:
+                out[f"recall_{c}"] = float(figures["recall"][c])
     for name, values in (("all_jaccard", pred._jaccard), ("all_lrap", pred._lrap)):
         if values is None:
-            out[name] = nan
+            out[name] = float("nan")
             continue
         wl = w * pred._labelled
-        out[name] = float(np.dot(wl, values) / wl.sum()) if wl.sum() > 0 else nan
+        out[name] = float(np.dot(wl, values) / wl.sum()) if wl.sum() > 0 else float("nan")
     return out
 
 

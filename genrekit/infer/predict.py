@@ -10,7 +10,6 @@ so an interrupted folder run keeps its work and a rerun with the same output ski
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -22,18 +21,17 @@ import numpy as np
 
 from genrekit.cli import resolved
 from genrekit.errors import AudioDecodeError, GenrekitError, ModelError
-from genrekit.evaluate.thresholds import decide
 from genrekit.features.audio_files import Decoded, decode_file, decode_parallel, list_audio_files
 from genrekit.fileio import file_digest, read_json
-from genrekit.infer.output import RESULT_FORMAT, RESULT_VERSION, PartialLog, rounded, write_report
+from genrekit.infer.folder import ResultLog, folder_report, in_order, summary
+from genrekit.infer.output import RESULT_FORMAT, RESULT_VERSION, write_report
+from genrekit.infer.result import FileResults
 from genrekit.models.io import load_model
 from genrekit.settings import default_value
 from genrekit.train.run_config import check_model, load_training_config
 from genrekit.workers import native_stderr_to, reason_of
 
 log = logging.getLogger(__name__)
-
-LEVEL_KEYS = {"top": "top_genre", "medium": "medium_genre"}
 
 
 # --- Model and config -----------------------------------------------------------------------------
@@ -158,14 +156,13 @@ class MusicGenreInference:
         )
         self.threshold = threshold_value(self.thresholds)
         self.include_top = values.get("threshold") is None and include_top_of(self.training_config)
-        self._top_columns = top_columns(self.vocabs["top"].genre_ids, self.vocabs["all"].genre_ids)
+        self.top_columns = top_columns(self.vocabs["top"].genre_ids, self.vocabs["all"].genre_ids)
         self.top_k = self.settings.top_k
         self.segment_hop = self.settings.inference_segment_hop
         self.batch_size = self.settings.inference_batch_size
         self.workers = self.settings.num_workers
         self.model = load_model(self.model_path)
         check_model(self.model, self.training_config, self.model_path, self.config_path)
-        self._top_index = self.vocabs["top"].index
         # What native decoders (mpg123) print on stderr is dropped in every mode; True shows it.
         self.decoder_messages = False
         log.debug("model %s, config %s, settings %s", self.model_path, self.config_path, self.run_settings())
@@ -214,105 +211,10 @@ class MusicGenreInference:
                 out[level].append(np.asarray(pred[level], dtype=np.float64))
         return {level: np.concatenate(parts) for level, parts in out.items()}
 
-    def _head_result(self, level: str, probs: np.ndarray) -> dict[str, Any]:
-        from genrekit.evaluate.aggregate import average_confidence, voting
-
-        vocab = self.vocabs[level]
-        vote = voting(probs, vocab.names).to_dict()
-        avg = average_confidence(probs, vocab.names, self.top_k).to_dict()
-        for part in (vote, avg):
-            part["genre_id"] = vocab.genre_ids[part["index"]]
-            part["path"] = vocab.paths[part["index"]]
-        vote["share"] = rounded(vote["share"])
-        avg["confidence"] = rounded(avg["confidence"])
-        avg["top_k"] = [{"genre": t["genre"], "probability": rounded(t["probability"])} for t in avg["top_k"]]
-        return {"voting": vote, "average_confidence": avg}
-
     def build_result(self, decoded: Decoded, probs: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """The result of one file (schema: ``docs/inference_schema.md``) from its segments' probabilities."""
-        from genrekit.evaluate.aggregate import multilabel_average
-
-        for level, p in probs.items():
-            if not np.all(np.isfinite(p)):
-                raise ModelError(f"the model gave non-finite {level} probabilities")
-        top = self._head_result("top", probs["top"])
-        has_medium = "medium" in self.heads
-        medium = self._head_result("medium", probs["medium"]) if has_medium else None
-        vocab_all = self.vocabs["all"]
-        always = ()
-        if self.include_top and self._top_columns[top["average_confidence"]["index"]] >= 0:
-            always = (int(self._top_columns[top["average_confidence"]["index"]]),)
-        multi = multilabel_average(probs["all"], vocab_all.names, self.thresholds, always)
-        by_name = {name: i for i, name in enumerate(vocab_all.names)}
-        labels = [
-            {
-                "genre": name,
-                "probability": rounded(p),
-                "genre_id": vocab_all.genre_ids[by_name[name]],
-                "path": vocab_all.paths[by_name[name]],
-            }
-            for name, p in multi.labels
-        ]
-        top_avg = top["average_confidence"]
-        segments = []
-        top_names, medium_names = self.vocabs["top"].names, self.vocabs["medium"].names
-        segment_all = decide(
-            probs["all"],
-            self.thresholds,
-            np.argmax(probs["top"], axis=1) if self.include_top else None,
-            self._top_columns,
-        )
-        for i, start in enumerate(decoded.info["segment_starts"]):
-            t = int(np.argmax(probs["top"][i]))
-            segment_medium = None
-            if has_medium:
-                m = int(np.argmax(probs["medium"][i]))
-                segment_medium = {"name": medium_names[m], "probability": rounded(probs["medium"][i, m])}
-            segments.append(
-                {
-                    "index": i,
-                    "start_seconds": start,
-                    "top_genre": {"name": top_names[t], "probability": rounded(probs["top"][i, t])},
-                    "medium_genre": segment_medium,
-                    "all_genres": [vocab_all.names[j] for j in np.flatnonzero(segment_all[i])],
-                }
-            )
-        info = decoded.info
-        return {
-            "file": str(resolved(decoded.path)),
-            "duration_seconds": info["duration_seconds"],
-            "sample_rate": info["sample_rate"],
-            "channels": info["channels"],
-            "segment_mode": info["segment_mode"],
-            "num_segments": len(segments),
-            "warnings": list(info["warnings"]),
-            "segment_predictions": segments,
-            "aggregated_results": {
-                "top_genre": top,
-                "medium_genre": medium,
-                "all_genres": {"threshold": self.threshold, "labels": labels},
-            },
-            "hierarchy": self._hierarchy(top_avg, medium["average_confidence"] if has_medium else None),
-        }
-
-    def _hierarchy(self, top_avg: Mapping[str, Any], medium_avg: Mapping[str, Any] | None) -> dict[str, Any]:
-        """Whether the medium genre lies under the top genre; all None without a medium head."""
-        if medium_avg is None:
-            return {
-                "top_genre": top_avg["name"],
-                "medium_genre": None,
-                "medium_path": None,
-                "medium_root": None,
-                "consistent": None,
-            }
-        medium_root = self.vocabs["medium"].root_ids[medium_avg["index"]]
-        return {
-            "top_genre": top_avg["name"],
-            "medium_genre": medium_avg["name"],
-            "medium_path": medium_avg["path"],
-            "medium_root": medium_avg["path"].split(" > ")[0],
-            "consistent": bool(medium_root == top_avg["genre_id"]),
-        }
+        rules = FileResults.of(self)  # as the attributes are now (a changed top_k takes effect)
+        return rules.build(str(resolved(decoded.path)), decoded.info, probs)
 
     def _predict_group(self, group: list[Decoded]) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
         probs = self.predict_segments(np.concatenate([d.segments for d in group]))
@@ -458,16 +360,9 @@ class MusicGenreInference:
             other = [p for p in other if resolved(p) not in ours]
         items = [(p.relative_to(folder).as_posix(), str(p)) for p in audio]
         fingerprint = self.fingerprint()
-        partial = None
-        previous: dict[str, dict[str, Any]] = {}
-        if output is not None:
-            output = Path(output)
-            previous = self._previous_report(output, fingerprint)
-            partial = PartialLog(output.with_name(output.name + ".partial.jsonl"), fingerprint)
-            previous.update(partial.read())
-            partial.open()
+        done = ResultLog(None if output is None else Path(output), fingerprint)
         wanted = {key for key, _ in items}
-        previous = {k: v for k, v in previous.items() if k in wanted}
+        previous = {k: v for k, v in done.done().items() if k in wanted}
         todo = [(k, p) for k, p in items if k not in previous]
         log.info(
             "%d audio file(s) in %s (%d to do, %d done before), %d other file(s) skipped",
@@ -477,97 +372,43 @@ class MusicGenreInference:
             len(previous),
             len(other),
         )
-        batch: list[dict[str, Any]] = []
-
-        def on_result(key: str, result: dict[str, Any] | None, error: str | None) -> None:
-            entry = {"key": key, "result": result} if error is None else {"key": key, "error": error}
-            batch.append(entry)
-            # One fsync per handful of files, not per file: cheap, and little is ever lost.
-            if len(batch) >= 8 or time.perf_counter() - last_sync[0] > 1.0:
-                flush()
-
-        last_sync = [time.perf_counter()]
-
-        def flush() -> None:
-            if partial is not None and batch:
-                partial.append(batch)
-            batch.clear()
-            last_sync[0] = time.perf_counter()
-
         work_started = time.perf_counter()
         try:
-            new_results, new_errors = self.predict_files(todo, workers, on_result, progress)
+            new_results, new_errors = self.predict_files(todo, workers, done.add, progress)
         finally:
-            flush()
-            if partial is not None:
-                partial.close()
+            done.close()
         work_seconds = time.perf_counter() - work_started
-        results, errors = {}, {}
-        for key, _ in items:  # the folder's order, whatever the order files finished in
-            if key in new_results:
-                results[key] = new_results[key]
-            elif key in new_errors:
-                errors[key] = new_errors[key]
-            elif key in previous:
-                entry = previous[key]
-                if entry.get("error") is not None:
-                    errors[key] = entry["error"]
-                else:
-                    results[key] = entry["result"]
-        done_now = len(new_results) + len(new_errors)
-        top_counts: dict[str, int] = {}
-        for res in results.values():
-            name = res["aggregated_results"]["top_genre"]["average_confidence"]["name"]
-            top_counts[name] = top_counts.get(name, 0) + 1
-        summary = {
-            "files_found": len(audio) + len(other),
-            "audio_files": len(items),
-            "processed": len(results),
-            "failed": len(errors),
-            "skipped_non_audio": len(other),
-            "resumed": len(previous),
-            "with_warnings": sum(1 for r in results.values() if r["warnings"]),
-            "segments": sum(r["num_segments"] for r in results.values()),
-            "seconds": round(time.perf_counter() - started, 3),
-            "files_per_second": round(done_now / work_seconds, 3) if done_now and work_seconds > 0 else 0.0,
-            "top_genre_counts": dict(sorted(top_counts.items(), key=lambda kv: (-kv[1], kv[0]))),
-        }
-        report = {
-            "format": RESULT_FORMAT,
-            "version": RESULT_VERSION,
-            "run": {
-                "folder": str(resolved(folder)),
-                "recursive": recursive,
-                "model": str(self.model_path),
-                "config": str(self.config_path),
-                "settings": self.run_settings(),
-                "fingerprint": fingerprint,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            },
-            "results": results,
-            "errors": errors,
-            "skipped": [p.relative_to(folder).as_posix() for p in other],
-            "summary": summary,
-        }
+        # The folder's order, whatever the order files finished in.
+        results, errors = in_order((key for key, _ in items), new_results, new_errors, previous)
+        counts = summary(
+            results,
+            errors,
+            files_found=len(audio) + len(other),
+            skipped_non_audio=len(other),
+            resumed=len(previous),
+            seconds=time.perf_counter() - started,
+            done_now=len(new_results) + len(new_errors),
+            work_seconds=work_seconds,
+        )
+        run = self._run_info({"folder": str(resolved(folder)), "recursive": recursive}, fingerprint)
+        report = folder_report(
+            run, results, errors, [p.relative_to(folder).as_posix() for p in other], counts
+        )
         if output is not None:
             write_report(report, output)
-            partial.path.unlink(missing_ok=True)
+            done.remove()
         return report
 
-    @staticmethod
-    def _previous_report(output: Path, fingerprint: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        """Entries of a finished JSON report at ``output`` made with the same model and settings."""
-        if output.suffix.lower() == ".csv" or not output.is_file():
-            return {}
-        try:
-            old = json.loads(output.read_text(encoding="utf-8"))
-            if old.get("run", {}).get("fingerprint") != fingerprint:
-                return {}
-            entries = {k: {"key": k, "result": v} for k, v in old["results"].items()}
-            entries.update({k: {"key": k, "error": v} for k, v in old["errors"].items()})
-            return entries
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError):
-            return {}
+    def _run_info(self, where: Mapping[str, Any], fingerprint: dict[str, Any]) -> dict[str, Any]:
+        """The ``run`` section of a report: what was predicted (``where``), with which model and settings."""
+        return {
+            **where,
+            "model": str(self.model_path),
+            "config": str(self.config_path),
+            "settings": self.run_settings(),
+            "fingerprint": fingerprint,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
 
     def predict_one_report(self, path: str | os.PathLike) -> dict[str, Any]:
         """A report of the folder schema for one file (``--file`` with ``--output``)."""
@@ -579,37 +420,18 @@ class MusicGenreInference:
         except AudioDecodeError as exc:
             errors[path.name] = reason_of(exc, str(path))
         seconds = time.perf_counter() - started
-        res = results.get(path.name)
-        return {
-            "format": RESULT_FORMAT,
-            "version": RESULT_VERSION,
-            "run": {
-                "file": str(resolved(path)),
-                "model": str(self.model_path),
-                "config": str(self.config_path),
-                "settings": self.run_settings(),
-                "fingerprint": self.fingerprint(),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            },
-            "results": results,
-            "errors": errors,
-            "skipped": [],
-            "summary": {
-                "files_found": 1,
-                "audio_files": 1,
-                "processed": len(results),
-                "failed": len(errors),
-                "skipped_non_audio": 0,
-                "resumed": 0,
-                "with_warnings": int(bool(res and res["warnings"])),
-                "segments": res["num_segments"] if res else 0,
-                "seconds": round(seconds, 3),
-                "files_per_second": round(1 / seconds, 3) if seconds > 0 else 0.0,
-                "top_genre_counts": (
-                    {res["aggregated_results"]["top_genre"]["average_confidence"]["name"]: 1} if res else {}
-                ),
-            },
-        }
+        counts = summary(
+            results,
+            errors,
+            files_found=1,
+            skipped_non_audio=0,
+            resumed=0,
+            seconds=seconds,
+            done_now=1,
+            work_seconds=seconds,
+        )
+        run = self._run_info({"file": str(resolved(path))}, self.fingerprint())
+        return folder_report(run, results, errors, [], counts)
 
 
 def default_model_path() -> str:
