@@ -1,4 +1,4 @@
-"""What every script shares: its argument parser, error handling, logging set-up and path checks.
+"""What every script shares: its argument parser, error handling and logging set-up.
 
 A script's ``main(argv)`` is wrapped with :func:`script_main`, so any
 :class:`~genrekit.errors.GenrekitError`, and any path the operating system refuses (a symlink loop,
@@ -16,7 +16,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from genrekit.errors import DatasetError, GenrekitError
+from genrekit.errors import GenrekitError
+
+# The path checks live in genrekit.paths (the library uses them too); the scripts import them here.
+from genrekit.paths import SETUP_HINTS, check_output_file, not_a_file, require_dir, resolved  # noqa: F401
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -74,38 +77,6 @@ def path_error(exc: BaseException) -> str | None:
     return None
 
 
-def resolved(path: str | os.PathLike) -> Path:
-    """``path`` made absolute and resolved as far as possible; never raises (a symlink loop or a
-    dangling link is kept as written, made absolute), for reports that name a file."""
-    try:
-        return Path(path).resolve()
-    except (OSError, RuntimeError):
-        return Path(os.path.abspath(path))
-
-
-def not_a_file(path: str | os.PathLike) -> str:
-    """Why ``path`` is not a readable file, in a few words ("not found", "is a folder"...)."""
-    path = Path(path)
-    if path.is_dir():
-        return "is a folder, not a file"
-    if os.path.lexists(path) and not path.exists():
-        return "is a link that cannot be resolved (dangling or a symlink loop)"
-    if path.exists():
-        return "is not a regular file"
-    return "not found"
-
-
-def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
-    """``path`` if a file can be written there; else one clear DatasetError (before any work)."""
-    path = Path(path)
-    if path.is_dir() or (os.path.lexists(path) and not path.exists()):
-        raise DatasetError(f"{what} {path} {not_a_file(path)}; give a file name")
-    parent = path.parent
-    if parent.exists() and not parent.is_dir():
-        raise DatasetError(f"{what} {path}: {parent} is not a folder")
-    return path
-
-
 def quiet_tensorflow() -> None:
     """Keep TensorFlow's C++ start-up messages (oneDNN, CUDA probing) off the console.
 
@@ -149,29 +120,6 @@ def setup_logging(run_dir: str | Path | None = None, verbose: bool = False) -> N
         root.addHandler(logfile)
     for noisy in ("matplotlib", "PIL", "numba", "urllib3", "h5py", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-# Which command creates a configured path when it is missing.
-SETUP_HINTS = {
-    "metadata": "python setup_fma_dataset.py --subset metadata --symlinks",
-    "audio": "python setup_fma_dataset.py --subset fma_large --symlinks",
-    "demo": "python setup_fma_dataset.py --subset demo",
-}
-
-
-def require_dir(path: str | Path, what: str, hint: str | None = None) -> Path:
-    """Return ``path`` if it is a folder, else raise DatasetError saying how to create it."""
-    path = Path(path)
-    if path.is_dir():
-        return path
-    fix = f"; create it with: {hint}" if hint else ""
-    if path.exists():
-        state = "is not a folder"
-    elif os.path.lexists(path):
-        state = "is a link that cannot be resolved (dangling or a symlink loop)"
-    else:
-        state = "does not exist"
-    raise DatasetError(f"{what} folder {path} {state}{fix}")
 
 
 def script_parser(doc: str, *, description: str | None = None) -> argparse.ArgumentParser:
