@@ -1,4 +1,8 @@
-"""What every script shares: its argument parser, error handling and logging set-up.
+"""What every script shares: its argument parser, its settings, error handling and logging set-up.
+
+A script reads the repository's ``config.py`` itself (``import config``) and passes it to
+:func:`config_values`; the settings of a run are then the package defaults < config.py < the
+``--config`` JSON file < flags (:func:`settings_from_args`). The library never imports this module.
 
 A script's ``main(argv)`` is wrapped with :func:`script_main`, so any
 :class:`~genrekit.errors.GenrekitError`, and any path the operating system refuses (a symlink loop,
@@ -13,13 +17,16 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from genrekit.errors import GenrekitError
 
 # The path checks live in genrekit.paths (the library uses them too); the scripts import them here.
-from genrekit.paths import SETUP_HINTS, check_output_file, not_a_file, require_dir, resolved  # noqa: F401
+from genrekit.paths import SETUP_HINTS, check_output_file, not_a_file, require_dir, resolved
+from genrekit.settings import Settings, checked_settings, default_value
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -149,3 +156,92 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, default: str | Non
     metadata, audio = ("config.py METADATA_DIR", "config.py AUDIO_DIR") if default is None else (default,) * 2
     parser.add_argument("--metadata", help=f"folder with tracks.csv and genres.csv ({metadata})")
     parser.add_argument("--audio", help=f"folder with NNN/NNNNNN.mp3 ({audio})")
+
+
+def config_values(module: ModuleType) -> dict[str, Any]:
+    """The settings a config module sets: its UPPER_CASE names in lower case, checked.
+
+    ``module`` is the repository's ``config.py`` as the script imported it. Names that start with
+    ``_`` are the file's own helpers and are skipped.
+
+    Raises
+    ------
+    ConfigError
+        For a name that is not a setting or a value of the wrong type, naming the file and the key.
+    """
+    values = {
+        name.lower(): value
+        for name, value in vars(module).items()
+        if name.isupper() and not name.startswith("_")
+    }
+    return checked_settings(values, Path(getattr(module, "__file__", None) or f"{module.__name__}.py").name)
+
+
+def config_settings(module: ModuleType) -> Settings:
+    """The package defaults with ``module``'s settings on top (:func:`config_values`): what a
+    script's defaults are before ``--config`` and flags."""
+    return Settings.build(base=config_values(module))
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--config`` flag every script takes."""
+    parser.add_argument(
+        "--config",
+        metavar="JSON",
+        help="JSON config file overriding config.py (e.g. examples/example_config.json)",
+    )
+
+
+def add_setting_arguments(
+    parser: argparse.ArgumentParser,
+    keys: Iterable[str],
+    aliases: Mapping[str, Sequence[str]] | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> None:
+    """Add one ``--key`` flag per setting, defaulting to None so only given flags override.
+
+    Booleans get ``--key`` / ``--no-key``. ``aliases`` adds other names for a flag, e.g.
+    ``{"num_epochs": ["--epochs"]}``. ``base`` (config.py's values, :func:`config_values`) gives
+    the defaults the help shows; else the package's.
+    """
+    aliases, base = aliases or {}, base or {}
+    for key in keys:
+        default = base[key] if key in base else default_value(key)
+        kind = type(default_value(key))
+        help_text = f"default {default!r} (config.py {key.upper()})"
+        names = [*aliases.get(key, ()), f"--{key}"]
+        if kind is bool:
+            parser.add_argument(
+                *names, dest=key, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        else:
+            parser.add_argument(
+                *names, dest=key, type=kind, default=None, metavar=key.upper(), help=help_text
+            )
+
+
+def settings_from_args(args: argparse.Namespace, base: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from ``base`` (config.py's values), ``args.config`` and every setting flag in ``args``."""
+    overrides = {key: value for key, value in vars(args).items() if key in Settings.__dataclass_fields__}
+    return Settings.build(getattr(args, "config", None), overrides, base=base)
+
+
+__all__ = [
+    "SETUP_HINTS",
+    "add_config_argument",
+    "add_dataset_arguments",
+    "add_setting_arguments",
+    "check_output_file",
+    "config_settings",
+    "config_values",
+    "not_a_file",
+    "path_error",
+    "quiet_tensorflow",
+    "require_dir",
+    "resolved",
+    "script_main",
+    "script_parser",
+    "settings_from_args",
+    "setup_logging",
+    "teardown_logging",
+]
