@@ -47,9 +47,8 @@ def test_precedence_defaults_then_config_py_then_json_then_flags(tmp_path):
     assert base == {"batch_size": 48, "seed": 7, "num_epochs": 3}
     s = Settings.build(path, {"batch_size": 16, "learning_rate": None}, base=base)
     assert s.batch_size == 16  # flag wins
-    assert (
-        s.learning_rate == 0.001 and s.seed == 8
-    )  # JSON wins over config.py; a flag not given changes nothing
+    # JSON wins over config.py; a flag not given changes nothing
+    assert s.learning_rate == 0.001 and s.seed == 8
     assert s.num_epochs == 3  # config.py wins over the package default
     assert s.patience == default_value("patience")
     args = types.SimpleNamespace(config=str(path), batch_size=None, output_dir="runs/x", verbose=True)
@@ -79,10 +78,8 @@ def test_impossible_values_are_refused_however_settings_are_made():
         Settings(batch_size=0)
     with pytest.raises(ConfigError, match="'batch_size' must be > 0"):
         Settings.build(base={"batch_size": 0})
-    assert (
-        Settings(learning_rate=1).learning_rate == 1.0
-        and type(Settings(learning_rate=1).learning_rate) is float
-    )
+    rate = Settings(learning_rate=1).learning_rate
+    assert rate == 1.0 and type(rate) is float  # an integer for a float setting is made a float
 
 
 def test_training_config_settings_section_is_read(tmp_path):
