@@ -18,11 +18,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
-from genrekit.cli import check_output_file, script_main, setup_logging
+import config
+from genrekit.cli import (
+    add_setting_arguments,
+    check_output_file,
+    config_settings,
+    config_values,
+    script_main,
+    setup_logging,
+)
 from genrekit.errors import AudioDecodeError, ConfigError
-from genrekit.settings import add_setting_arguments
 
 log = logging.getLogger("balanced_inference")
 
@@ -55,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser,
         ["top_k", "threshold", "workers", "inference_batch_size", "inference_segment_hop"],
         aliases={"inference_batch_size": ["--batch_size"], "inference_segment_hop": ["--segment_hop"]},
+        base=config_values(config),
     )
     parser.add_argument(
         "--tags",
@@ -75,17 +84,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose)
     from genrekit.infer.output import format_summary, format_table, write_report
-    from genrekit.infer.predict import MusicGenreInference, default_model_path
+    from genrekit.infer.predict import MusicGenreInference
 
     overrides = {
         key: getattr(args, key)
         for key in ("top_k", "threshold", "workers", "inference_batch_size", "inference_segment_hop")
     }
+    defaults = config_settings(config)
+    if overrides["workers"] is None:  # this machine's worker count, not the training machine's
+        overrides["workers"] = defaults.workers
     if args.tags and not args.file:
         raise ConfigError("--tags needs --file (one audio file)")
     if args.output:
         check_output_file(args.output)
-    inference = MusicGenreInference(args.model or default_model_path(), args.config, **overrides)
+    model = args.model or os.path.join(defaults.output_dir, defaults.model_filename)
+    inference = MusicGenreInference(model, args.config, **overrides)
     inference.decoder_messages = args.verbose  # libmpg123's notes, in every mode alike
     if args.file:
         report = inference.predict_one_report(args.file)

@@ -20,11 +20,20 @@ import argparse
 import logging
 import sys
 
-from genrekit.cli import add_dataset_arguments, script_main, script_parser, setup_logging
+import config
+from genrekit.cli import (
+    add_config_argument,
+    add_dataset_arguments,
+    add_setting_arguments,
+    config_values,
+    script_main,
+    script_parser,
+    settings_from_args,
+    setup_logging,
+)
 from genrekit.device import worker_role
 from genrekit.errors import ConfigError
 from genrekit.features.cache import parse_shard
-from genrekit.settings import add_config_argument, add_setting_arguments, settings_from_args
 from genrekit.train.run import BalancedGenreProcessor, BalancedHierarchicalModel, train
 
 __all__ = ["BalancedGenreProcessor", "BalancedHierarchicalModel", "main", "build_parser"]
@@ -98,14 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--verbose", action="store_true", help="DEBUG messages on the console")
     add_config_argument(parser)
-    add_setting_arguments(parser, SETTING_FLAGS, ALIASES)
+    add_setting_arguments(parser, SETTING_FLAGS, ALIASES, config_values(config))
     return parser
 
 
 @script_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, config_values(config))
     shard = parse_shard(args.shard) if args.shard else None
     if shard is not None and not args.extract_only:
         raise ConfigError("--shard works with --extract_only (train on the merged cache afterwards)")
@@ -121,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         log.info("feature cache ready: %s (%d tracks with features)", cache.cache_dir, len(cache))
         return 0
 
-    config = train(
+    result = train(
         settings, output_dir, args.metadata, args.audio, logical_cpus=args.logical_cpus, retrain=args.retrain
     )
-    history = config["history"]
+    history = result["history"]
     best, monitor = history["best"], history.get("monitor", "val_top_balanced_accuracy")
     print(
         f"done: {history['epochs_run']} epochs; best validation {monitor} {best.get(monitor, float('nan')):.3f} "

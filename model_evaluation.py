@@ -23,8 +23,8 @@ import argparse
 import logging
 import sys
 
-import config as defaults
-from genrekit.cli import add_dataset_arguments, script_main, script_parser, setup_logging
+import config
+from genrekit.cli import add_dataset_arguments, config_settings, script_main, script_parser, setup_logging
 from genrekit.settings import SPLITS, SUBSETS
 
 log = logging.getLogger("model_evaluation")
@@ -33,19 +33,20 @@ WORKERS_HELP = "processes decoding audio missing from the feature cache (default
 
 
 def build_parser() -> argparse.ArgumentParser:
+    defaults = config_settings(config)
     parser = script_parser(__doc__)
     parser.add_argument(
         "--model",
-        default=f"{defaults.OUTPUT_DIR}/{defaults.MODEL_FILENAME}",
+        default=f"{defaults.output_dir}/{defaults.model_filename}",
         help="the trained model (default %(default)s)",
     )
     parser.add_argument(
         "--config",
-        help=f"its training config (default: {defaults.TRAINING_CONFIG_FILENAME} next to the model)",
+        help=f"its training config (default: {defaults.training_config_filename} next to the model)",
     )
     add_dataset_arguments(parser, default="default: the training's")
     parser.add_argument(
-        "--split", default=defaults.SPLIT, choices=SPLITS, help="FMA split to evaluate (default %(default)s)"
+        "--split", default=defaults.split, choices=SPLITS, help="FMA split to evaluate (default %(default)s)"
     )
     parser.add_argument(
         "--subset", choices=SUBSETS, help="FMA subset (default: the one the model was trained on)"
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         args.split,
         output_dir,
         args.subset,
-        workers=args.workers,
+        workers=config_settings(config).workers if args.workers is None else args.workers,
         plots=not args.no_plots,
     )
     print(format_headline(results))

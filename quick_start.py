@@ -23,9 +23,17 @@ import time
 from pathlib import Path
 
 import config
-from genrekit.cli import SETUP_HINTS, script_main, script_parser, setup_logging
+from genrekit.cli import (
+    SETUP_HINTS,
+    add_config_argument,
+    config_settings,
+    config_values,
+    script_main,
+    script_parser,
+    setup_logging,
+)
 from genrekit.errors import ConfigError, DatasetError
-from genrekit.settings import Settings, add_config_argument
+from genrekit.settings import Settings
 
 log = logging.getLogger("quick_start")
 
@@ -57,6 +65,7 @@ SMALLEST = {"demo_tracks": 60, "demo_clip_seconds": 2.0, "width_factor": 0.0625,
 
 
 def build_parser() -> argparse.ArgumentParser:
+    defaults = config_settings(config)
     parser = script_parser(
         __doc__,
         description="Run the whole pipeline: setup, inspection, features, training, evaluation, inference.",
@@ -77,13 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output_dir", default="runs/quick_start", help="run folder (default runs/quick_start)"
     )
-    parser.add_argument("--cache_dir", help=f"feature cache root (default {config.CACHE_DIR})")
+    parser.add_argument("--cache_dir", help=f"feature cache root (default {defaults.cache_dir})")
     parser.add_argument(
-        "--demo_dir", default=config.DEMO_DIR, help=f"demo dataset folder (default {config.DEMO_DIR})"
+        "--demo_dir", default=defaults.demo_dir, help=f"demo dataset folder (default {defaults.demo_dir})"
     )
-    parser.add_argument("--demo_tracks", type=int, help=f"demo tracks (default {config.DEMO_TRACKS})")
+    parser.add_argument("--demo_tracks", type=int, help=f"demo tracks (default {defaults.demo_tracks})")
     parser.add_argument(
-        "--demo_seconds", type=float, help=f"demo clip length (default {config.DEMO_CLIP_SECONDS})"
+        "--demo_seconds", type=float, help=f"demo clip length (default {defaults.demo_clip_seconds})"
     )
     parser.add_argument(
         "--width_factor", type=float, help="model width (default 0.125 on demo data, config.py on real)"
@@ -113,6 +122,8 @@ def header(number: int, title: str) -> None:
 
 def resolve(args: argparse.Namespace) -> tuple[Settings, dict]:
     """The run's settings and the paths of the dataset."""
+    base = config_values(config)
+    defaults = Settings.build(base=base)
     overrides: dict = {}
     if args.dataset:  # the demo's small model and recipe on the user's own music
         overrides.update(DEMO_OVERRIDES)
@@ -124,9 +135,9 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict]:
         if args.smallest:
             overrides.update(SMALLEST)
         demo = Path(args.demo_dir)
-        overrides["demo_tracks"] = args.demo_tracks or overrides.get("demo_tracks", config.DEMO_TRACKS)
+        overrides["demo_tracks"] = args.demo_tracks or overrides.get("demo_tracks", defaults.demo_tracks)
         overrides["demo_clip_seconds"] = args.demo_seconds or overrides.get(
-            "demo_clip_seconds", config.DEMO_CLIP_SECONDS
+            "demo_clip_seconds", defaults.demo_clip_seconds
         )
         overrides["duration"] = overrides["demo_clip_seconds"]  # features cover the whole demo clip
         overrides["num_segments"] = max(1, round(overrides["duration"] * DEMO_SEGMENTS_PER_SECOND))
@@ -143,7 +154,7 @@ def resolve(args: argparse.Namespace) -> tuple[Settings, dict]:
     overrides["output_dir"] = args.output_dir
     if args.cache_dir:
         overrides["cache_dir"] = args.cache_dir
-    settings = Settings.build(args.config, overrides)
+    settings = Settings.build(args.config, overrides, base=base)
     return settings, {"metadata": Path(settings.metadata_dir), "audio": Path(settings.audio_dir)}
 
 

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 import config
-from genrekit.cli import script_main, script_parser, setup_logging
+from genrekit.cli import config_settings, script_main, script_parser, setup_logging
 from genrekit.errors import ConfigError
 
 log = logging.getLogger("setup_fma_dataset")
@@ -37,6 +37,7 @@ CHOICES = ("metadata", "fma_small", "fma_medium", "fma_large", "fma_full", "all"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    defaults = config_settings(config)
     parser = script_parser(__doc__)
     parser.add_argument(
         "--subset",
@@ -48,13 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--demo_tracks",
         type=int,
-        default=config.DEMO_TRACKS,
+        default=defaults.demo_tracks,
         help="--subset demo: tracks (default: %(default)s)",
     )
     parser.add_argument(
         "--demo_seconds",
         type=float,
-        default=config.DEMO_CLIP_SECONDS,
+        default=defaults.demo_clip_seconds,
         help="--subset demo: clip length in seconds (default: %(default)s; FMA's are 30)",
     )
     parser.add_argument(
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--data_dir",
-        default=config.DATA_DIR,
+        default=defaults.data_dir,
         help="where archives and extracted files go (default: %(default)s)",
     )
     parser.add_argument(
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--symlinks",
         action="store_true",
-        help=f"point the default folders ({config.METADATA_DIR}, {config.AUDIO_DIR}) at what was extracted",
+        help=f"point the default folders ({defaults.metadata_dir}, {defaults.audio_dir}) at what was extracted",
     )
     parser.add_argument("--analyze", action="store_true", help="run fma_inspector.py on the result when done")
     parser.add_argument(
@@ -121,6 +122,7 @@ def _parse_sha1(values: list[str]) -> dict[str, str]:
 @script_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    defaults = config_settings(config)
     if args.retries < 0:
         raise ConfigError(f"--retries {args.retries} must be >= 0")
     setup_logging(None, args.verbose)
@@ -156,17 +158,17 @@ def main(argv: list[str] | None = None) -> int:
             audio_dir = result.folder
 
     if args.symlinks:
-        for line in download.link_default_layout(data_dir, config.METADATA_DIR, config.AUDIO_DIR):
+        for line in download.link_default_layout(data_dir, defaults.metadata_dir, defaults.audio_dir):
             print(line)
         # Name the folders by their default paths when the links now lead there.
-        if metadata_dir is not None and Path(config.METADATA_DIR).resolve() == metadata_dir.resolve():
-            metadata_dir = Path(config.METADATA_DIR)
-        if audio_dir is not None and Path(config.AUDIO_DIR).resolve() == audio_dir.resolve():
-            audio_dir = Path(config.AUDIO_DIR)
-    if metadata_dir is None and Path(config.METADATA_DIR).is_dir():
-        metadata_dir = Path(config.METADATA_DIR)
-    if audio_dir is None and Path(config.AUDIO_DIR).is_dir():
-        audio_dir = Path(config.AUDIO_DIR)
+        if metadata_dir is not None and Path(defaults.metadata_dir).resolve() == metadata_dir.resolve():
+            metadata_dir = Path(defaults.metadata_dir)
+        if audio_dir is not None and Path(defaults.audio_dir).resolve() == audio_dir.resolve():
+            audio_dir = Path(defaults.audio_dir)
+    if metadata_dir is None and Path(defaults.metadata_dir).is_dir():
+        metadata_dir = Path(defaults.metadata_dir)
+    if audio_dir is None and Path(defaults.audio_dir).is_dir():
+        audio_dir = Path(defaults.audio_dir)
     flags = _flags(metadata_dir, audio_dir)
     if flags:
         print(f"use it with: python fma_inspector.py {flags}")

@@ -98,7 +98,6 @@ def make_folder(folder: Path, clips: int, distinct: int, workers: int) -> list[P
 
 def write_run(run_dir: Path, width: float, batch_size: int, workers: int) -> tuple[Path, Path]:
     """A random-weight model at ``width`` and a training config that matches it."""
-    import config
     from genrekit.features import frontends
     from genrekit.models.cnn import build_model
     from genrekit.settings import Settings
@@ -128,14 +127,14 @@ def write_run(run_dir: Path, width: float, batch_size: int, workers: int) -> tup
         "all": vocab("all", top + medium, [0] * N_TOP + roots, top + roots),
     }
     model = build_model(
-        config.INPUT_SHAPE,
+        settings.input_shape,
         num_top=N_TOP,
         num_medium=N_MEDIUM,
         num_all=N_ALL,
         width_factor=width,
         seed=0,
-        norm_mean=[-30.0] * config.N_MELS,
-        norm_std=[20.0] * config.N_MELS,
+        norm_mean=[-30.0] * settings.n_mels,
+        norm_std=[20.0] * settings.n_mels,
     )
     model_path = run_dir / "model.h5"
     model.save(model_path)
@@ -143,11 +142,11 @@ def write_run(run_dir: Path, width: float, batch_size: int, workers: int) -> tup
         "format": CONFIG_FORMAT,
         "version": CONFIG_VERSION,
         "model_file": model_path.name,
-        "input_shape": list(config.INPUT_SHAPE),
+        "input_shape": list(settings.input_shape),
         "settings": settings.to_dict(),
         "frontend": frontends.from_settings(settings).to_config(),
         "features": frontends.from_settings(settings).params(),
-        "normalization": {"mean": [-30.0] * config.N_MELS, "std": [20.0] * config.N_MELS},
+        "normalization": {"mean": [-30.0] * settings.n_mels, "std": [20.0] * settings.n_mels},
         "vocabularies": vocabs,
         "threshold": settings.threshold,
         "top_k": settings.top_k,

@@ -38,20 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
 
-    import config
     from genrekit.device import configure_device
     from genrekit.models.cnn import build_model, count_flops
+    from genrekit.settings import Settings
 
     summary = configure_device(mixed_precision=args.mixed_precision)
     print(f"device: {summary['gpus'] or 'CPU'}  policy: {summary['policy']}  backend: {summary['backend']}")
     model = build_model(
-        config.INPUT_SHAPE, num_top=16, num_medium=150, num_all=163, width_factor=args.width, seed=0
+        Settings().input_shape, num_top=16, num_medium=150, num_all=163, width_factor=args.width, seed=0
     )
     flops = count_flops(model)
     print(f"width {args.width}: {model.count_params():,} parameters, {flops / 1e9:.3f} GFLOP per segment")
 
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(args.segments, *config.INPUT_SHAPE)).astype(np.float32)
+    x = rng.normal(size=(args.segments, *Settings().input_shape)).astype(np.float32)
 
     def batched() -> None:
         for start in range(0, len(x), args.batch_size):

@@ -17,23 +17,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import config  # noqa: E402
+import config  # noqa: E402  (the repository's config.py: your settings)
+from genrekit.cli import config_settings  # noqa: E402
 from genrekit.infer.predict import MusicGenreInference  # noqa: E402
+
+DEFAULTS = config_settings(config)  # genrekit's defaults with config.py's values on top
 
 
 def build_parser() -> argparse.ArgumentParser:
     run = REPO / "runs" / "tutorial"
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(run / config.MODEL_FILENAME), help="trained model")
+    parser.add_argument("--model", default=str(run / DEFAULTS.model_filename), help="trained model")
     parser.add_argument("--config", default=None, help="training config (default: next to the model)")
-    parser.add_argument("--folder", default=str(REPO / config.DEMO_AUDIO_DIR), help="music folder")
+    parser.add_argument("--folder", default=str(REPO / DEFAULTS.demo_audio_dir), help="music folder")
     parser.add_argument("--limit", type=int, default=10, help="files to show")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    config_path = args.config or str(Path(args.model).with_name(config.TRAINING_CONFIG_FILENAME))
+    config_path = args.config or str(Path(args.model).with_name(DEFAULTS.training_config_filename))
 
     inference = MusicGenreInference(model_path=args.model, config_path=config_path)
     results = inference.batch_predict(args.folder, recursive=True)

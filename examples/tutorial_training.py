@@ -18,17 +18,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from anywhere: the toolkit lives one folder up
 
-import config  # noqa: E402
+import config  # noqa: E402  (the repository's config.py: your settings)
+from genrekit.cli import config_values  # noqa: E402
 from genrekit.settings import Settings  # noqa: E402
 from genrekit.train.run import BalancedGenreProcessor, BalancedHierarchicalModel, train  # noqa: E402
+
+CONFIG = config_values(config)  # the settings config.py changes
+DEFAULTS = Settings.build(base=CONFIG)  # genrekit's defaults with them on top
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--metadata", default=str(REPO / config.DEMO_METADATA_DIR), help="FMA metadata folder"
+        "--metadata", default=str(REPO / DEFAULTS.demo_metadata_dir), help="FMA metadata folder"
     )
-    parser.add_argument("--audio", default=str(REPO / config.DEMO_AUDIO_DIR), help="FMA audio folder")
+    parser.add_argument("--audio", default=str(REPO / DEFAULTS.demo_audio_dir), help="FMA audio folder")
     parser.add_argument("--output_dir", default=str(REPO / "runs" / "tutorial"), help="run folder")
     parser.add_argument("--cache_dir", default=None, help="feature cache root (default config.py CACHE_DIR)")
     parser.add_argument("--small", action="store_true", help="tiny model, 1 epoch, short demo clips")
@@ -37,14 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    demo_seconds = 2.0 if args.small else config.DEMO_CLIP_SECONDS
+    demo_seconds = 2.0 if args.small else DEFAULTS.demo_clip_seconds
     if not Path(args.metadata, "tracks.csv").is_file() and args.metadata == str(
-        REPO / config.DEMO_METADATA_DIR
+        REPO / DEFAULTS.demo_metadata_dir
     ):
         from genrekit.datasets.demo.writer import write_demo_dataset
 
-        tracks = 60 if args.small else config.DEMO_TRACKS
-        write_demo_dataset(REPO / config.DEMO_DIR, n_tracks=tracks, clip_seconds=demo_seconds)
+        tracks = 60 if args.small else DEFAULTS.demo_tracks
+        write_demo_dataset(REPO / DEFAULTS.demo_dir, n_tracks=tracks, clip_seconds=demo_seconds)
 
     settings = Settings.build(
         None,
@@ -59,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             "undersample_threshold": 150,
             **({"cache_dir": args.cache_dir} if args.cache_dir else {}),
         },
+        base=CONFIG,
     )
 
     # 1. Metadata to the three label levels (top, medium, all) and the training vocabularies.

@@ -1,4 +1,8 @@
-"""What every script shares: its argument parser, error handling, logging set-up and path checks.
+"""What every script shares: its argument parser, its settings, error handling and logging set-up.
+
+A script reads the repository's ``config.py`` itself (``import config``) and passes it to
+:func:`config_values`; the settings of a run are then the package defaults < config.py < the
+``--config`` JSON file < flags (:func:`settings_from_args`). The library never imports this module.
 
 A script's ``main(argv)`` is wrapped with :func:`script_main`, so any
 :class:`~genrekit.errors.GenrekitError`, and any path the operating system refuses (a symlink loop,
@@ -13,10 +17,16 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
-from genrekit.errors import DatasetError, GenrekitError
+from genrekit.errors import GenrekitError
+
+# The path checks live in genrekit.paths (the library uses them too); the scripts import them here.
+from genrekit.paths import SETUP_HINTS, check_output_file, not_a_file, require_dir, resolved
+from genrekit.settings import Settings, checked_settings, default_value
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -74,38 +84,6 @@ def path_error(exc: BaseException) -> str | None:
     return None
 
 
-def resolved(path: str | os.PathLike) -> Path:
-    """``path`` made absolute and resolved as far as possible; never raises (a symlink loop or a
-    dangling link is kept as written, made absolute), for reports that name a file."""
-    try:
-        return Path(path).resolve()
-    except (OSError, RuntimeError):
-        return Path(os.path.abspath(path))
-
-
-def not_a_file(path: str | os.PathLike) -> str:
-    """Why ``path`` is not a readable file, in a few words ("not found", "is a folder"...)."""
-    path = Path(path)
-    if path.is_dir():
-        return "is a folder, not a file"
-    if os.path.lexists(path) and not path.exists():
-        return "is a link that cannot be resolved (dangling or a symlink loop)"
-    if path.exists():
-        return "is not a regular file"
-    return "not found"
-
-
-def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
-    """``path`` if a file can be written there; else one clear DatasetError (before any work)."""
-    path = Path(path)
-    if path.is_dir() or (os.path.lexists(path) and not path.exists()):
-        raise DatasetError(f"{what} {path} {not_a_file(path)}; give a file name")
-    parent = path.parent
-    if parent.exists() and not parent.is_dir():
-        raise DatasetError(f"{what} {path}: {parent} is not a folder")
-    return path
-
-
 def quiet_tensorflow() -> None:
     """Keep TensorFlow's C++ start-up messages (oneDNN, CUDA probing) off the console.
 
@@ -151,29 +129,6 @@ def setup_logging(run_dir: str | Path | None = None, verbose: bool = False) -> N
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-# Which command creates a configured path when it is missing.
-SETUP_HINTS = {
-    "metadata": "python setup_fma_dataset.py --subset metadata --symlinks",
-    "audio": "python setup_fma_dataset.py --subset fma_large --symlinks",
-    "demo": "python setup_fma_dataset.py --subset demo",
-}
-
-
-def require_dir(path: str | Path, what: str, hint: str | None = None) -> Path:
-    """Return ``path`` if it is a folder, else raise DatasetError saying how to create it."""
-    path = Path(path)
-    if path.is_dir():
-        return path
-    fix = f"; create it with: {hint}" if hint else ""
-    if path.exists():
-        state = "is not a folder"
-    elif os.path.lexists(path):
-        state = "is a link that cannot be resolved (dangling or a symlink loop)"
-    else:
-        state = "does not exist"
-    raise DatasetError(f"{what} folder {path} {state}{fix}")
-
-
 def script_parser(doc: str, *, description: str | None = None) -> argparse.ArgumentParser:
     """A script's parser: its docstring's first paragraph as the description, the rest verbatim below.
 
@@ -201,3 +156,92 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, default: str | Non
     metadata, audio = ("config.py METADATA_DIR", "config.py AUDIO_DIR") if default is None else (default,) * 2
     parser.add_argument("--metadata", help=f"folder with tracks.csv and genres.csv ({metadata})")
     parser.add_argument("--audio", help=f"folder with NNN/NNNNNN.mp3 ({audio})")
+
+
+def config_values(module: ModuleType) -> dict[str, Any]:
+    """The settings a config module sets: its UPPER_CASE names in lower case, checked.
+
+    ``module`` is the repository's ``config.py`` as the script imported it. Names that start with
+    ``_`` are the file's own helpers and are skipped.
+
+    Raises
+    ------
+    ConfigError
+        For a name that is not a setting or a value of the wrong type, naming the file and the key.
+    """
+    values = {
+        name.lower(): value
+        for name, value in vars(module).items()
+        if name.isupper() and not name.startswith("_")
+    }
+    return checked_settings(values, Path(getattr(module, "__file__", None) or f"{module.__name__}.py").name)
+
+
+def config_settings(module: ModuleType) -> Settings:
+    """The package defaults with ``module``'s settings on top (:func:`config_values`): what a
+    script's defaults are before ``--config`` and flags."""
+    return Settings.build(base=config_values(module))
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """The ``--config`` flag every script takes."""
+    parser.add_argument(
+        "--config",
+        metavar="JSON",
+        help="JSON config file overriding config.py (e.g. examples/example_config.json)",
+    )
+
+
+def add_setting_arguments(
+    parser: argparse.ArgumentParser,
+    keys: Iterable[str],
+    aliases: Mapping[str, Sequence[str]] | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> None:
+    """Add one ``--key`` flag per setting, defaulting to None so only given flags override.
+
+    Booleans get ``--key`` / ``--no-key``. ``aliases`` adds other names for a flag, e.g.
+    ``{"num_epochs": ["--epochs"]}``. ``base`` (config.py's values, :func:`config_values`) gives
+    the defaults the help shows; else the package's.
+    """
+    aliases, base = aliases or {}, base or {}
+    for key in keys:
+        default = base[key] if key in base else default_value(key)
+        kind = type(default_value(key))
+        help_text = f"default {default!r} (config.py {key.upper()})"
+        names = [*aliases.get(key, ()), f"--{key}"]
+        if kind is bool:
+            parser.add_argument(
+                *names, dest=key, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
+        else:
+            parser.add_argument(
+                *names, dest=key, type=kind, default=None, metavar=key.upper(), help=help_text
+            )
+
+
+def settings_from_args(args: argparse.Namespace, base: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from ``base`` (config.py's values), ``args.config`` and every setting flag in ``args``."""
+    overrides = {key: value for key, value in vars(args).items() if key in Settings.__dataclass_fields__}
+    return Settings.build(getattr(args, "config", None), overrides, base=base)
+
+
+__all__ = [
+    "SETUP_HINTS",
+    "add_config_argument",
+    "add_dataset_arguments",
+    "add_setting_arguments",
+    "check_output_file",
+    "config_settings",
+    "config_values",
+    "not_a_file",
+    "path_error",
+    "quiet_tensorflow",
+    "require_dir",
+    "resolved",
+    "script_main",
+    "script_parser",
+    "settings_from_args",
+    "setup_logging",
+    "teardown_logging",
+]

@@ -1,30 +1,25 @@
-"""A run's effective settings: the package defaults, config.py, a JSON config file, then flags.
+"""A run's effective settings: the package defaults, the values a script passes in, a JSON file, flags.
 
-The fields of :class:`Settings` are the UPPER_CASE constants of :mod:`genrekit.defaults` and of the
-repository's ``config.py`` (read on top of them when it sits beside the package, as in a checkout)
-in lower case (derived constants excluded), so adding a constant there adds a setting everywhere. A JSON
-config is a flat object of those keys; keys that start with ``_`` are notes and are ignored. A
-training config written by the trainer (``balanced_training_config.json``) is accepted too: its
-``settings`` section is read. Unknown keys, wrong types and impossible values are refused with
-one :class:`~genrekit.errors.ConfigError` naming the key, before anything runs.
+:class:`Settings` is written out below: every setting with its type, its default and what it does
+(the README's "Configuration reference" lists the same). A script adds the values of the
+repository's ``config.py`` on top of the defaults (:func:`genrekit.cli.config_values`, passed as
+``base``); genrekit itself never reads that file, so imported from anywhere it starts from the
+defaults written here. A JSON config is a flat object of settings; keys that start with ``_`` are
+notes and are ignored. A training config written by the trainer (``balanced_training_config.json``)
+is accepted too: its ``settings`` section is read. Unknown keys, wrong types and impossible values
+are refused with one :class:`~genrekit.errors.ConfigError` naming the key, before anything runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import importlib
-import importlib.util
 import os
-from collections.abc import Iterable, Mapping, Sequence
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from genrekit import defaults
 from genrekit.errors import ConfigError
-
-# Constants of config.py computed from the others: never settings of their own.
-DERIVED = frozenset({"INPUT_SHAPE", "LOSS_WEIGHTS", "DEMO_METADATA_DIR", "DEMO_AUDIO_DIR"})
 
 SUBSETS = ("small", "medium", "large")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
@@ -47,45 +42,209 @@ FINE_TUNE_LAYERS = ("backend", "midend", "all")  # backbone layers that learn: g
 THRESHOLD_MODES = ("absolute", "relative")  # how genrekit.train.balancing.effective_thresholds reads them
 
 
-# The repository's config.py: the file beside the package folder, never another module named config.
-_REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.py"
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """The effective settings of a run: one field per setting, checked when it is made.
 
-
-def repository_config() -> Any | None:
-    """The repository's ``config`` module when genrekit runs from its checkout, else None.
-
-    Imported as ``config`` (the module the scripts and a notebook edit), so changes made to it
-    at run time are seen; a ``config`` module found elsewhere on the path is not used.
+    Build one with :meth:`build` (the defaults below, then ``base``, a JSON file and flags) or
+    :meth:`replace`; every value is checked for its type and range however it is made. The
+    UPPER_CASE name of a field is its name in ``config.py`` and in the README.
     """
-    spec = importlib.util.find_spec("config")
-    if spec is None or spec.origin is None or Path(spec.origin).resolve() != _REPO_CONFIG:
-        return None
-    return importlib.import_module("config")
+
+    # --- Paths -------------------------------------------------------------------------------------
+    data_dir: str = "fma_data"  # where setup_fma_dataset.py downloads and extracts archives
+    metadata_dir: str = "fma_data/extracted/metadata/fma_metadata"  # folder holding tracks.csv, genres.csv
+    audio_dir: str = "fma_data/extracted/fma_large/fma_large"  # folder holding NNN/NNNNNN.mp3
+    # "fma" (the two folders above), "folder:PATH" (ROOT/<genre>/[<sub>/]<file>), "csv:FILE"
+    dataset: str = "fma"
+    demo_dir: str = "fma_data/demo"  # the built-in demo dataset (its own folder, never posing as FMA)
+    cache_dir: str = "fma_data/features"  # mel-segment feature caches, one sub-folder per parameter set
+    pretrained_dir: str = "fma_data/pretrained"  # pretrained backbones converted by fetch_backbone.py
+    output_dir: str = "runs/balanced"  # training run folder: model, config, logs, checkpoints, reports
+    subset: str = "large"  # FMA subset: small < medium < large (a subset includes the smaller ones)
+    # tracks of the demo dataset (seed 0: 144 test tracks with a top genre; >= 30x imbalance)
+    demo_tracks: int = 1800
+    # clip length of the demo dataset (FMA's are 30 s; 10 s keeps set-up quick)
+    demo_clip_seconds: float = 10.0
+
+    # --- Audio and features ------------------------------------------------------------------------
+    sample_rate: int = 22050  # Hz, audio is resampled to this rate before the mel spectrogram
+    duration: float = 30.0  # seconds of audio read per FMA clip
+    n_mels: int = 128  # mel bands (model input height)
+    n_fft: int = 2048  # FFT window length in samples
+    hop_length: int = 512  # samples between spectrogram frames
+    fmin: float = 0.0  # lowest mel band edge in Hz
+    fmax: float = 11025.0  # highest mel band edge in Hz (Nyquist at SAMPLE_RATE)
+    num_segments: int = 10  # segments taken per 30 s clip, spread evenly over it
+    segment_frames: int = 64  # spectrogram frames per segment (model input width, ~1.5 s)
+    min_segments: int = 1  # fewer usable segments than this and the file is rejected as too short
+    inference_segment_hop: float = 0.0  # seconds between segments for long files; 0 = NUM_SEGMENTS spread
+
+    # --- Model -------------------------------------------------------------------------------------
+    width_factor: float = 1.0  # scales the conv/dense widths; 1.0 = the README's 64/128/256/512 filters
+    conv_dropout: float = 0.25  # dropout after each of the first three conv blocks
+    dense_dropout: float = 0.5  # dropout after global pooling and after the dense layer
+
+    # --- Backbone ----------------------------------------------------------------------------------
+    # "cnn": the README's CNN on log-mel segments; "musicnn": heads on musicnn embeddings
+    backbone: str = "cnn"
+    # musicnn checkpoint: MSD_musicnn (Million Song Dataset) or MTT_musicnn
+    musicnn_model: str = "MSD_musicnn"
+    # per 3-s patch: penultimate (200), max_pool, mean_pool (753), pools (1506)
+    musicnn_output: str = "penultimate"
+    musicnn_patches: int = 10  # 3-s patches per track, spread evenly (10 cover a 30-s FMA clip)
+    head_units: int = 256  # hidden units of the dense layer shared by the three heads on embeddings
+    # a finished --backbone musicnn run: train its heads and musicnn together ("" = off)
+    fine_tune_from: str = ""
+    fine_tune_layers: str = "midend"  # backbone layers that learn when fine-tuning: backend, midend or all
+    fine_tune_learning_rate: float = 1e-5  # Adam learning rate when fine-tuning (LEARNING_RATE is the heads')
+
+    # --- Training ----------------------------------------------------------------------------------
+    batch_size: int = 32  # segments per training batch
+    learning_rate: float = 1e-4  # Adam learning rate
+    num_epochs: int = 100  # maximum epochs
+    patience: int = 15  # epochs without validation improvement before early stopping
+    lr_patience: int = 5  # epochs without improvement before the learning rate is reduced
+    lr_factor: float = 0.5  # factor applied to the learning rate on a plateau
+    min_lr: float = 1e-6  # the learning rate is never reduced below this
+    clip_norm: float = 1.0  # gradient clipping by global norm (over all variables together)
+    # validation figure that drives early stopping, LR and the best checkpoint (below)
+    monitor: str = "val_score"
+    # "plateau": ReduceLROnPlateau; "cosine": linear warm-up, then cosine decay to MIN_LR
+    lr_schedule: str = "plateau"
+    warmup_epochs: int = 1  # cosine schedule: epochs of linear warm-up from LEARNING_RATE / 10
+    seed: int = 42  # seed for sampling, shuffling and weight initialisation
+    mixed_precision: bool = True  # mixed_float16 when a GPU is present (never on a CPU)
+    strategy: str = "auto"  # distribution: auto, default, mirrored, multiworker
+    # neighbouring tracks read together (one read); 1,024 tracks of such blocks are shuffled together
+    shuffle_block: int = 8
+
+    # --- Augmentation (training segments only) -----------------------------------------------------
+    # SpecAugment: mask bands of frames and of mel bands (filled with the band means)
+    spec_augment: bool = False
+    time_masks: int = 2  # time masks per segment
+    time_mask_frames: int = 8  # widest time mask in frames (of SEGMENT_FRAMES)
+    freq_masks: int = 2  # frequency masks per segment
+    freq_mask_bands: int = 16  # widest frequency mask in mel bands (of N_MELS)
+    mixup_alpha: float = 0.0  # mixup of segment pairs, lam ~ Beta(alpha, alpha); 0 = off
+
+    # --- Balancing ---------------------------------------------------------------------------------
+    use_class_weights: bool = True  # per-output sample weights n_samples / (n_classes * n_per_class)
+    use_weighted_sampling: bool = True  # resample tracks per epoch by the thresholds below
+    use_focal_loss: bool = True  # focal loss on the softmax heads instead of cross-entropy
+    # softmax heads trained on logits + tau * log(class prior) (Menon et al. 2021)
+    use_logit_adjustment: bool = False
+    oversample_threshold: int = 100  # classes with fewer training tracks are oversampled up to this
+    undersample_threshold: int = 5000  # classes with more training tracks are undersampled down to this
+    # "relative": the two above are fma_large's, scaled to this training set
+    sampling_thresholds: str = "absolute"
+    focal_gamma: float = 2.0  # focusing parameter of the focal loss
+    # tau of the logit adjustment (1.0: the paper's Bayes-consistent choice)
+    logit_adjustment_tau: float = 1.0
+    max_class_weight: float = 50.0  # class weights are clipped here so a 1-track class cannot dominate
+    top_loss_weight: float = 1.0  # loss weight of the top-genre head
+    medium_loss_weight: float = 0.8  # loss weight of the medium-genre head
+    all_loss_weight: float = 0.6  # loss weight of the multi-label all-genres head
+
+    # --- Inference and evaluation ------------------------------------------------------------------
+    # probability above which a genre of the all-genres head is predicted (when not tuned)
+    threshold: float = 0.5
+    # all-genres thresholds: one value tuned on the validation split, corrected per genre for its positive weight
+    tune_thresholds: bool = True
+    top_k: int = 3  # genres listed per head in predictions
+    workers: int = 0  # worker processes for decoding and feature extraction; 0 = all CPU cores
+    inference_batch_size: int = 64  # segments per predict batch
+    split: str = "test"  # split evaluated by model_evaluation.py
+    calibration_bins: int = 10  # equal-width confidence bins of the expected calibration error
+    confusion_max_classes: int = 30  # medium-genre confusion matrix plot: this many most frequent genres
+
+    # --- File names inside a run folder ------------------------------------------------------------
+    model_filename: str = "balanced_hierarchical_genre_model.h5"  # the README's name; .keras also works
+    training_config_filename: str = "balanced_training_config.json"  # everything inference needs
+
+    def __post_init__(self) -> None:
+        for key in _TYPES:
+            value = _check_type(key, getattr(self, key))
+            if value is not getattr(self, key):  # an integer given for a float setting
+                object.__setattr__(self, key, value)
+        _validate(vars(self))
+
+    @classmethod
+    def build(
+        cls,
+        config_path: str | os.PathLike | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        base: Settings | Mapping[str, Any] | None = None,
+    ) -> Settings:
+        """The defaults, then ``base``, then the JSON file at ``config_path``, then ``overrides``.
+
+        ``base`` is what a script starts from (config.py's values, :func:`genrekit.cli.config_values`).
+        ``overrides`` entries whose value is ``None`` are ignored (flags not given).
+        """
+        values = checked_settings(base.to_dict() if isinstance(base, Settings) else base or {})
+        if config_path is not None:
+            values.update(read_config_file(config_path))
+        values.update(checked_settings({k: v for k, v in (overrides or {}).items() if v is not None}))
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and checked like any other source."""
+        return type(self)(**{**vars(self), **checked_settings(changes)})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting by name, in the order saved run configs have always had (:data:`_SAVED_ORDER`)."""
+        return {key: getattr(self, key) for key in _SAVED_ORDER}
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.n_mels, self.segment_frames, 1)
+
+    @property
+    def frontend(self) -> str:
+        """The front end the backbone takes (:data:`genrekit.features.frontends.FRONTENDS`)."""
+        if self.backbone != "musicnn":
+            return "mel_segments"
+        return "musicnn_patches" if self.fine_tune_from else "musicnn_embeddings"
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        return {"top": self.top_loss_weight, "medium": self.medium_loss_weight, "all": self.all_loss_weight}
+
+    @property
+    def num_workers(self) -> int:
+        """``workers`` with 0 resolved to the number of usable CPU cores."""
+        if self.workers:
+            return self.workers
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - macOS, Windows
+            return os.cpu_count() or 1
+
+    @property
+    def demo_metadata_dir(self) -> str:
+        """The demo dataset's tracks.csv, genres.csv and checksums."""
+        return f"{self.demo_dir}/fma_metadata"
+
+    @property
+    def demo_audio_dir(self) -> str:
+        """The demo dataset's NNN/NNNNNN.mp3."""
+        return f"{self.demo_dir}/fma_demo"
 
 
-def _constants(module: Any) -> dict[str, Any]:
-    return {
-        name.lower(): getattr(module, name)
-        for name in dir(module)
-        if name.isupper() and not name.startswith("_") and name not in DERIVED
-    }
-
-
-def _config_constants() -> dict[str, Any]:
-    """The package defaults, then config.py's settings read now, so edits made in a notebook are seen."""
-    values = _constants(defaults)
-    repo = repository_config()
-    if repo is not None:
-        values.update(_constants(repo))
-    return values
+# Each setting's type, from the annotations above, in the order of the fields.
+_HINTS = typing.get_type_hints(Settings)
+_TYPES: dict[str, type] = {f.name: _HINTS[f.name] for f in dataclasses.fields(Settings)}
+# The settings sorted by their UPPER_CASE names (as config.py's were read): the key order of the
+# run configs written so far, kept so that a run's files stay the same.
+_SAVED_ORDER = tuple(sorted(_TYPES, key=str.upper))
 
 
 def default_value(key: str) -> Any:
-    """The default of one setting (``key`` in lower case): config.py's in the repository, else the package's."""
-    return _config_constants()[key]
+    """The package default of one setting (``key`` in lower case)."""
+    _check_name(key)
+    return Settings.__dataclass_fields__[key].default
 
-
-_TYPES = {key: type(value) for key, value in _config_constants().items()}
 
 # (predicate, what the value must be): checked for the final settings, whatever their source.
 _RULES: dict[str, tuple[Any, str]] = {
@@ -163,11 +322,15 @@ _RULES: dict[str, tuple[Any, str]] = {
 }
 
 
-def _check_type(key: str, value: Any) -> Any:
-    """Return ``value`` as the type of the config.py constant, or raise ConfigError."""
+def _check_name(key: str) -> None:
     if key not in _TYPES:
         known = ", ".join(sorted(_TYPES))
         raise ConfigError(f"unknown setting {key!r}; known settings: {known}")
+
+
+def _check_type(key: str, value: Any) -> Any:
+    """Return ``value`` as the type of setting ``key``, or raise ConfigError."""
+    _check_name(key)
     expected = _TYPES[key]
     if expected is bool:
         if not isinstance(value, bool):
@@ -213,71 +376,23 @@ def _validate(values: Mapping[str, Any]) -> None:
         raise ConfigError(f"setting 'n_fft' ({values['n_fft']}) must be >= 'hop_length'")
 
 
-class _SettingsBase:
-    """Methods shared by the generated :class:`Settings` dataclass."""
+def checked_settings(values: Mapping[str, Any], source: str | os.PathLike | None = None) -> dict[str, Any]:
+    """``values`` with every name and type checked (ints given for float settings made floats).
 
-    @classmethod
-    def build(
-        cls, config_path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None
-    ) -> Settings:
-        """config.py defaults, then the JSON file at ``config_path``, then ``overrides``.
-
-        ``overrides`` entries whose value is ``None`` are ignored (flags not given).
-        """
-        values = _config_constants()
-        if config_path is not None:
-            values.update(read_config_file(config_path))
-        for key, value in (overrides or {}).items():
-            if value is not None:
-                values[key] = _check_type(key, value)
-        _validate(values)
-        return cls(**values)
-
-    def replace(self, **changes: Any) -> Settings:
-        """A copy with ``changes`` applied and checked like any other source."""
-        values = dataclasses.asdict(self)
-        for key, value in changes.items():
-            values[key] = _check_type(key, value)
-        _validate(values)
-        return type(self)(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        return (self.n_mels, self.segment_frames, 1)
-
-    @property
-    def frontend(self) -> str:
-        """The front end the backbone takes (:data:`genrekit.features.frontends.FRONTENDS`)."""
-        if self.backbone != "musicnn":
-            return "mel_segments"
-        return "musicnn_patches" if self.fine_tune_from else "musicnn_embeddings"
-
-    @property
-    def loss_weights(self) -> dict[str, float]:
-        return {"top": self.top_loss_weight, "medium": self.medium_loss_weight, "all": self.all_loss_weight}
-
-    @property
-    def num_workers(self) -> int:
-        """``workers`` with 0 resolved to the number of usable CPU cores."""
-        if self.workers:
-            return self.workers
+    Raises
+    ------
+    ConfigError
+        For an unknown name or a wrong type, naming the key (and ``source``, the file, when given).
+    """
+    out = {}
+    for key, value in values.items():
         try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # pragma: no cover - macOS, Windows
-            return os.cpu_count() or 1
-
-
-Settings = dataclasses.make_dataclass(
-    "Settings",
-    [(key, kind) for key, kind in _TYPES.items()],
-    bases=(_SettingsBase,),
-    frozen=True,
-)
-Settings.__module__ = __name__
-Settings.__doc__ = "The effective settings of a run: one field per constant of config.py."
+            out[key] = _check_type(key, value)
+        except ConfigError as exc:
+            if source is None:
+                raise
+            raise ConfigError(f"{source}: {exc}") from None
+    return out
 
 
 def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
@@ -296,51 +411,4 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"{path}: a config file must hold a JSON object of settings")
     if isinstance(data.get("settings"), dict):  # a training config written by the trainer
         data = data["settings"]
-    values = {}
-    for key, value in data.items():
-        if key.startswith("_"):
-            continue
-        try:
-            values[key] = _check_type(key, value)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-    return values
-
-
-def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    """The ``--config`` flag every script takes."""
-    parser.add_argument(
-        "--config",
-        metavar="JSON",
-        help="JSON config file overriding config.py (e.g. examples/example_config.json)",
-    )
-
-
-def add_setting_arguments(
-    parser: argparse.ArgumentParser, keys: Iterable[str], aliases: Mapping[str, Sequence[str]] | None = None
-) -> None:
-    """Add one ``--key`` flag per setting, defaulting to None so only given flags override.
-
-    Booleans get ``--key`` / ``--no-key``. ``aliases`` adds other names for a flag, e.g.
-    ``{"num_epochs": ["--epochs"]}``.
-    """
-    aliases = aliases or {}
-    for key in keys:
-        kind = _TYPES[key]
-        default = default_value(key)
-        help_text = f"default {default!r} (config.py {key.upper()})"
-        names = [*aliases.get(key, ()), f"--{key}"]
-        if kind is bool:
-            parser.add_argument(
-                *names, dest=key, action=argparse.BooleanOptionalAction, default=None, help=help_text
-            )
-        else:
-            parser.add_argument(
-                *names, dest=key, type=kind, default=None, metavar=key.upper(), help=help_text
-            )
-
-
-def settings_from_args(args: argparse.Namespace) -> Settings:
-    """Settings from ``args.config`` and every setting flag present in ``args``."""
-    overrides = {key: getattr(args, key) for key in _TYPES if hasattr(args, key)}
-    return Settings.build(getattr(args, "config", None), overrides)
+    return checked_settings({k: v for k, v in data.items() if not k.startswith("_")}, path)

@@ -10,7 +10,8 @@ import balanced_trainer
 import fma_inspector
 import quick_start
 import setup_fma_dataset
-from genrekit.settings import Settings, settings_from_args
+from genrekit.cli import settings_from_args
+from genrekit.settings import Settings
 from tests.conftest import REPO
 
 EXAMPLE = REPO / "examples" / "example_config.json"

@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from genrekit.cli import SETUP_HINTS
 from genrekit.datasets import fma
 from genrekit.datasets.base import LabelledDataset
 from genrekit.datasets.labels import MASKED, check_artist_filtered
 from genrekit.errors import DatasetError
 from genrekit.fileio import replacing, write_text_atomic
+from genrekit.paths import SETUP_HINTS
 from genrekit.train import balancing
 
 log = logging.getLogger(__name__)

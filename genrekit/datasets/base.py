@@ -185,7 +185,7 @@ class FMADataset(Dataset):
         return str(self.metadata_dir / "genres.csv")
 
     def _require_metadata(self) -> None:
-        from genrekit.cli import SETUP_HINTS, require_dir
+        from genrekit.paths import SETUP_HINTS, require_dir
 
         require_dir(self.metadata_dir, "metadata", SETUP_HINTS["metadata"])
 

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 
 import genrekit
-from genrekit.cli import SETUP_HINTS, require_dir
 from genrekit.datasets.labels import LEVELS, MASKED, GenreTree, Vocabulary, encode
 from genrekit.errors import ConfigError, DatasetError, ModelError
 from genrekit.evaluate.metrics import MULTI_LABEL_HEADS, evaluate
 from genrekit.evaluate.thresholds import include_top_of, thresholds_of
 from genrekit.fileio import file_digest, write_text_atomic
 from genrekit.models.io import load_model
+from genrekit.paths import SETUP_HINTS, require_dir
 from genrekit.settings import SPLITS, SUBSETS, Settings, default_value
 from genrekit.train.run_config import check_model, load_training_config
 

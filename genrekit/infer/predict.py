@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from genrekit.cli import resolved
 from genrekit.errors import AudioDecodeError, GenrekitError, ModelError
 from genrekit.features.audio_files import Decoded, decode_file, decode_parallel, list_audio_files
 from genrekit.fileio import file_digest, read_json
@@ -27,6 +26,7 @@ from genrekit.infer.folder import ResultLog, folder_report, in_order, summary
 from genrekit.infer.output import RESULT_FORMAT, RESULT_VERSION, write_report
 from genrekit.infer.result import FileResults
 from genrekit.models.io import load_model
+from genrekit.paths import resolved
 from genrekit.settings import default_value
 from genrekit.train.run_config import check_model, load_training_config
 from genrekit.workers import native_stderr_to, reason_of
@@ -64,7 +64,7 @@ def resolve_model_files(
     ModelError
         When a file is missing or the config is not JSON.
     """
-    from genrekit.cli import not_a_file
+    from genrekit.paths import not_a_file
 
     model = Path(model_path)
     if not model.is_file():
@@ -348,7 +348,7 @@ class MusicGenreInference:
         GenrekitError
             When the folder does not exist.
         """
-        from genrekit.cli import check_output_file, require_dir
+        from genrekit.paths import check_output_file, require_dir
 
         started = time.perf_counter()
         folder = require_dir(Path(folder), "music")

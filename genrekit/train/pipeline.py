@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from genrekit.datasets.labels import EncodedLabels, one_hot
-from genrekit.defaults import INFERENCE_BATCH_SIZE
+from genrekit.settings import Settings
 from genrekit.train.augment import PARAM_KEYS, AugmentPlan
 from genrekit.train.balancing import EpochSampler
 
@@ -298,7 +298,7 @@ def predict_segments(
     source: FeatureSource,
     track_ids: np.ndarray,
     *,
-    batch_size: int = INFERENCE_BATCH_SIZE,
+    batch_size: int = Settings.inference_batch_size,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Segment-level probabilities of every head for the given tracks, and each segment's track.
 

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 import genrekit
-from genrekit.cli import SETUP_HINTS, require_dir
 from genrekit.datasets import base as datasets
 from genrekit.datasets.base import Dataset, LabelledDataset
 from genrekit.datasets.labels import LEVELS, EncodedLabels, GenreTree, build_vocabularies, derive_targets
@@ -32,6 +31,7 @@ from genrekit.evaluate.thresholds import top_columns
 from genrekit.features import frontends
 from genrekit.features.frontends import FrontEnd
 from genrekit.fileio import replacing, write_json_atomic
+from genrekit.paths import SETUP_HINTS, require_dir
 from genrekit.settings import Settings
 from genrekit.train import balancing
 from genrekit.train.run_config import (
