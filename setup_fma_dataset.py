@@ -29,6 +29,7 @@ from pathlib import Path
 
 import config
 from genrekit.cli import script_main, script_parser, setup_logging
+from genrekit.download import setup as download
 from genrekit.errors import ConfigError
 
 log = logging.getLogger("setup_fma_dataset")
@@ -127,8 +128,6 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(args.data_dir)
     if args.subset == "demo":
         return _demo(data_dir, args.demo_tracks, args.demo_seconds, args.seed)
-
-    from genrekit.download import setup as download
 
     if args.no_verify:
         log.warning("--no_verify: the archives' sha1 will not be checked")

@@ -15,6 +15,10 @@ from typing import Any
 import numpy as np
 
 from genrekit.errors import AudioDecodeError
+from genrekit.features.decode import decodable_length, decoded_length
+from genrekit.features.frontends import FrontEnd
+from genrekit.features.mel import load_segments, load_track_segments, segment_starts
+from genrekit.features.params import FeatureParams
 from genrekit.workers import reason_of, run_pool
 
 # Extensions decoded (what libsndfile reads); other files in a folder are skipped and counted.
@@ -49,7 +53,7 @@ class SegmentPlan:
     warning: str | None = None
 
 
-def plan_segments(frames: int, rate: int, params: Any, hop_seconds: float = 0.0) -> SegmentPlan:
+def plan_segments(frames: int, rate: int, params: FeatureParams, hop_seconds: float = 0.0) -> SegmentPlan:
     """Decide how a file of ``frames`` samples at ``rate`` Hz is cut into segments.
 
     Mirrors the placement rules of :func:`genrekit.features.mel.load_segments` and
@@ -60,8 +64,6 @@ def plan_segments(frames: int, rate: int, params: Any, hop_seconds: float = 0.0)
     AudioDecodeError
         When not even ``params.min_segments`` whole segments fit.
     """
-    from genrekit.features.mel import segment_starts
-
     sr, hop, width = params.sample_rate, params.hop_length, params.segment_frames
     seconds = frames / rate
     length = -(-frames * sr // rate)
@@ -102,20 +104,14 @@ class Decoded:
     error: str | None = None
 
 
-def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: float = 0.0) -> Decoded:
+def decode_file(
+    key: str, path: str | os.PathLike, params: FeatureParams | FrontEnd, hop_seconds: float = 0.0
+) -> Decoded:
     """Decode one file into segments; never raises for a bad file (the error is in the result).
 
     The segments are rounded to float16 because the training feature cache stores them so: a
     clip gives the model exactly the input it gets in training and evaluation.
     """
-    from genrekit.features.mel import (
-        FeatureParams,
-        decodable_length,
-        decoded_length,
-        load_segments,
-        load_track_segments,
-    )
-
     path = str(path)
     suffix = Path(path).suffix.lower()
     if suffix in UNSUPPORTED_AUDIO:
@@ -161,11 +157,9 @@ def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: flo
     return Decoded(key, path, segments.astype(np.float16), info)
 
 
-def _decode_frontend(key: str, path: str, frontend: Any) -> Decoded:
+def _decode_frontend(key: str, path: str, frontend: FrontEnd) -> Decoded:
     """A file through a front end other than log-mel segments (e.g. musicnn embeddings): its
     cache row, one model input per patch, the patches spread over the file as in training."""
-    from genrekit.features.mel import decoded_length
-
     try:
         frames, rate, channels = decoded_length(path)
         notes: list[str] = []
@@ -185,14 +179,14 @@ def _decode_frontend(key: str, path: str, frontend: Any) -> Decoded:
     return Decoded(key, path, rows.astype(np.float16), info)
 
 
-def _decode_item(item: tuple[str, str], params: Any, hop_seconds: float) -> Decoded:
+def _decode_item(item: tuple[str, str], params: FeatureParams | FrontEnd, hop_seconds: float) -> Decoded:
     key, path = item
     return decode_file(key, path, params, hop_seconds)
 
 
 def decode_parallel(
     items: list[tuple[str, str]],
-    params: Any,
+    params: FeatureParams | FrontEnd,
     hop_seconds: float,
     workers: int,
     quiet: bool = True,

@@ -60,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+import genrekit
 from genrekit.errors import AudioDecodeError, CacheError, ConfigError
 from genrekit.features.frontends import FrontEnd, as_frontend
 from genrekit.features.mel import FeatureParams, NormStats
@@ -171,8 +172,6 @@ def _software() -> dict[str, str]:
     """Versions that could change decoded samples; recorded for the record, not checked."""
     import soundfile
     import soxr
-
-    import genrekit
 
     return {
         "genrekit": genrekit.__version__,
