@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         _build_main(args._build)
         return
 
-    from genrekit.features.cache import _resolve_workers
+    from genrekit.features.cache.build import _resolve_workers
     from genrekit.features.mel import FeatureParams
 
     cores = _resolve_workers(args.workers)

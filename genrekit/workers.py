@@ -123,6 +123,14 @@ def parent_gone() -> bool:
     return _PARENT is not None and os.getppid() != _PARENT
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
 def limit_threads() -> None:
     """One BLAS/OpenMP thread in this process, also for libraries already loaded."""
     for key in THREAD_ENV:
