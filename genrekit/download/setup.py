@@ -26,7 +26,7 @@ from genrekit.download.archives import (
     verify_checksums,
     write_checksum_report,
 )
-from genrekit.download.http import BASE_URL, BASE_URL_ENV, download_file, remote_size
+from genrekit.download.http import BASE_URL, BASE_URL_ENV, download_file, remote_size, set_aside_mismatch
 from genrekit.errors import ChecksumError, DatasetError, DownloadError
 from genrekit.fileio import GiB, MiB, check_free_space, sha1_file, write_json_atomic
 
@@ -257,12 +257,7 @@ def _obtain_archive(
     if digest != expected.lower():
         record.unlink(missing_ok=True)
         if in_data_dir:
-            bad = path.with_name(path.name + ".sha1-mismatch")
-            os.replace(path, bad)
-            raise ChecksumError(
-                f"{path.name}: sha1 {digest} is not the expected {expected}; the file was kept as "
-                f"{bad}: delete it and run the same command again to download it afresh"
-            )
+            raise set_aside_mismatch(path, path, digest, expected)
         raise ChecksumError(
             f"{path}: sha1 {digest} is not the expected {expected}; it is incomplete or another "
             f"release: download it again, or pass --sha1 / --no_verify if you trust this file"
