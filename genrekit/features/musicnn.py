@@ -288,7 +288,7 @@ class MusicnnPatches(MusicnnInput):
         return f"musicnn patches of {PATCH_FRAMES} frames x {N_MELS} mels"
 
 
-def format_tags(frontend: Any, path: str | os.PathLike) -> str:
+def format_tags(frontend: FrontEnd, path: str | os.PathLike) -> str:
     """The backbone's own tags of a file, most likely first, one ``probability  tag`` per line.
 
     Raises
