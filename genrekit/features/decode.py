@@ -23,6 +23,7 @@ import numpy as np
 
 from genrekit.errors import AudioDecodeError, TruncatedAudioError
 from genrekit.features.params import FeatureParams
+from genrekit.workers import reason_of
 
 RESAMPLE_QUALITY = "HQ"
 # Longer than this and the header is taken as bogus (FMA has files with absurd bitrate tags).
@@ -185,7 +186,8 @@ def resampled_span(src: AudioSource, start: int, stop: int, length: int, params:
 
 def decodable_part(src: AudioSource, run: Callable[[], np.ndarray], notes: list[str] | None) -> np.ndarray:
     """``run()``; when it fails on a cut file and ``notes`` is a list, ``run()`` again on the part
-    that decodes (the truncation rule, see :func:`genrekit.features.mel.load_segments`) and append a note saying so."""
+    that decodes and append a note saying so (the truncation rule, see
+    :func:`genrekit.features.mel.load_segments`)."""
     try:
         return run()
     except AudioDecodeError:
@@ -203,10 +205,7 @@ def decodable_part(src: AudioSource, run: Callable[[], np.ndarray], notes: list[
     try:
         result = run()
     except AudioDecodeError as exc:
-        cause = str(exc)
-        prefix = f"{src.path}: "
-        cause = cause[len(prefix) :] if cause.startswith(prefix) else cause
-        raise TruncatedAudioError(f"{src.path}: {cut}; {cause}") from None
+        raise TruncatedAudioError(f"{src.path}: {cut}; {reason_of(exc, src.path)}") from None
     notes.append(f"{cut}; used the part that decodes")
     return result
 

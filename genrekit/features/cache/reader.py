@@ -99,21 +99,22 @@ class FeatureCache:
         ok = found & (self._code[idx] == OK) if len(self._ids) else found
         return ids[ok]
 
-    @property
-    def failures(self) -> list[Failure]:
-        """Defective and missing tracks of every part, with their reasons (from the parts' failures.csv)."""
+    def _listed(self) -> list[tuple[int, Failure]]:
+        """Every part's failures.csv rows, by track id (a later part's row wins)."""
         merged: dict[int, Failure] = {}
         for part in self.parts:
             merged.update(part.failures())
-        return [f for tid, f in sorted(merged.items()) if tid not in self]
+        return sorted(merged.items())
+
+    @property
+    def failures(self) -> list[Failure]:
+        """Defective and missing tracks of every part, with their reasons (from the parts' failures.csv)."""
+        return [f for tid, f in self._listed() if tid not in self]
 
     @property
     def truncated(self) -> list[Failure]:
         """Tracks whose features come from the decodable part of a cut file (status ``truncated``)."""
-        merged: dict[int, Failure] = {}
-        for part in self.parts:
-            merged.update(part.failures())
-        return [f for tid, f in sorted(merged.items()) if tid in self and f.status == TRUNCATED]
+        return [f for tid, f in self._listed() if tid in self and f.status == TRUNCATED]
 
     def read(self, track_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """Features of ``track_ids`` in their order, float16 ``(n, *frontend.row_shape)``.
