@@ -29,6 +29,7 @@ from pathlib import Path
 
 import config
 from genrekit.cli import config_settings, script_main, script_parser, setup_logging
+from genrekit.download import setup as download
 from genrekit.errors import ConfigError
 
 log = logging.getLogger("setup_fma_dataset")
@@ -46,6 +47,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="what to set up: metadata, an audio subset, all (= metadata + fma_large), or demo "
         "(the built-in demo dataset, no network)",
     )
+    _add_demo_arguments(parser)
+    _add_source_arguments(parser)
+    parser.add_argument(
+        "--symlinks",
+        action="store_true",
+        help=f"point the default folders ({defaults.metadata_dir}, {defaults.audio_dir}) at what was extracted",
+    )
+    parser.add_argument("--analyze", action="store_true", help="run fma_inspector.py on the result when done")
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=8,
+        help="failed attempts in a row before a download gives up (default: 8)",
+    )
+    parser.add_argument("--no_progress", action="store_true", help="no progress bars (for logs)")
+    parser.add_argument("--verbose", action="store_true", help="debug messages on the console")
+    return parser
+
+
+def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = config_settings(config)
     parser.add_argument(
         "--demo_tracks",
         type=int,
@@ -61,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--seed", type=int, default=0, help="--subset demo: random seed (default: %(default)s)"
     )
+
+
+def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the archives come from and go, and how they are checked."""
+    defaults = config_settings(config)
     parser.add_argument(
         "--data_dir",
         default=defaults.data_dir,
@@ -94,21 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="delete each archive once its extraction finished and was checked",
     )
-    parser.add_argument(
-        "--symlinks",
-        action="store_true",
-        help=f"point the default folders ({defaults.metadata_dir}, {defaults.audio_dir}) at what was extracted",
-    )
-    parser.add_argument("--analyze", action="store_true", help="run fma_inspector.py on the result when done")
-    parser.add_argument(
-        "--retries",
-        type=int,
-        default=8,
-        help="failed attempts in a row before a download gives up (default: 8)",
-    )
-    parser.add_argument("--no_progress", action="store_true", help="no progress bars (for logs)")
-    parser.add_argument("--verbose", action="store_true", help="debug messages on the console")
-    return parser
 
 
 def _parse_sha1(values: list[str]) -> dict[str, str]:
@@ -129,8 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(args.data_dir)
     if args.subset == "demo":
         return _demo(data_dir, args.demo_tracks, args.demo_seconds, args.seed)
-
-    from genrekit.download import setup as download
 
     if args.no_verify:
         log.warning("--no_verify: the archives' sha1 will not be checked")

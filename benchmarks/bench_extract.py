@@ -57,8 +57,8 @@ def write_archive(path: Path, size: int, members: int, bzip2_members: int) -> No
             zf.writestr(info, os.urandom(2 << 20))
 
 
-def child(method: str, archive: str, dest: str) -> None:
-    """Run one extraction in this (fresh) process and print its time and peak RSS as JSON."""
+def child(method: str, archive: str, dest: str) -> int:
+    """Run one extraction in this (fresh) process and print its time and peak RSS as JSON; 0."""
     import resource
 
     sys.path.insert(0, str(REPO))
@@ -80,6 +80,7 @@ def child(method: str, archive: str, dest: str) -> None:
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({"seconds": seconds, "peak_mb": peak_kib / 1024, "files": files}))
+    return 0
 
 
 def run_child(method: str, archive: Path, dest: Path) -> dict:
@@ -96,8 +97,7 @@ def run_child(method: str, archive: Path, dest: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.child:
-        child(*args.child)
-        return 0
+        return child(*args.child)
     size = args.size_mib << 20
     root = Path(tempfile.mkdtemp(prefix="genrekit_bench_extract_", dir=args.tmp))
     try:

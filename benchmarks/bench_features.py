@@ -212,10 +212,10 @@ def main(argv: list[str] | None = None) -> None:
         _build_main(args._build)
         return
 
-    from genrekit.features.cache import _resolve_workers
     from genrekit.features.mel import FeatureParams
+    from genrekit.workers import usable_cores
 
-    cores = _resolve_workers(args.workers)
+    cores = args.workers or usable_cores()
     temp = Path(tempfile.mkdtemp(prefix="bench_features_"))
     try:
         clip_dir = args.clip_dir or temp / "clips"
@@ -229,67 +229,74 @@ def main(argv: list[str] | None = None) -> None:
         decode_only(paths[:5])
         naive(paths[:1])
         in_process(paths[:1], params)
-        t_naive = naive(paths)
-        t_decode = decode_only(paths)
-        t_regions = decode_regions(paths, params)
-        t_inproc = in_process(paths, params)
+        t = {
+            "naive": naive(paths),
+            "decode": decode_only(paths),
+            "regions": decode_regions(paths, params),
+            "inproc": in_process(paths, params),
+        }
         one = build_in_subprocess(paths, temp / "cache1", 1)
         half = build_in_subprocess(paths[: n // 2], temp / "cache_half", cores)
         full = build_in_subprocess(paths, temp / "cache_all", cores)
-        load_end = os.getloadavg()[0]
-
-        def build_cpu(res: dict) -> float:
-            return res["parent_cpu"] + res["workers_cpu"]
-
-        rows = [  # name, wall seconds, CPU seconds (all processes)
-            ("naive (librosa.load + melspectrogram + power_to_db), 1 process", t_naive.wall, t_naive.cpu),
-            ("decode only (soundfile.read float32), 1 process", t_decode.wall, t_decode.cpu),
-            ("decode only the segments' regions (seek + read), 1 process", t_regions.wall, t_regions.cpu),
-            ("ours, load_segments in-process, 1 process", t_inproc.wall, t_inproc.cpu),
-            ("ours, cache build, 1 worker (incl. worker start)", one["seconds"], build_cpu(one)),
-            (f"ours, cache build, {cores} workers (incl. worker start)", full["seconds"], build_cpu(full)),
-        ]
-        width = max(len(r[0]) for r in rows)
-        print(f"\n{'':<{width}}  clips/s  CPU ms/clip")
-        for name, wall, cpu in rows:
-            print(f"  {name:<{width - 2}}  {n / wall:7.1f}  {1000 * cpu / n:11.1f}")
-        for label, res in (("1 worker", one), (f"{cores} workers", full)):
-            print(
-                f"  build, {label}: parent {1000 * res['parent_cpu'] / n:.1f} CPU ms/clip, "
-                f"workers {1000 * res['workers_cpu'] / n:.1f} (start-up included)"
-            )
-        print(f"load average {load:.1f} at the start, {load_end:.1f} at the end")
-
-        ours, naive_rate = n / full["seconds"], n / t_naive.wall
-        decode_floor = n / t_decode.wall * cores
-        print(
-            f"\nwall clock: ours ({cores} workers) / naive (1 process): {ours / naive_rate:.2f}x (target >= 3)"
-        )
-        print(
-            f"wall clock: ours / (decode-only x {cores} cores):         {ours / decode_floor:.2f} (target >= 0.6)"
-        )
-        # CPU terms: what an idle machine gives, every core busy with workers.
-        ours_cpu = build_cpu(full) / n
-        idle_rate = cores / ours_cpu
-        print(
-            f"CPU time:   ours ({cores} workers) / naive: {idle_rate / (n / t_naive.cpu):.2f}x (target >= 3); "
-            f"ours / (decode-only x {cores}): {idle_rate / (cores * n / t_decode.cpu):.2f} (target >= 0.6); "
-            f"projected idle rate {idle_rate:.1f} clips/s"
-        )
-        print(f"region decoding / full decoding time:     {t_regions.cpu / t_decode.cpu:.2f} (CPU)")
-        per_core = n / t_inproc.cpu
-        print(
-            f"projected fma_large ({FMA_LARGE:,} clips): {FMA_LARGE / ours / 60:.0f} min here now "
-            f"({cores} cores), {FMA_LARGE / (per_core * cores * 0.95) / 60:.0f} min idle; "
-            f"{FMA_LARGE / (per_core * 16 * 0.95) / 60:.0f} min on 16 cores (in-process CPU rate x 16 x 0.95); "
-            f"naive, 1 process: {FMA_LARGE / (n / t_naive.cpu) / 60:.0f} min"
-        )
+        _print_rates(n, cores, t, one, full)
+        print(f"load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
+        _print_targets(n, cores, t, full)
         print("\npeak memory (RSS) of the cache build, by dataset size")
         for label, res in ((f"{n // 2} clips", half), (f"{n} clips", full)):
             parent, worker = res["parent_rss_mb"], res["worker_rss_mb"]
             print(f"  {label:>10}: parent {parent:.0f} MB, largest worker {worker:.0f} MB")
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def _build_cpu(res: dict) -> float:
+    return res["parent_cpu"] + res["workers_cpu"]
+
+
+def _print_rates(n: int, cores: int, t: dict, one: dict, full: dict) -> None:
+    rows = [  # name, wall seconds, CPU seconds (all processes)
+        ("naive (librosa.load + melspectrogram + power_to_db), 1 process", t["naive"].wall, t["naive"].cpu),
+        ("decode only (soundfile.read float32), 1 process", t["decode"].wall, t["decode"].cpu),
+        ("decode only the segments' regions (seek + read), 1 process", t["regions"].wall, t["regions"].cpu),
+        ("ours, load_segments in-process, 1 process", t["inproc"].wall, t["inproc"].cpu),
+        ("ours, cache build, 1 worker (incl. worker start)", one["seconds"], _build_cpu(one)),
+        (f"ours, cache build, {cores} workers (incl. worker start)", full["seconds"], _build_cpu(full)),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'':<{width}}  clips/s  CPU ms/clip")
+    for name, wall, cpu in rows:
+        print(f"  {name:<{width - 2}}  {n / wall:7.1f}  {1000 * cpu / n:11.1f}")
+    for label, res in (("1 worker", one), (f"{cores} workers", full)):
+        print(
+            f"  build, {label}: parent {1000 * res['parent_cpu'] / n:.1f} CPU ms/clip, "
+            f"workers {1000 * res['workers_cpu'] / n:.1f} (start-up included)"
+        )
+
+
+def _print_targets(n: int, cores: int, t: dict, full: dict) -> None:
+    t_naive, t_decode, t_regions, t_inproc = t["naive"], t["decode"], t["regions"], t["inproc"]
+    ours, naive_rate = n / full["seconds"], n / t_naive.wall
+    decode_floor = n / t_decode.wall * cores
+    print(f"\nwall clock: ours ({cores} workers) / naive (1 process): {ours / naive_rate:.2f}x (target >= 3)")
+    print(
+        f"wall clock: ours / (decode-only x {cores} cores):         {ours / decode_floor:.2f} (target >= 0.6)"
+    )
+    # CPU terms: what an idle machine gives, every core busy with workers.
+    ours_cpu = _build_cpu(full) / n
+    idle_rate = cores / ours_cpu
+    print(
+        f"CPU time:   ours ({cores} workers) / naive: {idle_rate / (n / t_naive.cpu):.2f}x (target >= 3); "
+        f"ours / (decode-only x {cores}): {idle_rate / (cores * n / t_decode.cpu):.2f} (target >= 0.6); "
+        f"projected idle rate {idle_rate:.1f} clips/s"
+    )
+    print(f"region decoding / full decoding time:     {t_regions.cpu / t_decode.cpu:.2f} (CPU)")
+    per_core = n / t_inproc.cpu
+    print(
+        f"projected fma_large ({FMA_LARGE:,} clips): {FMA_LARGE / ours / 60:.0f} min here now "
+        f"({cores} cores), {FMA_LARGE / (per_core * cores * 0.95) / 60:.0f} min idle; "
+        f"{FMA_LARGE / (per_core * 16 * 0.95) / 60:.0f} min on 16 cores (in-process CPU rate x 16 x 0.95); "
+        f"naive, 1 process: {FMA_LARGE / (n / t_naive.cpu) / 60:.0f} min"
+    )
 
 
 if __name__ == "__main__":

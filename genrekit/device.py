@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from genrekit.errors import ConfigError
+from genrekit.errors import ConfigError, GenrekitError
 
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 # A dead multi-worker peer is noticed by TensorFlow's coordination service (missed heartbeats,
@@ -268,7 +268,6 @@ def peer_failures_reported(strategy: Any) -> Any:
     error, raised here as a :class:`~genrekit.errors.GenrekitError` naming the cause.
     """
     from genrekit.backend import tf
-    from genrekit.errors import GenrekitError
 
     lost = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError)
     lost += (tf.errors.CancelledError,)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import multiprocessing
 import os
 import signal
 import sys
@@ -19,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from multiprocessing import connection
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +125,14 @@ def parent_gone() -> bool:
     return _PARENT is not None and os.getppid() != _PARENT
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
 def limit_threads() -> None:
     """One BLAS/OpenMP thread in this process, also for libraries already loaded."""
     for key in THREAD_ENV:
@@ -188,6 +198,19 @@ class _Worker:
     def send(self, index: int, item: Any) -> None:
         self.conn.send((index, item))
         self.inflight.append((index, item, time.monotonic()))
+
+    def answer(self, message: tuple[int, bool, Any], now: float) -> Outcome:
+        """The outcome of the worker's answer to its oldest item in flight; the next one starts now."""
+        key, ok, value = message
+        index, item, _ = self.inflight.popleft()
+        self.answered = True
+        if index != key:
+            raise RuntimeError(f"internal: worker answered item {key} for {index}")
+        if self.inflight:  # the next item starts now
+            self.inflight[0] = (*self.inflight[0][:2], now)
+        if ok:
+            return Outcome(index, item, value)
+        return Outcome(index, item, failure="error", reason=value)
 
     def stop(self, kill: bool = False) -> None:
         if not kill:
@@ -263,103 +286,156 @@ def run_pool(
 
     Breaking off the iteration (an exception in the consumer, Ctrl-C) kills the workers.
     """
-    import multiprocessing
-    from multiprocessing.connection import wait
-
     tasks: deque[tuple[int, Any]] = deque(enumerate(items))
     if not tasks:
         return
-    ctx = multiprocessing.get_context("spawn")
+    limits = _Limits(timeout, first_item_allowance, startup_deaths, crashed_reason, timeout_reason)
     stderr = None if stderr_path is None else str(stderr_path)
-
-    def new_worker() -> _Worker | None:
-        return _Worker(ctx, func, args, stderr) if tasks else None
-
-    pool = [new_worker() for _ in range(max(1, min(workers, len(tasks))))]
-    waiting: dict[int, Outcome] = {}  # finished out of order, when ordered
-    next_index = 0
-    deaths = 0
-
-    def finish(outcome: Outcome) -> Iterator[Outcome]:
-        nonlocal next_index
-        if not ordered:
-            yield outcome
-            return
-        waiting[outcome.index] = outcome
-        while next_index in waiting:
-            yield waiting.pop(next_index)
-            next_index += 1
-
+    pool = _Pool(multiprocessing.get_context("spawn"), (func, args, stderr), tasks, workers, limits)
+    in_order = _InOrder() if ordered else None
     try:
-        while tasks or any(w is not None and w.inflight for w in pool):
-            for i, w in enumerate(pool):
-                if w is not None and not w.inflight and not w.proc.is_alive():
-                    pool[i] = new_worker()
-            for depth in range(1, in_flight + 1):  # round robin: every worker gets work first
-                for w in pool:
-                    if w is not None and tasks and len(w.inflight) < depth:
-                        w.send(*tasks.popleft())
-            live = [w for w in pool if w is not None]
-            wait([w.conn for w in live] + [w.proc.sentinel for w in live], timeout=1.0)
-            now = time.monotonic()
-            for i, w in enumerate(pool):
-                if w is None:
-                    continue
-                with contextlib.suppress(EOFError, OSError):  # read all it said before it died
-                    while w.conn.poll():
-                        message = w.conn.recv()
-                        if message == _READY:
-                            w.ready, deaths = True, 0
-                            if w.inflight:  # its first item starts now, not at the spawn
-                                w.inflight[0] = (*w.inflight[0][:2], now)
-                            continue
-                        key, ok, value = message
-                        index, item, _ = w.inflight.popleft()
-                        w.answered = True
-                        if index != key:
-                            raise RuntimeError(f"internal: worker answered item {key} for {index}")
-                        if w.inflight:  # the next item starts now
-                            w.inflight[0] = (*w.inflight[0][:2], now)
-                        if ok:
-                            yield from finish(Outcome(index, item, value))
-                        else:
-                            yield from finish(Outcome(index, item, failure="error", reason=value))
-                if not w.inflight:
-                    continue
-                dead = not w.proc.is_alive()
-                allowed = None if timeout is None else timeout + (0.0 if w.answered else first_item_allowance)
-                hung = allowed is not None and now - w.inflight[0][2] > allowed
-                if not (dead or hung):
-                    continue
-                w.stop(kill=True)
-                code = w.proc.exitcode
-                if not w.ready:  # it never started: a set-up problem, not the items' fault
-                    deaths += 1
-                    if deaths >= startup_deaths:
-                        why = f"worker exit code {code}" if dead else f"no start within {timeout:g} s"
-                        raise WorkerStartupError(
-                            f"worker processes die before taking any work ({why}); if you run this "
-                            'from your own script, put its code under `if __name__ == "__main__":` '
-                            "(workers are spawned and import the main script)",
-                            why,
-                        )
-                    tasks.extend((index, item) for index, item, _ in w.inflight)  # retried last
-                    pool[i] = new_worker()
-                    continue
-                (index, item, _), *rest = w.inflight
-                tasks.extendleft((j, it) for j, it, _ in reversed(rest))
-                pool[i] = new_worker()
-                if dead:
-                    reason = crashed_reason.format(exitcode=code)
-                    outcome = Outcome(index, item, failure="crashed", reason=reason, exitcode=code)
+        while pool.busy():
+            pool.feed(in_flight)
+            pool.wait()
+            for outcome in pool.outcomes():
+                if in_order is None:
+                    yield outcome
                 else:
-                    reason = timeout_reason.format(timeout=timeout)
-                    outcome = Outcome(index, item, failure="timeout", reason=reason)
-                yield from finish(outcome)
+                    yield from in_order.release(outcome)
             if tick is not None:
                 tick()
     finally:
-        busy = bool(tasks) or any(w is not None and w.inflight for w in pool)
-        for w in pool:
+        pool.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Limits:
+    """When :func:`run_pool` gives up on an item or on starting workers, and what it says then."""
+
+    timeout: float | None
+    first_item_allowance: float
+    startup_deaths: int
+    crashed_reason: str
+    timeout_reason: str
+
+
+class _InOrder:
+    """Outcomes held back until every earlier item's outcome is out (``run_pool(ordered=True)``)."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[int, Outcome] = {}
+        self.next_index = 0
+
+    def release(self, outcome: Outcome) -> Iterator[Outcome]:
+        self.waiting[outcome.index] = outcome
+        while self.next_index in self.waiting:
+            yield self.waiting.pop(self.next_index)
+            self.next_index += 1
+
+
+class _Pool:
+    """:func:`run_pool`'s worker processes and the items not sent yet (``tasks``)."""
+
+    def __init__(
+        self,
+        ctx: Any,
+        spec: tuple[Callable[..., Any], tuple, str | None],
+        tasks: deque,
+        workers: int,
+        limits: _Limits,
+    ) -> None:
+        self.ctx, self.spec = ctx, spec  # spec: (func, args, stderr path) of every worker
+        self.tasks = tasks
+        self.limits = limits
+        self.deaths = 0  # workers in a row that died before they started
+        self.workers = [self.new_worker() for _ in range(max(1, min(workers, len(tasks))))]
+
+    def new_worker(self) -> _Worker | None:
+        return _Worker(self.ctx, *self.spec) if self.tasks else None
+
+    def busy(self) -> bool:
+        return bool(self.tasks) or any(w is not None and w.inflight for w in self.workers)
+
+    def feed(self, in_flight: int) -> None:
+        """Replace idle workers that ended; queue up to ``in_flight`` items per worker."""
+        for i, w in enumerate(self.workers):
+            if w is not None and not w.inflight and not w.proc.is_alive():
+                self.workers[i] = self.new_worker()
+        for depth in range(1, in_flight + 1):  # round robin: every worker gets work first
+            for w in self.workers:
+                if w is not None and self.tasks and len(w.inflight) < depth:
+                    w.send(*self.tasks.popleft())
+
+    def wait(self) -> None:
+        """Until a worker says something or ends, or a second has passed."""
+        live = [w for w in self.workers if w is not None]
+        connection.wait([w.conn for w in live] + [w.proc.sentinel for w in live], timeout=1.0)
+
+    def outcomes(self) -> Iterator[Outcome]:
+        """Every worker's answers so far, then the item of each worker that died or hung."""
+        now = time.monotonic()
+        for i, w in enumerate(self.workers):
+            if w is None:
+                continue
+            yield from self._answers(w, now)
+            lost = self._lost_item(i, w, now)
+            if lost is not None:
+                yield lost
+
+    def _answers(self, w: _Worker, now: float) -> Iterator[Outcome]:
+        with contextlib.suppress(EOFError, OSError):  # read all it said before it died
+            while w.conn.poll():
+                message = w.conn.recv()
+                if message == _READY:
+                    w.ready, self.deaths = True, 0
+                    if w.inflight:  # its first item starts now, not at the spawn
+                        w.inflight[0] = (*w.inflight[0][:2], now)
+                    continue
+                yield w.answer(message, now)
+
+    def _lost_item(self, i: int, w: _Worker, now: float) -> Outcome | None:
+        """When worker ``i`` died or hangs: kill it, start another, and report its current item
+        (its other items go back to the queue); None while it is fine."""
+        if not w.inflight:
+            return None
+        limits = self.limits
+        dead = not w.proc.is_alive()
+        allowance = 0.0 if w.answered else limits.first_item_allowance
+        allowed = None if limits.timeout is None else limits.timeout + allowance
+        hung = allowed is not None and now - w.inflight[0][2] > allowed
+        if not (dead or hung):
+            return None
+        w.stop(kill=True)
+        code = w.proc.exitcode
+        if not w.ready:  # it never started: a set-up problem, not the items' fault
+            self._count_startup_death(dead, code)
+            self.tasks.extend((index, item) for index, item, _ in w.inflight)  # retried last
+            self.workers[i] = self.new_worker()
+            return None
+        (index, item, _), *rest = w.inflight
+        self.tasks.extendleft((j, it) for j, it, _ in reversed(rest))
+        self.workers[i] = self.new_worker()
+        if dead:
+            reason = limits.crashed_reason.format(exitcode=code)
+            return Outcome(index, item, failure="crashed", reason=reason, exitcode=code)
+        return Outcome(
+            index, item, failure="timeout", reason=limits.timeout_reason.format(timeout=limits.timeout)
+        )
+
+    def _count_startup_death(self, dead: bool, code: int | None) -> None:
+        self.deaths += 1
+        if self.deaths >= self.limits.startup_deaths:
+            why = f"worker exit code {code}" if dead else f"no start within {self.limits.timeout:g} s"
+            raise WorkerStartupError(
+                f"worker processes die before taking any work ({why}); if you run this "
+                'from your own script, put its code under `if __name__ == "__main__":` '
+                "(workers are spawned and import the main script)",
+                why,
+            )
+
+    def stop(self) -> None:
+        """Stop every worker: ask them to end when all work is done, kill them when not."""
+        busy = self.busy()
+        for w in self.workers:
             if w is not None:
                 w.stop(kill=busy)

@@ -31,15 +31,8 @@ def librosa_log_mel(path, params: FeatureParams, duration: float | None) -> np.n
     y, _ = librosa.load(path, sr=params.sample_rate)
     if duration is not None:
         y = y[: int(round(duration * params.sample_rate))]
-    mel = librosa.feature.melspectrogram(
-        y=y,
-        sr=params.sample_rate,
-        n_fft=params.n_fft,
-        hop_length=params.hop_length,
-        n_mels=params.n_mels,
-        fmin=params.fmin,
-        fmax=params.fmax,
-    )
+    spectrogram = {k: getattr(params, k) for k in ("n_fft", "hop_length", "n_mels", "fmin", "fmax")}
+    mel = librosa.feature.melspectrogram(y=y, sr=params.sample_rate, **spectrogram)
     return librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
 
 

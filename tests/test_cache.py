@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from genrekit.errors import CacheError, ConfigError
-from genrekit.features.cache import FeatureCache, _shard_lock, ensure_cache, parse_shard
+from genrekit.features.cache import FeatureCache, ensure_cache, parse_shard
+from genrekit.features.cache.build import _shard_lock
 from genrekit.features.mel import FeatureParams, band_stats, load_segments
 from tests.features_helpers import write_clip
 from tests.process_helpers import alive, children

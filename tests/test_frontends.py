@@ -14,7 +14,7 @@ import pytest
 from genrekit.errors import CacheError, ConfigError, ModelError
 from genrekit.features import frontends
 from genrekit.features.frontends import FrontEnd, MelSegments
-from genrekit.features.mel import FeatureParams, NormStats, band_stats
+from genrekit.features.mel import FeatureParams
 from genrekit.settings import Settings
 from genrekit.train.run_config import frontend_of, load_training_config
 from tests.inference_helpers import FEATURES, training_config, vocabularies
@@ -104,23 +104,12 @@ def test_a_bad_frontend_section_names_the_config(tmp_path):
 
 
 @dataclasses.dataclass(frozen=True)
-class MeanSegment(FrontEnd):
-    """A second front end, defined outside the package: the mean of the log-mel segments."""
+class MeanSegment(MelSegments):
+    """A second front end, defined outside the package: the mean of the log-mel segments (its
+    parameters, settings and statistics are log-mel segments'; its rows and input are its own)."""
 
-    features: FeatureParams = dataclasses.field(default_factory=FeatureParams)
     name: ClassVar[str] = "mel_mean"
     version: ClassVar[int] = 1
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> MeanSegment:
-        return cls(FeatureParams.from_settings(settings))
-
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> MeanSegment:
-        return cls(FeatureParams.from_dict(params))
-
-    def params(self) -> dict[str, Any]:
-        return self.features.to_dict()
 
     @property
     def row_shape(self) -> tuple[int, ...]:
@@ -131,13 +120,10 @@ class MeanSegment(FrontEnd):
         return self.features.segment_shape  # no channel axis
 
     def load(self, path: str | os.PathLike, *, notes: list[str] | None = None) -> np.ndarray:
-        return MelSegments(self.features).load(path, notes=notes).mean(axis=0, keepdims=True)
+        return super().load(path, notes=notes).mean(axis=0, keepdims=True)
 
     def cache_name(self) -> str:
         return "mean_" + self.features.cache_name()
-
-    def norm_stats(self, rows: Any) -> NormStats:
-        return band_stats(rows)
 
     def describe_input(self) -> str:
         return "one mean segment"

@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from genrekit.errors import ChecksumError, DatasetError, UnsafeArchiveError
 from genrekit.fileio import MiB, check_free_space, sha1_file, write_text_atomic
@@ -186,8 +187,6 @@ def extract_archive(
         for info in infos:
             if info.is_dir():
                 (dest / info.filename).mkdir(parents=True, exist_ok=True)
-        made: set[Path] = set()
-        failed: list[str] = []
         with tqdm(
             total=total,
             initial=total - left,
@@ -197,44 +196,66 @@ def extract_archive(
             desc=f"extract {archive.name}",
             disable=not progress,
         ) as bar:
-            for info in todo:
-                target = dest / info.filename
-                if target.parent not in made:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    made.add(target.parent)
-                tmp = target.with_name(target.name + ".extracting")
-                hasher = hashlib.sha1()
-                try:
-                    try:
-                        src = zf.open(info)
-                    except _READ_ERRORS as exc:
-                        raise _MemberReadError(f"{info.filename}: {exc}") from exc
-                    with src, open(tmp, "wb") as out:
-                        while True:
-                            try:
-                                chunk = src.read(chunk_size)
-                            except _READ_ERRORS as exc:
-                                raise _MemberReadError(f"{info.filename}: {exc}") from exc
-                            if not chunk:
-                                break
-                            out.write(chunk)
-                            hasher.update(chunk)
-                            bar.update(len(chunk))
-                except _MemberReadError as exc:
-                    tmp.unlink(missing_ok=True)
-                    failed.append(str(exc))
-                    log.error("%s: cannot read member %s", archive.name, exc)
-                    continue
-                os.replace(tmp, target)
-                result.extracted += 1
-                result.bytes_written += info.file_size
-                result.sha1s[info.filename] = hasher.hexdigest()
+            failed = _extract_members(zf, todo, result, bar, chunk_size, archive.name)
     if failed:
         raise ChecksumError(
             f"{archive}: {len(failed)} member(s) could not be read (first: {failed[0]}); the archive is "
             f"damaged: delete it and run the same command again"
         )
     return result
+
+
+def _extract_members(
+    zf: zipfile.ZipFile,
+    todo: list[zipfile.ZipInfo],
+    result: ExtractResult,
+    bar: Any,
+    chunk_size: int,
+    archive_name: str,
+) -> list[str]:
+    """Extract ``todo`` into ``result.dest``, counting into ``result``; return the members that
+    could not be read (the others are extracted all the same)."""
+    made: set[Path] = set()
+    failed: list[str] = []
+    for info in todo:
+        target = result.dest / info.filename
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        tmp = target.with_name(target.name + ".extracting")
+        try:
+            digest = _extract_member(zf, info, tmp, bar, chunk_size)
+        except _MemberReadError as exc:
+            tmp.unlink(missing_ok=True)
+            failed.append(str(exc))
+            log.error("%s: cannot read member %s", archive_name, exc)
+            continue
+        os.replace(tmp, target)
+        result.extracted += 1
+        result.bytes_written += info.file_size
+        result.sha1s[info.filename] = digest
+    return failed
+
+
+def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, tmp: Path, bar: Any, chunk_size: int) -> str:
+    """Stream one member into ``tmp``; its sha1. _MemberReadError when its data cannot be read."""
+    hasher = hashlib.sha1()
+    try:
+        src = zf.open(info)
+    except _READ_ERRORS as exc:
+        raise _MemberReadError(f"{info.filename}: {exc}") from exc
+    with src, open(tmp, "wb") as out:
+        while True:
+            try:
+                chunk = src.read(chunk_size)
+            except _READ_ERRORS as exc:
+                raise _MemberReadError(f"{info.filename}: {exc}") from exc
+            if not chunk:
+                break
+            out.write(chunk)
+            hasher.update(chunk)
+            bar.update(len(chunk))
+    return hasher.hexdigest()
 
 
 # --- Checksums --------------------------------------------------------------------------------

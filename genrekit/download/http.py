@@ -8,6 +8,7 @@ archives to fetch, and what is done with them, is :mod:`genrekit.download.setup`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -121,152 +122,222 @@ def download_file(
         The file's sha1 is not ``expected_sha1``.
     """
     import requests
-    import urllib3
-    from tqdm.auto import tqdm
 
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
     own_session = session is None
     session = session or requests.Session()
+    transfer = _Transfer(url, dest, _Retry(retries, backoff, max_backoff), extract_factor, progress)
+    transfer.hash_part()
+    try:
+        while not transfer.attempt(session, timeout, chunk_size):
+            pass
+    finally:
+        if transfer.bar is not None:
+            transfer.bar.close()
+        if own_session:
+            session.close()
+    digest = transfer.hasher.hexdigest()
+    if expected_sha1 and digest != expected_sha1.lower():
+        raise set_aside_mismatch(transfer.part, dest, digest, expected_sha1)
+    os.replace(transfer.part, dest)
+    return digest
 
-    hasher = hashlib.sha1()
-    have = 0
-    if part.exists():
-        have = part.stat().st_size
-        if have:
-            log.info("resuming %s: %s already downloaded, hashing them once", dest.name, format_bytes(have))
-            with open(part, "rb") as fh:
-                # Hash exactly the bytes counted, even if the file grows meanwhile.
-                remaining = have
-                while remaining and (chunk := fh.read(min(4 * MiB, remaining))):
-                    hasher.update(chunk)
-                    remaining -= len(chunk)
 
-    failures = 0
-    space_checked = False
-    bar = None
-    total: int | None = None
+def set_aside_mismatch(path: Path, dest: Path, digest: str, expected: str) -> ChecksumError:
+    """Move a file whose sha1 is wrong to ``<dest>.sha1-mismatch``; the error to raise, saying so."""
+    bad = dest.with_name(dest.name + ".sha1-mismatch")
+    os.replace(path, bad)
+    return ChecksumError(
+        f"{dest.name}: sha1 {digest} is not the expected {expected}; the file was kept as "
+        f"{bad}: delete it and run the same command again to download it afresh"
+    )
 
-    def restart() -> None:
-        nonlocal hasher, have
-        hasher = hashlib.sha1()
-        have = 0
-        part.write_bytes(b"")
-        if bar is not None:
-            bar.reset(total=total)
 
-    def fail(why: str) -> None:
-        nonlocal failures
-        failures += 1
-        if failures > retries:
+@dataclasses.dataclass(frozen=True)
+class _Retry:
+    """Failures in a row tolerated, first wait in seconds (doubled each time), longest wait."""
+
+    retries: int
+    backoff: float
+    max_backoff: float
+
+
+class _Transfer:
+    """One download into ``<dest>.part``: the bytes so far, their sha1, the failures in a row."""
+
+    def __init__(self, url: str, dest: Path, retry: _Retry, extract_factor: float, progress: bool) -> None:
+        self.url, self.dest = url, dest
+        self.part = dest.with_name(dest.name + ".part")
+        self.retry = retry
+        self.extract_factor = extract_factor
+        self.progress = progress
+        self.hasher = hashlib.sha1()
+        self.have = 0  # bytes in the .part file, all hashed
+        self.failures = 0
+        self.space_checked = False
+        self.bar: Any = None
+        self.total: int | None = None
+
+    def hash_part(self) -> None:
+        """Hash what an earlier run left in the .part file, once, to resume after it."""
+        if not self.part.exists():
+            return
+        self.have = self.part.stat().st_size
+        if not self.have:
+            return
+        log.info(
+            "resuming %s: %s already downloaded, hashing them once", self.dest.name, format_bytes(self.have)
+        )
+        with open(self.part, "rb") as fh:
+            # Hash exactly the bytes counted, even if the file grows meanwhile.
+            remaining = self.have
+            while remaining and (chunk := fh.read(min(4 * MiB, remaining))):
+                self.hasher.update(chunk)
+                remaining -= len(chunk)
+
+    def restart(self) -> None:
+        self.hasher = hashlib.sha1()
+        self.have = 0
+        self.part.write_bytes(b"")
+        if self.bar is not None:
+            self.bar.reset(total=self.total)
+
+    def fail(self, why: str) -> None:
+        """Count a failure and wait before the next attempt; DownloadError after too many in a row."""
+        self.failures += 1
+        retry = self.retry
+        if self.failures > retry.retries:
             raise DownloadError(
-                f"{url}: giving up after {failures} failed attempts in a row ({why}); "
-                f"{format_bytes(have)} are kept in {part}: run the same command again to resume"
+                f"{self.url}: giving up after {self.failures} failed attempts in a row ({why}); "
+                f"{format_bytes(self.have)} are kept in {self.part}: run the same command again to resume"
             )
-        wait = min(max_backoff, backoff * 2 ** (failures - 1))
+        wait = min(retry.max_backoff, retry.backoff * 2 ** (self.failures - 1))
         log.warning(
-            "%s: %s; retry %d/%d in %.3g s (from byte %d)", dest.name, why, failures, retries, wait, have
+            "%s: %s; retry %d/%d in %.3g s (from byte %d)",
+            self.dest.name,
+            why,
+            self.failures,
+            retry.retries,
+            wait,
+            self.have,
         )
         time.sleep(wait)
 
-    try:
-        while True:
-            # identity: a gzip-encoding server would make byte offsets meaningless for Range.
-            headers = {"Accept-Encoding": "identity"}
-            if have:
-                headers["Range"] = f"bytes={have}-"
-            try:
-                response = session.get(url, headers=headers, stream=True, timeout=timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                fail(f"connection failed: {type(exc).__name__}")
-                continue
-            with response:
-                status = response.status_code
-                if status == 404:
-                    raise _not_found(url)
-                if status == 416 and have:
-                    _, size = _parse_content_range(response.headers.get("Content-Range"))
-                    if size == have:  # the .part already holds every byte
-                        total = size
-                        break
-                    log.warning("%s: the server refused to resume at byte %d; starting over", dest.name, have)
-                    restart()
-                    fail("range not satisfiable")
-                    continue
-                if status in _RETRY_STATUS:
-                    fail(f"HTTP {status} {response.reason}")
-                    continue
-                if status not in (200, 206):
-                    raise DownloadError(f"{url}: HTTP {status} {response.reason}")
-                if status == 206:
-                    start, total = _parse_content_range(response.headers.get("Content-Range"))
-                    if start != have:
-                        log.warning(
-                            "%s: the server resumed at byte %s, not %d; starting over", dest.name, start, have
-                        )
-                        restart()
-                        fail("wrong range")
-                        continue
-                else:
-                    if have:
-                        log.warning("%s: the server ignored the Range request; starting over", dest.name)
-                        restart()
-                    length = response.headers.get("Content-Length")
-                    total = int(length) if length and length.isdigit() else None
-                if not space_checked and total is not None:
-                    check_free_space(
-                        dest.parent,
-                        (total - have) + total * extract_factor,
-                        f"downloading{' and extracting' if extract_factor else ''} {dest.name}",
-                    )
-                    space_checked = True
-                if bar is None:
-                    bar = tqdm(
-                        total=total,
-                        initial=have,
-                        unit="B",
-                        unit_scale=True,
-                        unit_divisor=1024,
-                        desc=dest.name,
-                        disable=not progress,
-                    )
-                received = 0
-                try:
-                    with open(part, "ab") as fh:
-                        for chunk in _body_chunks(response, chunk_size):
-                            fh.write(chunk)
-                            hasher.update(chunk)
-                            have += len(chunk)
-                            received += len(chunk)
-                            bar.update(len(chunk))
-                except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-                    if received:
-                        failures = 0
-                    fail(f"connection lost ({type(exc).__name__})")
-                    continue
-                if total is not None and have < total:
-                    if received:
-                        failures = 0
-                    fail(f"connection closed at byte {have} of {total}")
-                    continue
-                break
-    finally:
-        if bar is not None:
-            bar.close()
-        if own_session:
-            session.close()
+    def attempt(self, session: Any, timeout: float, chunk_size: int) -> bool:
+        """One request: True when the .part file holds the whole file, False to try again."""
+        import requests
 
-    digest = hasher.hexdigest()
-    if expected_sha1 and digest != expected_sha1.lower():
-        bad = dest.with_name(dest.name + ".sha1-mismatch")
-        os.replace(part, bad)
-        raise ChecksumError(
-            f"{dest.name}: sha1 {digest} is not the expected {expected_sha1}; the file was kept as "
-            f"{bad}: delete it and run the same command again to download it afresh"
+        # identity: a gzip-encoding server would make byte offsets meaningless for Range.
+        headers = {"Accept-Encoding": "identity"}
+        if self.have:
+            headers["Range"] = f"bytes={self.have}-"
+        try:
+            response = session.get(self.url, headers=headers, stream=True, timeout=timeout)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            self.fail(f"connection failed: {type(exc).__name__}")
+            return False
+        with response:
+            complete = self._accept(response)
+            if complete is not None:
+                return complete
+            self._check_space()
+            self._open_bar()
+            return self._receive(response, chunk_size)
+
+    def _accept(self, response: Any) -> bool | None:
+        """What the answer's status means: None (read its body), True (nothing left to read) or
+        False (try again); raises for a missing file or another client error."""
+        status = response.status_code
+        if status == 404:
+            raise _not_found(self.url)
+        if status == 416 and self.have:
+            _, size = _parse_content_range(response.headers.get("Content-Range"))
+            if size == self.have:  # the .part already holds every byte
+                self.total = size
+                return True
+            log.warning(
+                "%s: the server refused to resume at byte %d; starting over", self.dest.name, self.have
+            )
+            self.restart()
+            self.fail("range not satisfiable")
+            return False
+        if status in _RETRY_STATUS:
+            self.fail(f"HTTP {status} {response.reason}")
+            return False
+        if status not in (200, 206):
+            raise DownloadError(f"{self.url}: HTTP {status} {response.reason}")
+        if status == 206:
+            start, self.total = _parse_content_range(response.headers.get("Content-Range"))
+            if start != self.have:
+                log.warning(
+                    "%s: the server resumed at byte %s, not %d; starting over",
+                    self.dest.name,
+                    start,
+                    self.have,
+                )
+                self.restart()
+                self.fail("wrong range")
+                return False
+            return None
+        if self.have:
+            log.warning("%s: the server ignored the Range request; starting over", self.dest.name)
+            self.restart()
+        length = response.headers.get("Content-Length")
+        self.total = int(length) if length and length.isdigit() else None
+        return None
+
+    def _check_space(self) -> None:
+        """Once the size is known: room for the rest of the file, and for its extraction."""
+        if self.space_checked or self.total is None:
+            return
+        check_free_space(
+            self.dest.parent,
+            (self.total - self.have) + self.total * self.extract_factor,
+            f"downloading{' and extracting' if self.extract_factor else ''} {self.dest.name}",
         )
-    os.replace(part, dest)
-    return digest
+        self.space_checked = True
+
+    def _open_bar(self) -> None:
+        from tqdm.auto import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(
+                total=self.total,
+                initial=self.have,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=self.dest.name,
+                disable=not self.progress,
+            )
+
+    def _receive(self, response: Any, chunk_size: int) -> bool:
+        """Append the body to the .part file: True when the file is whole, False to try again
+        (any byte received resets the failures in a row)."""
+        import requests
+        import urllib3
+
+        received = 0
+        try:
+            with open(self.part, "ab") as fh:
+                for chunk in _body_chunks(response, chunk_size):
+                    fh.write(chunk)
+                    self.hasher.update(chunk)
+                    self.have += len(chunk)
+                    received += len(chunk)
+                    self.bar.update(len(chunk))
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            if received:
+                self.failures = 0
+            self.fail(f"connection lost ({type(exc).__name__})")
+            return False
+        if self.total is not None and self.have < self.total:
+            if received:
+                self.failures = 0
+            self.fail(f"connection closed at byte {self.have} of {self.total}")
+            return False
+        return True
 
 
 def remote_size(url: str, options: Mapping[str, Any]) -> int | None:

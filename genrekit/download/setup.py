@@ -20,13 +20,14 @@ from typing import Any
 
 from genrekit.download.archives import (
     ChecksumProblem,
+    ExtractResult,
     extract_archive,
     read_checksums,
     repair_mismatches,
     verify_checksums,
     write_checksum_report,
 )
-from genrekit.download.http import BASE_URL, BASE_URL_ENV, download_file, remote_size
+from genrekit.download.http import BASE_URL, BASE_URL_ENV, download_file, remote_size, set_aside_mismatch
 from genrekit.errors import ChecksumError, DatasetError, DownloadError
 from genrekit.fileio import GiB, MiB, check_free_space, sha1_file, write_json_atomic
 
@@ -257,12 +258,7 @@ def _obtain_archive(
     if digest != expected.lower():
         record.unlink(missing_ok=True)
         if in_data_dir:
-            bad = path.with_name(path.name + ".sha1-mismatch")
-            os.replace(path, bad)
-            raise ChecksumError(
-                f"{path.name}: sha1 {digest} is not the expected {expected}; the file was kept as "
-                f"{bad}: delete it and run the same command again to download it afresh"
-            )
+            raise set_aside_mismatch(path, path, digest, expected)
         raise ChecksumError(
             f"{path}: sha1 {digest} is not the expected {expected}; it is incomplete or another "
             f"release: download it again, or pass --sha1 / --no_verify if you trust this file"
@@ -335,31 +331,7 @@ def setup_archive(
     path = got.path
     log.info("extracting %s into %s", path.name, out)
     result = extract_archive(path, out, progress=progress)
-    prefix = archive.top + "/"
-    problems: list[ChecksumProblem] = []
-    report = None
-    checksums_file = folder / "checksums"
-    if checksums_file.is_file():
-        checksums = read_checksums(checksums_file)
-        known = {n.removeprefix(prefix): s for n, s in result.sha1s.items() if n.startswith(prefix)}
-        problems = verify_checksums(folder, checksums, known=known, progress=progress)
-        problems = repair_mismatches(path, out, prefix, problems, known=known, progress=progress)
-        report = write_checksum_report(out / f"{archive.top}_checksum_problems.csv", problems)
-        bad = [p for p in problems if p.status != "repaired"]
-        if bad:
-            log.warning(
-                "%s: %d of %d files do not match the archive's checksums (%s): listed in %s",
-                archive.top,
-                len(bad),
-                len(checksums),
-                ", ".join(f"{sum(p.status == s for p in bad)} {s}" for s in ("missing", "mismatch")),
-                report,
-            )
-        else:
-            log.info("%s: all %d files match the archive's checksums", archive.top, len(checksums))
-    else:
-        log.warning("%s holds no checksums file: the extracted files were not checked", path.name)
-
+    problems, report = _check_extracted(archive, path, out, result, progress)
     write_json_atomic(
         marker_path(data_dir, archive),
         {
@@ -372,16 +344,54 @@ def setup_archive(
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
     )
-    if cleanup and not got.deletable:
-        log.info("kept %s: --cleanup deletes only archives in --data_dir or given with --archive", path)
-    elif cleanup:
-        try:
-            path.unlink()
-            _record_path(data_dir, archive).unlink(missing_ok=True)
-            log.info("deleted %s (--cleanup): its extraction is complete and checked", path)
-        except OSError as exc:
-            log.warning("could not delete %s (--cleanup): %s", path, exc)
+    if cleanup:
+        _clean_up(archive, data_dir, got)
     return SetupResult(archive, folder, problems=problems, report=report)
+
+
+def _check_extracted(
+    archive: Archive, path: Path, out: Path, result: ExtractResult, progress: bool
+) -> tuple[list[ChecksumProblem], Path | None]:
+    """Check the extracted files against the archive's ``checksums`` file, extracting again the
+    ones an earlier run left damaged; the problems left, and the CSV listing them."""
+    folder = out / archive.top
+    prefix = archive.top + "/"
+    checksums_file = folder / "checksums"
+    if not checksums_file.is_file():
+        log.warning("%s holds no checksums file: the extracted files were not checked", path.name)
+        return [], None
+    checksums = read_checksums(checksums_file)
+    known = {n.removeprefix(prefix): s for n, s in result.sha1s.items() if n.startswith(prefix)}
+    problems = verify_checksums(folder, checksums, known=known, progress=progress)
+    problems = repair_mismatches(path, out, prefix, problems, known=known, progress=progress)
+    report = write_checksum_report(out / f"{archive.top}_checksum_problems.csv", problems)
+    bad = [p for p in problems if p.status != "repaired"]
+    if bad:
+        log.warning(
+            "%s: %d of %d files do not match the archive's checksums (%s): listed in %s",
+            archive.top,
+            len(bad),
+            len(checksums),
+            ", ".join(f"{sum(p.status == s for p in bad)} {s}" for s in ("missing", "mismatch")),
+            report,
+        )
+    else:
+        log.info("%s: all %d files match the archive's checksums", archive.top, len(checksums))
+    return problems, report
+
+
+def _clean_up(archive: Archive, data_dir: Path, got: _Obtained) -> None:
+    """--cleanup: delete the archive once its extraction is complete and checked (never a mirror's)."""
+    path = got.path
+    if not got.deletable:
+        log.info("kept %s: --cleanup deletes only archives in --data_dir or given with --archive", path)
+        return
+    try:
+        path.unlink()
+        _record_path(data_dir, archive).unlink(missing_ok=True)
+        log.info("deleted %s (--cleanup): its extraction is complete and checked", path)
+    except OSError as exc:
+        log.warning("could not delete %s (--cleanup): %s", path, exc)
 
 
 # --- Several archives, and the default layout -------------------------------------------------

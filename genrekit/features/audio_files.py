@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from genrekit.errors import AudioDecodeError
-from genrekit.workers import reason_of, run_pool
+from genrekit.features.decode import decodable_length, decoded_length
+from genrekit.features.frontends import FrontEnd
+from genrekit.features.mel import load_segments, load_track_segments, segment_starts
+from genrekit.features.params import FeatureParams
+from genrekit.workers import Outcome, reason_of, run_pool
 
 # Extensions decoded (what libsndfile reads); other files in a folder are skipped and counted.
 AUDIO_EXTENSIONS = frozenset(
@@ -27,7 +31,6 @@ UNSUPPORTED_AUDIO = frozenset({".m4a", ".mp4", ".aac", ".wma", ".alac", ".ape", 
 # A file up to this much longer than the training clip duration is treated as a training clip
 # (FMA's "30 s" clips are 29.9-30.1 s): its first ``duration`` seconds, as in training.
 CLIP_TOLERANCE_SECONDS = 1.0
-_INFLIGHT_PER_WORKER = 2  # files queued per decoding worker, so none waits for the main process
 # Seconds one file may take to decode before its worker is killed and the file reported; whole
 # tracks are decoded here (an hour of audio: ~30 s), not only 30 s clips as in the cache.
 DECODE_TIMEOUT = 600.0
@@ -49,7 +52,7 @@ class SegmentPlan:
     warning: str | None = None
 
 
-def plan_segments(frames: int, rate: int, params: Any, hop_seconds: float = 0.0) -> SegmentPlan:
+def plan_segments(frames: int, rate: int, params: FeatureParams, hop_seconds: float = 0.0) -> SegmentPlan:
     """Decide how a file of ``frames`` samples at ``rate`` Hz is cut into segments.
 
     Mirrors the placement rules of :func:`genrekit.features.mel.load_segments` and
@@ -60,8 +63,6 @@ def plan_segments(frames: int, rate: int, params: Any, hop_seconds: float = 0.0)
     AudioDecodeError
         When not even ``params.min_segments`` whole segments fit.
     """
-    from genrekit.features.mel import segment_starts
-
     sr, hop, width = params.sample_rate, params.hop_length, params.segment_frames
     seconds = frames / rate
     length = -(-frames * sr // rate)
@@ -102,20 +103,14 @@ class Decoded:
     error: str | None = None
 
 
-def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: float = 0.0) -> Decoded:
+def decode_file(
+    key: str, path: str | os.PathLike, params: FeatureParams | FrontEnd, hop_seconds: float = 0.0
+) -> Decoded:
     """Decode one file into segments; never raises for a bad file (the error is in the result).
 
     The segments are rounded to float16 because the training feature cache stores them so: a
     clip gives the model exactly the input it gets in training and evaluation.
     """
-    from genrekit.features.mel import (
-        FeatureParams,
-        decodable_length,
-        decoded_length,
-        load_segments,
-        load_track_segments,
-    )
-
     path = str(path)
     suffix = Path(path).suffix.lower()
     if suffix in UNSUPPORTED_AUDIO:
@@ -161,11 +156,9 @@ def decode_file(key: str, path: str | os.PathLike, params: Any, hop_seconds: flo
     return Decoded(key, path, segments.astype(np.float16), info)
 
 
-def _decode_frontend(key: str, path: str, frontend: Any) -> Decoded:
+def _decode_frontend(key: str, path: str, frontend: FrontEnd) -> Decoded:
     """A file through a front end other than log-mel segments (e.g. musicnn embeddings): its
     cache row, one model input per patch, the patches spread over the file as in training."""
-    from genrekit.features.mel import decoded_length
-
     try:
         frames, rate, channels = decoded_length(path)
         notes: list[str] = []
@@ -185,14 +178,14 @@ def _decode_frontend(key: str, path: str, frontend: Any) -> Decoded:
     return Decoded(key, path, rows.astype(np.float16), info)
 
 
-def _decode_item(item: tuple[str, str], params: Any, hop_seconds: float) -> Decoded:
+def _decode_item(item: tuple[str, str], params: FeatureParams | FrontEnd, hop_seconds: float) -> Decoded:
     key, path = item
     return decode_file(key, path, params, hop_seconds)
 
 
 def decode_parallel(
     items: list[tuple[str, str]],
-    params: Any,
+    params: FeatureParams | FrontEnd,
     hop_seconds: float,
     workers: int,
     quiet: bool = True,
@@ -206,20 +199,37 @@ def decode_parallel(
     fresh worker goes on (:func:`genrekit.workers.run_pool`). ``quiet``: the native decoders'
     messages on stderr are dropped.
     """
-    outcomes = run_pool(
+    outcomes = decoding_pool(
         _decode_item,
         items,
+        params,
         workers=workers,
         args=(params, hop_seconds),
         timeout=timeout,
         stderr_path=os.devnull if quiet else None,
-        in_flight=_INFLIGHT_PER_WORKER,
-        first_item_allowance=float(getattr(params, "startup_seconds", 0.0)),  # a backbone loads first
         crashed_reason="the decoder crashed on this file (worker process died)",
-        timeout_reason="decoding took more than {timeout:g} s (hang); worker killed",
     )
     for outcome in outcomes:
         yield outcome.value if outcome.ok else Decoded(*outcome.item, error=outcome.reason)
+
+
+def decoding_pool(
+    func: Callable[..., Any], items: Iterable[Any], frontend: FeatureParams | FrontEnd, **options: Any
+) -> Iterator[Outcome]:
+    """:func:`genrekit.workers.run_pool` for decoding audio (the feature cache, folder inference).
+
+    Two files in flight per worker, so none waits for the main process; a front end that loads a
+    model in each worker (a backbone) gets its ``startup_seconds`` on a worker's first file; a
+    hang is reported in decoding's words. ``options`` are run_pool's.
+    """
+    return run_pool(
+        func,
+        items,
+        in_flight=2,
+        first_item_allowance=float(getattr(frontend, "startup_seconds", 0.0)),
+        timeout_reason="decoding took more than {timeout:g} s (hang); worker killed",
+        **options,
+    )
 
 
 def list_audio_files(folder: Path, recursive: bool = False) -> tuple[list[Path], list[Path]]:

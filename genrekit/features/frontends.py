@@ -17,12 +17,17 @@ import dataclasses
 import importlib
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from genrekit.errors import CacheError, ConfigError
-from genrekit.features.mel import FEATURE_VERSION, FeatureParams, NormStats, band_stats, load_segments
+from genrekit.features.mel import load_segments
+from genrekit.features.normalize import NormStats, band_stats
+from genrekit.features.params import FEATURE_VERSION, FeatureParams
+
+if TYPE_CHECKING:
+    from genrekit.settings import Settings
 
 # Front end name -> "module:Class". A saved training config names its front end; this finds it.
 FRONTENDS = {
@@ -48,7 +53,7 @@ class FrontEnd(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def from_settings(cls, settings: Any) -> FrontEnd:
+    def from_settings(cls, settings: Settings) -> FrontEnd:
         """The front end a :class:`~genrekit.settings.Settings` asks for."""
 
     @classmethod
@@ -154,7 +159,7 @@ class MelSegments(FrontEnd):
     version: ClassVar[int] = FEATURE_VERSION
 
     @classmethod
-    def from_settings(cls, settings: Any) -> MelSegments:
+    def from_settings(cls, settings: Settings) -> MelSegments:
         return cls(FeatureParams.from_settings(settings))
 
     @classmethod
@@ -194,7 +199,7 @@ def frontend_class(name: str) -> type[FrontEnd]:
     return getattr(importlib.import_module(module), attr)
 
 
-def from_settings(settings: Any) -> FrontEnd:
+def from_settings(settings: Settings) -> FrontEnd:
     """The front end of a run's settings (``settings.frontend``; log-mel segments when it has none)."""
     return frontend_class(getattr(settings, "frontend", DEFAULT_FRONTEND)).from_settings(settings)
 

@@ -22,13 +22,15 @@ import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from genrekit.errors import ConfigError
 from genrekit.features.frontends import FrontEnd
-from genrekit.features.mel import FeatureParams, NormStats, band_stats, load_track_segments
+from genrekit.features.mel import load_track_segments
+from genrekit.features.normalize import NormStats, band_stats
+from genrekit.features.params import FeatureParams
 from genrekit.models.musicnn import (
     EMBEDDING_SIZE,
     HOP_LENGTH,
@@ -38,7 +40,12 @@ from genrekit.models.musicnn import (
     PATCH_FRAMES,
     POOL_SIZE,
     SAMPLE_RATE,
+    predict_patches,
 )
+from genrekit.models.musicnn_weights import ensure_musicnn_weights, load_musicnn, musicnn_tags
+
+if TYPE_CHECKING:
+    from genrekit.settings import Settings
 
 OUTPUTS = {
     "penultimate": EMBEDDING_SIZE,
@@ -54,8 +61,6 @@ _MODELS: dict[tuple[str, str], Any] = {}  # (model, weights folder) -> the port,
 def _port(model: str, weights_dir: str) -> Any:
     key = (model, weights_dir)
     if key not in _MODELS:
-        from genrekit.models.musicnn_weights import load_musicnn
-
         _MODELS[key] = load_musicnn(model, weights_dir or None)
     return _MODELS[key]
 
@@ -136,20 +141,14 @@ class MusicnnInput(FrontEnd):
 
     def prepare(self) -> None:
         """Fetch and convert the weights once (``python fetch_backbone.py``), before workers start."""
-        from genrekit.models.musicnn_weights import ensure_musicnn_weights
-
         ensure_musicnn_weights(self.weights_dir or None)
 
     def tags(self) -> list[str]:
         """The backbone's own tags (its taggram's 50 outputs, in order)."""
-        from genrekit.models.musicnn_weights import musicnn_tags
-
         return musicnn_tags(self.model, self.weights_dir or None)
 
     def taggram(self, path: str | os.PathLike) -> np.ndarray:
         """The pretrained backbone's tag probabilities of a file, averaged over its patches ``(50,)``."""
-        from genrekit.models.musicnn import predict_patches
-
         out = predict_patches(_port(self.model, self.weights_dir), self.patches_of(path), batch_size=_BATCH)
         return out["taggram"].mean(axis=0)
 
@@ -182,7 +181,7 @@ class MusicnnEmbeddings(MusicnnInput):
             raise ConfigError(f"musicnn output={self.output!r} must be one of {', '.join(OUTPUTS)}")
 
     @classmethod
-    def from_settings(cls, settings: Any) -> MusicnnEmbeddings:
+    def from_settings(cls, settings: Settings) -> MusicnnEmbeddings:
         return cls(
             model=settings.musicnn_model,
             output=settings.musicnn_output,
@@ -211,8 +210,6 @@ class MusicnnEmbeddings(MusicnnInput):
 
     def embed(self, patches: np.ndarray) -> np.ndarray:
         """Embeddings ``(n, dim)`` float32 of musicnn patches ``(n, 187, 96)``."""
-        from genrekit.models.musicnn import predict_patches
-
         outputs = predict_patches(_port(self.model, self.weights_dir), patches, batch_size=_BATCH)
         return embeddings_of(outputs, self.output).astype(np.float32)
 
@@ -251,7 +248,7 @@ class MusicnnPatches(MusicnnInput):
     startup_seconds: ClassVar[float] = 0.0  # no model in the workers: decoding only
 
     @classmethod
-    def from_settings(cls, settings: Any) -> MusicnnPatches:
+    def from_settings(cls, settings: Settings) -> MusicnnPatches:
         return cls(
             model=settings.musicnn_model,
             patches=settings.musicnn_patches,
@@ -291,7 +288,7 @@ class MusicnnPatches(MusicnnInput):
         return f"musicnn patches of {PATCH_FRAMES} frames x {N_MELS} mels"
 
 
-def format_tags(frontend: Any, path: str | os.PathLike) -> str:
+def format_tags(frontend: FrontEnd, path: str | os.PathLike) -> str:
     """The backbone's own tags of a file, most likely first, one ``probability  tag`` per line.
 
     Raises

@@ -1,0 +1,84 @@
+"""The feature cache: every track's log-mel segments in memory-mapped float16 files, built in parallel.
+
+Layout of a cache folder (one folder per front end and parameter set, :func:`cache_folder`)::
+
+    cache_dir/
+        part-s0of1-000/          one part: a fixed list of tracks, built by one shard
+            manifest.json        front end, its parameters and version, shape, shard, track-list sha1
+            track_ids.npy        int64 (rows,), sorted: row r holds track track_ids[r]
+            features.npy         float16 (rows, *frontend.row_shape), e.g. (rows, num_segments, n_mels, frames)
+            status.npy           uint8 (rows,): 0 pending, 1 ok, 2 defective, 3 missing
+            failures.csv         track_id,path,status,reason of every defective or missing track,
+                                 and of every truncated track whose decodable part is used
+        decoder-s0of1.log        what libsndfile/mpg123 printed while decoding
+
+Building (:func:`ensure_cache`) is resumable: a row's status is written only after its features
+are on disk (``fdatasync``), so a build killed at any moment (Ctrl-C, ``kill -9``, power loss)
+keeps every finished row and the next run does only the rest. Workers are separate processes
+(one BLAS/OpenMP thread each) that write their rows' features themselves and report only a
+status, so the parent stays idle; a worker that crashes or hangs on a file (more than
+``timeout`` seconds) is killed and replaced, and the file is recorded as defective.
+
+Truncated files (a cut download: decoding stops well before the length the header declares)
+follow :mod:`genrekit.features.mel`'s rule, the same in training, evaluation and inference: the part
+that decodes is used when it holds ``min_segments`` whole segments (the row is ok, and
+failures.csv lists it with status ``truncated``); a shorter part makes the track defective.
+
+Tracks: a part is created for the tracks it was asked for. Asking later for tracks the cache does
+not have (a larger subset, new files) **extends** the cache with a new part holding only those;
+tracks already present are never recomputed. A missing file is remembered as missing while it
+is absent and tried again by the first build that finds it in place; defective files are tried
+again only with ``retry_defective=True``. A cache whose manifest disagrees with the
+requested front end (:class:`~genrekit.features.frontends.FrontEnd`: another one, other parameters or an older
+feature version) is refused with a :class:`~genrekit.errors.CacheError` naming the differences:
+features are never mixed. The front end decides what a row holds; the cache only stores rows.
+
+Sharding over several machines: ``ensure_cache(..., shard=(i, n))`` (``--shard i/n``) takes the
+tracks whose ``track_id % n == i`` and builds them into parts named ``part-s{i}of{n}-*``. Run
+shard ``0/n`` ... ``n-1/n`` on n machines (each into a local cache folder of the same name, or
+one shared folder), then put all ``part-*`` folders into one folder (``rsync -a``):
+:meth:`FeatureCache.open` reads every part of a folder together. Two builds of the same shard on
+one folder at once are refused (a lock file; local file systems only).
+"""
+
+from genrekit.features.cache.build import (
+    COMMIT_SECONDS,
+    DECODE_TIMEOUT,
+    CacheSummary,
+    ensure_cache,
+    parse_shard,
+)
+from genrekit.features.cache.parts import (
+    ABSENT,
+    CACHE_FORMAT,
+    DEFECTIVE,
+    DTYPE,
+    MISSING,
+    OK,
+    PENDING,
+    STATUS_NAMES,
+    TRUNCATED,
+    Failure,
+    cache_folder,
+)
+from genrekit.features.cache.reader import FeatureCache
+
+__all__ = [
+    "ABSENT",
+    "CACHE_FORMAT",
+    "COMMIT_SECONDS",
+    "DECODE_TIMEOUT",
+    "DEFECTIVE",
+    "DTYPE",
+    "MISSING",
+    "OK",
+    "PENDING",
+    "STATUS_NAMES",
+    "TRUNCATED",
+    "CacheSummary",
+    "FeatureCache",
+    "Failure",
+    "cache_folder",
+    "ensure_cache",
+    "parse_shard",
+]

@@ -1,0 +1,433 @@
+"""Building a feature cache: :func:`ensure_cache` extracts, in worker processes, what a cache lacks."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from genrekit.errors import AudioDecodeError, CacheError, ConfigError
+from genrekit.features.audio_files import decoding_pool
+from genrekit.features.cache.parts import (
+    DEFECTIVE,
+    DTYPE,
+    FAILURES,
+    FEATURES,
+    MISSING,
+    OK,
+    STATUS_NAMES,
+    Part,
+    PartWriter,
+    create_part,
+    part_dirs,
+)
+from genrekit.features.cache.reader import FeatureCache
+from genrekit.features.frontends import FrontEnd, as_frontend
+from genrekit.features.params import FeatureParams
+from genrekit.workers import Outcome, WorkerStartupError, parent_gone, reason_of, usable_cores
+
+log = logging.getLogger(__name__)
+
+DECODE_TIMEOUT = 120.0  # seconds one file may take before its worker is killed (30 s clips: ~30 ms)
+COMMIT_SECONDS = 2.0  # finished rows are committed (data synced, then status) this often
+_WRITE_FAILED = -1  # a worker's answer when it could not write a row (the build stops)
+
+
+@dataclasses.dataclass
+class CacheSummary:
+    """What :func:`ensure_cache` found and did, for the tracks of its shard."""
+
+    requested: int  # tracks of this shard asked for
+    cached: int  # already ok before this run
+    done: int  # extracted by this run
+    defective: int  # requested tracks that are defective (listed in failures.csv)
+    missing: int  # requested tracks whose file does not exist (listed in failures.csv)
+    pending: int  # requested but not finished (interrupted, or in another shard's unfinished part)
+    seconds: float
+    failures_csv: list[Path]
+    truncated: int = 0  # ok tracks built from the decodable part of a cut file (in failures.csv)
+
+    @property
+    def ok(self) -> int:
+        return self.cached + self.done
+
+    def __str__(self) -> str:
+        rate = f" ({self.done / self.seconds:.1f} clips/s)" if self.done and self.seconds > 0 else ""
+        return (
+            f"features: {self.ok} of {self.requested} tracks ready ({self.cached} cached, {self.done} "
+            f"extracted now in {self.seconds:.1f} s{rate}); skipped {self.defective} defective, "
+            f"{self.missing} missing; {self.pending} pending"
+            + (f"; {self.truncated} truncated files used" if self.truncated else "")
+        )
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` to ``(I, N)`` with ``0 <= I < N``; ConfigError otherwise."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"shard {text!r} must look like I/N, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise ConfigError(f"shard {text!r} needs 0 <= I < N")
+    return index, count
+
+
+def _write_row(fd: int, data: bytes, offset: int) -> None:
+    view = memoryview(data)
+    while len(view):  # pwrite may write less than asked
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
+
+
+_FDS: dict[str, int] = {}  # in a worker: the features files it has open, by part
+
+
+def _extract_row(task: tuple, frontend: FrontEnd, parts: dict[str, tuple]) -> tuple[int, str]:
+    """In a worker: decode one file and write an ok row's features into its part's file itself;
+    return (code, reason) ("" when ok; code _WRITE_FAILED when the row could not be written).
+
+    ``parts`` maps a part name to (features file, data offset, row bytes). Writing here rather than
+    sending 160 KiB per clip to the parent keeps the parent idle (it shares the cores with the
+    workers); the parent commits (``fdatasync``, then status) only rows a worker reported written.
+    """
+    part, row, _, path = task
+    if not os.path.lexists(path):
+        return MISSING, "file not found"
+    try:
+        notes: list[str] = []
+        data = frontend.load(path, notes=notes).astype(DTYPE).tobytes()
+        answer = (OK, "; ".join(notes))
+    except AudioDecodeError as exc:
+        answer = (DEFECTIVE, reason_of(exc, path))
+    except Exception as exc:  # one odd file must never stop a build of 100k
+        answer = (DEFECTIVE, f"unexpected {type(exc).__name__}: {reason_of(exc, path)}")
+    if parent_gone():  # the build was killed: write nothing more (a new build may run)
+        os._exit(0)
+    if answer[0] == OK:
+        features, offset, row_nbytes = parts[part]
+        try:
+            if len(data) != row_nbytes:
+                raise ValueError(f"row of {len(data)} bytes for {row_nbytes}")
+            if part not in _FDS:
+                _FDS[part] = os.open(features, os.O_WRONLY)
+            _write_row(_FDS[part], data, offset + row * row_nbytes)
+        except (OSError, ValueError) as exc:  # disk full, I/O error: not the audio file's fault
+            answer = (_WRITE_FAILED, f"cannot write features to {features}: {exc}")
+    return answer
+
+
+def _resolve_workers(workers: int | None) -> int:
+    return workers or usable_cores()
+
+
+@dataclasses.dataclass(frozen=True)
+class _BuildOptions:
+    """How :func:`ensure_cache` runs its workers (its parameters of the same names)."""
+
+    workers: int | None
+    progress: bool
+    timeout: float
+    commit_seconds: float
+
+
+def _periodic_commit(writers: dict[str, PartWriter], every: float) -> Callable[[], None]:
+    """A tick for the pool: commit every writer's finished rows once ``every`` seconds have passed."""
+    last = time.monotonic()
+
+    def tick() -> None:
+        nonlocal last
+        if time.monotonic() - last >= every:
+            for writer in writers.values():
+                writer.commit()
+            last = time.monotonic()
+
+    return tick
+
+
+def _record(outcome: Outcome, writers: dict[str, PartWriter]) -> int:
+    """Queue one finished task's row in its part's writer; return its status code."""
+    part, row, tid, path = outcome.item
+    code, reason = outcome.value if outcome.ok else (DEFECTIVE, outcome.reason)
+    if code == _WRITE_FAILED:
+        raise CacheError(reason)
+    writers[part].put(row, tid, path, code, reason)
+    return code
+
+
+def _run_pool(
+    tasks: deque,
+    writers: dict[str, PartWriter],
+    frontend: FrontEnd,
+    workers: int,
+    stderr_path: Path,
+    options: _BuildOptions,
+) -> int:
+    """Process ``tasks`` ((part name, row, track id, path)) in worker processes; return rows done ok.
+
+    A worker that crashes or hangs on a file is killed and replaced; the file is defective.
+    """
+    from tqdm.auto import tqdm
+
+    parts = {
+        name: (str(w.part.path / FEATURES), w.part.data_offset, w.part.row_nbytes)
+        for name, w in writers.items()
+    }
+    bar = tqdm(
+        total=len(tasks), unit="clip", disable=not options.progress, smoothing=0.05, dynamic_ncols=True
+    )
+    done_ok = bad = 0
+    try:
+        outcomes = decoding_pool(
+            _extract_row,
+            tasks,
+            frontend,
+            workers=workers,
+            args=(frontend, parts),
+            timeout=options.timeout,
+            stderr_path=stderr_path,
+            tick=_periodic_commit(writers, options.commit_seconds),
+            crashed_reason="decoder crashed (worker exit code {exitcode})",
+        )
+        for outcome in outcomes:
+            if _record(outcome, writers) == OK:
+                done_ok += 1
+            else:
+                bad += 1
+                bar.set_postfix(defective_or_missing=bad, refresh=False)
+            bar.update(1)
+    except WorkerStartupError as exc:
+        raise CacheError(
+            f"feature worker processes die before decoding anything ({exc.why}); if you build the "
+            'cache from your own script, put its code under `if __name__ == "__main__":` '
+            f"(workers are spawned and import the main script); details in {stderr_path}"
+        ) from None
+    finally:
+        for writer in writers.values():
+            writer.commit()
+        bar.close()
+    return done_ok
+
+
+@contextlib.contextmanager
+def _shard_lock(cache_dir: Path, shard: tuple[int, int], exclusive: bool = True) -> Iterator[None]:
+    """Hold a shard's build lock: exclusive to build, shared to only check that all is built."""
+    path = cache_dir / f".build-s{shard[0]}of{shard[1]}.lock"
+    fh = open(path, "a+")
+    try:
+        try:
+            import fcntl
+
+            mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+            fcntl.flock(fh.fileno(), mode | fcntl.LOCK_NB)
+        except ImportError:  # pragma: no cover - Windows: no lock
+            pass
+        except OSError:
+            raise CacheError(
+                f"another build of shard {shard[0]}/{shard[1]} is running on {cache_dir}; wait for it to end"
+            ) from None
+        yield
+    finally:
+        fh.close()
+
+
+def ensure_cache(
+    cache_dir: str | os.PathLike,
+    items: Sequence[tuple[int, str | os.PathLike]],
+    frontend: FrontEnd | FeatureParams,
+    workers: int | None = None,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+    retry_defective: bool = False,
+    timeout: float = DECODE_TIMEOUT,
+    commit_seconds: float = COMMIT_SECONDS,
+) -> CacheSummary:
+    """Build the features of ``items`` that the cache does not have yet; keep everything else.
+
+    Parameters
+    ----------
+    cache_dir : str or PathLike
+        The cache folder (created if needed); one folder per parameter set.
+    items : sequence of (int, path)
+        Track ids and their audio files (e.g. ``(tid, fma.audio_path(audio_dir, tid))``).
+    frontend : FrontEnd or FeatureParams
+        What turns audio into features (plain FeatureParams: log-mel segments); a cache built by
+        another front end or with other parameters is refused.
+    workers : int, optional
+        Worker processes; ``None`` or 0 = every usable CPU core (``settings.num_workers``).
+    shard : (int, int), optional
+        ``(i, n)``: only the tracks with ``track_id % n == i``, into parts of their own.
+    progress : bool
+        Show a tqdm bar (clips/s, ETA).
+    retry_defective : bool
+        Try files recorded as defective again (missing files are tried again once they exist).
+    timeout : float
+        Seconds one file may take before its worker is killed and the file marked defective.
+    commit_seconds : float
+        Finished rows are committed (features synced to disk, then their status) this often; a
+        killed build loses at most this much work.
+
+    Returns
+    -------
+    CacheSummary
+        Counts for the requested tracks; also logged, with the failures CSVs.
+
+    Raises
+    ------
+    CacheError
+        When the folder holds a cache of other parameters, or another build of the shard runs.
+    """
+    start = time.monotonic()
+    frontend = as_frontend(frontend)
+    cache_dir = Path(cache_dir)
+    shard = _check_shard(shard)
+    paths = _shard_paths(items, shard)
+    options = _BuildOptions(workers, progress, timeout, commit_seconds)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # First a shared lock: readers that find everything built (the workers of a multi-worker
+    # training, all opening one cache) do not block each other; work needs the exclusive lock.
+    for exclusive in (False, True):
+        with _shard_lock(cache_dir, shard, exclusive):
+            plan = _plan(cache_dir, frontend, shard, paths, retry_defective, exclusive)
+            if plan is None:
+                continue  # work to do: again, as the shard's only builder
+            done = _extract(cache_dir, frontend, shard, plan, options)
+            summary = _summary(cache_dir, frontend, plan, done, time.monotonic() - start)
+        break
+    log.info("%s in %s", summary, cache_dir)
+    if summary.defective or summary.missing:
+        log.warning(
+            "%d defective and %d missing files are left out; listed in %s",
+            summary.defective,
+            summary.missing,
+            ", ".join(str(c) for c in summary.failures_csv),
+        )
+    return summary
+
+
+def _check_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
+    index, count = shard or (0, 1)
+    if not 0 <= index < count:
+        raise ConfigError(f"shard {index}/{count} needs 0 <= I < N")
+    return index, count
+
+
+def _shard_paths(items: Sequence[tuple[int, str | os.PathLike]], shard: tuple[int, int]) -> dict[int, str]:
+    """Track id -> audio path of the items in ``shard``; ConfigError for a track given two paths."""
+    index, count = shard
+    paths: dict[int, str] = {}
+    for tid, path in items:
+        tid = int(tid)
+        if tid % count != index:
+            continue
+        if tid in paths and paths[tid] != str(path):
+            raise ConfigError(f"track {tid} is given twice, with paths {paths[tid]} and {path}")
+        paths[tid] = str(path)
+    return paths
+
+
+@dataclasses.dataclass
+class _Plan:
+    """A build's parts (a new one holds the tracks no part had), requested tracks and rows to do."""
+
+    parts: list[Part]
+    wanted: np.ndarray  # sorted ids of the shard's requested tracks
+    cached: int  # of those, ok before this build
+    tasks: deque  # (part name, row, track id, path) to extract
+
+
+def _plan(
+    cache_dir: Path,
+    frontend: FrontEnd,
+    shard: tuple[int, int],
+    paths: dict[int, str],
+    retry_defective: bool,
+    exclusive: bool,
+) -> _Plan | None:
+    """What a build under the shard's lock does; None when there is work but the lock is only shared."""
+    prefix = f"part-s{shard[0]}of{shard[1]}-"
+    if exclusive:
+        for stale in cache_dir.glob(f".tmp-{prefix}*"):  # left by a build killed creating a part
+            shutil.rmtree(stale, ignore_errors=True)
+    parts = [Part(d, frontend) for d in part_dirs(cache_dir)]
+    covered = np.concatenate([p.track_ids for p in parts]) if parts else np.zeros(0, np.int64)
+    wanted = np.array(sorted(paths), np.int64)
+    new_ids = np.setdiff1d(wanted, covered)
+    if len(new_ids):
+        if not exclusive:
+            return None
+        numbers = [int(p.name.rsplit("-", 1)[1]) for p in parts if p.name.startswith(prefix)]
+        name = f"{prefix}{max(numbers, default=-1) + 1:03d}"
+        parts.append(Part(create_part(cache_dir, name, frontend, new_ids, shard), frontend))
+    before = FeatureCache(cache_dir, frontend, parts).status(wanted)
+    cached = int((before == "ok").sum())
+    tasks = _tasks(parts, shard, paths, retry_defective)
+    if tasks and not exclusive:
+        return None
+    return _Plan(parts, wanted, cached, tasks)
+
+
+def _tasks(parts: list[Part], shard: tuple[int, int], paths: dict[int, str], retry_defective: bool) -> deque:
+    """The rows of the shard's parts still to extract: pending, missing files now present, and
+    defective ones when ``retry_defective``."""
+    redo = {"pending", "missing"} | ({"defective"} if retry_defective else set())
+    tasks: deque = deque()
+    for part in parts:
+        if part.shard != shard:
+            continue  # another shard's part: its builder owns it
+        todo = np.isin(part.status, [c for c, n in STATUS_NAMES.items() if n in redo])
+        for row in np.flatnonzero(todo):
+            tid = int(part.track_ids[row])
+            if tid not in paths:
+                continue
+            if part.status[row] == MISSING and not os.path.lexists(paths[tid]):
+                continue  # still absent: stays missing, without a worker started for it
+            tasks.append((part.name, int(row), tid, paths[tid]))
+    return tasks
+
+
+def _extract(
+    cache_dir: Path, frontend: FrontEnd, shard: tuple[int, int], plan: _Plan, options: _BuildOptions
+) -> int:
+    """Extract the plan's tasks into the shard's parts; return the rows done ok."""
+    writers = {p.name: PartWriter(p) for p in plan.parts if p.shard == shard}
+    try:
+        if not plan.tasks:
+            return 0
+        frontend.prepare()  # e.g. a backbone's weights, fetched once, not by every worker
+        n_workers = _resolve_workers(options.workers)
+        log.info(
+            "extracting features of %d tracks (%d already cached) with %d workers into %s",
+            len(plan.tasks),
+            plan.cached,
+            n_workers,
+            cache_dir,
+        )
+        stderr_path = cache_dir / f"decoder-s{shard[0]}of{shard[1]}.log"
+        return _run_pool(plan.tasks, writers, frontend, n_workers, stderr_path, options)
+    finally:
+        for writer in writers.values():
+            writer.close()
+
+
+def _summary(cache_dir: Path, frontend: FrontEnd, plan: _Plan, done: int, seconds: float) -> CacheSummary:
+    cache = FeatureCache(cache_dir, frontend, plan.parts)
+    after = cache.status(plan.wanted)
+    return CacheSummary(
+        requested=len(plan.wanted),
+        cached=plan.cached,
+        done=done,
+        defective=int((after == "defective").sum()),
+        missing=int((after == "missing").sum()),
+        pending=int((after == "pending").sum()),
+        seconds=seconds,
+        failures_csv=[p.path / FAILURES for p in plan.parts if (p.path / FAILURES).is_file()],
+        truncated=int(np.isin([f.track_id for f in cache.truncated], plan.wanted).sum()),
+    )
