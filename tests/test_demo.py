@@ -434,8 +434,8 @@ def test_top_genres_are_learnable_but_not_trivially(tmp_path: Path) -> None:
 def test_medium_target_is_the_genre_that_shaped_the_sound(tmp_path: Path, n_tracks: int) -> None:
     """Defect 8 of issue 13: the label rule and the generator pick the same medium genre."""
     from genrekit.datasets.demo.metadata import plan_demo, write_genres_csv
-    from genrekit.datasets.fma import load_genres, load_tracks
-    from genrekit.datasets.labels import MASKED, GenreTree, derive_targets
+    from genrekit.datasets.fma import derive_targets, load_genres, load_tracks
+    from genrekit.datasets.labels import MASKED, GenreTree
 
     plan = plan_demo(n_tracks, 0)
     write_tracks_csv(plan.tracks, tmp_path / "tracks.csv")

@@ -67,6 +67,9 @@ def test_no_function_body_is_longer_than_80_lines():
     long = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _body_lines(node) > MAX_BODY_LINES:
+            if (
+                isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                and _body_lines(node) > MAX_BODY_LINES
+            ):
                 long[f"{path.relative_to(REPO)}:{node.lineno} {node.name}"] = _body_lines(node)
     assert not long, f"function bodies over {MAX_BODY_LINES} lines (docstrings left out): {long}"

@@ -15,11 +15,11 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from genrekit.datasets.labels import GenreTree, targets_from_table
 from genrekit.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -366,7 +366,7 @@ def split_ids(tracks: pd.DataFrame, split: str) -> np.ndarray:
     return np.sort(tracks.index[(tracks["set", "split"] == split).to_numpy()].to_numpy())
 
 
-def track_table(tracks: pd.DataFrame, tree: Any) -> pd.DataFrame:
+def track_table(tracks: pd.DataFrame, tree: GenreTree) -> pd.DataFrame:
     """FMA's two-level ``tracks`` table as a dataset's track table
     (:data:`genrekit.datasets.labels.TRACK_COLUMNS`).
 
@@ -406,6 +406,15 @@ def track_table(tracks: pd.DataFrame, tree: Any) -> pd.DataFrame:
         },
         index=tracks.index,
     )
+
+
+def derive_targets(tracks: pd.DataFrame, tree: GenreTree) -> pd.DataFrame:
+    """Per-track targets at the three levels from FMA's two-level ``tracks`` table.
+
+    FMA's columns are read by :func:`track_table`; the rules are
+    :func:`genrekit.datasets.labels.targets_from_table`'s.
+    """
+    return targets_from_table(track_table(tracks, tree), tree)
 
 
 def audio_items(audio_dir: str | os.PathLike, track_ids: Iterable[int]) -> list[tuple[int, Path]]:

@@ -1,4 +1,4 @@
-"""A user's own labelled music as a :class:`~genrekit.datasets.base.Dataset`: genre folders or a CSV manifest.
+"""A user's own labelled music as a :class:`~genrekit.datasets.interface.Dataset`: genre folders or a CSV manifest.
 
 :class:`FolderDataset` reads GTZAN's layout, ``ROOT/<genre>/[<sub-genre>/...]<file>``: the nested
 folders are the genre hierarchy. :class:`ManifestDataset` reads a CSV with one row per track
@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genrekit.datasets.base import Dataset, LabelledDataset
+from genrekit.datasets.interface import Dataset, LabelledDataset
 from genrekit.datasets.labels import MASKED, GenreTree, Vocabulary
+from genrekit.datasets.splitting import assign_splits
 from genrekit.errors import DatasetError
 from genrekit.features.audio_files import AUDIO_EXTENSIONS
 from genrekit.settings import SPLITS
@@ -131,8 +132,6 @@ class OwnDataset(Dataset):
         return self._built
 
     def _make(self, entries: list[TrackEntry]) -> tuple[GenreTree, pd.DataFrame, dict[int, Path]]:
-        from genrekit.datasets.splitting import assign_splits
-
         genre_of: dict[tuple[str, ...], int] = {}
         for entry in entries:
             for path in entry.genres:
