@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from genrekit.datasets.demo.metadata import make_demo_metadata, write_tracks_csv
+from genrekit.datasets.demo.metadata import DATE_COLUMNS, LIST_COLUMNS, make_demo_metadata, write_tracks_csv
 from genrekit.datasets.demo.writer import MARKER_NAME, PARTIAL_NAME, DemoInfo, write_demo_dataset
 from genrekit.errors import ConfigError, DatasetError
 
@@ -37,22 +37,6 @@ REAL_COLUMNS = (
        "genre_top genres genres_all information interest language_code license listens lyricist number "
        "publisher tags title".split()]
 )  # fmt: skip
-LIST_COLUMNS = [
-    ("track", "tags"),
-    ("album", "tags"),
-    ("artist", "tags"),
-    ("track", "genres"),
-    ("track", "genres_all"),
-]
-DATE_COLUMNS = [
-    ("track", "date_created"),
-    ("track", "date_recorded"),
-    ("album", "date_created"),
-    ("album", "date_released"),
-    ("artist", "date_created"),
-    ("artist", "active_year_begin"),
-    ("artist", "active_year_end"),
-]
 
 
 @pytest.fixture(scope="module")

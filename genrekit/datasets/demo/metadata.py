@@ -317,17 +317,9 @@ def _track_ids(rng: np.random.Generator, track_artist: np.ndarray, n_artists: in
     return track_ids
 
 
-def _defects(
-    rng: np.random.Generator,
-    roots: list[int],
-    counts: dict[int, int],
-    track_root: np.ndarray,
-    single: np.ndarray,
-    track_ids: np.ndarray,
-) -> dict[str, list[int]]:
-    """The ids of each kind of defective file, from the largest roots so no rare genre loses its only track."""
-    big = [r for r in sorted(roots, key=lambda r: -counts[r])[:3]]
-    pool = rng.permutation(np.flatnonzero(np.isin(track_root, big) & single))
+def _defects(rng: np.random.Generator, candidates: np.ndarray, track_ids: np.ndarray) -> dict[str, list[int]]:
+    """The ids of each kind of defective file, drawn from the ``candidates`` (a mask over the tracks)."""
+    pool = rng.permutation(np.flatnonzero(candidates))
     per_kind = max(1, round(len(track_ids) * 0.002))
     defects = {k: sorted(int(track_ids[j]) for j in pool[i * per_kind : (i + 1) * per_kind])
                for i, k in enumerate(DEFECT_KINDS)}  # fmt: skip
@@ -407,7 +399,8 @@ def plan_demo(
     single = kind == 0
     subset = _subsets(rng, single, track_root, split)
     track_ids = _track_ids(rng, track_artist, len(artist_root))
-    defects = _defects(rng, tree.roots, counts, track_root, single, track_ids)
+    big = sorted(tree.roots, key=lambda r: -counts[r])[:3]  # no rare genre loses its only track
+    defects = _defects(rng, np.isin(track_root, big) & single, track_ids)
     sound_root = np.array([tree.root_of[int(v)] for v in labels.variation])
     params = _track_params(rng, sound_root, track_artist, labels.second_root, labels.variation, tree.parent)
     meta = other_columns(rng, track_artist, len(artist_root), long_text)

@@ -44,6 +44,7 @@ from genrekit.datasets.demo.mp3 import encode_mp3, first_frame_length, id3v24_ta
 from genrekit.datasets.demo.synth import render_clip
 from genrekit.errors import ConfigError, DatasetError
 from genrekit.fileio import sha1_file, write_bytes_atomic
+from genrekit.workers import run_pool, run_serial
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,6 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, progress: bool) -> Itera
     named in one :class:`DatasetError` at the end (a rerun completes the dataset).
     """
     from tqdm import tqdm
-
-    from genrekit.workers import run_pool, run_serial
 
     bar = tqdm(total=len(jobs), desc="demo audio", unit="clip", disable=not progress)
     if workers <= 1 or len(jobs) <= 1:
