@@ -102,67 +102,48 @@ def run_check_paths(settings, args) -> int:
     return 1 if bad else 0
 
 
-@script_main
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    settings = settings_from_args(args, config_values(config))
-    if args.check_paths:
-        return run_check_paths(settings, args)
-
-    from genrekit.datasets.analysis import (
-        analyze,
-        balance_config,
-        level_table,
-        load_dataset,
-        plot_distributions,
-        sampling_thresholds,
-        write_json,
-    )
+def _load(settings, args):
+    """``(dataset, what to call it)``: the dataset exactly as the trainer sees it."""
+    from genrekit.datasets.analysis import load_dataset
 
     if settings.dataset == "fma":
         metadata = require_dir(args.metadata or settings.metadata_dir, "metadata", SETUP_HINTS["metadata"])
         audio = Path(args.audio or settings.audio_dir)
-        ds = load_dataset(settings, metadata, audio)
-    else:  # a user's own source (genrekit.datasets.own)
-        ds = load_dataset(settings)
-        metadata = settings.dataset
+        return load_dataset(settings, metadata, audio), metadata
+    return load_dataset(settings), settings.dataset  # a user's own source (genrekit.datasets.own)
 
-    if args.generate_config:
-        out = Path(args.generate_config)
-        write_json(balance_config(ds, settings), out)
+
+def print_balance(ds, settings, rows: int) -> None:
+    """The per-class balance table of each level and how the thresholds were set."""
+    from genrekit.datasets.analysis import level_table, sampling_thresholds
+
+    for level in ("top", "medium", "all"):
+        table = level_table(ds, level, settings)
+        counts = table.train_tracks.to_numpy()
+        if level not in ds.heads:  # fewer than two classes: the model has no head for it
+            print(f"\n== {level} level: {len(table)} classes: no {level} head (needs at least 2) ==")
+            continue
         print(
-            f"balancing configuration written to {out}; use it with: python balanced_trainer.py --config {out}"
+            f"\n== {level} level: {len(table)} classes, imbalance {counts.max() / max(counts.min(), 1):.1f}x =="
         )
-        return 0
+        _print_table(table, rows)
+    th = sampling_thresholds(ds, settings)
+    how = (
+        f"relative: {th['given'][0]} / {th['given'][1]} for fma_large scaled to "
+        f"{th['labelled_training_tracks']} labelled training tracks"
+        if th["mode"] == "relative"
+        else "absolute"
+    )
+    print(
+        f"\nweights: n_samples / (n_classes * n_samples_per_class), clipped at {settings.max_class_weight}; "
+        f"sampling: top genres under {th['oversample']} training tracks are oversampled, "
+        f"over {th['undersample']} undersampled (thresholds {how})."
+    )
 
-    if args.analyze_balance:
-        for level in ("top", "medium", "all"):
-            table = level_table(ds, level, settings)
-            counts = table.train_tracks.to_numpy()
-            if level not in ds.heads:  # fewer than two classes: the model has no head for it
-                print(f"\n== {level} level: {len(table)} classes: no {level} head (needs at least 2) ==")
-                continue
-            print(
-                f"\n== {level} level: {len(table)} classes, imbalance {counts.max() / max(counts.min(), 1):.1f}x =="
-            )
-            _print_table(table, args.rows)
-        th = sampling_thresholds(ds, settings)
-        how = (
-            f"relative: {th['given'][0]} / {th['given'][1]} for fma_large scaled to "
-            f"{th['labelled_training_tracks']} labelled training tracks"
-            if th["mode"] == "relative"
-            else "absolute"
-        )
-        print(
-            f"\nweights: n_samples / (n_classes * n_samples_per_class), clipped at {settings.max_class_weight}; "
-            f"sampling: top genres under {th['oversample']} training tracks are oversampled, "
-            f"over {th['undersample']} undersampled (thresholds {how})."
-        )
-        return 0
 
-    report = analyze(ds, settings, probe_audio_dir=not args.no_audio_probe)
-    out_dir = Path(args.output_dir or Path(settings.output_dir) / DEFAULT_REPORT_DIR)
-    print(f"dataset: {metadata} (subset {settings.subset}: {report['n_tracks']} tracks)")
+def print_report(report: dict, ds, metadata, subset: str) -> None:
+    """The analysis in a few lines: splits, genre tree, label coverage, levels and audio."""
+    print(f"dataset: {metadata} (subset {subset}: {report['n_tracks']} tracks)")
     print("tracks per split: " + ", ".join(f"{k} {v}" for k, v in report["tracks_per_split"].items()))
     tree = report["genre_tree"]
     print(
@@ -192,11 +173,37 @@ def main(argv: list[str] | None = None) -> int:
     if "audio" in report:
         a = report["audio"]
         if not a["exists"]:
-            print(f"audio: folder {audio} does not exist; create it with: {SETUP_HINTS['audio']}")
+            print(f"audio: folder {a['audio_dir']} does not exist; create it with: {SETUP_HINTS['audio']}")
         else:
             print(
                 f"audio: {a['ok']} present, {a['missing']} missing, {a['empty']} empty, {a['unreadable']} unreadable"
             )
+
+
+@script_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args, config_values(config))
+    if args.check_paths:
+        return run_check_paths(settings, args)
+
+    from genrekit.datasets.analysis import analyze, balance_config, plot_distributions, write_json
+
+    ds, metadata = _load(settings, args)
+    if args.generate_config:
+        out = Path(args.generate_config)
+        write_json(balance_config(ds, settings), out)
+        print(
+            f"balancing configuration written to {out}; use it with: python balanced_trainer.py --config {out}"
+        )
+        return 0
+    if args.analyze_balance:
+        print_balance(ds, settings, args.rows)
+        return 0
+
+    report = analyze(ds, settings, probe_audio_dir=not args.no_audio_probe)
+    out_dir = Path(args.output_dir or Path(settings.output_dir) / DEFAULT_REPORT_DIR)
+    print_report(report, ds, metadata, settings.subset)
     if not args.no_plots:
         report["plots"] = [str(p) for p in plot_distributions(ds, settings, out_dir)]
     write_json(report, out_dir / "inspection_report.json")

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 def label_sound_mismatch(n_tracks: int, seed: int) -> tuple[int, int]:
     """(tracks whose medium target differs from their sound's genre, tracks with a medium target)."""
     from genrekit.datasets.demo.metadata import plan_demo
-    from genrekit.datasets.labels import MASKED, GenreTree, derive_targets
+    from genrekit.datasets.fma import derive_targets
+    from genrekit.datasets.labels import MASKED, GenreTree
 
     plan = plan_demo(n_tracks, seed)
     medium = derive_targets(plan.tracks, GenreTree(plan.genres))["medium"].to_numpy()
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
     from genrekit.datasets import fma
-    from genrekit.datasets.labels import MASKED, GenreTree, derive_targets
+    from genrekit.datasets.labels import MASKED, GenreTree
     from genrekit.evaluate.baseline import extract_mfcc_features, fit_predict
 
     args = build_parser().parse_args(argv)
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     tracks = fma.load_tracks(metadata_dir / "tracks.csv")
-    targets = derive_targets(tracks, GenreTree(fma.load_genres(metadata_dir / "genres.csv")))
+    targets = fma.derive_targets(tracks, GenreTree(fma.load_genres(metadata_dir / "genres.csv")))
     targets = targets[targets["split"].isin(["training", "test"])]
     items = fma.audio_items(audio_dir, targets.index)
     feats = extract_mfcc_features(items, duration=args.clip_seconds, workers=args.workers)

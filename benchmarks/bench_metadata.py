@@ -68,8 +68,8 @@ def _status_mb(field: str) -> float:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def child(method: str, path: str) -> None:
-    """Run one method in this (fresh) process and print a JSON line of its figures."""
+def child(method: str, path: str) -> int:
+    """Run one method in this (fresh) process and print a JSON line of its figures; exit status 0."""
     import pandas  # noqa: F401  (imported before timing, as both methods need it)
 
     base = _status_mb("VmRSS")
@@ -85,6 +85,7 @@ def child(method: str, path: str) -> None:
     peak = _status_mb("VmHWM")
     print(json.dumps({"seconds": seconds, "peak_mb": peak, "base_mb": base,
                       "rows": len(tracks), "columns": tracks.shape[1]}))  # fmt: skip
+    return 0
 
 
 def run_child(method: str, path: Path) -> dict:
@@ -103,8 +104,7 @@ def run_child(method: str, path: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.child:
-        child(*args.child)
-        return 0
+        return child(*args.child)
     sys.path.insert(0, str(REPO))
     from genrekit.datasets.demo.metadata import make_demo_metadata, write_tracks_csv
 

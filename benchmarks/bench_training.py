@@ -410,7 +410,8 @@ def composition_labels(n_tracks: int, seed: int = 0):
     of a few sorted blocks hold few artists.
     """
     from genrekit.datasets.demo.metadata import make_demo_metadata
-    from genrekit.datasets.labels import GenreTree, build_vocabularies, derive_targets, encode
+    from genrekit.datasets.fma import derive_targets
+    from genrekit.datasets.labels import GenreTree, build_vocabularies, encode
 
     tracks, genres = make_demo_metadata(n_tracks, seed)
     tree = GenreTree(genres)

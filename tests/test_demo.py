@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from genrekit.datasets.demo.metadata import make_demo_metadata, write_tracks_csv
+from genrekit.datasets.demo.metadata import DATE_COLUMNS, LIST_COLUMNS, make_demo_metadata, write_tracks_csv
 from genrekit.datasets.demo.writer import MARKER_NAME, PARTIAL_NAME, DemoInfo, write_demo_dataset
 from genrekit.errors import ConfigError, DatasetError
 
@@ -37,22 +37,6 @@ REAL_COLUMNS = (
        "genre_top genres genres_all information interest language_code license listens lyricist number "
        "publisher tags title".split()]
 )  # fmt: skip
-LIST_COLUMNS = [
-    ("track", "tags"),
-    ("album", "tags"),
-    ("artist", "tags"),
-    ("track", "genres"),
-    ("track", "genres_all"),
-]
-DATE_COLUMNS = [
-    ("track", "date_created"),
-    ("track", "date_recorded"),
-    ("album", "date_created"),
-    ("album", "date_released"),
-    ("artist", "date_created"),
-    ("artist", "active_year_begin"),
-    ("artist", "active_year_end"),
-]
 
 
 @pytest.fixture(scope="module")
@@ -434,8 +418,8 @@ def test_top_genres_are_learnable_but_not_trivially(tmp_path: Path) -> None:
 def test_medium_target_is_the_genre_that_shaped_the_sound(tmp_path: Path, n_tracks: int) -> None:
     """Defect 8 of issue 13: the label rule and the generator pick the same medium genre."""
     from genrekit.datasets.demo.metadata import plan_demo, write_genres_csv
-    from genrekit.datasets.fma import load_genres, load_tracks
-    from genrekit.datasets.labels import MASKED, GenreTree, derive_targets
+    from genrekit.datasets.fma import derive_targets, load_genres, load_tracks
+    from genrekit.datasets.labels import MASKED, GenreTree
 
     plan = plan_demo(n_tracks, 0)
     write_tracks_csv(plan.tracks, tmp_path / "tracks.csv")

@@ -30,6 +30,15 @@ def flat(tmp_path_factory) -> dict:
     return {"base": base, "root": root, "written": written, "settings": settings}
 
 
+def _predict_folder(model_path: str, folder, output) -> int:
+    """balanced_inference on every file of ``folder``, quietly, into ``output``."""
+    import balanced_inference
+
+    return balanced_inference.main(
+        ["--model", model_path, "--folder", str(folder), "--output", str(output), "--quiet", "--no_progress"]
+    )
+
+
 def test_flat_folders_have_no_medium_head(flat):
     labelled = datasets.from_spec(f"folder:{flat['root']}", seed=42).load()
     assert len(labelled.targets) == 10 * PER_GENRE
@@ -42,7 +51,6 @@ def test_flat_folders_have_no_medium_head(flat):
 def test_flat_collection_end_to_end_without_medium(flat, capsys):
     import keras
 
-    import balanced_inference
     import balanced_trainer
     import fma_inspector
     import model_evaluation
@@ -85,11 +93,7 @@ def test_flat_collection_end_to_end_without_medium(flat, capsys):
     assert plots and not [p for p in plots if "medium" in p]
 
     out = base / "predictions.json"
-    code = balanced_inference.main(
-        ["--model", model_path, "--folder", str(root / "jazz"), "--output", str(out), "--quiet",
-         "--no_progress"]
-    )  # fmt: skip
-    assert code == 0
+    assert _predict_folder(model_path, root / "jazz", out) == 0
     result = json.loads(out.read_text())
     assert result["summary"]["processed"] == PER_GENRE
     for res in result["results"].values():
@@ -101,11 +105,7 @@ def test_flat_collection_end_to_end_without_medium(flat, capsys):
     assert table.splitlines()[0].split() == ["file", "top", "genre", "conf", "labels"]
     assert "(!)" not in table and len(table.splitlines()) == 2 + PER_GENRE
     out_csv = base / "predictions.csv"
-    code = balanced_inference.main(
-        ["--model", model_path, "--folder", str(root / "jazz"), "--output", str(out_csv), "--quiet",
-         "--no_progress"]
-    )  # fmt: skip
-    assert code == 0
+    assert _predict_folder(model_path, root / "jazz", out_csv) == 0
     rows = list(csv.DictReader(io.StringIO(out_csv.read_text())))
     assert len(rows) == PER_GENRE
     assert all(

@@ -10,7 +10,6 @@ from genrekit.datasets.labels import (
     Vocabulary,
     build_vocabularies,
     check_artist_filtered,
-    derive_targets,
     encode,
     medium_genre,
 )
@@ -23,7 +22,7 @@ def data(tmp_path):
     meta = small_dataset(tmp_path / "m")
     tracks = fma.load_tracks(meta)
     tree = GenreTree(fma.load_genres(meta))
-    return tracks, tree, derive_targets(tracks, tree)
+    return tracks, tree, fma.derive_targets(tracks, tree)
 
 
 def test_top_is_genre_top_and_masked_when_genres_span_roots(data):

@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from genrekit.datasets import fma
-from genrekit.datasets.base import LabelledDataset
+from genrekit.datasets.base import Dataset, FMADataset, LabelledDataset, from_settings
 from genrekit.datasets.labels import MASKED, check_artist_filtered
 from genrekit.errors import DatasetError
 from genrekit.fileio import replacing, write_text_atomic
 from genrekit.paths import SETUP_HINTS
+from genrekit.settings import Settings
 from genrekit.train import balancing
 
 log = logging.getLogger(__name__)
@@ -31,15 +32,15 @@ AUDIO_MAGIC = MP3_MAGIC + (b"RIFF", b"fLaC", b"OggS", b".snd", b"FORM")  # .au, 
 
 
 def load_dataset(
-    settings: Any, metadata_dir: str | os.PathLike | None = None, audio_dir: str | os.PathLike | None = None
+    settings: Settings,
+    metadata_dir: str | os.PathLike | None = None,
+    audio_dir: str | os.PathLike | None = None,
 ) -> LabelledDataset:
     """The dataset exactly as the trainer sees it (same source, subset, labels, vocabularies)."""
-    from genrekit.datasets import base as datasets
-
-    return datasets.from_settings(settings, metadata_dir, audio_dir).load()
+    return from_settings(settings, metadata_dir, audio_dir).load()
 
 
-def _source(ds: LabelledDataset) -> Any:
+def _source(ds: LabelledDataset) -> Dataset:
     if ds.dataset is None:
         raise DatasetError("the inspector needs a LabelledDataset loaded from its Dataset (Dataset.load)")
     return ds.dataset
@@ -63,14 +64,14 @@ def probe_audio(path: Path) -> str:
     return "ok" if head.startswith(AUDIO_MAGIC) else "unreadable"
 
 
-def probe_audio_files(dataset: Any, track_ids: Iterable[int], limit_listed: int = 50) -> dict[str, Any]:
+def probe_audio_files(
+    dataset: Dataset | str | os.PathLike, track_ids: Iterable[int], limit_listed: int = 50
+) -> dict[str, Any]:
     """Counts of present / missing / empty / unreadable files, with the first ids of each problem.
 
     ``dataset`` is a :class:`~genrekit.datasets.base.Dataset` (its audio paths), or an FMA-layout audio folder.
     """
     if not hasattr(dataset, "audio_path"):
-        from genrekit.datasets.base import FMADataset
-
         dataset = FMADataset(dataset, dataset)  # only its audio folder is used
     audio_dir = Path(dataset.audio_dir)
     counts = {"ok": 0, "missing": 0, "empty": 0, "unreadable": 0}
@@ -85,7 +86,7 @@ def probe_audio_files(dataset: Any, track_ids: Iterable[int], limit_listed: int 
     return {"audio_dir": str(audio_dir), "exists": True, **counts, "examples": examples}
 
 
-def sampling_thresholds(ds: LabelledDataset, settings: Any) -> dict[str, Any]:
+def sampling_thresholds(ds: LabelledDataset, settings: Settings) -> dict[str, Any]:
     """The oversample/undersample thresholds the trainer's sampler will use on this training split.
 
     ``mode`` is ``settings.sampling_thresholds``; ``labelled_training_tracks`` counts the training
@@ -103,7 +104,7 @@ def sampling_thresholds(ds: LabelledDataset, settings: Any) -> dict[str, Any]:
     }
 
 
-def level_table(ds: LabelledDataset, level: str, settings: Any) -> pd.DataFrame:
+def level_table(ds: LabelledDataset, level: str, settings: Settings) -> pd.DataFrame:
     """Per class at a level: training count, share, class weight, sampling action, all-split count."""
     vocab = ds.vocabs[level]
     train = ds.labels("training")
@@ -142,7 +143,7 @@ def imbalance(counts: np.ndarray) -> float:
     return float(counts.max() / counts.min()) if len(counts) else float("nan")
 
 
-def analyze(ds: LabelledDataset, settings: Any, probe_audio_dir: bool = True) -> dict[str, Any]:
+def analyze(ds: LabelledDataset, settings: Settings, probe_audio_dir: bool = True) -> dict[str, Any]:
     """The full analysis as a JSON-serializable dict."""
     source, targets = _source(ds), ds.targets
     levels = {}
@@ -193,7 +194,7 @@ def analyze(ds: LabelledDataset, settings: Any, probe_audio_dir: bool = True) ->
     return report
 
 
-def balance_config(ds: LabelledDataset, settings: Any) -> dict[str, Any]:
+def balance_config(ds: LabelledDataset, settings: Settings) -> dict[str, Any]:
     """The balancing configuration: settings usable with ``--config`` plus the per-class analysis.
 
     Keys starting with ``_`` are notes that ``--config`` ignores: the trainer recomputes the
@@ -236,7 +237,7 @@ def balance_config(ds: LabelledDataset, settings: Any) -> dict[str, Any]:
 
 
 def check_paths(
-    settings: Any, metadata_dir: str | None = None, audio_dir: str | None = None
+    settings: Settings, metadata_dir: str | None = None, audio_dir: str | None = None
 ) -> list[dict[str, str]]:
     """Each configured path with its state and, when wrong, the command that fixes it."""
     metadata = Path(metadata_dir or settings.metadata_dir)
@@ -282,7 +283,7 @@ def check_paths(
     return rows
 
 
-def plot_distributions(ds: LabelledDataset, settings: Any, out_dir: Path) -> list[Path]:
+def plot_distributions(ds: LabelledDataset, settings: Settings, out_dir: Path) -> list[Path]:
     """One PNG per level: training tracks per class (log scale), largest first."""
     import matplotlib
 

@@ -15,11 +15,11 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from genrekit.datasets.labels import GenreTree, targets_from_table
 from genrekit.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -185,6 +185,23 @@ def load_tracks(
     DatasetError
         Missing file, a file not in tracks.csv layout, a missing column, or a malformed row.
     """
+    path = _tracks_file(path)
+    header = _read_header(path)
+    wanted = _wanted_columns(path, header, columns)
+    tracks = _read_body(path, header, wanted)
+    skipped = _convert_columns(tracks, path)
+    _check_set_columns(tracks, path)
+    if skipped:
+        log.warning("%s: %d tracks skipped (unparsable genre lists)", path, len(skipped))
+        tracks = tracks.drop(index=list(skipped))
+    if report is not None:
+        report.tracks = tracks
+        report.skipped = skipped
+    return tracks
+
+
+def _tracks_file(path: str | os.PathLike) -> Path:
+    """``path`` or the tracks.csv in it; DatasetError when it is missing or cut short."""
     path = Path(path)
     if path.is_dir():
         path = path / "tracks.csv"
@@ -193,7 +210,13 @@ def load_tracks(
     complete = _complete_length(path)
     if complete < path.stat().st_size:
         _refuse_cut(path, complete)
-    header = _read_header(path)
+    return path
+
+
+def _wanted_columns(
+    path: Path, header: list[tuple[str, str]], columns: Sequence[tuple[str, str]] | str | None
+) -> list[tuple[str, str]]:
+    """The columns to load (see :func:`load_tracks`); DatasetError naming one the file lacks."""
     if columns is None or columns == "all":
         wanted = header
     else:
@@ -204,6 +227,11 @@ def load_tracks(
     for required in (("set", "subset"), ("set", "split"), ("track", "genres"), ("track", "genres_all")):
         if required not in header:
             raise DatasetError(f"{path}: column {required} missing from tracks.csv")
+    return wanted
+
+
+def _read_body(path: Path, header: list[tuple[str, str]], wanted: list[tuple[str, str]]) -> pd.DataFrame:
+    """The ``wanted`` columns of tracks.csv as text and numbers, indexed by unique integer track ids."""
     positions = [0] + [header.index(c) + 1 for c in wanted]
     # pandas cannot combine usecols with a two-level header: read the body by position and
     # put the two-level names back, which also skips the 50 columns the toolkit never uses.
@@ -228,7 +256,12 @@ def load_tracks(
     if tracks.index.has_duplicates:
         dup = tracks.index[tracks.index.duplicated()][0]
         raise DatasetError(f"{path}: track_id {dup} appears more than once")
+    return tracks
 
+
+def _convert_columns(tracks: pd.DataFrame, path: Path) -> dict[int, str]:
+    """Parse genre and tag lists, dates and categories in place; return the tracks whose genre
+    lists could not be parsed (track id -> why)."""
     skipped: dict[int, str] = {}
     for column in GENRE_LIST_COLUMNS:
         if column in tracks.columns:
@@ -244,7 +277,12 @@ def load_tracks(
     for column in CATEGORY_COLUMNS:
         if column in tracks.columns:
             tracks[column] = tracks[column].astype("category")
+    return skipped
 
+
+def _check_set_columns(tracks: pd.DataFrame, path: Path) -> None:
+    """``('set', 'subset')`` and ``('set', 'split')`` as categories, in place; DatasetError naming
+    the first track with a value outside FMA's."""
     subset = tracks["set", "subset"]
     bad_subset = subset.notna() & ~subset.isin(SUBSETS)
     if bad_subset.any():
@@ -259,14 +297,6 @@ def load_tracks(
         tid = tracks.index[bad_split.to_numpy()][0]
         raise DatasetError(f"{path}: track {tid}: set.split={split[tid]!r} is not one of {', '.join(SPLITS)}")
     tracks["set", "split"] = split.astype(pd.CategoricalDtype(SPLITS))
-
-    if skipped:
-        log.warning("%s: %d tracks skipped (unparsable genre lists)", path, len(skipped))
-        tracks = tracks.drop(index=list(skipped))
-    if report is not None:
-        report.tracks = tracks
-        report.skipped = skipped
-    return tracks
 
 
 def _refuse_cut(path: Path, complete: int) -> None:
@@ -366,7 +396,7 @@ def split_ids(tracks: pd.DataFrame, split: str) -> np.ndarray:
     return np.sort(tracks.index[(tracks["set", "split"] == split).to_numpy()].to_numpy())
 
 
-def track_table(tracks: pd.DataFrame, tree: Any) -> pd.DataFrame:
+def track_table(tracks: pd.DataFrame, tree: GenreTree) -> pd.DataFrame:
     """FMA's two-level ``tracks`` table as a dataset's track table
     (:data:`genrekit.datasets.labels.TRACK_COLUMNS`).
 
@@ -406,6 +436,15 @@ def track_table(tracks: pd.DataFrame, tree: Any) -> pd.DataFrame:
         },
         index=tracks.index,
     )
+
+
+def derive_targets(tracks: pd.DataFrame, tree: GenreTree) -> pd.DataFrame:
+    """Per-track targets at the three levels from FMA's two-level ``tracks`` table.
+
+    FMA's columns are read by :func:`track_table`; the rules are
+    :func:`genrekit.datasets.labels.targets_from_table`'s.
+    """
+    return targets_from_table(track_table(tracks, tree), tree)
 
 
 def audio_items(audio_dir: str | os.PathLike, track_ids: Iterable[int]) -> list[tuple[int, Path]]:

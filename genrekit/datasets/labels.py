@@ -76,8 +76,9 @@ class GenreTree:
 def medium_genre(genre_ids: Iterable[int], tree: GenreTree | Mapping[int, int]) -> int:
     """The medium target of a track: its deepest non-root genre, ties to the lowest genre id.
 
-    The one rule for the medium level: :func:`derive_targets` labels tracks with it and the demo
-    generator (:mod:`genrekit.datasets.demo.writer`) gives each track the sound of the genre it picks.
+    The one rule for the medium level: :func:`genrekit.datasets.fma.derive_targets` labels tracks with
+    it and the demo generator (:mod:`genrekit.datasets.demo.writer`) gives each track the sound of the
+    genre it picks.
 
     Parameters
     ----------
@@ -117,17 +118,6 @@ def _depth(gid: int, parent: Mapping[int, int]) -> int:
 
 
 TRACK_COLUMNS = ("split", "subset", "artist", "genres", "genres_all", "top")
-
-
-def derive_targets(tracks: pd.DataFrame, tree: GenreTree) -> pd.DataFrame:
-    """Per-track targets at the three levels from FMA's two-level ``tracks`` table.
-
-    FMA's columns are read by :func:`genrekit.datasets.fma.track_table`; the rules are
-    :func:`targets_from_table`'s.
-    """
-    from genrekit.datasets.fma import track_table
-
-    return targets_from_table(track_table(tracks, tree), tree)
 
 
 def targets_from_table(table: pd.DataFrame, tree: GenreTree) -> pd.DataFrame:

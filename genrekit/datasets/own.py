@@ -1,4 +1,4 @@
-"""A user's own labelled music as a :class:`~genrekit.datasets.base.Dataset`: genre folders or a CSV manifest.
+"""A user's own labelled music as a :class:`~genrekit.datasets.interface.Dataset`: genre folders or a CSV manifest.
 
 :class:`FolderDataset` reads GTZAN's layout, ``ROOT/<genre>/[<sub-genre>/...]<file>``: the nested
 folders are the genre hierarchy. :class:`ManifestDataset` reads a CSV with one row per track
@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genrekit.datasets.base import Dataset, LabelledDataset
+from genrekit.datasets.interface import Dataset, LabelledDataset
 from genrekit.datasets.labels import MASKED, GenreTree, Vocabulary
+from genrekit.datasets.splitting import assign_splits
 from genrekit.errors import DatasetError
 from genrekit.features.audio_files import AUDIO_EXTENSIONS
 from genrekit.settings import SPLITS
@@ -131,8 +132,29 @@ class OwnDataset(Dataset):
         return self._built
 
     def _make(self, entries: list[TrackEntry]) -> tuple[GenreTree, pd.DataFrame, dict[int, Path]]:
-        from genrekit.datasets.splitting import assign_splits
+        genre_of, tree = self._genre_ids(entries)
+        ids = _track_ids(entries)
+        track_genres = [tuple(sorted(genre_of[p] for p in e.genres)) for e in entries]
+        closures = [tuple(sorted({a for g in gs for a in tree.ancestors(g)})) for gs in track_genres]
+        roots = [{tree.root_of[g] for g in gs} for gs in track_genres]
+        top = [next(iter(r)) if len(r) == 1 else MASKED for r in roots]
+        artists = [stable_id(e.artist, GENRE_ID_BITS) if e.artist else MASKED for e in entries]
+        table = pd.DataFrame(
+            {
+                "split": self._splits(entries),
+                "subset": "",
+                "artist": np.asarray(artists, dtype=np.int64),
+                "genres": track_genres,
+                "genres_all": closures,
+                "top": np.asarray(top, dtype=np.int64),
+            },
+            index=pd.Index(np.asarray(ids, dtype=np.int64), name="track_id"),
+        ).sort_index()
+        paths = {tid: e.path for tid, e in zip(ids, entries, strict=True)}
+        return tree, table, paths
 
+    def _genre_ids(self, entries: list[TrackEntry]) -> tuple[dict[tuple[str, ...], int], GenreTree]:
+        """Genre path -> genre id (a hash of the path) for every genre and its ancestors, and the tree."""
         genre_of: dict[tuple[str, ...], int] = {}
         for entry in entries:
             for path in entry.genres:
@@ -155,53 +177,42 @@ class OwnDataset(Dataset):
             },
             index=pd.Index(list(by_id), name="genre_id"),
         )
-        tree = GenreTree(genres)
+        return genre_of, GenreTree(genres)
 
-        ids: list[int] = []
-        seen: dict[int, str] = {}
-        for entry in entries:
-            tid = entry.track_id if entry.track_id is not None else stable_id(entry.key, TRACK_ID_BITS)
-            if tid in seen:
-                raise DatasetError(f"{entry.where}: track id {tid} repeats that of {seen[tid]}")
-            seen[tid] = entry.where
-            ids.append(tid)
-        track_genres = [tuple(sorted(genre_of[p] for p in e.genres)) for e in entries]
-        closures = [tuple(sorted({a for g in gs for a in tree.ancestors(g)})) for gs in track_genres]
-        roots = [{tree.root_of[g] for g in gs} for gs in track_genres]
-        top = [next(iter(r)) if len(r) == 1 else MASKED for r in roots]
-        artists = [stable_id(e.artist, GENRE_ID_BITS) if e.artist else MASKED for e in entries]
+    def _splits(self, entries: list[TrackEntry]) -> list[str]:
+        """The split of every entry: the source's own when it gives one for each, else made by
+        artist (by track where artists are unknown), stratified by first genre."""
         if all(e.split for e in entries):
-            splits = [e.split for e in entries]
-        else:
-            strata = [PATH_SEPARATOR.join(e.genres[0]) for e in entries]
-            groups = [f"artist:{e.artist}" if e.artist else f"track:{e.key}" for e in entries]
-            if not all(e.artist for e in entries) and str(self.source) not in _WARNED:
-                _WARNED.add(str(self.source))  # once per source and process, not on every read
-                log.warning(
-                    "%s: no artist for %s tracks: they are split track by track, so one artist's tracks "
-                    "can land in training and test, which inflates the scores (GTZAN repeats artists); "
-                    "give an artist column in a manifest to split by artist",
-                    self.source,
-                    "all" if not any(e.artist for e in entries) else "some",
-                )
-            splits = assign_splits(groups, strata, seed=self.seed, where=self._genre_where())
-        table = pd.DataFrame(
-            {
-                "split": splits,
-                "subset": "",
-                "artist": np.asarray(artists, dtype=np.int64),
-                "genres": track_genres,
-                "genres_all": closures,
-                "top": np.asarray(top, dtype=np.int64),
-            },
-            index=pd.Index(np.asarray(ids, dtype=np.int64), name="track_id"),
-        ).sort_index()
-        paths = {tid: e.path for tid, e in zip(ids, entries, strict=True)}
-        return tree, table, paths
+            return [e.split for e in entries]
+        strata = [PATH_SEPARATOR.join(e.genres[0]) for e in entries]
+        groups = [f"artist:{e.artist}" if e.artist else f"track:{e.key}" for e in entries]
+        if not all(e.artist for e in entries) and str(self.source) not in _WARNED:
+            _WARNED.add(str(self.source))  # once per source and process, not on every read
+            log.warning(
+                "%s: no artist for %s tracks: they are split track by track, so one artist's tracks "
+                "can land in training and test, which inflates the scores (GTZAN repeats artists); "
+                "give an artist column in a manifest to split by artist",
+                self.source,
+                "all" if not any(e.artist for e in entries) else "some",
+            )
+        return assign_splits(groups, strata, seed=self.seed, where=self._genre_where())
 
     def _genre_where(self) -> Mapping[str, str]:
         """Genre path -> what names it in messages (a folder); empty when the genre path says it."""
         return {}
+
+
+def _track_ids(entries: list[TrackEntry]) -> list[int]:
+    """Each entry's track id: its own, or a hash of its key; DatasetError when one repeats."""
+    ids: list[int] = []
+    seen: dict[int, str] = {}
+    for entry in entries:
+        tid = entry.track_id if entry.track_id is not None else stable_id(entry.key, TRACK_ID_BITS)
+        if tid in seen:
+            raise DatasetError(f"{entry.where}: track id {tid} repeats that of {seen[tid]}")
+        seen[tid] = entry.where
+        ids.append(tid)
+    return ids
 
 
 def _audio_files(folder: Path) -> list[Path]:
@@ -294,73 +305,86 @@ class ManifestDataset(OwnDataset):
         return self.source.parent
 
     def entries(self) -> list[TrackEntry]:
-        manifest = self.source
-        if not manifest.is_file():
-            state = "is a folder, not a file" if manifest.is_dir() else "does not exist"
-            raise DatasetError(f"manifest {manifest} {state}")
-        try:
-            rows = pd.read_csv(manifest, dtype=str, keep_default_na=False, skipinitialspace=True)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise DatasetError(f"manifest {manifest}: not a readable CSV ({exc})") from None
-        rows.columns = [str(c).strip() for c in rows.columns]
-        for column in MANIFEST_COLUMNS:
-            if column not in rows.columns:
-                raise DatasetError(
-                    f"manifest {manifest} lacks the column {column!r} (it has: {', '.join(rows.columns)})"
-                )
-        if rows.empty:
-            raise DatasetError(f"manifest {manifest} has no rows")
-        has_split = "split" in rows.columns
-        entries: list[TrackEntry] = []
+        rows = _read_manifest(self.source)
         first_line: dict[Path, int] = {}
-        for i, row in enumerate(rows.to_dict("records")):
-            line = i + 2  # the header is line 1
-            where = f"{manifest} line {line}"
-            text = row["path"].strip()
-            if not text:
-                raise DatasetError(f"{where}: empty path")
-            path = Path(text) if Path(text).is_absolute() else manifest.parent / text
-            if not path.is_file():
-                state = "is a folder, not a file" if path.is_dir() else "does not exist"
-                raise DatasetError(f"{where}: audio file {text} {state} ({path})")
-            resolved = path.resolve()
-            if resolved in first_line:
-                raise DatasetError(f"{where}: path {text} repeats line {first_line[resolved]}")
-            first_line[resolved] = line
-            genres = []
-            for part in row["genres"].split(GENRE_SEPARATOR):
-                if not part.strip():
-                    continue
-                levels = tuple(level.strip() for level in part.split(PATH_SEPARATOR))
-                if not all(levels):
-                    raise DatasetError(f"{where}: genre path {part.strip()!r} has an empty level")
-                genres.append(levels)
-            if not genres:
-                raise DatasetError(f"{where}: no genres (give e.g. Rock/Punk;Electronic)")
-            split = row["split"].strip() if has_split else ""
-            if has_split and split not in SPLITS:
-                raise DatasetError(f"{where}: split {split!r} must be one of {', '.join(SPLITS)}")
-            track_id = None
-            if "track_id" in rows.columns:
-                try:
-                    track_id = int(row["track_id"])
-                except ValueError:
-                    track_id = -1
-                if track_id <= 0:
-                    raise DatasetError(f"{where}: track_id {row['track_id']!r} must be a positive integer")
-            artist = row["artist"].strip() if "artist" in rows.columns else ""
-            entries.append(
-                TrackEntry(
-                    path,
-                    Path(text).as_posix(),
-                    tuple(genres),
-                    where,
-                    artist=artist,
-                    split=split,
-                    track_id=track_id,
-                )
+        return [
+            _manifest_entry(self.source, rows, i, row, first_line)
+            for i, row in enumerate(rows.to_dict("records"))
+        ]
+
+
+def _read_manifest(manifest: Path) -> pd.DataFrame:
+    """The manifest's rows as text; DatasetError when it is missing, unreadable, empty or lacks a column."""
+    if not manifest.is_file():
+        state = "is a folder, not a file" if manifest.is_dir() else "does not exist"
+        raise DatasetError(f"manifest {manifest} {state}")
+    try:
+        rows = pd.read_csv(manifest, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"manifest {manifest}: not a readable CSV ({exc})") from None
+    rows.columns = [str(c).strip() for c in rows.columns]
+    for column in MANIFEST_COLUMNS:
+        if column not in rows.columns:
+            raise DatasetError(
+                f"manifest {manifest} lacks the column {column!r} (it has: {', '.join(rows.columns)})"
             )
-        return entries
+    if rows.empty:
+        raise DatasetError(f"manifest {manifest} has no rows")
+    return rows
+
+
+def _manifest_entry(
+    manifest: Path, rows: pd.DataFrame, i: int, row: dict[str, str], first_line: dict[Path, int]
+) -> TrackEntry:
+    """Row ``i`` of the manifest as a track (``first_line``: the line of each path seen so far)."""
+    line = i + 2  # the header is line 1
+    where = f"{manifest} line {line}"
+    text = row["path"].strip()
+    if not text:
+        raise DatasetError(f"{where}: empty path")
+    path = Path(text) if Path(text).is_absolute() else manifest.parent / text
+    if not path.is_file():
+        state = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise DatasetError(f"{where}: audio file {text} {state} ({path})")
+    resolved = path.resolve()
+    if resolved in first_line:
+        raise DatasetError(f"{where}: path {text} repeats line {first_line[resolved]}")
+    first_line[resolved] = line
+    genres = _genre_paths(row["genres"], where)
+    has_split = "split" in rows.columns
+    split = row["split"].strip() if has_split else ""
+    if has_split and split not in SPLITS:
+        raise DatasetError(f"{where}: split {split!r} must be one of {', '.join(SPLITS)}")
+    track_id = _manifest_track_id(row["track_id"], where) if "track_id" in rows.columns else None
+    artist = row["artist"].strip() if "artist" in rows.columns else ""
+    return TrackEntry(
+        path, Path(text).as_posix(), genres, where, artist=artist, split=split, track_id=track_id
+    )
+
+
+def _genre_paths(text: str, where: str) -> tuple[tuple[str, ...], ...]:
+    """``Rock/Punk;Electronic`` as genre paths; DatasetError for an empty level or no genre."""
+    genres = []
+    for part in text.split(GENRE_SEPARATOR):
+        if not part.strip():
+            continue
+        levels = tuple(level.strip() for level in part.split(PATH_SEPARATOR))
+        if not all(levels):
+            raise DatasetError(f"{where}: genre path {part.strip()!r} has an empty level")
+        genres.append(levels)
+    if not genres:
+        raise DatasetError(f"{where}: no genres (give e.g. Rock/Punk;Electronic)")
+    return tuple(genres)
+
+
+def _manifest_track_id(text: str, where: str) -> int:
+    try:
+        track_id = int(text)
+    except ValueError:
+        track_id = -1
+    if track_id <= 0:
+        raise DatasetError(f"{where}: track_id {text!r} must be a positive integer")
+    return track_id
 
 
 def read_saved_splits(path: str | os.PathLike) -> dict[int, str]:

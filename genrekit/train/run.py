@@ -25,7 +25,8 @@ import pandas as pd
 import genrekit
 from genrekit.datasets import base as datasets
 from genrekit.datasets.base import Dataset, LabelledDataset
-from genrekit.datasets.labels import LEVELS, EncodedLabels, GenreTree, build_vocabularies, derive_targets
+from genrekit.datasets.fma import derive_targets
+from genrekit.datasets.labels import LEVELS, EncodedLabels, GenreTree, build_vocabularies
 from genrekit.errors import ConfigError, DatasetError
 from genrekit.evaluate.thresholds import top_columns
 from genrekit.features import frontends

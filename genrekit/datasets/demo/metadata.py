@@ -1,8 +1,10 @@
 """The demo dataset's metadata: FMA's tracks and genres tables, synthesized from a seed.
 
-A subset of FMA's real genre tree, its top-genre imbalance, multi-label and multi-root tracks, an
-artist-filtered split, the subsets and the defective files real FMA has; and, per track, the sound
-parameters (:mod:`genrekit.datasets.demo.synth`) of its genre's family. :mod:`genrekit.datasets.demo.writer` writes it to disk.
+A subset of FMA's real genre tree (:mod:`genrekit.datasets.demo.genres`), its top-genre imbalance,
+multi-label and multi-root tracks, an artist-filtered split, the subsets and the defective files
+real FMA has; the descriptive columns (:mod:`genrekit.datasets.demo.columns`); and, per track, the
+sound parameters (:mod:`genrekit.datasets.demo.synth`) of its genre's family.
+:mod:`genrekit.datasets.demo.writer` writes it to disk.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from genrekit.datasets import fma
+from genrekit.datasets.demo.columns import other_columns
+from genrekit.datasets.demo.genres import GENRES, TOP_COUNTS, ancestors, genre_tables
 from genrekit.datasets.demo.synth import PARAM_NAMES, PARAMS
 from genrekit.datasets.labels import MASKED, medium_genre
 from genrekit.errors import ConfigError
@@ -25,95 +29,6 @@ DEFAULT_N_TRACKS = 600  # smallest default size where the top-genre imbalance re
 MIN_TRACKS = 20  # fewer and some roots get no track at all
 MAX_TRACK_ID = 155320  # FMA's track ids are sparse, up to about this
 
-# (genre_id, parent, title, #tracks in the real genres.csv): a subset of FMA's real tree, with all
-# 16 roots and two levels below some of them. The real counts weight the sub-genres.
-GENRES: tuple[tuple[int, int, str, int], ...] = (
-    (12, 0, "Rock", 32923),
-    (25, 12, "Punk", 9261),
-    (89, 25, "Post-Punk", 1858),
-    (109, 25, "Hardcore", 1419),
-    (66, 12, "Indie-Rock", 5432),
-    (31, 12, "Metal", 1498),
-    (101, 31, "Death-Metal", 196),
-    (27, 12, "Lo-Fi", 6041),
-    (58, 12, "Psych-Rock", 2502),
-    (26, 12, "Post-Rock", 1952),
-    (38, 0, "Experimental", 38154),
-    (1, 38, "Avant-Garde", 8693),
-    (32, 38, "Noise", 7268),
-    (41, 38, "Electroacoustic", 6110),
-    (47, 38, "Drone", 2546),
-    (30, 38, "Field Recordings", 3237),
-    (250, 38, "Improv", 4261),
-    (15, 0, "Electronic", 34413),
-    (42, 15, "Ambient Electronic", 5723),
-    (181, 15, "Techno", 2140),
-    (182, 15, "House", 1482),
-    (400, 182, "Chill-out", 823),
-    (236, 15, "IDM", 3472),
-    (297, 15, "Chip Music", 2208),
-    (240, 297, "Chiptune", 1231),
-    (468, 15, "Dubstep", 1144),
-    (495, 15, "Downtempo", 2061),
-    (21, 0, "Hip-Hop", 8389),
-    (539, 21, "Rap", 638),
-    (100, 21, "Alternative Hip-Hop", 740),
-    (811, 21, "Hip-Hop Beats", 1192),
-    (17, 0, "Folk", 12706),
-    (103, 17, "Singer-Songwriter", 4162),
-    (33, 17, "Psych-Folk", 2267),
-    (94, 17, "Freak-Folk", 1289),
-    (10, 0, "Pop", 13845),
-    (76, 10, "Experimental Pop", 7144),
-    (362, 10, "Synth Pop", 1835),
-    (1235, 0, "Instrumental", 14938),
-    (107, 1235, "Ambient", 7206),
-    (18, 1235, "Soundtrack", 5913),
-    (2, 0, "International", 5271),
-    (46, 2, "Latin America", 573),
-    (502, 46, "Cumbia", 67),
-    (79, 2, "Reggae - Dub", 880),
-    (92, 2, "African", 329),
-    (5, 0, "Classical", 4106),
-    (659, 5, "Contemporary Classical", 1239),
-    (441, 5, "Opera", 161),
-    (442, 5, "Chamber Music", 170),
-    (8, 0, "Old-Time / Historic", 868),
-    (4, 0, "Jazz", 4126),
-    (74, 4, "Free-Jazz", 1531),
-    (179, 4, "Big Band/Swing", 104),
-    (20, 0, "Spoken", 1876),
-    (188, 20, "Poetry", 301),
-    (65, 20, "Radio", 518),
-    (189, 65, "Talk Radio", 26),
-    (9, 0, "Country", 1987),
-    (63, 9, "Bluegrass", 178),
-    (14, 0, "Soul-RnB", 1499),
-    (19, 14, "Funk", 773),
-    (3, 0, "Blues", 1752),
-    (13, 0, "Easy Listening", 730),
-    (311, 13, "Lounge", 440),
-)
-
-# fma_large's ('track', 'genre_top') counts: the shape of the demo's top-genre distribution.
-TOP_COUNTS: dict[int, int] = {
-    12: 14182,
-    38: 10608,
-    15: 9372,
-    21: 3552,
-    17: 2803,
-    10: 2332,
-    1235: 2079,
-    2: 1389,
-    5: 1230,
-    8: 554,
-    4: 571,
-    20: 423,
-    9: 194,
-    14: 175,
-    3: 110,
-    13: 24,
-}
 SMALL_ROOTS = (21, 10, 17, 38, 12, 2, 15, 1235)  # the 8 balanced genres of fma_small
 MULTI_ROOT_FRACTION = 0.3  # tracks whose genres span two roots (genre_top empty); ~half in FMA
 NO_GENRE_FRACTION = 0.01  # tracks with no genre at all, as FMA has
@@ -175,50 +90,6 @@ COLUMNS = fma.TRACKS_CSV_COLUMNS
 LIST_COLUMNS = fma.TAG_COLUMNS + fma.GENRE_LIST_COLUMNS
 DATE_COLUMNS = fma.DATE_COLUMNS
 
-_SYLLABLES = ("ka", "lo", "mi", "ra", "ven", "tor", "sha", "el", "dru", "vix", "no", "bel", "cor", "an",
-              "ti", "mo", "sun", "ri", "da", "fen", "gol", "har", "is", "jun", "ke", "lum", "ma", "nox",
-              "or", "pe", "qua", "ros", "sil", "tam", "ul", "vor", "wen", "yo", "zan", "bri")  # fmt: skip
-_WORDS = ("the", "and", "of", "a", "in", "music", "sound", "album", "recorded", "live", "band", "songs",
-          "new", "with", "from", "years", "tape", "night", "city", "guitar", "voice", "record", "label",
-          "first", "home", "studio", "friends", "release", "tour", "noise", "light", "river", "played",
-          "since", "formed", "together", "between", "is", "was", "their", "his", "her", "this", "free",
-          "download", "project", "collective", "experimental", "electronic", "folk", "radio", "archive",
-          "session", "produced", "mixed", "mastered", "drums", "bass", "keys", "field", "winter", "summer",
-          "dreams", "machine", "heart", "ghost", "ocean", "forest", "early", "late", "based")  # fmt: skip
-_TAGS = ("indie", "lo-fi", "noise", "experimental", "electronic", "ambient", "folk", "rock", "punk",
-         "hip-hop", "instrumental", "live", "field recording", "jazz", "pop", "dance", "soundtrack",
-         "netlabel", "free", "psychedelic", "drone", "minimal", "acoustic", "vocal")  # fmt: skip
-_PLACES = (("Brooklyn, NY", 40.65, -73.95), ("Berlin, Germany", 52.52, 13.40), ("Portland, OR", 45.52,
-           -122.68), ("London, UK", 51.51, -0.13), ("Chicago, IL", 41.88, -87.63), ("Montreal, Canada",
-           45.50, -73.57), ("Tokyo, Japan", 35.68, 139.69), ("Mexico City", 19.43, -99.13), ("Lisbon, "
-           "Portugal", 38.72, -9.14), ("Melbourne, Australia", -37.81, 144.96))  # fmt: skip
-_LICENSES = ("Attribution-NonCommercial-ShareAlike 3.0 International",
-             "Attribution-Noncommercial-No Derivative Works 3.0 United States",
-             "Creative Commons Attribution-NonCommercial-NoDerivatives 4.0", "Attribution 3.0 International",
-             "Attribution-NonCommercial 3.0 International")  # fmt: skip
-_BIT_RATES = (320000, 256000, 192000, 128000)
-_BIT_RATE_P = (0.55, 0.25, 0.1, 0.1)
-
-
-def _genre_tables() -> tuple[dict[int, int], dict[int, str], dict[int, int]]:
-    """Parent, title and root of every demo genre."""
-    parent = {g: p for g, p, _, _ in GENRES}
-    title = {g: t for g, _, t, _ in GENRES}
-    root = {}
-    for g in parent:
-        r = g
-        while parent[r] != 0:
-            r = parent[r]
-        root[g] = r
-    return parent, title, root
-
-
-def _ancestors(genre: int, parent: dict[int, int]) -> list[int]:
-    out = [genre]
-    while parent[out[-1]] != 0:
-        out.append(parent[out[-1]])
-    return out
-
 
 def _root_counts(n: int, floor: int, max_imbalance: float | None = None) -> dict[int, int]:
     """Tracks per root: FMA's top-genre shares, at least ``floor`` each, summing to ``n``.
@@ -246,41 +117,6 @@ def _root_counts(n: int, floor: int, max_imbalance: float | None = None) -> dict
     return counts
 
 
-def _name(rng: np.random.Generator, words: int = 2) -> str:
-    parts = []
-    for _ in range(words):
-        k = int(rng.integers(1, 4))
-        parts.append("".join(_SYLLABLES[i] for i in rng.integers(0, len(_SYLLABLES), k)).capitalize())
-    return " ".join(parts)
-
-
-def _text(rng: np.random.Generator, n_words: int, html: bool = True) -> str:
-    """Plausible free text with commas, quotes and line breaks, as FMA's bios and notes have."""
-    words = [_WORDS[i] for i in rng.integers(0, len(_WORDS), max(1, n_words))]
-    sentences, i = [], 0
-    while i < len(words):
-        k = int(rng.integers(6, 18))
-        s = " ".join(words[i : i + k])
-        if k > 9:
-            cut = s.find(" ", len(s) // 2)
-            s = s[:cut] + "," + s[cut:] if cut > 0 else s
-        sentences.append(s.capitalize() + ".")
-        i += k
-    if rng.random() < 0.3:
-        sentences.insert(0, f'"{_name(rng)}" is')
-    if not html:
-        return " ".join(sentences)
-    paras = [" ".join(sentences[j : j + 4]) for j in range(0, len(sentences), 4)]
-    return "\r\n".join(f"<p>{p}</p>" for p in paras)
-
-
-def _dates(rng: np.random.Generator, start: np.ndarray, end: np.datetime64) -> np.ndarray:
-    """Random datetimes (to the second) between ``start`` (per item) and ``end``."""
-    start = start.astype("datetime64[s]")
-    span = (end.astype("datetime64[s]") - start).astype(np.int64)
-    return start + (rng.random(len(start)) * np.maximum(span, 1)).astype(np.int64).astype("timedelta64[s]")
-
-
 @dataclasses.dataclass
 class DemoPlan:
     """Everything a seed decides: the metadata, and per track what its audio should sound like."""
@@ -292,26 +128,57 @@ class DemoPlan:
     sound_genre: np.ndarray  # (n_tracks,) the genre whose variation shaped each track's sound
 
 
-def plan_demo(
-    n_tracks: int, seed: int, long_text: bool = False, max_imbalance: float | None = None
-) -> DemoPlan:
-    """What a seed decides: the tables of :func:`make_demo_metadata`, each track's sound
-    parameters and the ids of each kind of defective file (see :class:`DemoPlan`)."""
+@dataclasses.dataclass(frozen=True)
+class _Tree:
+    """The demo's genre tree, in the forms the plan reads it."""
+
+    parent: dict[int, int]
+    title: dict[int, str]
+    root_of: dict[int, int]
+    roots: list[int]
+    weight: dict[int, int]  # the real #tracks: how often a sub-genre is picked
+    subtree: dict[int, list[int]]  # a root's genres below it
+
+
+def _demo_tree() -> _Tree:
+    parent, title, root_of = genre_tables()
+    roots = [g for g, p, _, _ in GENRES if p == 0]
+    return _Tree(
+        parent=parent,
+        title=title,
+        root_of=root_of,
+        roots=roots,
+        weight={g: w for g, _, _, w in GENRES},
+        subtree={r: [g for g in parent if root_of[g] == r and g != r] for r in roots},
+    )
+
+
+@dataclasses.dataclass
+class _Labels:
+    """Each track's genre columns, and the genres that shape its sound."""
+
+    genres: list[list[int]]
+    genres_all: list[list[int]]
+    top: list  # a root's title, NaN when the genres span roots
+    variation: np.ndarray  # the genre whose variation shapes the sound (the medium target, or the root)
+    second_root: np.ndarray  # the root whose family is mixed in, -1 for none
+
+
+def _check_plan_args(n_tracks: int, max_imbalance: float | None) -> None:
     if isinstance(n_tracks, bool) or not isinstance(n_tracks, int) or n_tracks < MIN_TRACKS:
         raise ConfigError(f"n_tracks={n_tracks!r} must be an integer >= {MIN_TRACKS}")
     if max_imbalance is not None and not (isinstance(max_imbalance, (int, float)) and max_imbalance >= 1):
         raise ConfigError(f"max_imbalance={max_imbalance!r} must be a number >= 1 (or None: FMA's shape)")
-    rng = np.random.default_rng([seed, 20171023])
-    parent, title, root_of = _genre_tables()
-    roots = [g for g, p, _, _ in GENRES if p == 0]
-    weight = {g: w for g, _, _, w in GENRES}
-    subtree = {r: [g for g in parent if root_of[g] == r and g != r] for r in roots}
 
-    floor = max(1, min(3, n_tracks // 40))
-    counts = _root_counts(n_tracks, floor, max_imbalance)
 
-    # Artists: each belongs to one root; heavy-tailed sizes like FMA's (~6.5 tracks per artist), smaller
-    # in tiny datasets so that their splits are not all-or-nothing.
+def _artists(
+    rng: np.random.Generator, roots: list[int], counts: dict[int, int], n_tracks: int
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """``(root of each track, artist of each track, root of each artist)``.
+
+    Each artist belongs to one root; heavy-tailed sizes like FMA's (~6.5 tracks per artist),
+    smaller in tiny datasets so that their splits are not all-or-nothing.
+    """
     mean_size = float(np.clip(n_tracks / 100, 1.5, 5.0))
     track_root: list[int] = []
     track_artist: list[int] = []
@@ -324,63 +191,81 @@ def plan_demo(
             track_root += [r] * size
             track_artist += [len(artist_root) - 1] * size
             left -= size
-    n_artists = len(artist_root)
-    track_root_a = np.array(track_root)
-    track_artist_a = np.array(track_artist)
-    n = n_tracks
+    return np.array(track_root), np.array(track_artist), artist_root
 
-    # Which tracks are multi-root / genre-less: never the first `floor` tracks of a root, so every
-    # root keeps some genre_top tracks.
-    kind = np.zeros(n, dtype=np.int8)  # 0 single root, 1 multi-root, 2 no genre
+
+def _kinds(
+    rng: np.random.Generator, roots: list[int], track_root: np.ndarray, counts: dict[int, int], floor: int
+) -> np.ndarray:
+    """0 single root, 1 multi-root, 2 no genre; never for the first ``floor`` tracks of a root, so
+    every root keeps some genre_top tracks."""
+    kind = np.zeros(len(track_root), dtype=np.int8)
     for r in roots:
-        idx = np.flatnonzero(track_root_a == r)
+        idx = np.flatnonzero(track_root == r)
         idx = rng.permutation(idx)[floor:]
         k_multi = int(round(MULTI_ROOT_FRACTION * counts[r]))
         k_none = int(rng.binomial(len(idx), NO_GENRE_FRACTION)) if counts[r] > 20 else 0
         kind[idx[:k_multi]] = 1
         kind[idx[k_multi : k_multi + k_none]] = 2
+    return kind
 
-    def pick_genre(r: int) -> int:
-        if rng.random() < 0.2 or not subtree[r]:
-            return r
-        w = np.array([weight[g] for g in subtree[r]], dtype=float)
-        return int(subtree[r][rng.choice(len(w), p=w / w.sum())])
 
+def _pick_genre(rng: np.random.Generator, tree: _Tree, r: int) -> int:
+    """A genre of root ``r``: the root itself one time in five, else a genre below, by real counts."""
+    if rng.random() < 0.2 or not tree.subtree[r]:
+        return r
+    w = np.array([tree.weight[g] for g in tree.subtree[r]], dtype=float)
+    return int(tree.subtree[r][rng.choice(len(w), p=w / w.sum())])
+
+
+def _genre_labels(rng: np.random.Generator, tree: _Tree, track_root: np.ndarray, kind: np.ndarray) -> _Labels:
+    """Each track's genres: one or two of its root's, plus one of a second root's for multi-root
+    tracks, none for genre-less ones."""
+    roots = tree.roots
     root_w = np.array([TOP_COUNTS[r] for r in roots], dtype=float) ** 0.5
-    genres_col, genres_all_col, top_col, variation = [], [], [], []
-    second_root = np.full(n, -1)
-    for i in range(n):
-        r = track_root[i]
-        g = pick_genre(r)
-        labels = {g}
+    out = _Labels([], [], [], np.empty(0), np.full(len(track_root), -1))
+    variation = []
+    for i in range(len(track_root)):
+        r = int(track_root[i])
+        labels = {_pick_genre(rng, tree, r)}
         if kind[i] != 2 and rng.random() < 0.3:
-            labels.add(pick_genre(r))
+            labels.add(_pick_genre(rng, tree, r))
         if kind[i] == 1:
             w = root_w * (np.array(roots) != r)
             r2 = roots[rng.choice(len(roots), p=w / w.sum())]
-            second_root[i] = r2
-            labels.add(pick_genre(r2))
+            out.second_root[i] = r2
+            labels.add(_pick_genre(rng, tree, r2))
         # The track's medium target (labels.medium_genre, the rule the model is trained with) shapes
         # its sound; its root's family leads the mix, so a multi-root track whose medium genre is
         # in its second root sounds mostly like that root.
-        medium = medium_genre(labels, parent)
+        medium = medium_genre(labels, tree.parent)
         variation.append(r if medium == MASKED else medium)
-        if root_of[variation[-1]] != r:
-            second_root[i] = r
-        if kind[i] == 2:
-            labels = set()
-        gl = sorted(labels)
-        ga = sorted({a for x in gl for a in _ancestors(x, parent)})
-        genres_col.append(gl)
-        genres_all_col.append(ga)
-        tops = {root_of[x] for x in gl}
-        top_col.append(title[tops.pop()] if len(tops) == 1 else np.nan)
+        if tree.root_of[variation[-1]] != r:
+            out.second_root[i] = r
+        gl = sorted(labels) if kind[i] != 2 else []
+        out.genres.append(gl)
+        out.genres_all.append(sorted({a for x in gl for a in ancestors(x, tree.parent)}))
+        tops = {tree.root_of[x] for x in gl}
+        out.top.append(tree.title[tops.pop()] if len(tops) == 1 else np.nan)
+    out.variation = np.array(variation)
+    return out
 
-    # Artist-filtered split: artists in random order go to the split furthest below its share, of the
-    # artist's root and of the whole, so each root is split about 80/10/10 where it has enough artists.
-    split_names = list(SPLIT_SHARES)
+
+def _artist_split(
+    rng: np.random.Generator,
+    roots: list[int],
+    counts: dict[int, int],
+    track_artist: np.ndarray,
+    artist_root: list[int],
+) -> np.ndarray:
+    """Each track's split (an index into SPLIT_SHARES), filtered by artist.
+
+    Artists in random order go to the split furthest below its share, of the artist's root and of
+    the whole, so each root is split about 80/10/10 where it has enough artists.
+    """
+    n_tracks, n_artists = len(track_artist), len(artist_root)
     shares = np.array(list(SPLIT_SHARES.values()))
-    artist_size = np.bincount(track_artist_a, minlength=n_artists)
+    artist_size = np.bincount(track_artist, minlength=n_artists)
     artist_split = np.zeros(n_artists, dtype=int)
     filled = {r: np.zeros(3) for r in roots}
     total = np.zeros(3)
@@ -396,48 +281,71 @@ def plan_demo(
         if not (artist_split == s).any():
             cand = np.flatnonzero((artist_split == 0) & (artist_size <= np.median(artist_size)))
             artist_split[cand[np.argmin(artist_size[cand])]] = s
-    split = artist_split[track_artist_a]
+    return artist_split[track_artist]
 
-    # Subsets: small = balanced over FMA's 8 small genres, medium adds more genre_top tracks.
+
+def _subsets(
+    rng: np.random.Generator, single: np.ndarray, track_root: np.ndarray, split: np.ndarray
+) -> np.ndarray:
+    """Each track's subset (0 small, 1 medium, 2 large): small is balanced over FMA's 8 small
+    genres, medium adds more genre_top tracks."""
+    n = len(track_root)
+    shares = np.array(list(SPLIT_SHARES.values()))
     subset = np.full(n, 2)
-    single = kind == 0
     n_small = max(len(SMALL_ROOTS), round(SMALL_SHARE * n))
     per_root = max(1, n_small // len(SMALL_ROOTS))
     for r in SMALL_ROOTS:
         chosen = []
         for s, share in enumerate(shares):
-            cand = rng.permutation(np.flatnonzero(single & (track_root_a == r) & (split == s)))
+            cand = rng.permutation(np.flatnonzero(single & (track_root == r) & (split == s)))
             chosen += list(cand[: max(1, round(share * per_root))])
         subset[np.array(chosen[:per_root], dtype=int)] = 0
     cand = rng.permutation(np.flatnonzero(single & (subset == 2)))
     n_medium = max(0, round(MEDIUM_SHARE * n) - int((subset == 0).sum()))
     subset[cand[:n_medium]] = 1
+    return subset
 
-    # Sparse FMA-like track ids, an artist's tracks close together, artists in random order (ids
-    # follow upload time in FMA, not genre).
-    artist_rank = rng.permutation(n_artists)[track_artist_a]
+
+def _track_ids(rng: np.random.Generator, track_artist: np.ndarray, n_artists: int) -> np.ndarray:
+    """Sparse FMA-like track ids, an artist's tracks close together, artists in random order (ids
+    follow upload time in FMA, not genre)."""
+    n = len(track_artist)
+    artist_rank = rng.permutation(n_artists)[track_artist]
     by_upload = np.lexsort((np.arange(n), artist_rank))
     track_ids = np.empty(n, dtype=np.int64)
     track_ids[by_upload] = np.sort(rng.choice(np.arange(2, MAX_TRACK_ID + 1), n, replace=False))
+    return track_ids
 
-    # Defective files, from the largest roots so no rare genre loses its only track.
-    big = [r for r in sorted(roots, key=lambda r: -counts[r])[:3]]
-    pool = rng.permutation(np.flatnonzero(np.isin(track_root_a, big) & single))
-    per_kind = max(1, round(n * 0.002))
+
+def _defects(rng: np.random.Generator, candidates: np.ndarray, track_ids: np.ndarray) -> dict[str, list[int]]:
+    """The ids of each kind of defective file, drawn from the ``candidates`` (a mask over the tracks)."""
+    pool = rng.permutation(np.flatnonzero(candidates))
+    per_kind = max(1, round(len(track_ids) * 0.002))
     defects = {k: sorted(int(track_ids[j]) for j in pool[i * per_kind : (i + 1) * per_kind])
                for i, k in enumerate(DEFECT_KINDS)}  # fmt: skip
+    return defects
 
-    variation_a = np.array(variation)
-    sound_root = np.array([root_of[int(v)] for v in variation_a])
-    params = _track_params(rng, sound_root, track_artist_a, second_root, variation_a, parent)
-    meta = _other_columns(rng, n, track_artist_a, n_artists, artist_root, long_text)
-    short_ids = set(defects["short"])
-    duration = meta.pop(("track", "duration"))
-    duration = [max(1, int(d)) for d in duration]
+
+def _durations(rng: np.random.Generator, drawn: Any, track_ids: np.ndarray, short_ids: set[int]) -> list[int]:
+    """Track durations in seconds; the short defects' are 2-19 s (the reason real clips are short:
+    the track itself is)."""
+    duration = [max(1, int(d)) for d in drawn]
     for j, tid in enumerate(track_ids):
-        if int(tid) in short_ids:  # the reason real clips are short: the track itself is
+        if int(tid) in short_ids:
             duration[j] = int(rng.integers(2, 20))
+    return duration
 
+
+def _tracks_table(
+    meta: dict[tuple[str, str], Any],
+    labels: _Labels,
+    split: np.ndarray,
+    subset: np.ndarray,
+    duration: list[int],
+    track_ids: np.ndarray,
+) -> pd.DataFrame:
+    """FMA's tracks table (in plan order), from the descriptive columns and the planned ones."""
+    split_names = list(SPLIT_SHARES)
     data: dict[tuple[str, str], Any] = {**meta}
     data[("set", "split")] = [split_names[s] for s in split]
     data[("set", "subset")] = pd.Categorical(
@@ -446,21 +354,21 @@ def plan_demo(
         ordered=True,
     )
     data[("track", "duration")] = duration
-    data[("track", "genre_top")] = top_col
-    data[("track", "genres")] = genres_col
-    data[("track", "genres_all")] = genres_all_col
+    data[("track", "genre_top")] = labels.top
+    data[("track", "genres")] = labels.genres
+    data[("track", "genres_all")] = labels.genres_all
     tracks = pd.DataFrame({c: data[c] for c in COLUMNS}, index=pd.Index(track_ids, name="track_id"))
     tracks.columns = pd.MultiIndex.from_tuples(COLUMNS)
-    order = np.argsort(track_ids, kind="stable")
-    tracks = tracks.iloc[order]
-    params = params[order]
-    sound_genre = variation_a[order]
+    return tracks
 
+
+def _genres_table(genres_all: list[list[int]], root_of: dict[int, int]) -> pd.DataFrame:
+    """FMA's genres table, ``#tracks`` counted over the tracks' genres and their ancestors."""
     counts_all: dict[int, int] = {}
-    for ga in genres_all_col:
+    for ga in genres_all:
         for g in ga:
             counts_all[g] = counts_all.get(g, 0) + 1
-    genres = pd.DataFrame(
+    return pd.DataFrame(
         {
             "#tracks": [counts_all.get(g, 0) for g, _, _, _ in GENRES],
             "parent": [p for _, p, _, _ in GENRES],
@@ -469,7 +377,43 @@ def plan_demo(
         },
         index=pd.Index([g for g, _, _, _ in GENRES], name="genre_id"),
     ).sort_index()
-    return DemoPlan(tracks=tracks, genres=genres, params=params, defects=defects, sound_genre=sound_genre)
+
+
+def plan_demo(
+    n_tracks: int, seed: int, long_text: bool = False, max_imbalance: float | None = None
+) -> DemoPlan:
+    """What a seed decides: the tables of :func:`make_demo_metadata`, each track's sound
+    parameters and the ids of each kind of defective file (see :class:`DemoPlan`).
+
+    The steps draw from one random generator in a fixed order: the same seed gives the same plan.
+    """
+    _check_plan_args(n_tracks, max_imbalance)
+    rng = np.random.default_rng([seed, 20171023])
+    tree = _demo_tree()
+    floor = max(1, min(3, n_tracks // 40))
+    counts = _root_counts(n_tracks, floor, max_imbalance)
+    track_root, track_artist, artist_root = _artists(rng, tree.roots, counts, n_tracks)
+    kind = _kinds(rng, tree.roots, track_root, counts, floor)
+    labels = _genre_labels(rng, tree, track_root, kind)
+    split = _artist_split(rng, tree.roots, counts, track_artist, artist_root)
+    single = kind == 0
+    subset = _subsets(rng, single, track_root, split)
+    track_ids = _track_ids(rng, track_artist, len(artist_root))
+    big = sorted(tree.roots, key=lambda r: -counts[r])[:3]  # no rare genre loses its only track
+    defects = _defects(rng, np.isin(track_root, big) & single, track_ids)
+    sound_root = np.array([tree.root_of[int(v)] for v in labels.variation])
+    params = _track_params(rng, sound_root, track_artist, labels.second_root, labels.variation, tree.parent)
+    meta = other_columns(rng, track_artist, len(artist_root), long_text)
+    duration = _durations(rng, meta.pop(("track", "duration")), track_ids, set(defects["short"]))
+    tracks = _tracks_table(meta, labels, split, subset, duration, track_ids)
+    order = np.argsort(track_ids, kind="stable")
+    return DemoPlan(
+        tracks=tracks.iloc[order],
+        genres=_genres_table(labels.genres_all, tree.root_of),
+        params=params[order],
+        defects=defects,
+        sound_genre=labels.variation[order],
+    )
 
 
 def _unit(key: Sequence[int]) -> np.ndarray:
@@ -500,7 +444,7 @@ def _track_params(
         r = int(track_root[i])
         p = _family(r)
         # Sub-genres move away from the root; a sub-sub-genre moves a bit further from its parent.
-        chain = _ancestors(int(variation[i]), parent)[:-1][::-1]
+        chain = ancestors(int(variation[i]), parent)[:-1][::-1]
         for depth, g in enumerate(chain):
             p += SUBGENRE_VARIATION * _SPREAD * _unit([7, g]) * (0.5 if depth else 1.0)
         p += ARTIST_VARIATION * _SPREAD * _unit([seed_key, 11, int(track_artist[i])])
@@ -513,170 +457,6 @@ def _track_params(
             p = w * p + (1 - w) * (_family(other) + TRACK_NOISE * _SPREAD * rng.standard_normal(len(PARAMS)))
         out[i] = np.clip(p, _LOW, _HIGH)
     return out
-
-
-def _other_columns(
-    rng: np.random.Generator,
-    n: int,
-    track_artist: np.ndarray,
-    n_artists: int,
-    artist_root: list[int],
-    long_text: bool,
-) -> dict[tuple[str, str], Any]:
-    """The descriptive columns: names, dates, counts and texts, plausible rather than real."""
-    nan = np.nan
-    words = (
-        (lambda lo, hi: int(rng.integers(lo, hi))) if long_text else (lambda lo, hi: int(rng.integers(4, 12)))
-    )
-    fma_start = np.datetime64("2008-11-26T01:43:00")
-    fma_end = np.datetime64("2017-03-30T15:00:00")
-
-    # Artists.
-    a_created = _dates(rng, np.full(n_artists, fma_start), fma_end)
-    # Active years are whole years (Jan 1st), as in FMA.
-    begin_year = np.where(rng.random(n_artists) < 0.2, rng.integers(1965, 2016, n_artists), 0)
-    end_year = np.where(
-        (begin_year > 0) & (rng.random(n_artists) < 0.25), begin_year + rng.integers(1, 12, n_artists), 0
-    )
-    a_begin = [np.datetime64(f"{y}-01-01T00:00:00") if y else np.datetime64("NaT") for y in begin_year]
-    a_end = [np.datetime64(f"{y}-01-01T00:00:00") if y else np.datetime64("NaT") for y in end_year]
-    places = [_PLACES[i] if rng.random() < 0.45 else None for i in rng.integers(0, len(_PLACES), n_artists)]
-    a_names = [_name(rng, int(rng.integers(1, 4))) for _ in range(n_artists)]
-    artist = {
-        "active_year_begin": np.array(a_begin, dtype="datetime64[s]"),
-        "active_year_end": np.array(a_end, dtype="datetime64[s]"),
-        "associated_labels": [
-            _name(rng) + " Records" if rng.random() < 0.12 else nan for _ in range(n_artists)
-        ],
-        "bio": [
-            _text(rng, words(80, 520)) if rng.random() < (0.75 if long_text else 0.5) else nan
-            for _ in range(n_artists)
-        ],  # fmt: skip
-        "comments": rng.poisson(0.3, n_artists),
-        "date_created": a_created,
-        "favorites": rng.geometric(0.2, n_artists) - 1,
-        "id": np.sort(rng.choice(np.arange(1, 25000), n_artists, replace=False)),
-        "latitude": [p[1] + rng.normal(0, 0.05) if p else nan for p in places],
-        "location": [p[0] if p else nan for p in places],
-        "longitude": [p[2] + rng.normal(0, 0.05) if p else nan for p in places],
-        "members": [
-            ", ".join(_name(rng) for _ in range(int(rng.integers(2, 5)))) if rng.random() < 0.2 else nan
-            for _ in range(n_artists)
-        ],  # fmt: skip
-        "name": a_names,
-        "related_projects": [_name(rng) if rng.random() < 0.1 else nan for _ in range(n_artists)],
-        "tags": [
-            [_TAGS[i] for i in rng.choice(len(_TAGS), int(rng.integers(1, 4)), replace=False)]
-            if rng.random() < 0.3
-            else []
-            for _ in range(n_artists)
-        ],  # fmt: skip
-        "website": [
-            f"http://www.{a.lower().replace(' ', '')}.com" if rng.random() < 0.4 else nan for a in a_names
-        ],
-        "wikipedia_page": [
-            f"http://en.wikipedia.org/wiki/{a.replace(' ', '_')}" if rng.random() < 0.02 else nan
-            for a in a_names
-        ],  # fmt: skip
-    }
-
-    # Albums: each artist's tracks in albums of up to 12.
-    album_of = np.empty(n, dtype=int)
-    number = np.empty(n, dtype=int)
-    album_artist, album_size = [], []
-    for a in range(n_artists):
-        idx = np.flatnonzero(track_artist == a)
-        start = 0
-        while start < len(idx):
-            size = min(len(idx) - start, int(rng.integers(1, 13)))
-            album_of[idx[start : start + size]] = len(album_artist)
-            number[idx[start : start + size]] = np.arange(1, size + 1)
-            album_artist.append(a)
-            album_size.append(size)
-            start += size
-    n_albums = len(album_artist)
-    al_created = _dates(rng, a_created[album_artist], fma_end)
-    released = al_created - (rng.integers(0, 900, n_albums) * 86400).astype("timedelta64[s]")
-    released = released.astype("datetime64[D]").astype("datetime64[s]")
-    released[rng.random(n_albums) < 0.3] = np.datetime64("NaT")
-    album = {
-        "comments": rng.poisson(0.2, n_albums),
-        "date_created": al_created,
-        "date_released": released,
-        "engineer": [_name(rng) if rng.random() < 0.1 else nan for _ in range(n_albums)],
-        "favorites": rng.geometric(0.4, n_albums) - 1,
-        "id": np.sort(
-            rng.choice(np.arange(1, 23000 if n_albums < 22000 else 10 * n_albums), n_albums, replace=False)
-        ),  # fmt: skip
-        "information": [_text(rng, words(30, 220)) if rng.random() < 0.55 else nan for _ in range(n_albums)],
-        "listens": (rng.lognormal(8, 1.5, n_albums)).astype(int),
-        "producer": [_name(rng) if rng.random() < 0.1 else nan for _ in range(n_albums)],
-        "tags": [
-            [_TAGS[i] for i in rng.choice(len(_TAGS), int(rng.integers(1, 3)), replace=False)]
-            if rng.random() < 0.2
-            else []
-            for _ in range(n_albums)
-        ],  # fmt: skip
-        "title": [_name(rng, int(rng.integers(1, 4))) for _ in range(n_albums)],
-        "tracks": np.array(album_size),
-        "type": [
-            t
-            for t in rng.choice(
-                np.array(["Album", "Single Tracks", "Live Performance", "Radio Program", ""], dtype=object),
-                n_albums,
-                p=[0.75, 0.1, 0.05, 0.03, 0.07],
-            )
-        ],  # fmt: skip
-    }
-    album["type"] = [t if t else nan for t in album["type"]]
-
-    # Tracks.
-    t_created = _dates(rng, al_created[album_of], fma_end)
-    recorded = t_created - (rng.integers(0, 2000, n) * 86400).astype("timedelta64[s]")
-    recorded[rng.random(n) < 0.94] = np.datetime64("NaT")
-    listens = rng.lognormal(6.5, 1.6, n).astype(int)
-    lang = rng.choice(
-        np.array(["en", "fr", "es", "pt", ""], dtype=object), n, p=[0.12, 0.01, 0.01, 0.01, 0.85]
-    )
-    track = {
-        "bit_rate": rng.choice(np.array(_BIT_RATES), n, p=_BIT_RATE_P),
-        "comments": rng.poisson(0.05, n),
-        "composer": [_name(rng) if rng.random() < 0.03 else nan for _ in range(n)],
-        "date_created": t_created,
-        "date_recorded": recorded,
-        "duration": rng.lognormal(5.4, 0.6, n).astype(int),
-        "favorites": rng.geometric(0.5, n) - 1,
-        "information": [_text(rng, words(8, 60)) if rng.random() < 0.08 else nan for _ in range(n)],
-        "interest": (listens * rng.uniform(1.5, 4.0, n)).astype(int),
-        "language_code": [x if x else nan for x in lang],
-        "license": [_LICENSES[i] for i in rng.choice(len(_LICENSES), n, p=[0.45, 0.25, 0.15, 0.1, 0.05])],
-        "listens": listens,
-        "lyricist": [_name(rng) if rng.random() < 0.02 else nan for _ in range(n)],
-        "number": number,
-        "publisher": [_name(rng) if rng.random() < 0.02 else nan for _ in range(n)],
-        "tags": [
-            [_TAGS[i] for i in rng.choice(len(_TAGS), int(rng.integers(1, 4)), replace=False)]
-            if rng.random() < 0.2
-            else []
-            for _ in range(n)
-        ],  # fmt: skip
-        "title": [_name(rng, int(rng.integers(1, 4))) for _ in range(n)],
-    }
-
-    out: dict[tuple[str, str], Any] = {}
-    for key, value in album.items():
-        out[("album", key)] = _take(value, album_of)
-    for key, value in artist.items():
-        out[("artist", key)] = _take(value, track_artist)
-    for key, value in track.items():
-        out[("track", key)] = value
-    return out
-
-
-def _take(values: Any, index: np.ndarray) -> Any:
-    if isinstance(values, np.ndarray):
-        return values[index]
-    return [values[i] for i in index]
 
 
 def make_demo_metadata(

@@ -294,6 +294,82 @@ def _pads(
         add(chord_sum(notes, tt) * env / 6, b * bar, 0.5 * p["pad"], 0.25 * (1 if b % 2 else -1))
 
 
+def _speech(p: dict[str, float], rng: np.random.Generator, n: int, sr: int, add: Add) -> None:
+    """Vowel-like syllables at a random voice pitch, each after a short noise burst, with pauses."""
+    if p["speech"] <= 0.02:
+        return
+    nyq = sr / 2
+    f0 = rng.uniform(95, 230)
+    at = 0.0
+    cache: dict[tuple[int, int], np.ndarray] = {}
+    windows: dict[int, np.ndarray] = {}
+    while at < n / sr:
+        if rng.random() < 0.15:
+            at += rng.uniform(0.25, 0.8)
+            continue
+        v, pitch_step = int(rng.integers(len(_VOWELS))), int(rng.integers(3))
+        key = (v, pitch_step)
+        if key not in cache:
+            fv = f0 * (1 + 0.08 * (pitch_step - 1))
+            k = np.arange(1, int(min(4500.0, nyq * 0.9) / fv) + 1)
+            amp = sum(1.0 / (1 + ((k * fv - fmt) / 90.0) ** 2) for fmt in _VOWELS[v]) + 0.02
+            sig = _sine_bank(2 * np.pi * fv * k / sr, amp, np.zeros(len(k)), int(0.3 * sr))
+            cache[key] = sig / amp.sum()
+        dur = rng.uniform(0.12, 0.3)
+        n_syl = int(dur * sr)
+        if n_syl not in windows:
+            windows[n_syl] = np.hanning(n_syl)
+        syl = cache[key][:n_syl] * windows[n_syl]
+        burst = rng.standard_normal(int(0.03 * sr)) * 0.15
+        add(np.concatenate([burst, syl]), at, 1.2 * p["speech"], 0.0)
+        at += dur + 0.03 + rng.uniform(0.0, 0.08)
+
+
+def _stereo(lanes: dict[float, np.ndarray], length: int) -> np.ndarray:
+    """The lanes panned into two channels, ``(2, length)``."""
+    buf = np.zeros((2, length), dtype=np.float64)
+    for pan, lane in lanes.items():
+        buf[0] += lane * (1 - pan)
+        buf[1] += lane * (1 + pan)
+    return buf
+
+
+def _master(
+    p: dict[str, float],
+    rng: np.random.Generator,
+    buf: np.ndarray,
+    n: int,
+    sr: int,
+    channels: int,
+    cutoff_hz: float,
+) -> np.ndarray:
+    """Coloured noise (independent per channel) and crackle (the same in both), drive, the
+    low-pass, the downmix to ``channels`` and a random level: ``(n, channels)`` float32."""
+    from scipy import fft as sfft
+
+    length = buf.shape[1]
+    size = sfft.next_fast_len(length, real=True)
+    freqs, log_freqs = _fft_freqs(size, sr)
+    if p["noise"] > 0.001:
+        shape = np.exp(-p["tilt"] / 2 * log_freqs)  # max(f, 30 Hz) ** (-tilt / 2)
+        white = np.stack([rng.standard_normal(size) for _ in range(2)])
+        colour = sfft.irfft(sfft.rfft(white, axis=1) * shape, size, axis=1)[:, :length]
+        buf += p["noise"] * colour / (colour.std(axis=1, keepdims=True) + 1e-12) * 0.3
+    buf = _crackle_and_drive(p, rng, buf, n, sr)
+    ratio = freqs / cutoff_hz
+    ratio *= ratio
+    ratio *= ratio
+    lowpass = 1.0 / np.sqrt(1 + ratio * ratio)  # 1 / sqrt(1 + (f / cutoff) ** 8)
+    if channels == 1:  # the filter is linear: filter the downmix rather than each channel
+        buf = buf.mean(axis=0, keepdims=True)
+    out = sfft.irfft(sfft.rfft(buf, size, axis=1) * lowpass, size, axis=1)[:, :n].T
+    peak = np.abs(out).max()
+    gain = 10 ** (rng.uniform(-10, -1) / 20)
+    if peak > 0:
+        out = out * (gain / peak)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
 def render_clip(
     params: np.ndarray, seconds: float, sample_rate: int, channels: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -307,13 +383,10 @@ def render_clip(
     ndarray
         float32 of shape ``(round(seconds * sample_rate), channels)``, peak below 1.
     """
-    from scipy import fft as sfft
-
     p = dict(zip(PARAM_NAMES, params, strict=True))
     sr = int(sample_rate)
     n = max(1, int(round(seconds * sr)))
     tail = int(0.05 * sr)  # room for the last onsets; the sound past the end is cut anyway
-    nyq = sr / 2
     # One mono lane per pan position: voices are summed there and panned once at the end, which
     # is the same mix as panning each note (to float64 rounding) at a third of the cost.
     lanes: dict[float, np.ndarray] = {}
@@ -343,56 +416,5 @@ def render_clip(
         return _sine_bank(2 * np.pi * freqs / sr, np.ones(len(notes)), phases, len(tt))
 
     _pads(p, rng, n, sr, beat, degrees, note_of, add, chord_sum)
-
-    if p["speech"] > 0.02:
-        f0 = rng.uniform(95, 230)
-        at = 0.0
-        cache: dict[tuple[int, int], np.ndarray] = {}
-        windows: dict[int, np.ndarray] = {}
-        while at < n / sr:
-            if rng.random() < 0.15:
-                at += rng.uniform(0.25, 0.8)
-                continue
-            v, pitch_step = int(rng.integers(len(_VOWELS))), int(rng.integers(3))
-            key = (v, pitch_step)
-            if key not in cache:
-                fv = f0 * (1 + 0.08 * (pitch_step - 1))
-                k = np.arange(1, int(min(4500.0, nyq * 0.9) / fv) + 1)
-                amp = sum(1.0 / (1 + ((k * fv - fmt) / 90.0) ** 2) for fmt in _VOWELS[v]) + 0.02
-                sig = _sine_bank(2 * np.pi * fv * k / sr, amp, np.zeros(len(k)), int(0.3 * sr))
-                cache[key] = sig / amp.sum()
-            dur = rng.uniform(0.12, 0.3)
-            n_syl = int(dur * sr)
-            if n_syl not in windows:
-                windows[n_syl] = np.hanning(n_syl)
-            syl = cache[key][:n_syl] * windows[n_syl]
-            burst = rng.standard_normal(int(0.03 * sr)) * 0.15
-            add(np.concatenate([burst, syl]), at, 1.2 * p["speech"], 0.0)
-            at += dur + 0.03 + rng.uniform(0.0, 0.08)
-
-    buf = np.zeros((2, n + tail), dtype=np.float64)
-    for pan, lane in lanes.items():
-        buf[0] += lane * (1 - pan)
-        buf[1] += lane * (1 + pan)
-
-    # Coloured noise (independent per channel) and crackle (the same in both).
-    size = sfft.next_fast_len(n + tail, real=True)
-    freqs, log_freqs = _fft_freqs(size, sr)
-    if p["noise"] > 0.001:
-        shape = np.exp(-p["tilt"] / 2 * log_freqs)  # max(f, 30 Hz) ** (-tilt / 2)
-        white = np.stack([rng.standard_normal(size) for _ in range(2)])
-        colour = sfft.irfft(sfft.rfft(white, axis=1) * shape, size, axis=1)[:, : n + tail]
-        buf += p["noise"] * colour / (colour.std(axis=1, keepdims=True) + 1e-12) * 0.3
-    buf = _crackle_and_drive(p, rng, buf, n, sr)
-    ratio = freqs / cutoff_hz
-    ratio *= ratio
-    ratio *= ratio
-    lowpass = 1.0 / np.sqrt(1 + ratio * ratio)  # 1 / sqrt(1 + (f / cutoff) ** 8)
-    if channels == 1:  # the filter is linear: filter the downmix rather than each channel
-        buf = buf.mean(axis=0, keepdims=True)
-    out = sfft.irfft(sfft.rfft(buf, size, axis=1) * lowpass, size, axis=1)[:, :n].T
-    peak = np.abs(out).max()
-    gain = 10 ** (rng.uniform(-10, -1) / 20)
-    if peak > 0:
-        out = out * (gain / peak)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    _speech(p, rng, n, sr, add)
+    return _master(p, rng, _stereo(lanes, n + tail), n, sr, channels, cutoff_hz)

@@ -35,6 +35,7 @@ import pandas as pd
 from genrekit.datasets.demo.metadata import (
     DEFAULT_N_TRACKS,
     DEFECT_KINDS,
+    DemoPlan,
     plan_demo,
     write_genres_csv,
     write_tracks_csv,
@@ -43,6 +44,7 @@ from genrekit.datasets.demo.mp3 import encode_mp3, first_frame_length, id3v24_ta
 from genrekit.datasets.demo.synth import render_clip
 from genrekit.errors import ConfigError, DatasetError
 from genrekit.fileio import sha1_file, write_bytes_atomic
+from genrekit.workers import run_pool, run_serial
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +180,6 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, progress: bool) -> Itera
     """
     from tqdm import tqdm
 
-    from genrekit.workers import run_pool, run_serial
-
     bar = tqdm(total=len(jobs), desc="demo audio", unit="clip", disable=not progress)
     if workers <= 1 or len(jobs) <= 1:
         outcomes = run_serial(_render_job, jobs)
@@ -200,6 +200,138 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, progress: bool) -> Itera
     if failed:
         more = f" (and {len(failed) - 3} more)" if len(failed) > 3 else ""
         raise DatasetError(f"{len(failed)} demo clip(s) not written: {'; '.join(failed[:3])}{more}")
+
+
+def _check_audio_args(clip_seconds: float, sample_rate: int, channels: int) -> None:
+    if not (isinstance(clip_seconds, (int, float)) and 0 < clip_seconds <= 600):
+        raise ConfigError(f"clip_seconds={clip_seconds!r} must be in (0, 600]")
+    if sample_rate not in (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000):
+        raise ConfigError(f"sample_rate={sample_rate!r} must be an MP3 sample rate, e.g. 44100 or 22050")
+    if channels not in (1, 2):
+        raise ConfigError(f"channels={channels!r} must be 1 or 2")
+
+
+def _finished(root: Path, params: dict[str, Any], overwrite: bool) -> DemoInfo | None:
+    """The record of a complete dataset made with ``params`` in ``root``, else None.
+
+    Raises DatasetError when ``root`` holds one made with other parameters and not ``overwrite``.
+    """
+    marker = root / MARKER_NAME
+    if not marker.is_file():
+        return None
+    stored = json.loads(marker.read_text())
+    if stored.get("params") == params and (root / METADATA_DIRNAME / "tracks.csv").is_file():
+        log.info("demo dataset already complete at %s", root)
+        return DemoInfo.from_json(stored["info"], root)
+    if not overwrite:
+        raise DatasetError(
+            f"{root} holds a demo dataset made with {stored.get('params')}, not {params}; "
+            "pass overwrite=True (--overwrite) or choose another folder"
+        )
+    return None
+
+
+def _start(root: Path, params: dict[str, Any], overwrite: bool) -> bool:
+    """Clear what another generation left, or resume an interrupted one with the same ``params``
+    (True); write the record of the generation under way."""
+    marker, partial = root / MARKER_NAME, root / PARTIAL_NAME
+    metadata_dir, audio_dir = root / METADATA_DIRNAME, root / AUDIO_DIRNAME
+    resuming = partial.is_file() and json.loads(partial.read_text()) == params
+    if overwrite or (partial.is_file() and not resuming) or marker.is_file():
+        for path in (marker, partial):
+            path.unlink(missing_ok=True)
+        for folder in (metadata_dir, audio_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+        resuming = False
+    elif not resuming and (metadata_dir.exists() or audio_dir.exists()):
+        raise DatasetError(
+            f"{root} already has {METADATA_DIRNAME}/ or {AUDIO_DIRNAME}/ that write_demo_dataset did not "
+            "write; choose an empty folder for the demo dataset or pass overwrite=True"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    _write(partial, json.dumps(params).encode())
+    return resuming
+
+
+def _id3_tags(row: pd.Series, title: dict[int, str]) -> dict[str, str]:
+    """A track's ID3 frames from its row of tracks.csv (``title``: genre id -> title)."""
+    genre_names = [title[g] for g in row[("track", "genres")]]
+    return {
+        "TIT2": str(row[("track", "title")]),
+        "TPE1": str(row[("artist", "name")]),
+        "TALB": str(row[("album", "title")]),
+        "TRCK": str(row[("track", "number")]),
+        "TCON": ", ".join(genre_names),
+        "TDRC": str(pd.Timestamp(row[("track", "date_created")]).year),
+    }
+
+
+def _jobs(
+    plan: DemoPlan, audio_dir: Path, audio: dict[str, Any], resuming: bool
+) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """The clips to write (one job each) and the sha1 of those an interrupted run already wrote.
+
+    ``audio``: the job fields every clip shares (seed, seconds, sample_rate, channels).
+    """
+    tracks = plan.tracks
+    kind_of = {tid: kind for kind, ids in plan.defects.items() for tid in ids}
+    title = dict(zip(plan.genres.index, plan.genres["title"], strict=True))
+    jobs, sha1 = [], {}
+    for i, tid in enumerate(tracks.index):
+        tid = int(tid)
+        path = audio_dir / audio_relpath(tid)
+        if resuming and path.is_file():
+            sha1[tid] = sha1_file(path)
+            continue
+        row = tracks.iloc[i]
+        jobs.append(
+            {
+                "track_id": tid,
+                "path": str(path),
+                "kind": kind_of.get(tid, "ok"),
+                **audio,
+                "kbps": int(row[("track", "bit_rate")]) // 1000,
+                "params": plan.params[i].tolist(),
+                "tags": _id3_tags(row, title),
+            }
+        )
+    return jobs, sha1
+
+
+def _write_checksums_and_readme(root: Path, sha1: dict[int, str]) -> None:
+    lines = "".join(f"{sha1[t]}  {audio_relpath(t)}\n" for t in sorted(sha1))
+    _write(root / METADATA_DIRNAME / "checksums", lines.encode())
+    _write(root / AUDIO_DIRNAME / "checksums", lines.encode())
+    _write(
+        root / "README.txt",
+        (
+            "genrekit demo dataset: synthetic clips in the layout of FMA (github.com/mdeff/fma).\n"
+            "Not real music: made by genrekit.datasets.demo.writer.write_demo_dataset with the parameters in "
+            f"{MARKER_NAME}.\n"
+        ).encode(),
+    )
+
+
+def _info(root: Path, plan: DemoPlan, audio: dict[str, Any]) -> DemoInfo:
+    """The record of what was written (``audio``: seed, seconds, sample_rate, channels)."""
+    tracks = plan.tracks
+    return DemoInfo(
+        root=root,
+        metadata_dir=root / METADATA_DIRNAME,
+        audio_dir=root / AUDIO_DIRNAME,
+        n_tracks=len(tracks),
+        n_genres=len(plan.genres),
+        n_roots=int((plan.genres["parent"] == 0).sum()),
+        clip_seconds=audio["seconds"],
+        sample_rate=audio["sample_rate"],
+        channels=audio["channels"],
+        seed=audio["seed"],
+        split_counts={k: int(v) for k, v in tracks[("set", "split")].value_counts().sort_index().items()},
+        subset_counts={
+            str(k): int(v) for k, v in tracks[("set", "subset")].value_counts().sort_index().items()
+        },
+        **{f"{k}_ids": tuple(v) for k, v in plan.defects.items()},
+    )
 
 
 def write_demo_dataset(
@@ -259,12 +391,7 @@ def write_demo_dataset(
         write, and ``overwrite`` is false.
     """
     root = Path(root)
-    if not (isinstance(clip_seconds, (int, float)) and 0 < clip_seconds <= 600):
-        raise ConfigError(f"clip_seconds={clip_seconds!r} must be in (0, 600]")
-    if sample_rate not in (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000):
-        raise ConfigError(f"sample_rate={sample_rate!r} must be an MP3 sample rate, e.g. 44100 or 22050")
-    if channels not in (1, 2):
-        raise ConfigError(f"channels={channels!r} must be 1 or 2")
+    _check_audio_args(clip_seconds, sample_rate, channels)
     params = {
         "format_version": FORMAT_VERSION,
         "n_tracks": n_tracks,
@@ -275,72 +402,17 @@ def write_demo_dataset(
     }
     if max_imbalance is not None:  # only when given, so datasets made before still match
         params["max_imbalance"] = float(max_imbalance)
-    marker, partial = root / MARKER_NAME, root / PARTIAL_NAME
-    metadata_dir, audio_dir = root / METADATA_DIRNAME, root / AUDIO_DIRNAME
-
-    if marker.is_file():
-        stored = json.loads(marker.read_text())
-        if stored.get("params") == params and (metadata_dir / "tracks.csv").is_file():
-            log.info("demo dataset already complete at %s", root)
-            return DemoInfo.from_json(stored["info"], root)
-        if not overwrite:
-            raise DatasetError(
-                f"{root} holds a demo dataset made with {stored.get('params')}, not {params}; "
-                "pass overwrite=True (--overwrite) or choose another folder"
-            )
-    resuming = partial.is_file() and json.loads(partial.read_text()) == params
-    if overwrite or (partial.is_file() and not resuming) or marker.is_file():
-        for path in (marker, partial):
-            path.unlink(missing_ok=True)
-        for folder in (metadata_dir, audio_dir):
-            shutil.rmtree(folder, ignore_errors=True)
-        resuming = False
-    elif not resuming and (metadata_dir.exists() or audio_dir.exists()):
-        raise DatasetError(
-            f"{root} already has {METADATA_DIRNAME}/ or {AUDIO_DIRNAME}/ that write_demo_dataset did not "
-            "write; choose an empty folder for the demo dataset or pass overwrite=True"
-        )
-    root.mkdir(parents=True, exist_ok=True)
-    _write(partial, json.dumps(params).encode())
+    done = _finished(root, params, overwrite)
+    if done is not None:
+        return done
+    resuming = _start(root, params, overwrite)
 
     plan = plan_demo(n_tracks, seed, max_imbalance=max_imbalance)
-    tracks = plan.tracks
-    write_tracks_csv(tracks, metadata_dir / "tracks.csv")
+    metadata_dir, audio_dir = root / METADATA_DIRNAME, root / AUDIO_DIRNAME
+    write_tracks_csv(plan.tracks, metadata_dir / "tracks.csv")
     write_genres_csv(plan.genres, metadata_dir / "genres.csv")
-
-    kind_of = {tid: kind for kind, ids in plan.defects.items() for tid in ids}
-    title = dict(zip(plan.genres.index, plan.genres["title"], strict=True))
-    jobs, sha1 = [], {}
-    for i, tid in enumerate(tracks.index):
-        tid = int(tid)
-        path = audio_dir / audio_relpath(tid)
-        kind = kind_of.get(tid, "ok")
-        if resuming and path.is_file():
-            sha1[tid] = sha1_file(path)
-            continue
-        row = tracks.iloc[i]
-        genre_names = [title[g] for g in row[("track", "genres")]]
-        jobs.append(
-            {
-                "track_id": tid,
-                "path": str(path),
-                "kind": kind,
-                "seed": seed,
-                "seconds": float(clip_seconds),
-                "sample_rate": sample_rate,
-                "channels": channels,
-                "kbps": int(row[("track", "bit_rate")]) // 1000,
-                "params": plan.params[i].tolist(),
-                "tags": {
-                    "TIT2": str(row[("track", "title")]),
-                    "TPE1": str(row[("artist", "name")]),
-                    "TALB": str(row[("album", "title")]),
-                    "TRCK": str(row[("track", "number")]),
-                    "TCON": ", ".join(genre_names),
-                    "TDRC": str(pd.Timestamp(row[("track", "date_created")]).year),
-                },
-            }
-        )
+    audio = {"seed": seed, "seconds": float(clip_seconds), "sample_rate": sample_rate, "channels": channels}
+    jobs, sha1 = _jobs(plan, audio_dir, audio, resuming)
     workers = int(workers) if workers else (os.cpu_count() or 1)
     log.info(
         "writing %d demo clips of %.1f s to %s with %d worker(s)", len(jobs), clip_seconds, audio_dir, workers
@@ -348,37 +420,10 @@ def write_demo_dataset(
     for tid, digest in _run_jobs(jobs, workers, progress):
         if digest is not None:
             sha1[tid] = digest
+    _write_checksums_and_readme(root, sha1)
 
-    lines = "".join(f"{sha1[t]}  {audio_relpath(t)}\n" for t in sorted(sha1))
-    _write(metadata_dir / "checksums", lines.encode())
-    _write(audio_dir / "checksums", lines.encode())
-    _write(
-        root / "README.txt",
-        (
-            "genrekit demo dataset: synthetic clips in the layout of FMA (github.com/mdeff/fma).\n"
-            "Not real music: made by genrekit.datasets.demo.writer.write_demo_dataset with the parameters in "
-            f"{MARKER_NAME}.\n"
-        ).encode(),
-    )
-
-    info = DemoInfo(
-        root=root,
-        metadata_dir=metadata_dir,
-        audio_dir=audio_dir,
-        n_tracks=len(tracks),
-        n_genres=len(plan.genres),
-        n_roots=int((plan.genres["parent"] == 0).sum()),
-        clip_seconds=float(clip_seconds),
-        sample_rate=sample_rate,
-        channels=channels,
-        seed=seed,
-        split_counts={k: int(v) for k, v in tracks[("set", "split")].value_counts().sort_index().items()},
-        subset_counts={
-            str(k): int(v) for k, v in tracks[("set", "subset")].value_counts().sort_index().items()
-        },
-        **{f"{k}_ids": tuple(v) for k, v in plan.defects.items()},
-    )
-    _write(marker, json.dumps({"params": params, "info": info.to_json()}, indent=1).encode())
-    partial.unlink(missing_ok=True)
+    info = _info(root, plan, audio)
+    _write(root / MARKER_NAME, json.dumps({"params": params, "info": info.to_json()}, indent=1).encode())
+    (root / PARTIAL_NAME).unlink(missing_ok=True)
     log.info("demo dataset complete: %d tracks, %d genres at %s", info.n_tracks, info.n_genres, root)
     return info
