@@ -10,12 +10,16 @@ Keras 3 backend; the trainer compiles it with the same losses as the CNN.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from genrekit.backend import keras
 from genrekit.errors import ModelError
 from genrekit.models.cnn import _check_head_counts, _check_norm_stats, _initializer
+
+if TYPE_CHECKING:
+    from genrekit.models.registry import ModelSpec
 
 
 def build_heads(
@@ -88,3 +92,19 @@ def build_heads(
         if n  # num_medium=0: no medium head
     }
     return keras.Model(inputs=inputs, outputs=outputs, name="genre_heads")
+
+
+def build_from_spec(spec: ModelSpec) -> keras.Model:
+    """The heads of a run's settings (kind ``musicnn`` of :data:`genrekit.models.registry.MODELS`)."""
+    s, n = spec.settings, spec.num_classes
+    return build_heads(
+        spec.input_shape,
+        num_top=n["top"],
+        num_medium=n["medium"],
+        num_all=n["all"],
+        units=s.head_units,
+        dropout=s.dense_dropout,
+        norm_mean=spec.norm.get("mean"),
+        norm_std=spec.norm.get("std"),
+        seed=s.seed,
+    )
