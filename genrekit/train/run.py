@@ -211,7 +211,7 @@ def learning_rate_schedule(settings: Settings, steps_per_epoch: int) -> Any:
 # --- the steps of train() ----------------------------------------------------------------------------
 
 
-def set_up_device(settings: Settings, logical_cpus: int = 0) -> tuple[str, Any]:
+def set_up_device(settings: Settings, logical_cpus: int = 0) -> tuple[dict[str, Any], Any]:
     """Configure the device (before TensorFlow starts: the stream starts it); return it and the strategy."""
     from genrekit.device import configure_device, make_strategy, split_cpu
 
@@ -315,12 +315,15 @@ def finish(
     model: Any,
     out: Path,
     best_path: Path,
-    **run: Any,
+    *,
+    device: dict[str, Any],
+    splits_file: Path | None,
+    started: float,
 ) -> dict[str, Any]:
     """Best weights, thresholds, the saved model and its training config; return the config.
 
-    ``run`` holds the rest of :func:`genrekit.train.run_config.training_config`'s keywords
-    (``device``, ``splits_file``, ``started``).
+    ``device``, ``splits_file`` and ``started`` (the run's ``time.time()``) go into the config
+    (:func:`genrekit.train.run_config.training_config`).
     """
     if best_path.is_file():
         model.load_weights(best_path)  # the best epoch's weights (the checkpoint holds the whole model)
@@ -331,7 +334,15 @@ def finish(
     thresholds = tune_all_thresholds(model, data.cache, validation, settings, pos_weight, columns)
     model_path = out / settings.model_filename
     save_model_atomic(model, model_path)
-    config = training_config(settings, data, model_path=model_path, thresholds=thresholds, **run)
+    config = training_config(
+        settings,
+        data,
+        model_path=model_path,
+        thresholds=thresholds,
+        device=device,
+        splits_file=splits_file,
+        started=started,
+    )
     write_training_config(out / settings.training_config_filename, config)
     return config
 
@@ -371,11 +382,18 @@ def train(
     splits_file = start_run_folder(settings, data, out)
     from genrekit.train.callbacks import training_callbacks
 
-    steps = training_callbacks(settings, stream, data.cache, data.split_labels["validation"], out)
+    callbacks = training_callbacks(settings, stream, data.cache, data.split_labels["validation"], out)
     _log_start(settings, out, stream)
-    fit(settings, model, dataset, steps.callbacks, strategy)
+    fit(settings, model, dataset, callbacks.callbacks, strategy)
     config = finish(
-        settings, data, model, out, steps.best_path, device=device, splits_file=splits_file, started=started
+        settings,
+        data,
+        model,
+        out,
+        callbacks.best_path,
+        device=device,
+        splits_file=splits_file,
+        started=started,
     )
     release_worker_output_dir(run_dir, out)
     log.info("model: %s", out / settings.model_filename)

@@ -163,7 +163,7 @@ def training_config(
     *,
     model_path: Path,
     thresholds: dict[str, Any],
-    device: str,
+    device: dict[str, Any],
     splits_file: Path | None,
     started: float,
 ) -> dict[str, Any]:
