@@ -198,18 +198,13 @@ def build_model(
 
 def build_from_spec(spec: ModelSpec) -> keras.Model:
     """The CNN of a run's settings (kind ``cnn`` of :data:`genrekit.models.registry.MODELS`)."""
-    s, n = spec.settings, spec.num_classes
+    s = spec.settings
     return build_model(
         spec.input_shape,
-        num_top=n["top"],
-        num_medium=n["medium"],
-        num_all=n["all"],
         width_factor=s.width_factor,
         conv_dropout=s.conv_dropout,
         dense_dropout=s.dense_dropout,
-        norm_mean=spec.norm.get("mean"),
-        norm_std=spec.norm.get("std"),
-        seed=s.seed,
+        **spec.head_arguments(),
     )
 
 

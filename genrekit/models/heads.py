@@ -96,15 +96,5 @@ def build_heads(
 
 def build_from_spec(spec: ModelSpec) -> keras.Model:
     """The heads of a run's settings (kind ``musicnn`` of :data:`genrekit.models.registry.MODELS`)."""
-    s, n = spec.settings, spec.num_classes
-    return build_heads(
-        spec.input_shape,
-        num_top=n["top"],
-        num_medium=n["medium"],
-        num_all=n["all"],
-        units=s.head_units,
-        dropout=s.dense_dropout,
-        norm_mean=spec.norm.get("mean"),
-        norm_std=spec.norm.get("std"),
-        seed=s.seed,
-    )
+    s = spec.settings
+    return build_heads(spec.input_shape, units=s.head_units, dropout=s.dense_dropout, **spec.head_arguments())

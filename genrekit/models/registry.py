@@ -49,10 +49,17 @@ class ModelSpec:
     normalization: Mapping[str, Any] | None = None
     priors: Mapping[str, Any] | None = None
 
-    @property
-    def norm(self) -> Mapping[str, Any]:
-        """``normalization``, or an empty mapping (a model without its own normalization)."""
-        return self.normalization or {}
+    def head_arguments(self) -> dict[str, Any]:
+        """The keywords the builders of genrekit's models share: classes per head, statistics, seed."""
+        norm = self.normalization or {}
+        return {
+            "num_top": self.num_classes["top"],
+            "num_medium": self.num_classes["medium"],
+            "num_all": self.num_classes["all"],
+            "norm_mean": norm.get("mean"),
+            "norm_std": norm.get("std"),
+            "seed": self.settings.seed,
+        }
 
 
 def _load(target: str) -> Callable[..., Any]:

@@ -23,6 +23,7 @@ from genrekit.datasets.base import Dataset
 from genrekit.errors import ConfigError
 from genrekit.evaluate.thresholds import top_columns
 from genrekit.fileio import replacing, write_json_atomic
+from genrekit.models.registry import ModelSpec, model_kind
 from genrekit.settings import Settings
 from genrekit.train.data import (  # noqa: F401 - public here too (scripts, tests, benchmarks)
     SOFTMAX_LEVELS,
@@ -40,12 +41,13 @@ log = logging.getLogger(__name__)
 
 
 class BalancedHierarchicalModel:
-    """The multi-head CNN with the balanced losses.
+    """The multi-head model of the settings' kind (:func:`genrekit.models.registry.model_kind`)
+    with the balanced losses.
 
     Parameters
     ----------
     input_shape : tuple
-        ``(n_mels, frames, 1)``, the README's ``(128, 64, 1)``.
+        The front end's input shape: the CNN's ``(n_mels, frames, 1)``, the README's ``(128, 64, 1)``.
     num_top, num_medium, num_all : int
         Classes of each head (from the data's vocabularies); ``num_medium=0``: no medium head
         (:func:`genrekit.datasets.labels.heads_of`).
@@ -86,8 +88,6 @@ class BalancedHierarchicalModel:
 
     def build_model(self):
         """The uncompiled model of the settings' kind (:func:`genrekit.models.registry.model_kind`)."""
-        from genrekit.models.registry import ModelSpec, model_kind
-
         spec = ModelSpec(self.input_shape, self.num_classes, self.settings, self.normalization, self.priors)
         self.model = model_kind(self.settings).build(spec)
         return self.model
@@ -181,8 +181,6 @@ def save_splits(dataset: Dataset, out: Path) -> Path | None:
 def base_learning_rate(settings: Settings) -> float:
     """The learning rate the settings' model kind trains at (``learning_rate``; fine-tuning:
     ``fine_tune_learning_rate``)."""
-    from genrekit.models.registry import model_kind
-
     return model_kind(settings).base_learning_rate(settings)
 
 
