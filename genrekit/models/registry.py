@@ -10,10 +10,17 @@ the normalization statistics built into it come from. The trainer, the resume po
 A kind is chosen by the ``backbone`` setting; a kind with ``chosen_by`` is chosen instead of its
 backbone's plain kind when that setting is set (fine-tuning: ``fine_tune_from``).
 
-Adding a model is one new module (its builder, e.g. ``genrekit/models/transformer.py`` with a
-``build(spec)``) plus one entry here: its ``backbone`` value becomes a valid setting
-(:data:`BACKBONES`), the trainer builds it, and a saved run names its front end. Builders are
-imported only when a model is built, so this module imports no Keras.
+Adding a model is one new module plus one entry here. A spectrogram transformer on log-mel
+segments, say: ``genrekit/models/transformer.py`` with ``build_from_spec(spec)``, and ::
+
+    ModelKind("transformer", backbone="transformer", frontend="mel_segments",
+              builder="genrekit.models.transformer:build_from_spec",
+              settings_keys=("transformer_depth", "transformer_heads"))
+
+Its ``backbone`` value becomes a valid setting (:data:`BACKBONES`), the trainer builds, compiles
+and saves it like any other, and its own settings (new constants of :mod:`genrekit.defaults`)
+decide only whether a run of its kind is the same run. Builders are imported only when a model
+is built, so this module imports no Keras.
 """
 
 from __future__ import annotations
