@@ -120,8 +120,8 @@ def test_the_data_and_finish_steps_rebuild_the_run_config(tiny_run, tmp_path):
     assert {s: len(v) for s, v in data.split_labels.items()} == saved["data"]["tracks"]
     assert data.left_out == saved["data"]["left_out"]
     shutil.copy(tiny_run / "training_log.csv", tmp_path)
-    model = keras.models.load_model(tiny_run / "balanced_hierarchical_genre_model.h5")
     best = tiny_run / "checkpoints" / "best.keras"
+    model = keras.models.load_model(best)  # compiled, with its optimizer's variables, as after fit
     config = finish(
         settings, data, model, tmp_path, best, device=saved["device"], splits_file=None, started=0.0
     )
