@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from genrekit.errors import ConfigError
+from genrekit.models.registry import BACKBONES, check_choice, model_kind
 
 SUBSETS = ("small", "medium", "large")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
@@ -35,7 +36,6 @@ MONITORS = (
     "val_all_jaccard",
 )
 SPLITS = ("training", "validation", "test")
-BACKBONES = ("cnn", "musicnn")  # cnn: log-mel segments into the CNN; musicnn: heads on musicnn embeddings
 MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
 MUSICNN_OUTPUTS = ("penultimate", "max_pool", "mean_pool", "pools")
 FINE_TUNE_LAYERS = ("backend", "midend", "all")  # backbone layers that learn: genrekit.models.finetune
@@ -202,10 +202,8 @@ class Settings:
 
     @property
     def frontend(self) -> str:
-        """The front end the backbone takes (:data:`genrekit.features.frontends.FRONTENDS`)."""
-        if self.backbone != "musicnn":
-            return "mel_segments"
-        return "musicnn_patches" if self.fine_tune_from else "musicnn_embeddings"
+        """The front end the model kind takes (:data:`genrekit.features.frontends.FRONTENDS`)."""
+        return model_kind(self).frontend
 
     @property
     def loss_weights(self) -> dict[str, float]:
@@ -368,10 +366,7 @@ def _validate(values: Mapping[str, Any]) -> None:
             f"setting 'time_mask_frames' ({values['time_mask_frames']}) must be at most 'segment_frames' and "
             f"'freq_mask_bands' ({values['freq_mask_bands']}) at most 'n_mels'"
         )
-    if values["fine_tune_from"] and values["backbone"] != "musicnn":
-        raise ConfigError(
-            f"setting 'fine_tune_from' fine-tunes musicnn: it needs 'backbone' 'musicnn', got {values['backbone']!r}"
-        )
+    check_choice(values)  # fine_tune_from needs the musicnn backbone (genrekit.models.registry)
     if values["n_fft"] < values["hop_length"]:
         raise ConfigError(f"setting 'n_fft' ({values['n_fft']}) must be >= 'hop_length'")
 

@@ -105,6 +105,35 @@ def test_loss_decreases_on_real_demo_features(tiny_run):
     assert losses[-1] < 0.8 * losses[0], losses
 
 
+def test_the_data_and_finish_steps_rebuild_the_run_config(tiny_run, tmp_path):
+    """prepare_data on the finished run's cache, then finish with its model, give back its config."""
+    import shutil
+
+    import keras
+
+    from genrekit.train.run import finish, prepare_data
+
+    config_path = tiny_run / "balanced_training_config.json"
+    saved = load_training_config(config_path)
+    settings = Settings.build(config_path)  # its settings section
+    data = prepare_data(settings)  # the cache is complete: nothing is extracted
+    assert {s: len(v) for s, v in data.split_labels.items()} == saved["data"]["tracks"]
+    assert data.left_out == saved["data"]["left_out"]
+    shutil.copy(tiny_run / "training_log.csv", tmp_path)
+    best = tiny_run / "checkpoints" / "best.keras"
+    model = keras.models.load_model(best)  # compiled, with its optimizer's variables, as after fit
+    config = finish(
+        settings, data, model, tmp_path, best, device=saved["device"], splits_file=None, started=0.0
+    )
+    assert (tmp_path / settings.model_filename).is_file()
+    assert load_training_config(tmp_path / settings.training_config_filename) == json.loads(
+        json.dumps(config)
+    )
+    for c in (config, saved):  # when and where it ran
+        del c["created"], c["history"]["seconds"], c["history"]["platform"]
+    assert json.loads(json.dumps(config)) == saved
+
+
 def test_pipeline_epoch_follows_the_sampling_thresholds(tiny_run):
     """One epoch through the real tf.data pipeline: per top genre, the thresholds' counts."""
     from genrekit.features.cache import FeatureCache

@@ -365,3 +365,31 @@ def test_repeats_of_an_oversampled_track_never_share_a_block():
     assert [b.tolist() for b in blocks] == [[1, 2], [3, 5], [9], [1, 5], [5]]
     assert all(len(set(b.tolist())) == len(b) for b in blocks)
     assert sorted(np.concatenate(blocks).tolist()) == sorted(rows.tolist())
+
+
+# --- 8. the steps of train() ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("schedule", ["plateau", "cosine"])
+def test_the_callbacks_step_gives_the_deciders_of_the_monitor_in_their_order(tmp_path, schedule):
+    from genrekit.train.callbacks import CallbackState, EpochSetter, ValidationMetrics, training_callbacks
+
+    settings = Settings.build(overrides={"monitor": "val_top_f1_macro", "lr_schedule": schedule})
+    stream, _ = _stream(n_tracks=64)
+    labels = _labels(np.zeros(4, int), np.full(4, -1), np.zeros((4, 2)))
+    steps = training_callbacks(settings, stream, stream.source, labels, tmp_path)
+    deciders = ["ModelCheckpoint", "EarlyStopping"] + (["ReduceLROnPlateau"] if schedule == "plateau" else [])
+    assert [type(cb).__name__ for cb in steps.deciders] == deciders
+    assert steps.monitor == "val_top_f1_macro" and {cb.monitor for cb in steps.deciders} == {steps.monitor}
+    assert steps.best_path == tmp_path / "checkpoints" / "best.keras"
+    # The validation figures first, the deciders' state after them and before the backup, the CSV row last.
+    kinds = [type(cb) for cb in steps.callbacks]
+    assert (
+        kinds[:2] == [EpochSetter, ValidationMetrics]
+        and steps.callbacks[2 : 2 + len(deciders)] == steps.deciders
+    )
+    assert [k.__name__ for k in kinds[2 + len(deciders) :]] == [
+        CallbackState.__name__, "BackupAndRestore", "CSVLogger", "TensorBoard"
+    ]  # fmt: skip
+    state = steps.callbacks[2 + len(deciders)]
+    assert state.path == tmp_path / "backup" / "callback_state.json" and state.deciders == steps.deciders

@@ -7,11 +7,15 @@ the model, so it imports Keras at the top.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from genrekit.backend import keras
 from genrekit.errors import ModelError
+
+if TYPE_CHECKING:
+    from genrekit.models.registry import ModelSpec
 
 # The README's architecture at width 1.0: three pooled conv blocks, one unpooled, one dense layer.
 CONV_FILTERS = (64, 128, 256, 512)
@@ -190,6 +194,18 @@ def build_model(
         if units  # num_medium=0: no medium head (a collection without sub-genres)
     }
     return keras.Model(inputs=inputs, outputs=outputs, name="genre_cnn")
+
+
+def build_from_spec(spec: ModelSpec) -> keras.Model:
+    """The CNN of a run's settings (kind ``cnn`` of :data:`genrekit.models.registry.MODELS`)."""
+    s = spec.settings
+    return build_model(
+        spec.input_shape,
+        width_factor=s.width_factor,
+        conv_dropout=s.conv_dropout,
+        dense_dropout=s.dense_dropout,
+        **spec.head_arguments(),
+    )
 
 
 def count_flops(model: keras.Model) -> int:

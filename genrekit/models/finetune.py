@@ -34,12 +34,20 @@ patches there. On a CPU, train the heads; fine-tune on a GPU.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genrekit.errors import ConfigError
 from genrekit.settings import FINE_TUNE_LAYERS  # backend, midend, all
+
+if TYPE_CHECKING:
+    from genrekit.datasets.base import LabelledDataset
+    from genrekit.models.registry import ModelSpec
+    from genrekit.settings import Settings
+
+log = logging.getLogger(__name__)
 
 _BACKEND = ("penultimate_dense",)
 _MIDEND = ("midend_1", "midend_2", "midend_3")
@@ -160,3 +168,68 @@ def heads_run(path: str | os.PathLike, config_filename: str) -> tuple[dict[str, 
     if not model_path.is_file():
         raise ConfigError(f"fine_tune_from: {model_path} is missing (the run's model file)")
     return config, model_path
+
+
+# --- the registry's hooks (kind ``musicnn_fine_tuned`` of genrekit.models.registry.MODELS) ----------
+
+
+def build_from_spec(spec: ModelSpec) -> Any:
+    """musicnn (pretrained) and the heads of the run ``settings.fine_tune_from``, as one model.
+
+    The heads come with their normalization statistics; the spec's are the same (:func:`source_norm`).
+    """
+    from genrekit.models.io import load_model
+    from genrekit.models.musicnn_weights import load_musicnn
+
+    settings = spec.settings
+    config, model_path = heads_run(settings.fine_tune_from, settings.training_config_filename)
+    heads = load_model(model_path, configure=False)  # the run's float policy stays (mixed on a GPU)
+    backbone = load_musicnn(settings.musicnn_model, Path(settings.pretrained_dir) / "musicnn")
+    output = config["frontend"]["params"]["output"]
+    model = build_fine_tuned(backbone, heads, output=output, layers=settings.fine_tune_layers)
+    learning = [layer.name for layer in backbone.layers if layer.trainable and layer.weights]
+    log.info(
+        "fine-tuning %s (%s) from the heads of %s: backbone layers that learn: %s",
+        settings.musicnn_model,
+        output,
+        settings.fine_tune_from,
+        ", ".join(learning),
+    )
+    return model
+
+
+def source_norm(settings: Settings, processed: LabelledDataset) -> dict[str, Any]:
+    """The heads run's normalization, after checking it fits this run (checkpoint, vocabularies).
+
+    Raises
+    ------
+    ConfigError
+        Naming the run and every difference.
+    """
+    from genrekit.datasets.labels import LEVELS
+
+    config, _ = heads_run(settings.fine_tune_from, settings.training_config_filename)
+    params = config["frontend"]["params"]
+    learning_layers(settings.fine_tune_layers, params["output"])
+    problems = []
+    if params["model"] != settings.musicnn_model:
+        problems.append(
+            f"its heads take {params['model']}, this run asks musicnn_model {settings.musicnn_model}"
+        )
+    for level in LEVELS:
+        theirs = config["vocabularies"][level]["genre_ids"]
+        if list(theirs) != list(processed.vocabs[level].genre_ids):
+            problems.append(f"its {level} vocabulary ({len(theirs)} genres) differs from this dataset's")
+    if problems:
+        raise ConfigError(f"fine_tune_from {settings.fine_tune_from}: " + "; ".join(problems))
+    norm = config.get("normalization") or {}
+    return {"mean": norm["mean"], "std": norm["std"]}
+
+
+def check_output_dir(settings: Settings, out: Path) -> None:
+    """Refuse to fine-tune into the heads run itself (it is kept)."""
+    if Path(settings.fine_tune_from).resolve() in (out.resolve(), out.resolve() / settings.model_filename):
+        raise ConfigError(
+            f"fine_tune_from {settings.fine_tune_from} is the output folder itself: fine-tune into another "
+            "--output_dir (the heads run is kept)"
+        )

@@ -10,12 +10,16 @@ Keras 3 backend; the trainer compiles it with the same losses as the CNN.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from genrekit.backend import keras
 from genrekit.errors import ModelError
 from genrekit.models.cnn import _check_head_counts, _check_norm_stats, _initializer
+
+if TYPE_CHECKING:
+    from genrekit.models.registry import ModelSpec
 
 
 def build_heads(
@@ -88,3 +92,9 @@ def build_heads(
         if n  # num_medium=0: no medium head
     }
     return keras.Model(inputs=inputs, outputs=outputs, name="genre_heads")
+
+
+def build_from_spec(spec: ModelSpec) -> keras.Model:
+    """The heads of a run's settings (kind ``musicnn`` of :data:`genrekit.models.registry.MODELS`)."""
+    s = spec.settings
+    return build_heads(spec.input_shape, units=s.head_units, dropout=s.dense_dropout, **spec.head_arguments())

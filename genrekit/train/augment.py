@@ -20,9 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from genrekit.settings import Settings
 
 SOFTMAX_HEADS = ("top", "medium")
 PARAM_KEYS = ("time_start", "time_width", "freq_start", "freq_width", "partner", "lam")
@@ -49,7 +52,7 @@ class AugmentPlan:
     mixup_alpha: float = 0.0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> AugmentPlan | None:
+    def from_settings(cls, settings: Settings) -> AugmentPlan | None:
         """The plan of a run's settings, or None when every augmentation is off."""
         plan = cls(
             time_masks=settings.time_masks if settings.spec_augment else 0,

@@ -22,7 +22,7 @@ import numpy as np
 
 from genrekit.datasets.labels import MASKED
 from genrekit.errors import ConfigError
-from genrekit.settings import THRESHOLD_MODES
+from genrekit.settings import THRESHOLD_MODES, Settings
 
 OVERSAMPLE, UNDERSAMPLE, KEEP = "oversample", "undersample", "keep"
 # Training tracks with a top-level target (genre_top) in fma_large, the dataset the README's
@@ -33,7 +33,7 @@ OVERSAMPLE, UNDERSAMPLE, KEEP = "oversample", "undersample", "keep"
 FMA_LARGE_LABELLED_TRAINING = 39257
 
 
-def effective_thresholds(settings: Any, n_labelled_training: int) -> tuple[int, int]:
+def effective_thresholds(settings: Settings, n_labelled_training: int) -> tuple[int, int]:
     """The ``(oversample, undersample)`` thresholds weighted sampling uses on a training set.
 
     ``settings.sampling_thresholds == "absolute"``: ``oversample_threshold`` and
@@ -44,7 +44,8 @@ def effective_thresholds(settings: Any, n_labelled_training: int) -> tuple[int, 
 
     Parameters
     ----------
-    settings : Settings or any object with those three attributes
+    settings : Settings
+        Its ``oversample_threshold``, ``undersample_threshold`` and ``sampling_thresholds``.
     n_labelled_training : int
         Training tracks with a top-level target (the tracks the sampler groups by genre).
     """

@@ -1,7 +1,8 @@
 """The training config saved next to a model: its format and version, reading, writing, and the
 check that a model belongs to it.
 
-The trainer writes it (:func:`write_training_config`); inference and evaluation read it
+The trainer builds it (:func:`training_config`) and writes it (:func:`write_training_config`);
+inference and evaluation read it
 (:func:`load_training_config`), rebuild the front end that made the model's input from it
 (:func:`frontend_of`) and refuse a model that does not match it (:func:`check_model`).
 
@@ -13,15 +14,22 @@ config means the ``mel_segments`` front end with the parameters of its ``feature
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import platform
+import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from genrekit.datasets.labels import LEVELS
 from genrekit.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:
+    from genrekit.settings import Settings
+    from genrekit.train.data import TrainingData
 
 CONFIG_FORMAT = "genrekit-training-config"
 CONFIG_VERSION = 2  # raise when a key changes meaning; older versions must still be read
@@ -88,6 +96,108 @@ def write_training_config(path: str | os.PathLike, config: Mapping[str, Any]) ->
     path = Path(path)
     write_json_atomic(path, {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, **config})
     return path
+
+
+def read_training_log(path: Path) -> list[dict[str, float]]:
+    """The rows of a run's ``training_log.csv`` (``epoch`` an int, the rest floats); [] without one."""
+    import pandas as pd
+
+    if not path.is_file():
+        return []
+    table = pd.read_csv(path)
+    return [
+        {k: (float(v) if k != "epoch" else int(v)) for k, v in row.items()}
+        for row in table.to_dict("records")
+    ]
+
+
+def _balancing_section(settings: Settings, data: TrainingData) -> dict[str, Any]:
+    sampler = data.sampler
+    return {
+        "use_class_weights": settings.use_class_weights,
+        "use_weighted_sampling": settings.use_weighted_sampling,
+        "use_focal_loss": settings.use_focal_loss,
+        "focal_gamma": settings.focal_gamma,
+        "use_logit_adjustment": settings.use_logit_adjustment,
+        "logit_adjustment_tau": settings.logit_adjustment_tau,
+        "oversample_threshold": settings.oversample_threshold,
+        "undersample_threshold": settings.undersample_threshold,
+        "class_weights": {k: np.round(np.asarray(v, float), 6).tolist() for k, v in data.weights.items()},
+        "epoch_top_counts": sampler.planned_counts().tolist() if sampler is not None else None,
+        # The training class mix (for logit adjustment, during training or post hoc).
+        "priors": {k: np.round(v, 8).tolist() for k, v in data.priors.items()},
+    }
+
+
+def _data_section(settings: Settings, data: TrainingData, splits_file: Path | None) -> dict[str, Any]:
+    return {
+        "metadata_dir": str(data.processor.metadata_dir),
+        "audio_dir": str(data.processor.audio_dir),
+        "subset": settings.subset,
+        "dataset": settings.dataset,
+        **({"splits_file": splits_file.name} if splits_file is not None else {}),
+        "cache_dir": str(data.cache.cache_dir),
+        "tracks": {s: len(v) for s, v in data.split_labels.items()},
+        "left_out": data.left_out,
+    }
+
+
+def _history_section(settings: Settings, per_epoch: list[dict[str, float]], started: float) -> dict[str, Any]:
+    monitor = settings.monitor
+    best = max(per_epoch, key=lambda row: row.get(monitor, -1)) if per_epoch else {}
+    return {
+        "monitor": monitor,
+        "epochs_run": len(per_epoch),
+        "best_epoch": int(best.get("epoch", -1)) + 1 if best else None,
+        "best": best,
+        "last": per_epoch[-1] if per_epoch else {},
+        "stopped_early": len(per_epoch) < settings.num_epochs,
+        "seconds": round(time.time() - started, 1),
+        "platform": platform.platform(),
+    }
+
+
+def training_config(
+    settings: Settings,
+    data: TrainingData,
+    *,
+    model_path: Path,
+    thresholds: dict[str, Any],
+    device: dict[str, Any],
+    splits_file: Path | None,
+    started: float,
+) -> dict[str, Any]:
+    """The training config of a finished training (what :func:`write_training_config` writes).
+
+    ``data`` is the run's :class:`~genrekit.train.data.TrainingData`; ``model_path`` the saved
+    model (its folder holds ``training_log.csv``); ``started`` the ``time.time()`` the run began.
+    """
+    import genrekit
+
+    frontend = data.frontend
+    per_epoch = read_training_log(model_path.parent / "training_log.csv")
+    return {
+        "format": CONFIG_FORMAT,
+        "version": CONFIG_VERSION,
+        "genrekit_version": genrekit.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model_file": model_path.name,
+        "input_shape": list(frontend.input_shape),
+        "settings": settings.to_dict(),
+        "frontend": frontend.to_config(),
+        "features": frontend.params(),  # as version 1 wrote it (the front end's parameters)
+        "normalization": {**data.norm, "computed_on": f"training split, {len(data.train_labels)} tracks"},
+        "left_out_files": [dataclasses.asdict(f) for f in data.cache.failures][:1000],
+        "vocabularies": {level: data.processed.vocabs[level].to_dict() for level in LEVELS},
+        "heads": list(data.processed.heads),  # the model's outputs (no medium head without sub-genres)
+        "threshold": settings.threshold,
+        "thresholds": thresholds,
+        "top_k": settings.top_k,
+        "balancing": _balancing_section(settings, data),
+        "data": _data_section(settings, data, splits_file),
+        "device": device,
+        "history": _history_section(settings, per_epoch, started),
+    }
 
 
 def heads_of_config(config: Mapping[str, Any]) -> tuple[str, ...]:
