@@ -218,29 +218,38 @@ def killed_and_resumed(tiny_run, demo_dataset, tmp_path_factory) -> dict:
         config = root / f"{name}.json"
         config.write_text(json.dumps(settings))
         runs[name] = (out, config)
-    with open(root / "straight.out", "w") as straight_out:
-        straight = _trainer_process(runs["straight"][1], stdout=straight_out)
-        out, config = runs["killed"]
-        proc = _trainer_process(config)
-        log = out / "training_log.csv"
-        deadline = time.time() + 400
-        while time.time() < deadline and proc.poll() is None:
-            if log.is_file() and len(log.read_text().splitlines()) > KILL_AFTER:  # the header and k epochs
-                break
-            time.sleep(0.05)
-        killed = {"alive": proc.poll() is None}
-        proc.send_signal(signal.SIGKILL)
-        first_output = proc.communicate()[0]
-        killed.update(
-            output=first_output,
-            epochs=pd.read_csv(log)["epoch"].tolist() if log.is_file() else [],
-            backup=(out / "backup").is_dir(),
-            callback_state=(out / "backup" / "callback_state.json").is_file(),
-            model=(out / "balanced_hierarchical_genre_model.h5").exists(),
-        )
-        resumed = _trainer_process(config)
-        output = resumed.communicate(timeout=600)[0]
-        straight.wait(timeout=600)
+    out, config = runs["killed"]
+    log = out / "training_log.csv"
+    started = []  # every training process, killed at the end if a timeout left one running
+    try:
+        with open(root / "straight.out", "w") as straight_out:
+            straight = _trainer_process(runs["straight"][1], stdout=straight_out)
+            started.append(straight)
+            proc = _trainer_process(config)
+            started.append(proc)
+            deadline = time.time() + 400
+            while time.time() < deadline and proc.poll() is None:
+                if log.is_file() and len(log.read_text().splitlines()) > KILL_AFTER:  # header, k epochs
+                    break
+                time.sleep(0.05)
+            killed = {"alive": proc.poll() is None}
+            proc.send_signal(signal.SIGKILL)
+            killed["output"] = proc.communicate()[0]
+            killed.update(
+                epochs=pd.read_csv(log)["epoch"].tolist() if log.is_file() else [],
+                backup=(out / "backup").is_dir(),
+                callback_state=(out / "backup" / "callback_state.json").is_file(),
+                model=(out / "balanced_hierarchical_genre_model.h5").exists(),
+            )
+            resumed = _trainer_process(config)
+            started.append(resumed)
+            output = resumed.communicate(timeout=600)[0]
+            straight.wait(timeout=600)
+    finally:
+        for left in started:
+            if left.poll() is None:
+                left.kill()
+                left.wait()
     return {
         "killed": killed,
         "resumed": {"code": resumed.returncode, "output": output, "out": out},
