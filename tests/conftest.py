@@ -1,8 +1,11 @@
-"""Shared fixtures: a seeded rng, the genuine FMA files (skipped when absent), headless plots."""
+"""Shared fixtures: a seeded rng, the genuine FMA files (skipped when absent), headless plots, and
+what several test files would otherwise build each on their own, built once per session: the demo
+datasets, a tiny run trained on the demo, a tiny model trained on random data."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +97,34 @@ def tiny_run(demo_dataset, tmp_path_factory):
     config.write_text(json.dumps(tiny_overrides(demo_dataset, out)))
     assert balanced_trainer.main(["--config", str(config)]) == 0
     return out
+
+
+# The demo of `quick_start.py --smallest` and `examples/tutorial_training.py --small`: 60 tracks of 2 s, seed 0.
+SMALLEST_DEMO = {"n_tracks": 60, "clip_seconds": 2.0, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def smallest_demo(tmp_path_factory):
+    """The demo dataset the smallest modes write, written once; read-only (see ``copy_demo``)."""
+    from genrekit.datasets.demo.writer import write_demo_dataset
+
+    root = tmp_path_factory.mktemp("smallest_demo")
+    return write_demo_dataset(root, **SMALLEST_DEMO, progress=False)
+
+
+def copy_demo(demo, dest: Path) -> Path:
+    """A copy of a session demo dataset at ``dest``, for a test that changes it or writes beside it.
+
+    ``write_demo_dataset`` (and so quick_start's setup step) finds the copy complete and keeps it.
+    """
+    shutil.copytree(demo.root, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def random_tiny_run(tmp_path_factory) -> tuple[Path, Path]:
+    """(model, training config) of ``tests.inference_helpers.build_tiny_run``: a tiny model trained a few
+    steps on random data, for the inference tests. Shared: do not modify its folder."""
+    from tests.inference_helpers import build_tiny_run
+
+    return build_tiny_run(tmp_path_factory.mktemp("random_tiny_run"))

@@ -52,6 +52,43 @@ def tiny(tmp_path_factory) -> dict:
     return {"root": root, "config": path, "cfg": cfg}
 
 
+class ShardBuilds:
+    """The two ``--shard I/2 --extract_only`` processes of the shard test, into one new cache root.
+
+    Started once, by whichever test asks first: the worker-kill test starts them while the chief
+    waits for the coordination service to notice the dead worker (seconds of idle CPU).
+    """
+
+    def __init__(self, tiny: dict, root: Path):
+        self.tiny, self.root, self.procs = tiny, root, []
+
+    def start(self) -> ShardBuilds:
+        if not self.procs:
+            cmd = [sys.executable, "balanced_trainer.py", "--config", str(self.tiny["config"])]
+            cmd += ["--extract_only", "--cache_dir", str(self.root / "features")]
+            cmd += ["--output_dir", str(self.root / "x")]
+            for i in range(2):  # their output goes to files: nobody reads a pipe until the test
+                with open(self.root / f"shard{i}.log", "w") as log:
+                    shard = [*cmd, "--workers", "1", "--shard", f"{i}/2"]
+                    self.procs.append(subprocess.Popen(shard, cwd=REPO, stdout=log, stderr=subprocess.STDOUT))
+        return self
+
+    def outputs(self) -> list[str]:
+        for proc in self.start().procs:
+            proc.wait(timeout=RUN_LIMIT)
+        return [(self.root / f"shard{i}.log").read_text() for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def shard_builds(tiny, tmp_path_factory):
+    builds = ShardBuilds(tiny, tmp_path_factory.mktemp("shards"))
+    yield builds
+    for proc in builds.procs:  # a test that failed early leaves none running
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def _free_ports(n: int) -> list[int]:
     socks = [socket.socket() for _ in range(n)]
     for s in socks:
@@ -110,7 +147,7 @@ def test_two_workers_train_and_only_the_chief_writes_the_run(tiny, tmp_path):
     assert "epoch 2 validation" in texts[0] and "epoch 2 validation" in texts[1]
 
 
-def test_killing_a_worker_is_a_clear_error_on_the_other(tiny, tmp_path):
+def test_killing_a_worker_is_a_clear_error_on_the_other(tiny, shard_builds, tmp_path):
     out = tmp_path / "run"
     (chief, chief_log), (other, other_log) = _start_workers(tiny, out, tmp_path)
     deadline = time.monotonic() + RUN_LIMIT
@@ -122,6 +159,7 @@ def test_killing_a_worker_is_a_clear_error_on_the_other(tiny, tmp_path):
     other.send_signal(signal.SIGKILL)
     other.wait()
     killed_at = time.monotonic()
+    shard_builds.start()  # the next test's builds, in the time the chief needs to notice
     code = _wait(chief, 240)
     waited = time.monotonic() - killed_at
     text = chief_log.read_text()
@@ -132,22 +170,14 @@ def test_killing_a_worker_is_a_clear_error_on_the_other(tiny, tmp_path):
     print(f"chief stopped {waited:.0f} s after the other worker was killed")
 
 
-def test_two_shard_builds_at_once_into_one_cache_root_read_together(tiny, tmp_path):
+def test_two_shard_builds_at_once_into_one_cache_root_read_together(tiny, shard_builds):
     from genrekit.features.cache import FeatureCache, cache_folder
     from genrekit.settings import Settings
     from genrekit.train.run import BalancedGenreProcessor
 
-    root = tmp_path / "features"
-    cmd = [sys.executable, "balanced_trainer.py", "--config", str(tiny["config"]), "--extract_only"]
-    cmd += ["--cache_dir", str(root), "--output_dir", str(tmp_path / "x"), "--workers", "1"]
-    procs = [
-        subprocess.Popen(
-            [*cmd, "--shard", f"{i}/2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        for i in range(2)
-    ]
-    outputs = [p.communicate(timeout=RUN_LIMIT)[0].decode() for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs
+    root = shard_builds.root / "features"
+    outputs = shard_builds.outputs()
+    assert [p.returncode for p in shard_builds.procs] == [0, 0], outputs
     settings = Settings.build(overrides=tiny["cfg"])
     processor = BalancedGenreProcessor(settings, tiny["cfg"]["metadata_dir"], tiny["cfg"]["audio_dir"])
     params = processor.feature_params()

@@ -212,46 +212,99 @@ def test_no_training_tracks_is_one_clear_line(tmp_path, demo_dataset, capsys):
     assert "no training tracks" in capsys.readouterr().err
 
 
-def _trainer_process(config: Path, *extra: str) -> subprocess.Popen:
+def _trainer_process(config: Path, *extra: str, stdout=subprocess.PIPE) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         [sys.executable, str(REPO / "balanced_trainer.py"), "--config", str(config), *extra],
         cwd=REPO,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=stdout,
         stderr=subprocess.STDOUT,
         text=True,
     )
 
 
-def test_killed_run_resumes_at_the_next_epoch(tiny_run, demo_dataset, tmp_path):
-    """A real training process killed with SIGKILL after epoch k resumes at epoch k+1."""
-    out = tmp_path / "run"
-    config = tmp_path / "config.json"
-    settings = tiny_overrides(demo_dataset, out, num_epochs=5, patience=10)
-    settings["cache_dir"] = str(tiny_run.parent / "features")  # reuse the session's features
-    config.write_text(json.dumps(settings))
-    proc = _trainer_process(config)
-    log = out / "training_log.csv"
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        if log.is_file() and len(log.read_text().strip().splitlines()) >= 3:  # header + 2 epochs
-            break
-        time.sleep(0.1)
-    assert proc.poll() is None, proc.stdout.read()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    epochs_before = pd.read_csv(log)["epoch"].tolist()
-    assert epochs_before[:2] == [0, 1] and (out / "backup").is_dir()
-    assert not (out / "balanced_hierarchical_genre_model.h5").exists()
+KILL_AFTER = 3  # epochs in training_log.csv when the training process is killed
+RESUME_EPOCHS = 7
 
-    resumed = _trainer_process(config)
-    output, _ = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, output
+
+@pytest.fixture(scope="module")
+def killed_and_resumed(tiny_run, demo_dataset, tmp_path_factory) -> dict:
+    """One real training killed with SIGKILL after epoch 3 and resumed, and the same run uninterrupted.
+
+    Shared by the two resume tests (one killed-and-resumed training instead of two). The
+    uninterrupted run trains at the same time as the killed one (one core each on 2 cores): its
+    numbers do not depend on timing. Early stopping (patience 3) and LR reduction (patience 1)
+    both act within the 7 epochs, so their restored state shows in the results.
+    """
+    root = tmp_path_factory.mktemp("resume")
+    runs = {}
+    for name in ("straight", "killed"):
+        out = root / name
+        settings = tiny_overrides(demo_dataset, out, num_epochs=RESUME_EPOCHS, patience=3, lr_patience=1,
+                                  lr_factor=0.5, learning_rate=3e-3)  # fmt: skip
+        settings["cache_dir"] = str(tiny_run.parent / "features")  # reuse the session's features
+        config = root / f"{name}.json"
+        config.write_text(json.dumps(settings))
+        runs[name] = (out, config)
+    out, config = runs["killed"]
+    log = out / "training_log.csv"
+    started = []  # every training process, killed at the end if a timeout left one running
+    try:
+        with open(root / "straight.out", "w") as straight_out:
+            straight = _trainer_process(runs["straight"][1], stdout=straight_out)
+            started.append(straight)
+            proc = _trainer_process(config)
+            started.append(proc)
+            deadline = time.time() + 400
+            while time.time() < deadline and proc.poll() is None:
+                if log.is_file() and len(log.read_text().splitlines()) > KILL_AFTER:  # header, k epochs
+                    break
+                time.sleep(0.05)
+            killed = {"alive": proc.poll() is None}
+            proc.send_signal(signal.SIGKILL)
+            killed["output"] = proc.communicate()[0]
+            killed.update(
+                epochs=pd.read_csv(log)["epoch"].tolist() if log.is_file() else [],
+                backup=(out / "backup").is_dir(),
+                callback_state=(out / "backup" / "callback_state.json").is_file(),
+                model=(out / "balanced_hierarchical_genre_model.h5").exists(),
+            )
+            resumed = _trainer_process(config)
+            started.append(resumed)
+            output = resumed.communicate(timeout=600)[0]
+            straight.wait(timeout=600)
+    finally:
+        for left in started:
+            if left.poll() is None:
+                left.kill()
+                left.wait()
+    return {
+        "killed": killed,
+        "resumed": {"code": resumed.returncode, "output": output, "out": out},
+        "straight": {
+            "code": straight.returncode,
+            "output": (root / "straight.out").read_text(),
+            "out": runs["straight"][0],
+        },
+    }
+
+
+def test_killed_run_resumes_at_the_next_epoch(killed_and_resumed):
+    """A real training process killed with SIGKILL after epoch k resumes at epoch k+1."""
+    killed, resumed = killed_and_resumed["killed"], killed_and_resumed["resumed"]
+    assert killed["alive"], killed["output"]
+    epochs_before = killed["epochs"]
+    assert epochs_before[:KILL_AFTER] == list(range(KILL_AFTER)) and killed["backup"]
+    assert not killed["model"]
+
+    output = resumed["output"]
+    assert resumed["code"] == 0, output
     assert "resuming the interrupted run" in output
-    epochs = pd.read_csv(log)["epoch"].tolist()
-    assert epochs == [0, 1, 2, 3, 4]  # nothing redone, nothing skipped
-    assert f"Epoch {len(epochs_before) + 1}/5" in output and "Epoch 1/5" not in output
+    epochs = pd.read_csv(resumed["out"] / "training_log.csv")["epoch"].tolist()
+    assert epochs == list(range(len(epochs))) and len(epochs) > len(epochs_before)  # none redone or skipped
+    resumed_at = f"Epoch {len(epochs_before) + 1}/{RESUME_EPOCHS}"
+    assert resumed_at in output and f"Epoch 1/{RESUME_EPOCHS}" not in output
 
 
 def test_mirrored_strategy_on_two_logical_cpus(tiny_run, demo_dataset, tmp_path):
@@ -268,53 +321,27 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_run, demo_dataset, tmp_path)
     assert result["history"]["epochs_run"] == 1
 
 
-def _run_to_end(config_path, timeout=400):
-    proc = _trainer_process(config_path)
-    output, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, output
-    return output
-
-
-def test_resumed_run_ends_like_an_uninterrupted_one(tiny_run, demo_dataset, tmp_path):
+def test_resumed_run_ends_like_an_uninterrupted_one(killed_and_resumed):
     """Killed after epoch 3 (SIGKILL) and resumed: same best epoch, best score and final learning rate.
 
     Early stopping, LR reduction and the best checkpoint must come back with their state (patience
     counts, best scores), not start afresh; batches, augmentation and dropout masks are drawn per epoch.
     """
-    runs = {}
-    for name in ("straight", "killed"):
-        out = tmp_path / name
-        settings = tiny_overrides(demo_dataset, out, num_epochs=7, patience=3, lr_patience=1, lr_factor=0.5,
-                                  learning_rate=3e-3)  # fmt: skip
-        settings["cache_dir"] = str(tiny_run.parent / "features")
-        config = tmp_path / f"{name}.json"
-        config.write_text(json.dumps(settings))
-        runs[name] = (out, config)
-    _run_to_end(runs["straight"][1])
-
-    out, config = runs["killed"]
-    proc = _trainer_process(config)
-    log = out / "training_log.csv"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if log.is_file() and len(log.read_text().strip().splitlines()) >= 4:  # header + 3 epochs
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.stdout.read()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert (out / "backup" / "callback_state.json").is_file()
-    output = _run_to_end(config)
+    runs = killed_and_resumed
+    assert runs["straight"]["code"] == 0, runs["straight"]["output"]
+    assert runs["killed"]["alive"] and runs["killed"]["callback_state"], runs["killed"]["output"]
+    output, out = runs["resumed"]["output"], runs["resumed"]["out"]
+    assert runs["resumed"]["code"] == 0, output
     assert "restored the state of early stopping" in (out / "run.log").read_text()
 
-    straight = load_training_config(runs["straight"][0] / "balanced_training_config.json")["history"]
+    straight = load_training_config(runs["straight"]["out"] / "balanced_training_config.json")["history"]
     resumed = load_training_config(out / "balanced_training_config.json")["history"]
     assert resumed["best_epoch"] == straight["best_epoch"], output
     assert resumed["best"]["val_score"] == pytest.approx(straight["best"]["val_score"], abs=1e-9)
     assert resumed["epochs_run"] == straight["epochs_run"]
     assert resumed["last"]["learning_rate"] == pytest.approx(straight["last"]["learning_rate"], rel=1e-6)
-    a = pd.read_csv(runs["straight"][0] / "training_log.csv")
-    b = pd.read_csv(log)
+    a = pd.read_csv(runs["straight"]["out"] / "training_log.csv")
+    b = pd.read_csv(out / "training_log.csv")
     np.testing.assert_allclose(b["val_score"], a["val_score"], atol=1e-9)
 
 
