@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from genrekit.errors import ConfigError
+from genrekit.fileio import read_json
 from genrekit.models.registry import BACKBONES, check_choice, model_kind
 
 SUBSETS = ("small", "medium", "large")
@@ -398,7 +399,6 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     ConfigError
         When the file is missing, is not JSON, or holds an unknown key or a wrong type.
     """
-    from genrekit.fileio import read_json
 
     path = Path(path)
     data = read_json(path, error=ConfigError, what="config file")

@@ -24,6 +24,7 @@ from genrekit.datasets.interface import Dataset, LabelledDataset
 from genrekit.datasets.labels import GenreTree
 from genrekit.datasets.own import FolderDataset, ManifestDataset
 from genrekit.errors import ConfigError, DatasetError
+from genrekit.paths import SETUP_HINTS, require_dir
 from genrekit.settings import Settings
 
 __all__ = [
@@ -71,7 +72,6 @@ class FMADataset(Dataset):
         return str(self.metadata_dir / "genres.csv")
 
     def _require_metadata(self) -> None:
-        from genrekit.paths import SETUP_HINTS, require_dir
 
         require_dir(self.metadata_dir, "metadata", SETUP_HINTS["metadata"])
 

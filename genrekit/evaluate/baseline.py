@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genrekit.errors import AudioDecodeError, ConfigError
+from genrekit.fileio import replacing
+from genrekit.workers import run_pool, run_serial
 
 if TYPE_CHECKING:
     from genrekit.workers import Outcome
@@ -163,7 +165,6 @@ class MfccFeatures:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write to an ``.npz`` through a temp file, so an interrupted save leaves no half file."""
-        from genrekit.fileio import replacing
 
         with replacing(path) as tmp:  # keeps the .npz suffix, so np.savez adds none
             np.savez(
@@ -197,7 +198,6 @@ def extract_mfcc_features(
     filled with zeros; so is one whose worker crashes or takes more than ``timeout`` seconds.
     ``workers``: 0 = all CPU cores, 1 = in this process.
     """
-    from genrekit.workers import run_pool, run_serial
 
     started = time.time()
     jobs = [(int(t), str(p), int(sample_rate), duration) for t, p in items]

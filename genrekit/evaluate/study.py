@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from genrekit.datasets import fma
 from genrekit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -182,7 +183,6 @@ def write_fold_metadata(metadata_dir: str | Path, folds: ArtistFolds, fold: int,
 
     Returns the folder; tracks outside ``folds`` keep their split in the copy.
     """
-    from genrekit.datasets import fma
 
     metadata_dir, out_dir = Path(metadata_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -39,8 +39,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from genrekit.datasets.labels import LEVELS
 from genrekit.errors import ConfigError
+from genrekit.models.io import load_model
+from genrekit.models.musicnn import N_MELS, PATCH_FRAMES
+from genrekit.models.musicnn_weights import load_musicnn
 from genrekit.settings import FINE_TUNE_LAYERS  # backend, midend, all
+from genrekit.train.run_config import load_training_config
 
 if TYPE_CHECKING:
     from genrekit.datasets.base import LabelledDataset
@@ -118,7 +123,6 @@ def build_fine_tuned(backbone: Any, heads: Any, *, output: str, layers: str = "m
         Named ``musicnn_fine_tuned``; input ``(batch, 187, 96)``, outputs the heads' dict.
     """
     from genrekit.backend import keras
-    from genrekit.models.musicnn import N_MELS, PATCH_FRAMES
 
     freeze_for_fine_tuning(backbone, layers, output)
     patches = keras.Input((PATCH_FRAMES, N_MELS), name="patches")
@@ -146,7 +150,6 @@ def heads_run(path: str | os.PathLike, config_filename: str) -> tuple[dict[str, 
     ConfigError
         When the path holds no finished run, or a run of another front end (naming what to do).
     """
-    from genrekit.train.run_config import load_training_config
 
     folder = Path(path)
     if folder.is_file():
@@ -178,8 +181,6 @@ def build_from_spec(spec: ModelSpec) -> Any:
 
     The heads come with their normalization statistics; the spec's are the same (:func:`source_norm`).
     """
-    from genrekit.models.io import load_model
-    from genrekit.models.musicnn_weights import load_musicnn
 
     settings = spec.settings
     config, model_path = heads_run(settings.fine_tune_from, settings.training_config_filename)
@@ -206,7 +207,6 @@ def source_norm(settings: Settings, processed: LabelledDataset) -> dict[str, Any
     ConfigError
         Naming the run and every difference.
     """
-    from genrekit.datasets.labels import LEVELS
 
     config, _ = heads_run(settings.fine_tune_from, settings.training_config_filename)
     params = config["frontend"]["params"]

@@ -23,6 +23,8 @@ import numpy as np
 
 from genrekit.backend import keras
 from genrekit.fileio import write_json_atomic
+from genrekit.train.pipeline import predict_segments
+from genrekit.train.validation import validation_metrics
 
 if TYPE_CHECKING:
     from genrekit.datasets.labels import EncodedLabels
@@ -78,8 +80,6 @@ class ValidationMetrics(keras.callbacks.Callback):
         self.batch_size, self.threshold, self.loss_weights = batch_size, threshold, loss_weights
 
     def on_epoch_end(self, epoch, logs=None):
-        from genrekit.train.pipeline import predict_segments
-        from genrekit.train.validation import validation_metrics
 
         probs, seg_track = predict_segments(
             self.model, self.source, self.labels.track_ids, batch_size=self.batch_size

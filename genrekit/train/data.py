@@ -23,7 +23,9 @@ from genrekit.datasets.fma import derive_targets
 from genrekit.datasets.labels import EncodedLabels, GenreTree, build_vocabularies
 from genrekit.errors import ConfigError, DatasetError
 from genrekit.features import frontends
+from genrekit.features.cache import FeatureCache, cache_folder, ensure_cache
 from genrekit.features.frontends import FrontEnd
+from genrekit.features.mel import FeatureParams
 from genrekit.models.registry import model_kind
 from genrekit.paths import SETUP_HINTS, require_dir
 from genrekit.settings import Settings
@@ -148,7 +150,6 @@ class BalancedGenreProcessor:
 
     def feature_params(self):
         """The log-mel parameters of the settings (see :meth:`frontend` for what the trainer uses)."""
-        from genrekit.features.mel import FeatureParams
 
         return FeatureParams.from_settings(self.settings)
 
@@ -169,7 +170,6 @@ class BalancedGenreProcessor:
         :func:`~genrekit.features.cache.cache_folder` of the dataset's audio folder and the front end.
         Defective and missing files are listed in its failures.csv and left out.
         """
-        from genrekit.features.cache import FeatureCache, cache_folder, ensure_cache
 
         require_dir(self.audio_dir, "audio", SETUP_HINTS["audio"])
         if track_ids is None:

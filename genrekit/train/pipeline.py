@@ -28,7 +28,7 @@ import numpy as np
 
 from genrekit.datasets.labels import EncodedLabels, one_hot
 from genrekit.settings import Settings
-from genrekit.train.augment import PARAM_KEYS, AugmentPlan
+from genrekit.train.augment import PARAM_KEYS, AugmentPlan, apply_augmentation
 from genrekit.train.balancing import EpochSampler
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,6 @@ def training_dataset(
     masks with (the training-set mean of each band).
     """
     from genrekit.backend import tf
-    from genrekit.train.augment import apply_augmentation
 
     if batch_size is not None:
         stream.batch_size = batch_size

@@ -20,11 +20,22 @@ from typing import Any
 import numpy as np
 
 from genrekit.datasets.base import Dataset
+from genrekit.datasets.own import SPLITS_FILE
+from genrekit.device import (
+    configure_device,
+    fit_on_strategy,
+    make_strategy,
+    peer_failures_reported,
+    release_worker_output_dir,
+    split_cpu,
+    worker_output_dir,
+)
 from genrekit.errors import ConfigError
 from genrekit.evaluate.thresholds import top_columns
 from genrekit.fileio import replacing, write_json_atomic
 from genrekit.models.registry import ModelSpec, model_kind
 from genrekit.settings import Settings
+from genrekit.train.augment import AugmentPlan
 from genrekit.train.data import (  # noqa: F401 - public here too (scripts, tests, benchmarks)
     SOFTMAX_LEVELS,
     BalancedGenreProcessor,
@@ -33,6 +44,7 @@ from genrekit.train.data import (  # noqa: F401 - public here too (scripts, test
     prepare_data,
     softmax_heads,
 )
+from genrekit.train.pipeline import TrainingStream, training_dataset
 from genrekit.train.resume import NOT_SHAPING, finished_run, prepare_run_folder, settings_differences  # noqa: F401
 from genrekit.train.run_config import training_config, write_training_config
 from genrekit.train.validation import tune_all_thresholds, validation_metrics  # noqa: F401
@@ -170,7 +182,6 @@ def save_splits(dataset: Dataset, out: Path) -> Path | None:
     table = getattr(dataset, "splits_table", None)
     if table is None:
         return None
-    from genrekit.datasets.own import SPLITS_FILE
 
     path = out / SPLITS_FILE
     with replacing(path) as tmp:
@@ -211,7 +222,6 @@ def learning_rate_schedule(settings: Settings, steps_per_epoch: int) -> Any:
 
 def set_up_device(settings: Settings, logical_cpus: int = 0) -> tuple[dict[str, Any], Any]:
     """Configure the device (before TensorFlow starts: the stream starts it); return it and the strategy."""
-    from genrekit.device import configure_device, make_strategy, split_cpu
 
     if logical_cpus:
         split_cpu(logical_cpus)
@@ -222,8 +232,6 @@ def set_up_device(settings: Settings, logical_cpus: int = 0) -> tuple[dict[str, 
 
 def build_stream(settings: Settings, data: TrainingData) -> tuple[Any, Any]:
     """The training stream of the data (sampling, order, augmentation) and its ``tf.data`` dataset."""
-    from genrekit.train.augment import AugmentPlan
-    from genrekit.train.pipeline import TrainingStream, training_dataset
 
     n, frontend = data.n, data.frontend
     sample_weights = {
@@ -249,7 +257,6 @@ def build_stream(settings: Settings, data: TrainingData) -> tuple[Any, Any]:
 def build_compiled_model(settings: Settings, data: TrainingData, strategy: Any, steps_per_epoch: int) -> Any:
     """The compiled model, built under ``strategy`` after seeding Keras with ``settings.seed``."""
     from genrekit.backend import keras
-    from genrekit.device import fit_on_strategy
 
     n = data.n
     keras.utils.set_random_seed(settings.seed)
@@ -301,7 +308,6 @@ def _log_start(settings: Settings, out: Path, stream: Any) -> None:
 
 def fit(settings: Settings, model: Any, dataset: Any, callbacks: list[Any], strategy: Any) -> None:
     """``model.fit`` over the stream's dataset, a lost worker turned into one clear error."""
-    from genrekit.device import peer_failures_reported
 
     with peer_failures_reported(strategy):  # a lost worker: one clear error, not a hang
         model.fit(dataset, epochs=settings.num_epochs, callbacks=callbacks, verbose=2, shuffle=False)
@@ -365,7 +371,6 @@ def train(
     ConfigError, DatasetError, CacheError
         Before any training starts, for settings or data that cannot work.
     """
-    from genrekit.device import release_worker_output_dir, worker_output_dir
 
     out = Path(output_dir or settings.output_dir)
     done = prepare_run_folder(settings, out, retrain)

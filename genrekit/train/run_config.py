@@ -26,6 +26,8 @@ import numpy as np
 
 from genrekit.datasets.labels import LEVELS
 from genrekit.errors import ConfigError, ModelError
+from genrekit.features import frontends
+from genrekit.fileio import read_json, write_json_atomic
 
 if TYPE_CHECKING:
     from genrekit.settings import Settings
@@ -46,7 +48,6 @@ def load_training_config(path: str | os.PathLike) -> dict[str, Any]:
         When the file is missing, not JSON, not a training config, of a newer version than this
         genrekit reads, or lacks a required section.
     """
-    from genrekit.fileio import read_json
 
     path = Path(path)
     config = read_json(path, error=ModelError, what="training config")
@@ -78,7 +79,6 @@ def frontend_of(config: Mapping[str, Any], path: str | os.PathLike = "training c
     ModelError
         Naming ``path`` when the section is malformed or names an unknown front end.
     """
-    from genrekit.features import frontends
 
     section = config.get("frontend")
     if section is None:
@@ -91,7 +91,6 @@ def frontend_of(config: Mapping[str, Any], path: str | os.PathLike = "training c
 
 def write_training_config(path: str | os.PathLike, config: Mapping[str, Any]) -> Path:
     """Write ``config`` (with its format and version set) atomically; return the path."""
-    from genrekit.fileio import write_json_atomic
 
     path = Path(path)
     write_json_atomic(path, {"format": CONFIG_FORMAT, "version": CONFIG_VERSION, **config})

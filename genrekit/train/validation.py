@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genrekit.datasets.labels import EncodedLabels
+from genrekit.evaluate.aggregate import track_mean
+from genrekit.evaluate.thresholds import choose_thresholds, fixed_thresholds
 from genrekit.train.data import softmax_heads
+from genrekit.train.pipeline import predict_segments
 
 if TYPE_CHECKING:
     from genrekit.settings import Settings
@@ -43,7 +46,6 @@ def validation_metrics(
         label_ranking_average_precision_score,
     )
 
-    from genrekit.evaluate.aggregate import track_mean
 
     n = len(labels)
     out = {}
@@ -92,9 +94,6 @@ def tune_all_thresholds(
     with, None without class weights; ``columns`` (:func:`genrekit.evaluate.thresholds.top_columns`) lets
     it try ``include_top``); with ``TUNE_THRESHOLDS`` off, every genre gets ``settings.threshold``.
     """
-    from genrekit.evaluate.aggregate import track_mean
-    from genrekit.evaluate.thresholds import choose_thresholds, fixed_thresholds
-    from genrekit.train.pipeline import predict_segments
 
     n_all = labels.all.shape[1]
     if not settings.tune_thresholds:
