@@ -158,10 +158,8 @@ def test_cache_uses_a_truncated_clip_and_lists_it(cut_clips, real_clip, tmp_path
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> tuple[Path, Path]:
-    from tests.inference_helpers import build_tiny_run
-
-    return build_tiny_run(tmp_path_factory.mktemp("run"))
+def tiny_model(random_tiny_run) -> tuple[Path, Path]:
+    return random_tiny_run
 
 
 def test_truncated_clip_is_predicted_with_a_warning_in_json_and_csv(tiny_model, cut_clips, tmp_path):
@@ -382,11 +380,12 @@ def test_inspection_report_labels_its_subset_counts(tmp_path):
 
 
 @pytest.mark.slow
-def test_quick_start_features_prints_once_and_remembers_missing_files(tmp_path, capsys):
+def test_quick_start_features_prints_once_and_remembers_missing_files(smallest_demo, tmp_path, capsys):
     import quick_start
     from genrekit.datasets.demo.writer import DemoInfo
+    from tests.conftest import copy_demo
 
-    demo_dir = tmp_path / "demo"
+    demo_dir = copy_demo(smallest_demo, tmp_path / "demo")  # the demo --smallest writes, written once
     args = ["--smallest", "--demo_dir", str(demo_dir), "--output_dir", str(tmp_path / "run")]
     args += ["--cache_dir", str(tmp_path / "features"), "--steps", "setup,features"]
 

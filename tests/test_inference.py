@@ -21,16 +21,16 @@ from genrekit.features.audio_files import decode_file, list_audio_files, plan_se
 from genrekit.features.mel import FeatureParams, load_segments
 from genrekit.infer.output import PartialLog
 from genrekit.infer.predict import MusicGenreInference
-from tests.inference_helpers import FEATURES, build_tiny_run, training_config, vocabularies, write_audio
+from tests.inference_helpers import FEATURES, training_config, vocabularies, write_audio
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = FeatureParams(**FEATURES)
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
-    """(model, training config) of a tiny model trained a few steps on random data."""
-    return build_tiny_run(tmp_path_factory.mktemp("run"))
+def tiny_run(random_tiny_run) -> tuple[Path, Path]:
+    """(model, training config) of a tiny model trained a few steps on random data (shared)."""
+    return random_tiny_run
 
 
 @pytest.fixture(scope="module")

@@ -204,13 +204,16 @@ def test_configure_device_never_mixed_on_cpu(float32_policy):
     assert configure_device(mixed_precision=False)["policy"] == "float32"
 
 
-@pytest.mark.parametrize("user_value, expected", [(None, True), ("0", False)])
-def test_genrekit_turns_onednn_on_unless_the_user_chose(user_value, expected):
-    # A fresh process: the variable is read once, when TensorFlow is imported (by genrekit.backend).
-    # Importing genrekit alone changes no environment variable.
-    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    if user_value is not None:
-        env["TF_ENABLE_ONEDNN_OPTS"] = user_value
+ONEDNN_CASES = {None: True, "0": False}  # the user's TF_ENABLE_ONEDNN_OPTS -> kernels on
+
+
+@pytest.fixture(scope="module")
+def onednn_processes():
+    """One fresh process per case, all started at once (each mostly imports TensorFlow).
+
+    In each, the variable is read once, when TensorFlow is imported (by genrekit.backend), and
+    importing genrekit alone changes no environment variable.
+    """
     code = (
         "import os, genrekit\n"
         "before = dict(os.environ)\n"
@@ -219,10 +222,25 @@ def test_genrekit_turns_onednn_on_unless_the_user_chose(user_value, expected):
         "from genrekit.device import configure_device\n"
         "print(configure_device(mixed_precision=False)['onednn'])\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], env=env, cwd=Path(__file__).resolve().parents[1],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == str(expected)
+    procs = {}
+    for user_value in ONEDNN_CASES:
+        env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+        if user_value is not None:
+            env["TF_ENABLE_ONEDNN_OPTS"] = user_value
+        procs[user_value] = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=Path(__file__).resolve().parents[1],
+                                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    results = {}
+    for user_value, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        results[user_value] = (proc.returncode, out, err)
+    return results
+
+
+@pytest.mark.parametrize("user_value, expected", list(ONEDNN_CASES.items()))
+def test_genrekit_turns_onednn_on_unless_the_user_chose(onednn_processes, user_value, expected):
+    returncode, out, err = onednn_processes[user_value]
+    assert returncode == 0, err[-2000:]
+    assert out.strip().splitlines()[-1] == str(expected)
 
 
 @pytest.mark.gpu
