@@ -19,6 +19,8 @@ from genrekit.evaluate.ensemble import Ensemble, ensemble_probabilities
 from genrekit.evaluate.evaluator import evaluate_model, predict_split
 from genrekit.evaluate.report import REPORT_JSON, REPORT_MD
 from tests.conftest import tiny_overrides
+from tests.test_backbone import musicnn_run, weights  # noqa: F401 - session fixtures
+from tests.test_musicnn import musicnn_dir  # noqa: F401 - the session fixture
 
 MODEL = "balanced_hierarchical_genre_model.h5"
 CONFIG = "balanced_training_config.json"
@@ -53,20 +55,24 @@ def _config(run: Path) -> dict:
 
 
 def _member_track_probs(run: Path, track_ids: np.ndarray) -> dict[str, np.ndarray]:
-    """One member on its own: its model on its own cached features, each track's segments averaged."""
+    """One member on its own: its model on its own cached features (whatever its front end), each
+    track's segments averaged."""
     import keras
 
     import genrekit.models.keras_metrics  # noqa: F401
     import genrekit.models.losses  # noqa: F401
     from genrekit.features.cache import FeatureCache
-    from genrekit.features.mel import FeatureParams
+    from genrekit.train.run_config import frontend_of
 
     cfg = _config(run)
     model = keras.models.load_model(run / MODEL, compile=False)
-    with FeatureCache.open(cfg["data"]["cache_dir"], FeatureParams.from_dict(cfg["features"])) as cache:
+    with FeatureCache.open(cfg["data"]["cache_dir"], frontend_of(cfg)) as cache:
         x = cache.read(track_ids).astype(np.float32)
     n, segments = x.shape[:2]
-    out = model.predict(x.reshape((n * segments, *x.shape[2:], 1)), verbose=0)
+    rows = x.reshape((n * segments, *x.shape[2:]))
+    if len(model.input_shape) == rows.ndim + 1:  # log-mel segments take a channel axis
+        rows = rows[..., None]
+    out = model.predict(rows, verbose=0)
     return {h: np.asarray(out[h], np.float64).reshape(n, segments, -1).mean(axis=1) for h in HEADS}
 
 
@@ -86,10 +92,11 @@ def _track_means(probs, segment_track, n) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("other", ["run_b", "run_c"])
+@pytest.mark.parametrize("other", ["run_b", "run_c", "musicnn_run"])
 def test_the_ensemble_is_the_weighted_mean_of_each_members_own_probabilities(other, tiny_run, request):
-    """Same segments (run_b shares tiny_run's cache) or other segments (run_c cuts 4 per clip): the
-    track probabilities are 2/3 of tiny_run's plus 1/3 of the other's, per track and per head."""
+    """Same segments (run_b shares tiny_run's cache), other segments (run_c cuts 4 per clip) or
+    another front end (heads on musicnn embeddings): the track probabilities are 2/3 of tiny_run's
+    plus 1/3 of the other's, per track and per head."""
     second = request.getfixturevalue(other)
     assert Ensemble.from_args([str(tiny_run), f"{second}:2"]).weights.tolist() == pytest.approx(
         [1 / 3, 2 / 3]
