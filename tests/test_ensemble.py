@@ -320,3 +320,10 @@ def test_a_single_model_is_evaluated_as_before(tiny_run, tmp_path):
     markdown = (out / REPORT_MD).read_text(encoding="utf-8")
     assert markdown.startswith(f"# Evaluation of {MODEL} on the test split")
     assert f"| Model | `{(tiny_run / MODEL).resolve()}`" in markdown
+
+
+def test_a_missing_member_is_one_line(tiny_run, tmp_path, capsys):
+    err = _one_line_error(["--model", str(tiny_run), "--model", str(tmp_path / "nope.h5")], capsys)
+    assert err == f"error: {tmp_path / 'nope.h5'}: model file not found"
+    err = _one_line_error(["--model", str(tiny_run), "--model", str(tmp_path)], capsys)
+    assert err == f"error: {tmp_path / MODEL}: model file not found (a run folder holds {MODEL})"

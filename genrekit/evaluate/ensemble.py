@@ -94,11 +94,16 @@ def load_member(
     ConfigError
         When the weight is not a positive number.
     """
+    from genrekit.errors import ModelError
     from genrekit.evaluate.evaluator import resolve_config
+    from genrekit.paths import not_a_file
     from genrekit.train.run_config import load_training_config
 
     path = Path(path)
     model = path / default_value("model_filename") if path.is_dir() else path
+    if not model.is_file():
+        where = f" (a run folder holds {model.name})" if path.is_dir() else ""
+        raise ModelError(f"{model}: model file {not_a_file(model)}{where}")
     config_path = resolve_config(model, config)
     return Member(model, config_path, _checked_weight(weight, path), load_training_config(config_path))
 
