@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         inference = EnsembleInference(ensemble, **overrides)
     else:
         model = args.model[0] if args.model else os.path.join(defaults.output_dir, defaults.model_filename)
+        if os.path.isdir(model):  # a run folder: its saved model
+            model = os.path.join(model, defaults.model_filename)
         inference = MusicGenreInference(model, args.config, **overrides)
     inference.decoder_messages = args.verbose  # libmpg123's notes, in every mode alike
     if args.file:
