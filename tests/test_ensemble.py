@@ -221,6 +221,10 @@ def test_inference_averages_each_members_own_file_prediction(tiny_run, run_c, de
         }
         assert got == pytest.approx(expected, abs=2e-6)
         assert result["num_segments"] == 1  # the members cut the file differently: one row, the file
+    # The same command again resumes from the finished report: same members, same weights.
+    assert balanced_inference.main(argv) == 0
+    again = json.loads(output.read_text(encoding="utf-8"))
+    assert again["summary"]["resumed"] == len(files) and again["results"] == report["results"]
 
 
 # --- members that do not agree -----------------------------------------------------------------------
