@@ -7,10 +7,13 @@
     python balanced_inference.py --model ... --folder music_folder/ --output results.csv --top_k 5
     python balanced_inference.py --model runs/musicnn/balanced_hierarchical_genre_model.h5 \\
         --file example.mp3 --tags
+    python balanced_inference.py --model runs/a --model runs/b:2 --folder music_folder/ --output ens.json
+    python balanced_inference.py --ensemble ensemble.json --file example.mp3
 
 Without --config, balanced_training_config.json next to the model is used. A folder run appends
 every finished file to <output>.partial.jsonl: after Ctrl-C or a crash, run the same command
-again and the files already done are skipped. --output x.csv writes one row per file.
+again and the files already done are skipped. --output x.csv writes one row per file. Several
+--model (or --ensemble) average the runs' probabilities (see the README's Ensembles section).
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ import sys
 
 import config
 from genrekit.cli import (
+    add_ensemble_arguments,
     add_setting_arguments,
     check_output_file,
     config_settings,
     config_values,
+    ensemble_from_args,
     script_main,
     setup_logging,
 )
@@ -44,8 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--model",
         metavar="H5",
-        help="trained model (default: OUTPUT_DIR/MODEL_FILENAME of config.py, where training saves it)",
+        action="append",
+        help="trained model (default: OUTPUT_DIR/MODEL_FILENAME of config.py, where training saves it); "
+        "repeat for an ensemble (a run folder or PATH:WEIGHT then too)",
     )
+    add_ensemble_arguments(parser)
     parser.add_argument(
         "--config",
         metavar="JSON",
@@ -97,8 +105,18 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--tags needs --file (one audio file)")
     if args.output:
         check_output_file(args.output)
-    model = args.model or os.path.join(defaults.output_dir, defaults.model_filename)
-    inference = MusicGenreInference(model, args.config, **overrides)
+    ensemble = ensemble_from_args(args)
+    if ensemble is not None:
+        if args.tags:
+            raise ConfigError("--tags prints one backbone's own tags: give one --model")
+        from genrekit.infer.ensemble import EnsembleInference
+
+        inference = EnsembleInference(ensemble, **overrides)
+    else:
+        model = args.model[0] if args.model else os.path.join(defaults.output_dir, defaults.model_filename)
+        if os.path.isdir(model):  # a run folder: its saved model
+            model = os.path.join(model, defaults.model_filename)
+        inference = MusicGenreInference(model, args.config, **overrides)
     inference.decoder_messages = args.verbose  # libmpg123's notes, in every mode alike
     if args.file:
         report = inference.predict_one_report(args.file)

@@ -6,10 +6,12 @@
         --metadata fma_data/extracted/metadata/fma_metadata \\
         --audio fma_data/extracted/fma_large/fma_large
     python model_evaluation.py --model runs/demo/balanced_hierarchical_genre_model.h5 --split validation
+    python model_evaluation.py --model runs/a --model runs/b --weight 2 --weight 1
+    python model_evaluation.py --ensemble ensemble.json
 
 --output_dir (default <run folder>/evaluation, <run folder>/evaluation_<split> for other splits)
 receives evaluation_report.json (every figure), evaluation_report.md (tables and figures) and
-plots/*.png. Without --config, balanced_training_config.json next to the model is used; --metadata
+plots/*.png (an ensemble's: <first member's run folder>/evaluation_ensemble). Without --config, balanced_training_config.json next to the model is used; --metadata
 and --audio default to the folders the model was trained on. Features come from the training's
 feature cache, which is completed for tracks it lacks; defective files are left out and counted.
 
@@ -21,10 +23,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 import config
-from genrekit.cli import add_dataset_arguments, config_settings, script_main, script_parser, setup_logging
+from genrekit.cli import (
+    add_dataset_arguments,
+    add_ensemble_arguments,
+    config_settings,
+    ensemble_from_args,
+    script_main,
+    script_parser,
+    setup_logging,
+)
 from genrekit.settings import SPLITS, SUBSETS
 
 log = logging.getLogger("model_evaluation")
@@ -37,9 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = script_parser(__doc__)
     parser.add_argument(
         "--model",
-        default=f"{defaults.output_dir}/{defaults.model_filename}",
-        help="the trained model (default %(default)s)",
+        action="append",
+        help=f"the trained model, or its run folder (default {defaults.output_dir}/{defaults.model_filename}); "
+        "repeat for an ensemble",
     )
+    add_ensemble_arguments(parser)
     parser.add_argument(
         "--config",
         help=f"its training config (default: {defaults.training_config_filename} next to the model)",
@@ -64,20 +77,52 @@ def main(argv: list[str] | None = None) -> int:
     from genrekit.evaluate.evaluator import default_output_dir, evaluate_model, format_headline
     from genrekit.evaluate.report import REPORT_MD
 
-    output_dir = args.output_dir or default_output_dir(args.model, args.split)
+    ensemble = ensemble_from_args(args)
+    workers = config_settings(config).workers if args.workers is None else args.workers
+    if ensemble is not None:
+        return _evaluate_ensemble(ensemble, args, workers)
+    defaults = config_settings(config)
+    model = args.model[0] if args.model else f"{defaults.output_dir}/{defaults.model_filename}"
+    if os.path.isdir(model):  # a run folder: its saved model
+        model = os.path.join(model, defaults.model_filename)
+    output_dir = args.output_dir or default_output_dir(model, args.split)
     setup_logging(None, args.verbose)
     results = evaluate_model(
-        args.model,
+        model,
         args.config,
         args.metadata,
         args.audio,
         args.split,
         output_dir,
         args.subset,
-        workers=config_settings(config).workers if args.workers is None else args.workers,
+        workers=workers,
         plots=not args.no_plots,
     )
     print(format_headline(results))
+    print(f"\nreport: {output_dir}/{REPORT_MD}")
+    return 0
+
+
+def _evaluate_ensemble(ensemble, args: argparse.Namespace, workers: int) -> int:
+    from genrekit.evaluate.ensemble import default_ensemble_output_dir, evaluate_ensemble
+    from genrekit.evaluate.evaluator import format_headline
+    from genrekit.evaluate.report import REPORT_MD
+
+    output_dir = args.output_dir or default_ensemble_output_dir(ensemble, args.split)
+    setup_logging(None, args.verbose)
+    results = evaluate_ensemble(
+        ensemble,
+        args.metadata,
+        args.audio,
+        args.split,
+        output_dir,
+        args.subset,
+        workers=workers,
+        plots=not args.no_plots,
+    )
+    print(format_headline(results))
+    for member in results["run"]["ensemble"]["members"]:
+        print(f"  member {member['model']} (weight {member['normalized_weight']:.3f})")
     print(f"\nreport: {output_dir}/{REPORT_MD}")
     return 0
 

@@ -245,3 +245,42 @@ __all__ = [
     "setup_logging",
     "teardown_logging",
 ]
+
+
+def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--weight`` and ``--ensemble``: several runs predicting together (with ``--model`` repeated)."""
+    parser.add_argument(
+        "--weight",
+        action="append",
+        metavar="W",
+        help="weight of the --model in the same position, for an ensemble (default 1 each, normalized "
+        "to sum 1); or write --model PATH:W",
+    )
+    parser.add_argument(
+        "--ensemble",
+        metavar="JSON",
+        help='an ensemble file {"members": [{"run": "runs/a", "weight": 2}, ...]} (paths relative to it); '
+        "members of --model are added to it",
+    )
+
+
+def ensemble_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~genrekit.evaluate.ensemble.Ensemble` of ``--model`` (repeated), ``--weight`` and
+    ``--ensemble``; None for one model (which then runs exactly as without these options)."""
+    from genrekit.errors import ConfigError
+
+    models = args.model or []
+    if args.ensemble is None and len(models) <= 1:
+        if args.weight:
+            raise ConfigError(
+                "--weight weighs the members of an ensemble: give several --model or --ensemble"
+            )
+        return None
+    if args.config:
+        raise ConfigError(
+            "--config names one model's training config: the members of an ensemble read theirs next to "
+            "their models (or from 'config' in the ensemble file)"
+        )
+    from genrekit.evaluate.ensemble import Ensemble
+
+    return Ensemble.from_args(models, args.weight, args.ensemble)

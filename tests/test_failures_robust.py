@@ -248,7 +248,11 @@ def test_inference_path_errors_are_one_line(tiny_model, bad_paths, capsys):
         (["--config", str(p["root"] / "x.json"), "--file", "a.mp3"], "config file is a folder, not a file"),
     ]
     for argv, expected in cases:
-        line = _one_error_line(capsys, balanced_inference.main([*base, *argv]))
+        if "--model" in argv:  # a repeated --model would make an ensemble: this one replaces the base's
+            argv = [*base[2:], *argv]
+        else:
+            argv = [*base, *argv]
+        line = _one_error_line(capsys, balanced_inference.main(argv))
         assert expected in line, (argv, line)
     # The folder run reports the loop as that file's error and goes on (both listing modes).
     for extra in ([], ["--recursive"]):

@@ -63,7 +63,10 @@ def test_every_example_config_key_is_documented():
                 "--tags",
             ],
         ),
-        (model_evaluation, ["--split", "--output_dir", "--subset", "--metadata", "--audio"]),
+        (
+            model_evaluation,
+            ["--split", "--output_dir", "--subset", "--metadata", "--audio", "--weight", "--ensemble"],
+        ),
         (
             setup_fma_dataset,
             ["--subset", "--symlinks", "--analyze", "--no_verify", "--cleanup", "--base_url"],

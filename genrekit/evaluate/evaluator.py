@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -171,11 +172,64 @@ def evaluate_model(
     """
     split = _checked_split(split, subset)
     model_path = Path(model_path)
+    out = Path(output_dir) if output_dir is not None else default_output_dir(model_path, split)
+    pred = predict_split(model_path, config_path, metadata_dir, audio_dir, split, subset, workers=workers)
+    results = _figures(
+        pred.probs,
+        pred.segment_track,
+        pred.labels,
+        pred.vocabs,
+        pred.training_config,
+        pred.settings,
+        len(pred.failures),
+        pred.usable,
+    )
+    results[RUN_SECTION] = run_section(pred)
+    _write(results, out, plots, pred.settings.confusion_max_classes, model_path.name)
+    return results
+
+
+@dataclass(frozen=True)
+class SplitPrediction:
+    """One saved model's segment probabilities on a split, with everything that says what was scored."""
+
+    model_path: Path
+    config_path: Path
+    training_config: dict[str, Any]
+    settings: Settings
+    vocabs: dict[str, Vocabulary]
+    probs: dict[str, np.ndarray]  # head -> (n_segments, n_classes)
+    segment_track: np.ndarray  # (n_segments,) index into ``usable``
+    usable: np.ndarray  # track ids with features, in the order of ``labels``
+    labels: Any  # the encoded targets of ``usable``
+    targets: Any  # the raw targets of ``usable``
+    failures: list[Any]  # the split's files left out
+    n_split: int
+    n_skipped_rows: int
+    split: str
+    metadata_dir: Path
+    audio_dir: Path
+    cache_dir: Path
+    device: dict[str, Any]
+
+
+def predict_split(
+    model_path: str | os.PathLike,
+    config_path: str | os.PathLike | None,
+    metadata_dir: str | os.PathLike | None,
+    audio_dir: str | os.PathLike | None,
+    split: str,
+    subset: str | None,
+    *,
+    workers: int | None = None,
+) -> SplitPrediction:
+    """A saved model's segment probabilities on ``split``, from its own features (arguments as
+    :func:`evaluate_model`)."""
+    model_path = Path(model_path)
     config_path = resolve_config(model_path, config_path)
     training_config = load_training_config(config_path)
     settings = Settings.build(config_path, {"subset": subset})
     metadata_dir, audio_dir = _data_folders(training_config, settings, model_path, metadata_dir, audio_dir)
-    out = Path(output_dir) if output_dir is not None else default_output_dir(model_path, split)
     vocabs = {level: Vocabulary.from_dict(training_config["vocabularies"][level]) for level in LEVELS}
 
     from genrekit.device import configure_device
@@ -199,33 +253,53 @@ def evaluate_model(
         )
     finally:
         cache.close()
+    return SplitPrediction(
+        model_path=model_path,
+        config_path=config_path,
+        training_config=training_config,
+        settings=settings,
+        vocabs=vocabs,
+        probs=probs,
+        segment_track=segment_track,
+        usable=usable,
+        labels=encode(targets.loc[usable], vocabs),
+        targets=targets.loc[usable],
+        failures=failures,
+        n_split=len(split_ids),
+        n_skipped_rows=len(labelled.skipped),
+        split=split,
+        metadata_dir=metadata_dir,
+        audio_dir=audio_dir,
+        cache_dir=Path(cache_dir),
+        device=device,
+    )
 
-    labels = encode(targets.loc[usable], vocabs)
-    results = _figures(probs, segment_track, labels, vocabs, training_config, settings, len(failures), usable)
-    results[RUN_SECTION] = {
-        "model": str(model_path.resolve()),
-        "model_sha256": file_digest(model_path),
-        "training_config": str(config_path.resolve()),
-        "training_config_sha256": file_digest(config_path),
+
+def run_section(pred: SplitPrediction) -> dict[str, Any]:
+    """The report's ``run`` section: exactly what was evaluated, and what was left out."""
+    return {
+        "model": str(pred.model_path.resolve()),
+        "model_sha256": file_digest(pred.model_path),
+        "training_config": str(pred.config_path.resolve()),
+        "training_config_sha256": file_digest(pred.config_path),
         "genrekit_version": genrekit.__version__,
-        "split": split,
-        "subset": settings.subset,
-        "metadata_dir": str(metadata_dir.resolve()),
-        "audio_dir": str(audio_dir.resolve()),
-        "cache_dir": str(Path(cache_dir).resolve()),
+        "split": pred.split,
+        "subset": pred.settings.subset,
+        "metadata_dir": str(pred.metadata_dir.resolve()),
+        "audio_dir": str(pred.audio_dir.resolve()),
+        "cache_dir": str(pred.cache_dir.resolve()),
         "aggregation": "track probabilities are the mean of the track's segment probabilities",
-        "tracks_in_split": len(split_ids),
-        "tracks_csv_rows_skipped": len(labelled.skipped),
-        "tracks_without_features": len(split_ids) - len(usable),
-        "labels_outside_vocabulary": _outside_vocabulary(targets.loc[usable], vocabs),
+        "tracks_in_split": pred.n_split,
+        "tracks_csv_rows_skipped": pred.n_skipped_rows,
+        "tracks_without_features": pred.n_split - len(pred.usable),
+        "labels_outside_vocabulary": _outside_vocabulary(pred.targets, pred.vocabs),
         "left_out_files": [
-            {"track_id": f.track_id, "status": f.status, "reason": f.reason, "path": f.path} for f in failures
+            {"track_id": f.track_id, "status": f.status, "reason": f.reason, "path": f.path}
+            for f in pred.failures
         ],
-        "track_ids": [int(t) for t in usable],
-        "device": {k: device.get(k) for k in ("backend", "tensorflow", "keras", "policy")},
+        "track_ids": [int(t) for t in pred.usable],
+        "device": {k: pred.device.get(k) for k in ("backend", "tensorflow", "keras", "policy")},
     }
-    _write(results, out, plots, settings.confusion_max_classes, model_path.name)
-    return results
 
 
 def _checked_split(split: str | None, subset: str | None) -> str:
@@ -418,7 +492,16 @@ def _run_markdown(run: Mapping[str, Any]) -> str:
     return text + "\n"
 
 
-def _write(results: dict[str, Any], out: Path, plots: bool, max_medium_classes: int, model_name: str) -> None:
+def _write(
+    results: dict[str, Any],
+    out: Path,
+    plots: bool,
+    max_medium_classes: int,
+    model_name: str,
+    run_text: str | None = None,
+) -> None:
+    """Write the report of :mod:`genrekit.evaluate.report` with the run section (``run_text``, by
+    default the one of a single model) under the title."""
     from genrekit.evaluate.report import write_report
 
     run = results[RUN_SECTION]
@@ -427,7 +510,8 @@ def _write(results: dict[str, Any], out: Path, plots: bool, max_medium_classes: 
     # The run section goes right under the title, before the first figures.
     text = paths.markdown.read_text(encoding="utf-8")
     head, sep, rest = text.partition("\n## ")
-    write_text_atomic(paths.markdown, head + "\n" + _run_markdown(run) + sep.lstrip("\n") + rest)
+    run_text = _run_markdown(run) if run_text is None else run_text
+    write_text_atomic(paths.markdown, head + "\n" + run_text + sep.lstrip("\n") + rest)
     log.debug("report: %s", paths.markdown)
 
 
@@ -442,7 +526,7 @@ def format_headline(results: Mapping[str, Any]) -> str:
     lines = []
     if run:
         lines.append(
-            f"{Path(run['model']).name} on the {run['split']} split (subset {run['subset']}): "
+            f"{run['ensemble']['name'] if 'ensemble' in run else Path(run['model']).name} on the {run['split']} split (subset {run['subset']}): "
             f"{counts['tracks_evaluated']} tracks, {counts['segments']} segments; "
             f"{counts['defective_files']} defective or missing files left out"
         )

@@ -216,23 +216,19 @@ class MusicGenreInference:
         rules = FileResults.of(self)  # as the attributes are now (a changed top_k takes effect)
         return rules.build(str(resolved(decoded.path)), decoded.info, probs)
 
-    def _predict_group(self, group: list[Decoded]) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+    def _group_probs(self, group: list[Decoded]) -> Iterator[tuple[Decoded, dict[str, np.ndarray]]]:
         probs = self.predict_segments(np.concatenate([d.segments for d in group]))
         start = 0
         for d in group:
             stop = start + len(d.segments)
-            try:
-                result = self.build_result(d, {k: v[start:stop] for k, v in probs.items()})
-            except (GenrekitError, ValueError) as exc:
-                yield d.key, None, str(exc)
-            else:
-                yield d.key, result, None
+            yield d, {k: v[start:stop] for k, v in probs.items()}
             start = stop
 
-    def predict_decoded(
+    def predict_probabilities(
         self, decoded: Iterable[Decoded]
-    ) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
-        """``(key, result, None)`` or ``(key, None, reason)`` per file, several files per model batch.
+    ) -> Iterator[tuple[Decoded, dict[str, np.ndarray] | None]]:
+        """``(decoded, probabilities of each head's segments)`` per file, ``(decoded, None)`` for a
+        file that did not decode; several files per model batch.
 
         Whole files are grouped until the next would take a batch past ``inference_batch_size``
         segments (a file longer than that is predicted alone, in slices).
@@ -241,15 +237,30 @@ class MusicGenreInference:
         count = 0
         for item in decoded:
             if item.error is not None:
-                yield item.key, None, item.error
+                yield item, None
                 continue
             if group and count + len(item.segments) > self.batch_size:
-                yield from self._predict_group(group)
+                yield from self._group_probs(group)
                 group, count = [], 0
             group.append(item)
             count += len(item.segments)
         if group:
-            yield from self._predict_group(group)
+            yield from self._group_probs(group)
+
+    def predict_decoded(
+        self, decoded: Iterable[Decoded]
+    ) -> Iterator[tuple[str, dict[str, Any] | None, str | None]]:
+        """``(key, result, None)`` or ``(key, None, reason)`` per file (see :meth:`predict_probabilities`)."""
+        for d, probs in self.predict_probabilities(decoded):
+            if probs is None:
+                yield d.key, None, d.error
+                continue
+            try:
+                result = self.build_result(d, probs)
+            except (GenrekitError, ValueError) as exc:
+                yield d.key, None, str(exc)
+            else:
+                yield d.key, result, None
 
     def _decode_here(self, key: str, path: str | os.PathLike) -> Decoded:
         """Decode in this process, as quiet as a worker is (see :attr:`decoder_messages`)."""
@@ -278,6 +289,23 @@ class MusicGenreInference:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def decode_items(self, items: list[tuple[str, str]], workers: int | None = None) -> Iterable[Decoded]:
+        """``items`` ((key, path)) decoded by this model's front end, in ``workers`` processes
+        (default: the settings'); in this process with ``workers`` <= 1 or a single file.
+
+        Close what it returns (when it has ``close``) to stop the worker pool.
+        """
+        workers = self.workers if workers is None else workers
+        if workers > 1 and len(items) > 1:
+            return decode_parallel(
+                items,
+                self.params,
+                self.segment_hop,
+                min(workers, len(items)),
+                quiet=not self.decoder_messages,
+            )
+        return (self._decode_here(k, p) for k, p in items)
+
     def predict_files(
         self,
         items: list[tuple[str, str]],
@@ -294,14 +322,7 @@ class MusicGenreInference:
         """
         from tqdm.auto import tqdm
 
-        workers = self.workers if workers is None else workers
-        quiet = not self.decoder_messages
-        if workers > 1 and len(items) > 1:
-            decoded: Iterable[Decoded] = decode_parallel(
-                items, self.params, self.segment_hop, min(workers, len(items)), quiet=quiet
-            )
-        else:
-            decoded = (self._decode_here(k, p) for k, p in items)
+        decoded = self.decode_items(items, workers)
         results: dict[str, Any] = {}
         errors: dict[str, str] = {}
         bar = tqdm(total=len(items), unit="file", disable=not progress, dynamic_ncols=True, smoothing=0.05)
