@@ -128,3 +128,7 @@ def random_tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     from tests.inference_helpers import build_tiny_run
 
     return build_tiny_run(tmp_path_factory.mktemp("random_tiny_run"))
+
+
+# The musicnn session fixtures (the real weights, a tiny heads run), shared by every file that uses them.
+from tests.musicnn_fixtures import musicnn_dir, musicnn_run, weights  # noqa: E402, F401

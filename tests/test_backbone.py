@@ -17,15 +17,10 @@ from genrekit.errors import ConfigError
 from genrekit.features import frontends
 from genrekit.features.musicnn import OUTPUTS, MusicnnEmbeddings
 from genrekit.settings import Settings
-from tests.conftest import REPO, tiny_overrides
-from tests.test_musicnn import WEIGHTS_CACHE, musicnn_dir  # noqa: F401 - the session fixture
+from tests.conftest import REPO
+from tests.musicnn_fixtures import WEIGHTS_CACHE, musicnn_overrides
 
 FIXTURE = REPO / "tests" / "fixtures" / "musicnn_000002.npz"
-
-
-@pytest.fixture(scope="session")
-def weights(musicnn_dir):  # noqa: F811
-    return str(musicnn_dir)
 
 
 def _good_ids(demo) -> list[int]:
@@ -142,26 +137,6 @@ def test_the_embedding_cache_resumes_and_lists_a_defective_file(weights, demo_da
 
     with pytest.raises(CacheError, match="other feature parameters: output='penultimate'"):
         FeatureCache.open(folder, MusicnnEmbeddings(output="max_pool", patches=2))
-
-
-def _musicnn_overrides(demo, out, **extra) -> dict:
-    """Tiny settings on musicnn: 2 patches per 3-s demo clip, the test cache's weights."""
-    return tiny_overrides(
-        demo, out, backbone="musicnn", musicnn_patches=2, pretrained_dir=str(WEIGHTS_CACHE.parent), **extra
-    )
-
-
-@pytest.fixture(scope="session")
-def musicnn_run(weights, demo_dataset, tmp_path_factory):
-    """Heads trained for 2 epochs on musicnn embeddings of the demo, through balanced_trainer.main."""
-    import balanced_trainer
-
-    out = tmp_path_factory.mktemp("musicnn_run") / "run"
-    values = _musicnn_overrides(demo_dataset, out, head_units=32, learning_rate=1e-3)
-    config = out.parent / "config.json"
-    config.write_text(json.dumps(values))
-    assert balanced_trainer.main(["--config", str(config)]) == 0
-    return out
 
 
 @pytest.mark.slow
@@ -362,7 +337,7 @@ def test_fine_tuning_a_heads_run_end_to_end(musicnn_run, demo_dataset, tmp_path,
     from genrekit.datasets.fma import audio_path
 
     out = tmp_path / "ft"
-    values = _musicnn_overrides(
+    values = musicnn_overrides(
         demo_dataset,
         out,
         fine_tune_from=str(musicnn_run),

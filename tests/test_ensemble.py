@@ -19,8 +19,6 @@ from genrekit.evaluate.ensemble import Ensemble, ensemble_probabilities
 from genrekit.evaluate.evaluator import evaluate_model, predict_split
 from genrekit.evaluate.report import REPORT_JSON, REPORT_MD
 from tests.conftest import tiny_overrides
-from tests.test_backbone import musicnn_run, weights  # noqa: F401 - session fixtures
-from tests.test_musicnn import musicnn_dir  # noqa: F401 - the session fixture
 
 MODEL = "balanced_hierarchical_genre_model.h5"
 CONFIG = "balanced_training_config.json"

@@ -45,18 +45,6 @@ from tests.conftest import REPO
 
 FIXTURE = REPO / "tests" / "fixtures" / "musicnn_000002.npz"
 MODELS = ("MSD_musicnn", "MTT_musicnn")
-# Converted weights are kept between sessions: fetched once, then verified by their sha256.
-WEIGHTS_CACHE = Path(os.environ.get("GENREKIT_TEST_CACHE", Path.home() / ".cache" / "genrekit")) / "musicnn"
-
-
-@pytest.fixture(scope="session")
-def musicnn_dir() -> Path:
-    try:
-        return ensure_musicnn_weights(WEIGHTS_CACHE)
-    except DownloadError as exc:
-        pytest.skip(f"the musicnn wheel cannot be fetched (pip cannot reach the index): {exc}")
-
-
 @pytest.fixture(scope="session")
 def reference() -> dict[str, np.ndarray]:
     with np.load(FIXTURE) as data:

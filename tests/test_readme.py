@@ -86,3 +86,19 @@ def test_readme_commands_name_real_scripts():
     assert scripts, "no commands found"
     for name in scripts:
         assert (REPO / name).is_file() or (REPO / "examples" / name).is_file(), name
+
+
+def test_the_project_layout_names_every_module_of_the_package():
+    layout = README[README.index("## Project layout") : README.index("## License")]
+    package = REPO / "genrekit"
+    missing = [
+        str(path.relative_to(REPO))
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "__init__.py" and not re.search(rf"\b{re.escape(path.stem)}\b", layout)
+    ]
+    missing += [
+        str(path.relative_to(REPO)) + "/"
+        for path in sorted(package.rglob("__init__.py"))
+        if path.parent != package and f"{path.parent.name}/" not in layout
+    ]
+    assert not missing, f"modules the README's project layout does not name: {missing}"
