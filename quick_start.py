@@ -6,6 +6,7 @@
     python quick_start.py --smallest           # a tiny end-to-end check (about a minute)
     python quick_start.py --dataset folder:~/music/gtzan   # your own genre folders (or csv:FILE)
     python quick_start.py --backbone musicnn   # genre heads on pretrained musicnn embeddings
+    python quick_start.py --model ast          # the audio spectrogram transformer instead of the CNN
 
 Every step reuses what an earlier run finished: the demo dataset, the feature cache, a finished
 training run (``--retrain`` trains again) and the predictions of files already done. The model is
@@ -33,6 +34,7 @@ from genrekit.cli import (
     setup_logging,
 )
 from genrekit.errors import ConfigError, DatasetError
+from genrekit.models.registry import BACKBONES, model_kind
 from genrekit.settings import Settings
 
 log = logging.getLogger("quick_start")
@@ -100,11 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--epochs", type=int, help="maximum epochs (default 10 on demo data, config.py on real)"
     )
+    kinds = "; ".join(f"{name}: {model_kind({'backbone': name}).summary}" for name in BACKBONES)
     parser.add_argument(
         "--backbone",
-        choices=("cnn", "musicnn"),
-        help="cnn: the CNN on log-mel segments; musicnn: heads on pretrained musicnn embeddings "
-        "(default config.py BACKBONE)",
+        "--model",
+        choices=BACKBONES,
+        help=f"the model: {kinds} (default config.py BACKBONE)",
     )
     parser.add_argument(
         "--smallest", action="store_true", help="tiny sizes for a one-minute end-to-end check"
@@ -229,6 +232,14 @@ def step_train(args, settings: Settings, paths: dict, out: Path) -> dict:
             f"heads of {settings.head_units} units on {settings.musicnn_model}'s {settings.musicnn_output} "
             f"embeddings ({settings.musicnn_patches} per clip), dropout {settings.dense_dropout:g}, batches of "
             f"{settings.batch_size}, learning rate {settings.learning_rate:g}"
+        )
+    elif settings.backbone == "ast":
+        tokens = -(-settings.n_mels // settings.ast_patch) * -(-settings.segment_frames // settings.ast_patch)
+        print(
+            f"spectrogram transformer: {tokens} patches of {settings.ast_patch} x {settings.ast_patch}, "
+            f"{settings.ast_depth} blocks of {settings.ast_dim} values and {settings.ast_heads} heads, "
+            f"{settings.ast_pooling} pooling, dropout {settings.ast_dropout:g} / {settings.dense_dropout:g}, "
+            f"batches of {settings.batch_size}, learning rate {settings.learning_rate:g}"
         )
     elif settings.width_factor < 1.0:
         print(
