@@ -95,7 +95,8 @@ class Settings:
     ast_pooling: str = "mean"  # "mean" of the encoded tokens, or "token": a class token's output
 
     # --- Backbone ----------------------------------------------------------------------------------
-    # "cnn": the README's CNN on log-mel segments; "musicnn": heads on musicnn embeddings
+    # "cnn": the README's CNN on log-mel segments; "ast": the spectrogram transformer on them;
+    # "musicnn": heads on musicnn embeddings
     backbone: str = "cnn"
     # musicnn checkpoint: MSD_musicnn (Million Song Dataset) or MTT_musicnn
     musicnn_model: str = "MSD_musicnn"
@@ -311,7 +312,10 @@ _RULES: dict[str, tuple[Any, str]] = {
             "logit_adjustment_tau",
         )
     },
-    **{key: (lambda v: 0 <= v < 1, "must be in [0, 1)") for key in ("conv_dropout", "dense_dropout", "ast_dropout")},
+    **{
+        key: (lambda v: 0 <= v < 1, "must be in [0, 1)")
+        for key in ("conv_dropout", "dense_dropout", "ast_dropout")
+    },
     "threshold": (lambda v: 0 < v < 1, "must be in (0, 1)"),
     "demo_tracks": (lambda v: v >= 20, "must be >= 20"),
     "lr_factor": (lambda v: 0 < v < 1, "must be in (0, 1)"),

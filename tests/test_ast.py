@@ -273,3 +273,14 @@ def test_a_run_trains_evaluates_and_predicts(demo_dataset, tmp_path, capsys):
     )
     (only,) = json.loads(result.read_text())["results"].values()
     assert only["num_segments"] >= 1
+
+
+def test_each_kind_of_run_is_the_same_run_whatever_the_other_kinds_settings_say():
+    from genrekit.train.resume import settings_differences
+
+    ast = Settings.build(overrides={"backbone": "ast"})
+    assert settings_differences(ast.to_dict(), ast.replace(width_factor=0.5, conv_dropout=0.0)) == []
+    assert settings_differences(ast.to_dict(), ast.replace(ast_depth=2)) == ["ast_depth: 3 -> 2"]
+    cnn = Settings.build()
+    assert settings_differences(cnn.to_dict(), cnn.replace(ast_dim=32, ast_pooling="token")) == []
+    assert settings_differences(cnn.to_dict(), cnn.replace(width_factor=0.5)) == ["width_factor: 1.0 -> 0.5"]
