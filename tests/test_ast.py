@@ -141,6 +141,11 @@ def test_trainer_and_quick_start_take_model_as_the_backbone():
     args = quick_start.build_parser().parse_args(["--model", "ast"])
     settings, _ = quick_start.resolve(args)
     assert settings.backbone == "ast" and settings.frontend == "mel_segments"
+    assert (
+        settings.learning_rate == quick_start.AST_DEMO_OVERRIDES["learning_rate"] == 1e-3
+    )  # measured on the demo
+    real, _ = quick_start.resolve(quick_start.build_parser().parse_args(["--model", "ast", "--data", "real"]))
+    assert real.learning_rate == Settings.build().learning_rate  # config.py's on real data
 
 
 @pytest.mark.slow
