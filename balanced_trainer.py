@@ -7,6 +7,7 @@
     python balanced_trainer.py --extract_only --shard 0/4     # features only, shard 0 of 4 (0..3)
     python balanced_trainer.py --config examples/example_config.json
     python balanced_trainer.py --dataset folder:~/music/gtzan --output_dir runs/gtzan   # your own music
+    python balanced_trainer.py --model ast --ast_depth 4 --output_dir runs/ast   # the spectrogram transformer
 
 The run folder (--output_dir) receives balanced_hierarchical_genre_model.h5,
 balanced_training_config.json (everything inference and evaluation need), checkpoints/,
@@ -75,6 +76,13 @@ SETTING_FLAGS = [
     "fine_tune_from",
     "fine_tune_layers",
     "fine_tune_learning_rate",
+    "ast_patch",
+    "ast_dim",
+    "ast_depth",
+    "ast_heads",
+    "ast_mlp_ratio",
+    "ast_dropout",
+    "ast_pooling",
 ]
 ALIASES = {
     "num_epochs": ["--epochs"],
@@ -82,6 +90,7 @@ ALIASES = {
     "use_class_weights": ["--class_weights"],
     "use_weighted_sampling": ["--weighted_sampling"],
     "use_logit_adjustment": ["--logit_adjustment"],
+    "backbone": ["--model"],
 }
 
 

@@ -1,9 +1,10 @@
-"""Forward-pass cost of the genre CNN: FLOPs, parameters and segments/s, batched vs one at a time.
+"""Forward-pass cost of a model on mel segments: FLOPs, parameters and segments/s, batched vs one at a time.
 
 Run from the repository root::
 
-    python benchmarks/bench_model.py                      # width 1.0, 256 segments, batch 64
+    python benchmarks/bench_model.py                      # the CNN at width 1.0, 256 segments, batch 64
     python benchmarks/bench_model.py --width 0.25 --segments 512
+    python benchmarks/bench_model.py --backbone ast       # the spectrogram transformer at the AST_* defaults
 
 The naive baseline calls the model on one segment at a time (what a per-file loop without
 batching does); the figure that matters is the batched rate and its ratio to that baseline.
@@ -24,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--width", type=float, default=1.0, help="width factor (default 1.0)")
+    parser.add_argument("--backbone", choices=("cnn", "ast"), default="cnn", help="the model (default cnn)")
+    parser.add_argument("--width", type=float, default=1.0, help="the CNN's width factor (default 1.0)")
     parser.add_argument("--segments", type=int, default=256, help="segments predicted batched")
     parser.add_argument("--naive_segments", type=int, default=32, help="segments predicted one by one")
     parser.add_argument("--batch_size", type=int, default=64, help="batch size of the batched run")
@@ -39,16 +41,25 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from genrekit.device import configure_device
-    from genrekit.models.cnn import build_model, count_flops
+    from genrekit.models import ast, cnn
+    from genrekit.models.registry import ModelSpec
     from genrekit.settings import Settings
 
     summary = configure_device(mixed_precision=args.mixed_precision)
     print(f"device: {summary['gpus'] or 'CPU'}  policy: {summary['policy']}  backend: {summary['backend']}")
-    model = build_model(
-        Settings().input_shape, num_top=16, num_medium=150, num_all=163, width_factor=args.width, seed=0
+    settings = Settings(backbone=args.backbone, width_factor=args.width, seed=0)
+    spec = ModelSpec(settings.input_shape, {"top": 16, "medium": 150, "all": 163}, settings)  # fma_large's
+    module = ast if args.backbone == "ast" else cnn
+    model = module.build_from_spec(spec)
+    flops = module.count_flops(model)
+    size = (
+        f"patch {settings.ast_patch}, dim {settings.ast_dim}, depth {settings.ast_depth}, heads {settings.ast_heads}"
+        if args.backbone == "ast"
+        else f"width {args.width}"
     )
-    flops = count_flops(model)
-    print(f"width {args.width}: {model.count_params():,} parameters, {flops / 1e9:.3f} GFLOP per segment")
+    print(
+        f"{args.backbone} ({size}): {model.count_params():,} parameters, {flops / 1e9:.4f} GFLOP per segment"
+    )
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.segments, *Settings().input_shape)).astype(np.float32)

@@ -40,6 +40,7 @@ SPLITS = ("training", "validation", "test")
 MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
 MUSICNN_OUTPUTS = ("penultimate", "max_pool", "mean_pool", "pools")
 FINE_TUNE_LAYERS = ("backend", "midend", "all")  # backbone layers that learn: genrekit.models.finetune
+AST_POOLINGS = ("mean", "token")  # genrekit.models.ast.POOLINGS (that module imports Keras)
 THRESHOLD_MODES = ("absolute", "relative")  # how genrekit.train.balancing.effective_thresholds reads them
 
 
@@ -85,9 +86,18 @@ class Settings:
     width_factor: float = 1.0  # scales the conv/dense widths; 1.0 = the README's 64/128/256/512 filters
     conv_dropout: float = 0.25  # dropout after each of the first three conv blocks
     dense_dropout: float = 0.5  # dropout after global pooling and after the dense layer
+    # --backbone ast (genrekit.models.ast; WIDTH_FACTOR and CONV_DROPOUT are the CNN's only):
+    ast_patch: int = 16  # side of its square patches: 16 cuts a 128 x 64 segment into 8 x 4 = 32 tokens
+    ast_dim: int = 64  # values per token (a multiple of AST_HEADS)
+    ast_depth: int = 3  # transformer encoder blocks
+    ast_heads: int = 4  # attention heads per block
+    ast_mlp_ratio: int = 2  # width of each block's GELU MLP, in multiples of AST_DIM
+    ast_dropout: float = 0.1  # dropout in the encoder (DENSE_DROPOUT is the one before its heads)
+    ast_pooling: str = "mean"  # "mean" of the encoded tokens, or "token": a class token's output
 
     # --- Backbone ----------------------------------------------------------------------------------
-    # "cnn": the README's CNN on log-mel segments; "musicnn": heads on musicnn embeddings
+    # "cnn": the README's CNN on log-mel segments; "ast": the spectrogram transformer on them;
+    # "musicnn": heads on musicnn embeddings
     backbone: str = "cnn"
     # musicnn checkpoint: MSD_musicnn (Million Song Dataset) or MTT_musicnn
     musicnn_model: str = "MSD_musicnn"
@@ -272,6 +282,11 @@ _RULES: dict[str, tuple[Any, str]] = {
             "musicnn_patches",
             "head_units",
             "fine_tune_learning_rate",
+            "ast_patch",
+            "ast_dim",
+            "ast_depth",
+            "ast_heads",
+            "ast_mlp_ratio",
         )
     },
     **{
@@ -298,7 +313,10 @@ _RULES: dict[str, tuple[Any, str]] = {
             "logit_adjustment_tau",
         )
     },
-    **{key: (lambda v: 0 <= v < 1, "must be in [0, 1)") for key in ("conv_dropout", "dense_dropout")},
+    **{
+        key: (lambda v: 0 <= v < 1, "must be in [0, 1)")
+        for key in ("conv_dropout", "dense_dropout", "ast_dropout")
+    },
     "threshold": (lambda v: 0 < v < 1, "must be in (0, 1)"),
     "demo_tracks": (lambda v: v >= 20, "must be >= 20"),
     "lr_factor": (lambda v: 0 < v < 1, "must be in (0, 1)"),
@@ -318,6 +336,7 @@ _RULES: dict[str, tuple[Any, str]] = {
     "musicnn_output": (lambda v: v in MUSICNN_OUTPUTS, f"must be one of {', '.join(MUSICNN_OUTPUTS)}"),
     "fine_tune_layers": (lambda v: v in FINE_TUNE_LAYERS, f"must be one of {', '.join(FINE_TUNE_LAYERS)}"),
     "sampling_thresholds": (lambda v: v in THRESHOLD_MODES, f"must be one of {', '.join(THRESHOLD_MODES)}"),
+    "ast_pooling": (lambda v: v in AST_POOLINGS, f"must be one of {', '.join(AST_POOLINGS)}"),
 }
 
 
@@ -366,6 +385,10 @@ def _validate(values: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"setting 'time_mask_frames' ({values['time_mask_frames']}) must be at most 'segment_frames' and "
             f"'freq_mask_bands' ({values['freq_mask_bands']}) at most 'n_mels'"
+        )
+    if values["ast_dim"] % values["ast_heads"]:
+        raise ConfigError(
+            f"setting 'ast_dim' ({values['ast_dim']}) must be a multiple of 'ast_heads' ({values['ast_heads']})"
         )
     check_choice(values)  # fine_tune_from needs the musicnn backbone (genrekit.models.registry)
     if values["n_fft"] < values["hop_length"]:

@@ -64,7 +64,7 @@ def test_the_backbone_setting_chooses_the_front_end_and_its_parameters():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"backbone": "vgg"}, "setting 'backbone' must be one of cnn, musicnn"),
+        ({"backbone": "vgg"}, "setting 'backbone' must be one of cnn, ast, musicnn"),
         ({"musicnn_output": "taggram"}, "'musicnn_output' must be one of penultimate"),
         ({"musicnn_patches": 0}, "'musicnn_patches' must be > 0"),
     ],

@@ -28,6 +28,7 @@ FINE_TUNE = {"backbone": "musicnn", "fine_tune_from": "runs/heads"}
     ("overrides", "kind", "frontend"),
     [
         ({}, "cnn", "mel_segments"),
+        ({"backbone": "ast"}, "ast", "mel_segments"),
         (HEADS, "musicnn", "musicnn_embeddings"),
         (FINE_TUNE, "musicnn_fine_tuned", "musicnn_patches"),
     ],
@@ -40,7 +41,7 @@ def test_each_kind_is_chosen_by_the_settings_and_names_its_front_end(overrides, 
 
 
 def test_every_kind_names_a_front_end_and_hooks_that_exist():
-    assert BACKBONES == ("cnn", "musicnn")
+    assert BACKBONES == ("cnn", "ast", "musicnn")
     for kind in MODELS.values():
         assert kind.frontend in FRONTENDS and kind.backbone in BACKBONES
         for target in (kind.builder, kind.check_output, None if kind.norm_from_cache else kind.norm):
@@ -61,9 +62,11 @@ def test_spec_augment_is_refused_for_embeddings_in_one_line():
 
 
 def test_an_unknown_kind_or_backbone_is_refused_by_name():
-    with pytest.raises(ConfigError, match="model kind 'vit' is not one of cnn, musicnn, musicnn_fine_tuned"):
+    with pytest.raises(
+        ConfigError, match="model kind 'vit' is not one of cnn, ast, musicnn, musicnn_fine_tuned"
+    ):
         kind_named("vit")
-    with pytest.raises(ConfigError, match="setting 'backbone' must be one of cnn, musicnn, got 'vit'"):
+    with pytest.raises(ConfigError, match="setting 'backbone' must be one of cnn, ast, musicnn, got 'vit'"):
         model_kind({"backbone": "vit"})
     with pytest.raises(
         ConfigError, match="'fine_tune_from' fine-tunes musicnn: it needs 'backbone' 'musicnn', got 'cnn'"
@@ -76,13 +79,20 @@ def test_the_learning_rate_and_the_run_config_keys_of_each_kind():
     assert base_learning_rate(Settings.build(overrides=rates)) == 3e-3
     assert base_learning_rate(Settings.build(overrides={**HEADS, **rates})) == 3e-3
     assert base_learning_rate(Settings.build(overrides={**FINE_TUNE, **rates})) == 2e-5
-    assert kind_only_keys() == {"fine_tune_from", "fine_tune_layers", "fine_tune_learning_rate"}
+    assert kind_only_keys() == {
+        "fine_tune_from", "fine_tune_layers", "fine_tune_learning_rate", "width_factor", "conv_dropout",
+        *(f"ast_{key}" for key in ("patch", "dim", "depth", "heads", "mlp_ratio", "dropout", "pooling")),
+    }  # fmt: skip
     assert MODELS["cnn"].norm_from_cache and not MODELS["musicnn_fine_tuned"].norm_from_cache
 
 
 @pytest.mark.parametrize(
     ("overrides", "input_shape", "name"),
-    [({"width_factor": 0.0625}, (16, 8, 1), "genre_cnn"), ({**HEADS, "head_units": 8}, (12,), "genre_heads")],
+    [
+        ({"width_factor": 0.0625}, (16, 8, 1), "genre_cnn"),
+        ({"backbone": "ast", "ast_patch": 4, "ast_dim": 8, "ast_depth": 1}, (16, 8, 1), "genre_ast"),
+        ({**HEADS, "head_units": 8}, (12,), "genre_heads"),
+    ],
 )
 def test_a_kind_builds_its_model_from_a_spec(overrides, input_shape, name):
     settings = Settings.build(overrides=overrides)

@@ -27,6 +27,7 @@ def load_model(model_path: str | os.PathLike, *, configure: bool = True) -> Any:
     if configure:
         configure_device(mixed_precision=False)  # TensorFlow imported quietly, GPU memory growth on
     import genrekit.models.keras_metrics  # noqa: F401  (registers the custom metric classes)
+    import genrekit.models.layers  # noqa: F401  (registers the custom layer classes)
     import genrekit.models.losses  # noqa: F401  (registers the custom loss classes)
     from genrekit.backend import keras
 

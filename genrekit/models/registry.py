@@ -151,6 +151,7 @@ class ModelKind:
 
 
 _FINE_TUNING = ("fine_tune_from", "fine_tune_layers", "fine_tune_learning_rate")
+_AST = ("ast_patch", "ast_dim", "ast_depth", "ast_heads", "ast_mlp_ratio", "ast_dropout", "ast_pooling")
 _NO_SPEC_AUGMENT = MappingProxyType({"spec_augment": "masks mel bands and frames"})
 
 # Kind name -> ModelKind. One entry per model; the first of a backbone without chosen_by is its plain kind.
@@ -164,6 +165,15 @@ MODELS: Mapping[str, ModelKind] = MappingProxyType(
                 builder="genrekit.models.cnn:build_from_spec",
                 frontend="mel_segments",
                 summary="the CNN on log-mel segments",
+                settings_keys=("width_factor", "conv_dropout"),
+            ),
+            ModelKind(
+                "ast",
+                backbone="ast",
+                builder="genrekit.models.ast:build_from_spec",
+                frontend="mel_segments",
+                summary="an audio spectrogram transformer on log-mel segments",
+                settings_keys=_AST,
             ),
             ModelKind(
                 "musicnn",
