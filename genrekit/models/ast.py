@@ -24,6 +24,7 @@ from genrekit.models.cnn import (
     _check_head_counts,
     _check_norm_stats,
     _initializer,
+    genre_heads,
 )
 from genrekit.models.cnn import count_flops as _dense_and_conv_flops
 from genrekit.models.layers import ClassToken, PositionEmbedding
@@ -184,18 +185,7 @@ def build_model(
         head_dropout, seed=None if seed is None else seed + DROPOUT_SEED_OFFSET + 1, name="head_drop"
     )(x)
 
-    heads_ = (("top", num_top, "softmax"), ("medium", num_medium, "softmax"), ("all", num_all, "sigmoid"))
-    outputs = {
-        name: layers.Dense(
-            int(units),
-            activation=activation,
-            dtype="float32",
-            kernel_initializer=_initializer(seed, 20 + k),
-            name=name,
-        )(x)
-        for k, (name, units, activation) in enumerate(heads_)
-        if units  # num_medium=0: no medium head
-    }
+    outputs = genre_heads(x, num_top, num_medium, num_all, seed)
     return keras.Model(inputs=inputs, outputs=outputs, name="genre_ast")
 
 

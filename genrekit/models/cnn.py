@@ -87,6 +87,27 @@ def _check_norm_stats(
     return mean.astype(np.float32), (std**2).astype(np.float32)
 
 
+def genre_heads(x, num_top: int, num_medium: int, num_all: int, seed: int | None) -> dict:
+    """The three named float32 heads on the features ``x``, as every model of genrekit has them.
+
+    ``top`` and ``medium`` are softmax heads, ``all`` a sigmoid head; ``num_medium`` 0 leaves the
+    medium head out (a collection without sub-genres). Their initializers are seeded apart.
+    """
+    layers = keras.layers
+    heads = (("top", num_top, "softmax"), ("medium", num_medium, "softmax"), ("all", num_all, "sigmoid"))
+    return {
+        name: layers.Dense(
+            int(units),
+            activation=activation,
+            dtype="float32",
+            kernel_initializer=_initializer(seed, 20 + k),
+            name=name,
+        )(x)
+        for k, (name, units, activation) in enumerate(heads)
+        if units
+    }
+
+
 def build_model(
     input_shape: Sequence[int],
     *,
@@ -181,18 +202,7 @@ def build_model(
     x = layers.BatchNormalization(name="bn_dense")(x)
     x = layers.Dropout(dense_dropout, seed=dropout_seed(11), name="drop_dense")(x)
 
-    heads = (("top", num_top, "softmax"), ("medium", num_medium, "softmax"), ("all", num_all, "sigmoid"))
-    outputs = {
-        name: layers.Dense(
-            int(units),
-            activation=activation,
-            dtype="float32",
-            kernel_initializer=_initializer(seed, 20 + k),
-            name=name,
-        )(x)
-        for k, (name, units, activation) in enumerate(heads)
-        if units  # num_medium=0: no medium head (a collection without sub-genres)
-    }
+    outputs = genre_heads(x, num_top, num_medium, num_all, seed)
     return keras.Model(inputs=inputs, outputs=outputs, name="genre_cnn")
 
 

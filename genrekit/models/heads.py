@@ -16,7 +16,7 @@ import numpy as np
 
 from genrekit.backend import keras
 from genrekit.errors import ModelError
-from genrekit.models.cnn import _check_head_counts, _check_norm_stats, _initializer
+from genrekit.models.cnn import _check_head_counts, _check_norm_stats, _initializer, genre_heads
 
 if TYPE_CHECKING:
     from genrekit.models.registry import ModelSpec
@@ -79,18 +79,7 @@ def build_heads(
     x = layers.Dense(int(units), activation="relu", kernel_initializer=_initializer(seed, 0), name="dense")(x)
     x = layers.BatchNormalization(name="bn_dense")(x)
     x = layers.Dropout(dropout, seed=None if seed is None else seed + 1001, name="drop_dense")(x)
-    heads = (("top", num_top, "softmax"), ("medium", num_medium, "softmax"), ("all", num_all, "sigmoid"))
-    outputs = {
-        name: layers.Dense(
-            int(n),
-            activation=activation,
-            dtype="float32",
-            kernel_initializer=_initializer(seed, 20 + k),
-            name=name,
-        )(x)
-        for k, (name, n, activation) in enumerate(heads)
-        if n  # num_medium=0: no medium head
-    }
+    outputs = genre_heads(x, num_top, num_medium, num_all, seed)
     return keras.Model(inputs=inputs, outputs=outputs, name="genre_heads")
 
 
