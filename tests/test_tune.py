@@ -1,0 +1,190 @@
+"""Hyper-parameter search (genrekit.tune, tune.py): the checked space, a real 2-trial study whose best
+config trains, and a study killed with SIGKILL mid-trial that continues when run again."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, tiny_overrides
+from tests.process_helpers import alive, children
+
+SPACE = {
+    "learning_rate": {"low": 1e-3, "high": 1e-2, "log": True},
+    "dense_dropout": {"choices": [0.0, 0.2]},
+    "medium_loss_weight": {"low": 0.2, "high": 1.0},
+}
+
+
+@pytest.mark.parametrize(
+    "space, words",
+    [
+        ({"learing_rate": {"low": 1e-3, "high": 1e-2}}, ["'learing_rate'", "not a setting"]),
+        ({"learning_rate": {"low": 1e-2, "high": 1e-2}}, ["'learning_rate'", "empty range"]),
+        ({"focal_gamma": {"low": 3.0, "high": 1.0}}, ["'focal_gamma'", "empty range", "low 3.0"]),
+        ({"oversample_threshold": {"low": 2.5, "high": 10}}, ["'oversample_threshold'", "an integer"]),
+        ({"width_factor": {"choices": []}}, ["'width_factor'", "non-empty list"]),
+        ({"width_factor": {"choices": [0.5, "wide"]}}, ["'width_factor'", "'wide'", "must be a number"]),
+        ({"learning_rate": {"low": 0.0, "high": 1e-2, "log": True}}, ["log scale", "low > 0"]),
+        ({"use_focal_loss": {"low": 0, "high": 1}}, ["'use_focal_loss'", "give choices"]),
+        ({"output_dir": {"choices": ["a", "b"]}}, ["'output_dir'", "cannot be searched"]),
+        ({"learning_rate": {"low": 1e-3}}, ["needs low and high"]),
+        ({}, ["no settings to search"]),
+    ],
+)
+def test_a_bad_search_space_is_one_line_naming_the_setting(space, words):
+    from genrekit.errors import ConfigError
+    from genrekit.tune.space import parse_space
+
+    with pytest.raises(ConfigError) as info:
+        parse_space(space, "space.json")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("space.json")
+    for word in words:
+        assert word in message
+
+
+def test_the_default_space_is_valid_and_integer_settings_draw_integers():
+    import optuna
+
+    from genrekit.tune.space import DEFAULT_SPACE, parse_space
+
+    space = parse_space()
+    assert space.names == tuple(DEFAULT_SPACE)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    params = space.suggest(study.ask())
+    assert isinstance(params["oversample_threshold"], int) and 25 <= params["oversample_threshold"] <= 400
+    assert params["width_factor"] in (0.0625, 0.125)
+    assert 3e-4 <= params["learning_rate"] <= 1e-2
+
+
+def test_tune_py_prints_a_bad_space_file_in_one_line(tmp_path, capsys):
+    import tune
+
+    bad = tmp_path / "space.json"
+    bad.write_text(json.dumps({"dropout": {"low": 0.1, "high": 0.5}}))
+    assert tune.main(["--space", str(bad), "--output_dir", str(tmp_path / "study")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "'dropout' is not a setting" in err and str(bad) in err
+    assert not (tmp_path / "study" / "study.sqlite3").exists()  # checked before anything is made
+
+
+def test_the_study_score_weighs_the_heads_with_the_base_weights_not_the_trials():
+    from genrekit.tune.study import objective_value
+
+    row = {"val_top_balanced_accuracy": 0.6, "val_medium_balanced_accuracy": 0.3, "val_all_lrap": 0.9}
+    # (1.0 * 0.6 + 0.8 * 0.3 + 0.6 * 0.9) / 2.4 = 1.38 / 2.4
+    assert objective_value(row, "val_score", {"top": 1.0, "medium": 0.8, "all": 0.6}) == pytest.approx(0.575)
+    assert objective_value(row, "val_top_balanced_accuracy", {}) == 0.6
+
+
+def _study_trials(folder: Path):
+    import optuna
+
+    return optuna.load_study(study_name="genrekit", storage=f"sqlite:///{folder / 'study.sqlite3'}").trials
+
+
+@pytest.mark.slow
+def test_a_two_trial_study_writes_a_best_config_that_settings_build_accepts(demo_dataset, tmp_path):
+    from genrekit.settings import Settings
+    from genrekit.tune.space import parse_space
+    from genrekit.tune.study import objective_value, tune
+    from genrekit.tune.trial import read_epochs
+
+    base = Settings.build(overrides=tiny_overrides(demo_dataset, tmp_path / "unused", num_epochs=2))
+    lines: list[str] = []
+    summary = tune(base, parse_space(SPACE), tmp_path / "study", 2, defaults=Settings.build(), echo=lines.append)
+
+    progress = [line for line in lines if line.startswith("trial ")]
+    assert len(progress) == 2 and all(" s; learning_rate=" in line for line in progress)
+    assert summary["trials"] == {"complete": 2, "pruned": 0, "fail": 0}
+    best_file = tmp_path / "study" / "best_config.json"
+    written = json.loads(best_file.read_text())
+    best = Settings.build(best_file)  # the _study note is ignored, every other key is a setting
+    trial = next(t for t in _study_trials(tmp_path / "study") if t.number == summary["best_trial"])
+    assert best.learning_rate == trial.params["learning_rate"]
+    assert best.medium_loss_weight == trial.params["medium_loss_weight"]
+    assert best.width_factor == 0.0625 and best.metadata_dir == str(demo_dataset.metadata_dir)
+    assert "output_dir" not in written and written["_study"]["best_value"] == summary["best_value"]
+    # The value is the best epoch's score, recomputed from the trial's log with the base weights.
+    rows = read_epochs(tmp_path / "study" / "trials" / f"{trial.number:04d}" / "training_log.csv")
+    assert len(rows) == 2
+    expected = max(objective_value(r, "val_score", base.loss_weights) for r in rows)
+    assert math.isclose(trial.value, expected) and trial.intermediate_values[2] == pytest.approx(expected)
+    assert not any("val_test" in key or "test" in key for key in rows[0])
+
+    again: list[str] = []
+    tune(base, parse_space(SPACE), tmp_path / "study", 2, defaults=Settings.build(), echo=again.append)
+    assert "2 trials finished, 0 to run" in again[0] and len(_study_trials(tmp_path / "study")) == 2
+
+    other = parse_space({"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}})
+    from genrekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="other settings.*the search space"):
+        tune(base, other, tmp_path / "study", 3, echo=again.append)
+
+
+def _tune_process(config: Path, folder: Path, space: Path, trials: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "tune.py"), "--config", str(config), "--space", str(space)]
+        + ["--output_dir", str(folder), "--trials", str(trials)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+
+
+def _wait_for(condition, proc: subprocess.Popen, seconds: float) -> None:
+    deadline = time.time() + seconds
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"tune.py ended early: {proc.stdout.read()}")
+        if time.time() > deadline:
+            proc.kill()
+            raise AssertionError("timed out waiting")
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_study_killed_mid_trial_continues_when_run_again(demo_dataset, tmp_path):
+    from optuna.trial import TrialState
+
+    config, space, folder = tmp_path / "tiny.json", tmp_path / "space.json", tmp_path / "study"
+    config.write_text(json.dumps(tiny_overrides(demo_dataset, tmp_path / "unused", num_epochs=2)))
+    space.write_text(json.dumps(SPACE))
+    proc = _tune_process(config, folder, space, 2)
+    # Killed while trial 1 trains (trial 0 finished): the tune process and, with it, the training.
+    _wait_for(lambda: (folder / "trials" / "0001" / "trial_request.json").is_file(), proc, 300)
+    time.sleep(1.0)
+    trainers = children(proc.pid)
+    assert trainers, "the trial's training process should be running"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 20
+    while any(alive(pid) for pid in trainers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(pid) for pid in trainers), "the trial's training outlived the killed study"
+    before = {t.number: t for t in _study_trials(folder)}
+    assert before[0].state == TrialState.COMPLETE and before[1].state == TrialState.RUNNING
+
+    rerun = _tune_process(config, folder, space, 2)
+    output = rerun.communicate(timeout=300)[0]
+    assert rerun.returncode == 0, output
+    after = {t.number: t for t in _study_trials(folder)}
+    assert len(after) == 3  # trial 0 kept, trial 1 failed, trial 2 retries its settings
+    assert after[0].state == TrialState.COMPLETE and after[0].value == before[0].value
+    assert after[1].state == TrialState.FAIL
+    assert after[2].state == TrialState.COMPLETE and after[2].user_attrs["retry_of"] == 1
+    assert after[2].params == before[1].params
+    assert "1 trials finished, 1 to run" in output and "trial 2 [2/2]: value" in output
+    assert "best: trial" in output and (folder / "best_config.json").is_file()
