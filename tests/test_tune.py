@@ -92,46 +92,6 @@ def _study_trials(folder: Path):
     return optuna.load_study(study_name="genrekit", storage=f"sqlite:///{folder / 'study.sqlite3'}").trials
 
 
-@pytest.mark.slow
-def test_a_two_trial_study_writes_a_best_config_that_settings_build_accepts(demo_dataset, tmp_path):
-    from genrekit.settings import Settings
-    from genrekit.tune.space import parse_space
-    from genrekit.tune.study import objective_value, tune
-    from genrekit.tune.trial import read_epochs
-
-    base = Settings.build(overrides=tiny_overrides(demo_dataset, tmp_path / "unused", num_epochs=2))
-    lines: list[str] = []
-    summary = tune(base, parse_space(SPACE), tmp_path / "study", 2, defaults=Settings.build(), echo=lines.append)
-
-    progress = [line for line in lines if line.startswith("trial ")]
-    assert len(progress) == 2 and all(" s; learning_rate=" in line for line in progress)
-    assert summary["trials"] == {"complete": 2, "pruned": 0, "fail": 0}
-    best_file = tmp_path / "study" / "best_config.json"
-    written = json.loads(best_file.read_text())
-    best = Settings.build(best_file)  # the _study note is ignored, every other key is a setting
-    trial = next(t for t in _study_trials(tmp_path / "study") if t.number == summary["best_trial"])
-    assert best.learning_rate == trial.params["learning_rate"]
-    assert best.medium_loss_weight == trial.params["medium_loss_weight"]
-    assert best.width_factor == 0.0625 and best.metadata_dir == str(demo_dataset.metadata_dir)
-    assert "output_dir" not in written and written["_study"]["best_value"] == summary["best_value"]
-    # The value is the best epoch's score, recomputed from the trial's log with the base weights.
-    rows = read_epochs(tmp_path / "study" / "trials" / f"{trial.number:04d}" / "training_log.csv")
-    assert len(rows) == 2
-    expected = max(objective_value(r, "val_score", base.loss_weights) for r in rows)
-    assert math.isclose(trial.value, expected) and trial.intermediate_values[2] == pytest.approx(expected)
-    assert not any("val_test" in key or "test" in key for key in rows[0])
-
-    again: list[str] = []
-    tune(base, parse_space(SPACE), tmp_path / "study", 2, defaults=Settings.build(), echo=again.append)
-    assert "2 trials finished, 0 to run" in again[0] and len(_study_trials(tmp_path / "study")) == 2
-
-    other = parse_space({"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True}})
-    from genrekit.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="other settings.*the search space"):
-        tune(base, other, tmp_path / "study", 3, echo=again.append)
-
-
 def _tune_process(config: Path, folder: Path, space: Path, trials: int) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(REPO / "tune.py"), "--config", str(config), "--space", str(space)]
@@ -156,15 +116,16 @@ def _wait_for(condition, proc: subprocess.Popen, seconds: float) -> None:
 
 
 @pytest.mark.slow
-def test_a_study_killed_mid_trial_continues_when_run_again(demo_dataset, tmp_path):
+def test_a_study_killed_mid_trial_continues_and_its_best_config_builds(demo_dataset, tmp_path):
+    """Two trials of one epoch in a real tune.py process, SIGKILLed while trial 1 trains; the rerun
+    keeps trial 0, fails trial 1 and retries its settings, and writes a best config that builds."""
     from optuna.trial import TrialState
 
     config, space, folder = tmp_path / "tiny.json", tmp_path / "space.json", tmp_path / "study"
-    config.write_text(json.dumps(tiny_overrides(demo_dataset, tmp_path / "unused", num_epochs=2)))
+    config.write_text(json.dumps(tiny_overrides(demo_dataset, tmp_path / "unused", num_epochs=1)))
     space.write_text(json.dumps(SPACE))
     proc = _tune_process(config, folder, space, 2)
-    # Killed while trial 1 trains (trial 0 finished): the tune process and, with it, the training.
-    _wait_for(lambda: (folder / "trials" / "0001" / "trial_request.json").is_file(), proc, 300)
+    _wait_for(lambda: (folder / "trials" / "0001" / "trial_request.json").is_file(), proc, 400)
     time.sleep(1.0)
     trainers = children(proc.pid)
     assert trainers, "the trial's training process should be running"
@@ -178,7 +139,7 @@ def test_a_study_killed_mid_trial_continues_when_run_again(demo_dataset, tmp_pat
     assert before[0].state == TrialState.COMPLETE and before[1].state == TrialState.RUNNING
 
     rerun = _tune_process(config, folder, space, 2)
-    output = rerun.communicate(timeout=300)[0]
+    output = rerun.communicate(timeout=400)[0]
     assert rerun.returncode == 0, output
     after = {t.number: t for t in _study_trials(folder)}
     assert len(after) == 3  # trial 0 kept, trial 1 failed, trial 2 retries its settings
@@ -186,5 +147,53 @@ def test_a_study_killed_mid_trial_continues_when_run_again(demo_dataset, tmp_pat
     assert after[1].state == TrialState.FAIL
     assert after[2].state == TrialState.COMPLETE and after[2].user_attrs["retry_of"] == 1
     assert after[2].params == before[1].params
-    assert "1 trials finished, 1 to run" in output and "trial 2 [2/2]: value" in output
-    assert "best: trial" in output and (folder / "best_config.json").is_file()
+    assert "1 trials finished, 1 to run" in output and "trial 2 [2/2]: value" in output, output
+    _check_best_config(folder, after, demo_dataset)
+
+    again = _tune_process(config, folder, space, 2).communicate(timeout=120)[0]
+    assert "2 trials finished, 0 to run" in again and len(_study_trials(folder)) == 3
+
+
+def _check_best_config(folder: Path, trials: dict, demo) -> None:
+    """best_config.json: the best trial's values on the base settings, a config Settings.build takes;
+    the trial's value is its epoch's score recomputed from its log with the base weights."""
+    from genrekit.settings import Settings
+    from genrekit.tune.study import objective_value
+    from genrekit.tune.trial import read_epochs
+
+    best_file = folder / "best_config.json"
+    written = json.loads(best_file.read_text())
+    best = Settings.build(best_file)  # the _study note is ignored, every other key is a setting
+    trial = trials[written["_study"]["best_trial"]]
+    assert trial.value == max(t.value for t in trials.values() if t.value is not None)
+    assert best.learning_rate == trial.params["learning_rate"]
+    assert best.medium_loss_weight == trial.params["medium_loss_weight"]
+    assert best.width_factor == 0.0625 and best.metadata_dir == str(demo.metadata_dir)
+    assert "output_dir" not in written and written["_study"]["best_value"] == trial.value
+    rows = read_epochs(folder / "trials" / f"{trial.number:04d}" / "training_log.csv")
+    base = Settings.build()  # the tiny config keeps the package's loss weights
+    assert len(rows) == 1
+    assert math.isclose(trial.value, objective_value(rows[0], "val_score", base.loss_weights))
+    assert trial.intermediate_values[1] == pytest.approx(trial.value)
+
+
+def test_a_study_made_with_another_space_is_refused_by_name(tmp_path):
+    from genrekit.errors import ConfigError
+    from genrekit.settings import Settings
+    from genrekit.tune.space import parse_space
+    from genrekit.tune.study import open_study
+
+    settings = Settings.build(overrides={"num_epochs": 2})
+    space = parse_space(SPACE)
+    first = {"space": space.to_dict(), "settings": settings.to_dict()}
+    study = open_study(tmp_path, 0, 1, first)
+    assert study.user_attrs["fingerprint"] == first
+    other = {
+        "space": parse_space({"focal_gamma": {"low": 0.0, "high": 3.0}}).to_dict(),
+        "settings": first["settings"],
+    }
+    with pytest.raises(ConfigError, match="other settings \\(the search space\\)"):
+        open_study(tmp_path, 0, 1, other)
+    longer = {"space": first["space"], "settings": settings.replace(num_epochs=5).to_dict()}
+    with pytest.raises(ConfigError, match="num_epochs: 2 -> 5"):
+        open_study(tmp_path, 0, 1, longer)

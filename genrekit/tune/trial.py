@@ -127,8 +127,9 @@ def _exit_with_parent() -> None:
     """End this process when the parent's end of stdin closes (the study was killed or ended)."""
 
     def watch() -> None:
-        try:
-            sys.stdin.buffer.read()
+        try:  # os.read, not sys.stdin: a thread blocked in a buffered read would stall shutdown
+            while os.read(0, 4096):
+                pass
         finally:
             os._exit(75)
 
