@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import config
 from genrekit.cli import (
@@ -32,7 +31,7 @@ from genrekit.cli import (
 from genrekit.settings import Settings
 
 # The demo's recipe (quick_start.py) with few epochs per trial: 20 trials in about 30 min on 2 cores.
-DEMO_TUNING = {"num_epochs": 3, "patience": 3}
+DEMO_TUNING = {"num_epochs": 3}
 SETTING_FLAGS = [
     "batch_size", "num_epochs", "learning_rate", "patience", "use_focal_loss", "use_class_weights",
     "use_weighted_sampling", "use_logit_adjustment", "sampling_thresholds", "focal_gamma", "width_factor",
@@ -104,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {key: value for key, value in vars(args).items() if key in Settings.__dataclass_fields__}
     settings = Settings.build(args.config, overrides, base=base)
     setup_logging(None, args.verbose)
-    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     tune(
         settings,
         space,

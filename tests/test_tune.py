@@ -197,3 +197,39 @@ def test_a_study_made_with_another_space_is_refused_by_name(tmp_path):
     longer = {"space": first["space"], "settings": settings.replace(num_epochs=5).to_dict()}
     with pytest.raises(ConfigError, match="num_epochs: 2 -> 5"):
         open_study(tmp_path, 0, 1, longer)
+
+
+def test_opening_a_study_fails_and_requeues_killed_and_interrupted_trials_once(tmp_path):
+    from optuna.trial import TrialState
+
+    from genrekit.settings import Settings
+    from genrekit.tune.space import parse_space
+    from genrekit.tune.study import open_study
+
+    space = parse_space(SPACE)
+    fingerprint = {"space": space.to_dict(), "settings": Settings.build().to_dict()}
+    study = open_study(tmp_path, 0, 1, fingerprint)
+    done = study.ask()
+    space.suggest(done)
+    study.tell(done, 0.5)
+    killed = study.ask()  # left RUNNING, as a SIGKILL leaves it
+    killed_params = space.suggest(killed)
+    stopped = study.ask()  # Ctrl-C: optuna fails it, the objective marks it interrupted
+    stopped_params = space.suggest(stopped)
+    stopped.set_user_attr("interrupted", True)
+    study.tell(stopped, state=TrialState.FAIL)
+
+    study = open_study(tmp_path, 0, 1, fingerprint)
+    states = [t.state for t in study.trials]
+    assert states == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.FAIL,
+        TrialState.WAITING,
+        TrialState.WAITING,
+    ]
+    again = open_study(tmp_path, 0, 1, fingerprint)  # opened once more: nothing queued twice
+    assert len(again.trials) == 5
+    retries = [again.ask(), again.ask()]  # the queued trials come first, with their settings
+    assert [t.user_attrs["retry_of"] for t in retries] == [1, 2]
+    assert [space.suggest(t) for t in retries] == [killed_params, stopped_params]

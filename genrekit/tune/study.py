@@ -145,10 +145,8 @@ def make_objective(
 
     def objective(trial: Any) -> float:
         params = space.suggest(trial)
-        trial_settings = settings.replace(**params)  # ConfigError: a combination the settings refuse
         out = folder / "trials" / f"{trial.number:04d}"
         trial.set_user_attr("folder", str(out.relative_to(folder)))
-        request = {"settings": trial_settings.to_dict(), "output_dir": str(out), **paths}
         best = -math.inf
 
         def on_epoch(epoch: int, row: dict[str, float]) -> bool:
@@ -158,15 +156,20 @@ def make_objective(
             return epoch < settings.num_epochs and trial.should_prune()
 
         try:
+            trial_settings = settings.replace(**params)  # ConfigError: a combination the settings refuse
+            request = {"settings": trial_settings.to_dict(), "output_dir": str(out), **paths}
             run_trial(request, out, on_epoch)
+            if best == -math.inf:
+                raise TrialError(f"trial training in {out} logged no epoch")
+        except (TrialError, ConfigError) as exc:
+            trial.set_user_attr("error", str(exc))  # for the progress line; the study goes on
+            raise
         except KeyboardInterrupt:
             trial.set_user_attr("interrupted", True)  # queued again by the next run (retry_killed)
             raise
         except Pruned as exc:
             trial.set_user_attr("epochs", exc.epochs)
             raise optuna.TrialPruned(str(exc)) from None
-        if best == -math.inf:
-            raise TrialError(f"trial training in {out} logged no epoch")
         return best
 
     return objective
@@ -264,7 +267,7 @@ class Progress:
             last = frozen.intermediate_values
             outcome = f"pruned after {max(last)} epochs at {last[max(last)]:.4f}" if last else "pruned"
         else:
-            outcome = "failed (see its trial.log)"
+            outcome = f"failed: {frozen.user_attrs.get('error', 'stopped')}"
         try:
             best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
         except ValueError:
