@@ -71,7 +71,7 @@ def open_study(folder: Path, seed: int, prune_after: int, fingerprint: dict[str,
     """
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials: our progress line, no traceback
     storage = optuna.storages.RDBStorage(f"sqlite:///{(folder / STUDY_FILE).resolve()}")
     study = optuna.create_study(
         study_name=STUDY_NAME,
