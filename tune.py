@@ -4,6 +4,7 @@
     python tune.py --demo --trials 20 --output_dir runs/tune # ~20 trials of 3 epochs on the demo
     python tune.py --demo --trials 20 --output_dir runs/tune # again after Ctrl-C or a kill: continues
     python balanced_trainer.py --config runs/tune/best_config.json --output_dir runs/tuned --epochs 10
+    python model_evaluation.py --model runs/tuned/balanced_hierarchical_genre_model.h5
     python tune.py --metadata M --audio A --epochs 5 --trials 50 --space my_space.json --output_dir runs/tune_fma
 
 The study is stored in OUTPUT_DIR/study.sqlite3; each trial trains into OUTPUT_DIR/trials/NNNN/
