@@ -321,5 +321,5 @@ def _closing_line(summary: dict[str, Any], folder: Path) -> str:
     return (
         f"best: trial {summary['best_trial']}, {summary['monitor']} {summary['best_value']:.4f} ({counts}); "
         f"config {summary['config']}: train it with  python balanced_trainer.py --config {summary['config']} "
-        f"--output_dir {folder / 'best'}"
+        f"--output_dir {folder / 'best'} --epochs N  (the trials trained {summary['epochs_per_trial']})"
     )
