@@ -22,6 +22,7 @@ SCRIPTS = [
     "balanced_inference.py",
     "model_evaluation.py",
     "quick_start.py",
+    "tune.py",
     "examples/tutorial_training.py",
     "examples/tutorial_inference.py",
 ]

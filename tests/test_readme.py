@@ -12,6 +12,7 @@ import fma_inspector
 import model_evaluation
 import quick_start
 import setup_fma_dataset
+import tune
 from genrekit.settings import Settings
 from tests.conftest import REPO
 
@@ -72,6 +73,7 @@ def test_every_example_config_key_is_documented():
             ["--subset", "--symlinks", "--analyze", "--no_verify", "--cleanup", "--base_url"],
         ),
         (quick_start, ["--data", "--steps", "--smallest", "--dataset", "--backbone"]),
+        (tune, ["--demo", "--trials", "--space", "--prune_after", "--output_dir", "--epochs"]),
     ],
 )
 def test_flags_in_the_readme_exist(script, flags):
