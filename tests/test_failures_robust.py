@@ -244,7 +244,8 @@ def test_inference_path_errors_are_one_line(tiny_model, bad_paths, capsys):
         (["--folder", str(p["music"]), "--output", str(p["root"] / "x.json")], "is a folder, not a file"),
         (["--file", str(p["dir"]), "--output", str(p["root"] / "loopdir")], "cannot be resolved"),
         (["--model", str(p["loop"]), "--file", "a.mp3"], "model file is a link that cannot be resolved"),
-        (["--model", str(p["root"] / "x.h5"), "--file", "a.mp3"], "model file is a folder, not a file"),
+        # A folder given as --model is a run folder: the model it should hold is named.
+        (["--model", str(p["root"] / "x.h5"), "--file", "a.mp3"], "x.h5/balanced_hierarchical_genre_model.h5: model file not found"),
         (["--config", str(p["root"] / "x.json"), "--file", "a.mp3"], "config file is a folder, not a file"),
     ]
     for argv, expected in cases:
