@@ -270,7 +270,7 @@ def test_inference_path_errors_are_one_line(tiny_model, bad_paths, capsys):
     "script, argv, expected",
     [
         ("balanced_trainer", ["--config", "{loop}"], "{loop}: config file not found"),
-        ("balanced_trainer", ["--metadata", "{loopdir}", "--extract_only"], "cannot be resolved"),
+        ("balanced_trainer", ["--metadata", "{loopdir}", "--extract_only", "--output_dir", "{root}/run"], "cannot be resolved"),
         ("balanced_trainer", ["--output_dir", "{loopdir}", "--extract_only"], "{loopdir}: File exists"),
         ("model_evaluation", ["--model", "{loop}"], "{loop}: model file not found"),
         ("fma_inspector", ["--metadata", "{loopdir}"], "cannot be resolved"),
