@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 
 import config
@@ -32,6 +31,7 @@ from genrekit.cli import (
     config_settings,
     config_values,
     ensemble_from_args,
+    run_files,
     script_main,
     setup_logging,
 )
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--tags needs --file (one audio file)")
     if args.output:
         check_output_file(args.output)
-    ensemble = ensemble_from_args(args)
+    ensemble = ensemble_from_args(args, defaults)
     if ensemble is not None:
         if args.tags:
             raise ConfigError("--tags prints one backbone's own tags: give one --model")
@@ -113,10 +113,8 @@ def main(argv: list[str] | None = None) -> int:
 
         inference = EnsembleInference(ensemble, **overrides)
     else:
-        model = args.model[0] if args.model else os.path.join(defaults.output_dir, defaults.model_filename)
-        if os.path.isdir(model):  # a run folder: its saved model
-            model = os.path.join(model, defaults.model_filename)
-        inference = MusicGenreInference(model, args.config, **overrides)
+        model, config_path = run_files(args.model[0] if args.model else None, args.config, defaults)
+        inference = MusicGenreInference(model, config_path, **overrides)
     inference.decoder_messages = args.verbose  # libmpg123's notes, in every mode alike
     if args.file:
         report = inference.predict_one_report(args.file)

@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.find_links:
         pip_args += ["--no-index", "--find-links", args.find_links]
     out = ensure_musicnn_weights(
-        Path(args.dir) if args.dir else None, force=args.force, wheel=args.wheel, pip_args=pip_args
+        Path(args.dir) if args.dir else Path(config_settings(config).pretrained_dir) / "musicnn",
+        force=args.force,
+        wheel=args.wheel,
+        pip_args=pip_args,
     )
     print(f"musicnn weights ready in {out}")
     return 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 import config
@@ -32,6 +31,7 @@ from genrekit.cli import (
     add_ensemble_arguments,
     config_settings,
     ensemble_from_args,
+    run_files,
     script_main,
     script_parser,
     setup_logging,
@@ -77,19 +77,17 @@ def main(argv: list[str] | None = None) -> int:
     from genrekit.evaluate.evaluator import default_output_dir, evaluate_model, format_headline
     from genrekit.evaluate.report import REPORT_MD
 
-    ensemble = ensemble_from_args(args)
-    workers = config_settings(config).workers if args.workers is None else args.workers
+    defaults = config_settings(config)
+    ensemble = ensemble_from_args(args, defaults)
+    workers = defaults.workers if args.workers is None else args.workers
     if ensemble is not None:
         return _evaluate_ensemble(ensemble, args, workers)
-    defaults = config_settings(config)
-    model = args.model[0] if args.model else f"{defaults.output_dir}/{defaults.model_filename}"
-    if os.path.isdir(model):  # a run folder: its saved model
-        model = os.path.join(model, defaults.model_filename)
+    model, config_path = run_files(args.model[0] if args.model else None, args.config, defaults)
     output_dir = args.output_dir or default_output_dir(model, args.split)
     setup_logging(None, args.verbose)
     results = evaluate_model(
         model,
-        args.config,
+        config_path,
         args.metadata,
         args.audio,
         args.split,

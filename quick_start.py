@@ -275,6 +275,7 @@ def step_evaluate(settings: Settings, paths: dict, out: Path) -> dict:
         "test",
         out / "evaluation",
         settings.subset,
+        workers=settings.workers,
     )
 
 
@@ -305,7 +306,9 @@ def step_predict(settings: Settings, paths: dict, out: Path) -> dict:
     from genrekit.infer.predict import MusicGenreInference
 
     folder = prediction_folder(settings, paths, out)
-    inference = MusicGenreInference(out / settings.model_filename, out / settings.training_config_filename)
+    inference = MusicGenreInference(
+        out / settings.model_filename, out / settings.training_config_filename, workers=settings.workers
+    )
     return inference.batch_predict(folder, output=out / "predictions.json", progress=True)
 
 

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config_path = args.config or str(Path(args.model).with_name(DEFAULTS.training_config_filename))
 
-    inference = MusicGenreInference(model_path=args.model, config_path=config_path)
+    inference = MusicGenreInference(model_path=args.model, config_path=config_path, workers=DEFAULTS.workers)
     results = inference.batch_predict(args.folder, recursive=True)
 
     for filename, result in list(results["results"].items())[: args.limit]:

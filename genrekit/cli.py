@@ -158,11 +158,17 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, default: str | Non
     parser.add_argument("--audio", help=f"folder with NNN/NNNNNN.mp3 ({audio})")
 
 
+# Constants a config.py of before the written Settings computed from the others (a copy of the
+# old full file still works): the Settings compute them now (input_shape, loss_weights, ...).
+FORMER_DERIVED = frozenset({"INPUT_SHAPE", "LOSS_WEIGHTS", "DEMO_METADATA_DIR", "DEMO_AUDIO_DIR"})
+
+
 def config_values(module: ModuleType) -> dict[str, Any]:
     """The settings a config module sets: its UPPER_CASE names in lower case, checked.
 
     ``module`` is the repository's ``config.py`` as the script imported it. Names that start with
-    ``_`` are the file's own helpers and are skipped.
+    ``_`` are the file's own helpers and are skipped, and so are the four constants an older
+    config.py derived from the others (:data:`FORMER_DERIVED`).
 
     Raises
     ------
@@ -172,7 +178,7 @@ def config_values(module: ModuleType) -> dict[str, Any]:
     values = {
         name.lower(): value
         for name, value in vars(module).items()
-        if name.isupper() and not name.startswith("_")
+        if name.isupper() and not name.startswith("_") and name not in FORMER_DERIVED
     }
     return checked_settings(values, Path(getattr(module, "__file__", None) or f"{module.__name__}.py").name)
 
@@ -264,9 +270,23 @@ def add_ensemble_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def ensemble_from_args(args: argparse.Namespace) -> Any:
+def run_files(model: str | None, config_path: str | None, defaults: Settings) -> tuple[str, str | None]:
+    """The model and training config a script was given: ``model`` (default the output folder's),
+    a run folder's saved model, and the config beside it under ``defaults``' (config.py's) name
+    when no ``config_path`` is given and it is there."""
+    model = model or os.path.join(defaults.output_dir, defaults.model_filename)
+    if os.path.isdir(model):  # a run folder: its saved model
+        model = os.path.join(model, defaults.model_filename)
+    if config_path is None:
+        beside = os.path.join(os.path.dirname(model), defaults.training_config_filename)
+        config_path = beside if os.path.isfile(beside) else None
+    return model, config_path
+
+
+def ensemble_from_args(args: argparse.Namespace, defaults: Settings | None = None) -> Any:
     """The :class:`~genrekit.evaluate.ensemble.Ensemble` of ``--model`` (repeated), ``--weight`` and
-    ``--ensemble``; None for one model (which then runs exactly as without these options)."""
+    ``--ensemble``; None for one model (which then runs exactly as without these options).
+    ``defaults`` (config.py's settings) name the model and config files inside run folders."""
     from genrekit.errors import ConfigError
 
     models = args.model or []
@@ -281,6 +301,7 @@ def ensemble_from_args(args: argparse.Namespace) -> Any:
             "--config names one model's training config: the members of an ensemble read theirs next to "
             "their models (or from 'config' in the ensemble file)"
         )
-    from genrekit.evaluate.ensemble import Ensemble
+    from genrekit.evaluate.ensemble import Ensemble, FileNames
 
-    return Ensemble.from_args(models, args.weight, args.ensemble)
+    names = FileNames() if defaults is None else FileNames(defaults.model_filename, defaults.training_config_filename)
+    return Ensemble.from_args(models, args.weight, args.ensemble, names)

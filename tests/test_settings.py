@@ -122,3 +122,31 @@ def test_replace_checks_values():
     assert s.replace(batch_size=8).batch_size == 8
     with pytest.raises(ConfigError):
         s.replace(width_factor=0.0)
+
+
+def test_an_old_full_config_py_still_works_without_its_derived_constants():
+    import types
+
+    from genrekit.cli import config_values
+
+    old = types.ModuleType("config")
+    old.__file__ = "config.py"
+    old.N_MELS, old.SEGMENT_FRAMES, old.BATCH_SIZE = 96, 32, 64
+    old.INPUT_SHAPE, old.LOSS_WEIGHTS = (96, 32, 1), {"top": 1.0}  # computed by Settings now
+    old.DEMO_METADATA_DIR, old.DEMO_AUDIO_DIR = "x/fma_metadata", "x/fma_demo"
+    values = config_values(old)
+    assert values == {"n_mels": 96, "segment_frames": 32, "batch_size": 64}
+    assert Settings.build(base=values).input_shape == (96, 32, 1)
+
+
+def test_scripts_find_a_run_folders_files_by_config_pys_names(tmp_path):
+    from genrekit.cli import run_files
+
+    defaults = Settings.build(
+        base={"model_filename": "m.keras", "training_config_filename": "cfg.json", "output_dir": str(tmp_path)}
+    )
+    (tmp_path / "m.keras").write_bytes(b"")
+    assert run_files(None, None, defaults) == (str(tmp_path / "m.keras"), None)  # no config beside it yet
+    (tmp_path / "cfg.json").write_text("{}")
+    assert run_files(str(tmp_path), None, defaults) == (str(tmp_path / "m.keras"), str(tmp_path / "cfg.json"))
+    assert run_files(str(tmp_path / "m.keras"), "given.json", defaults) == (str(tmp_path / "m.keras"), "given.json")

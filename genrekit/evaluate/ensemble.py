@@ -29,7 +29,7 @@ from genrekit.datasets.labels import LEVELS, encode
 from genrekit.errors import ConfigError
 from genrekit.evaluate.thresholds import include_top_of, thresholds_of
 from genrekit.fileio import file_digest
-from genrekit.settings import default_value
+from genrekit.settings import Settings
 
 __all__ = ["Ensemble", "Member", "evaluate_ensemble", "parse_model_arg", "weighted_mean"]
 
@@ -82,8 +82,20 @@ def parse_model_arg(text: str) -> tuple[str, float | None]:
     return path, _checked_weight(tail, path)
 
 
+@dataclass(frozen=True)
+class FileNames:
+    """The names of a run folder's model and training config (settings ``model_filename`` and
+    ``training_config_filename``; the scripts pass config.py's)."""
+
+    model: str = Settings.model_filename
+    config: str = Settings.training_config_filename
+
+
 def load_member(
-    path: str | os.PathLike, weight: Any = 1.0, config: str | os.PathLike | None = None
+    path: str | os.PathLike,
+    weight: Any = 1.0,
+    config: str | os.PathLike | None = None,
+    names: FileNames = FileNames(),
 ) -> Member:
     """The member of a run folder (its saved model inside) or of a model file.
 
@@ -100,15 +112,15 @@ def load_member(
     from genrekit.train.run_config import load_training_config
 
     path = Path(path)
-    model = path / default_value("model_filename") if path.is_dir() else path
+    model = path / names.model if path.is_dir() else path
     if not model.is_file():
         where = f" (a run folder holds {model.name})" if path.is_dir() else ""
         raise ModelError(f"{model}: model file {not_a_file(model)}{where}")
-    config_path = resolve_config(model, config)
+    config_path = resolve_config(model, config, config_name=names.config)
     return Member(model, config_path, _checked_weight(weight, path), load_training_config(config_path))
 
 
-def _members_of_file(path: str | os.PathLike) -> list[Member]:
+def _members_of_file(path: str | os.PathLike, names: FileNames = FileNames()) -> list[Member]:
     """The members of an ensemble file ``{"members": [{"run": ..., "weight": ...}, ...]}``.
 
     ``run`` (a run folder) or ``model`` (a model file), with an optional ``config`` and
@@ -132,7 +144,7 @@ def _members_of_file(path: str | os.PathLike) -> list[Member]:
             )
         config = entry.get("config")
         members.append(
-            load_member(path.parent / where, entry.get("weight", 1.0), config and path.parent / config)
+            load_member(path.parent / where, entry.get("weight", 1.0), config and path.parent / config, names)
         )
     return members
 
@@ -164,6 +176,7 @@ class Ensemble:
         models: Sequence[str] = (),
         weights: Sequence[Any] | None = None,
         ensemble_file: str | os.PathLike | None = None,
+        names: FileNames = FileNames(),
     ) -> Ensemble:
         """The ensemble of ``--model`` values (``PATH`` or ``PATH:WEIGHT``), ``--weight`` values
         (one per ``--model``) and the members of an ensemble file."""
@@ -176,11 +189,11 @@ class Ensemble:
         if weights and any(w is not None for _, w in parsed):
             raise ConfigError("give weights either as --weight or as --model PATH:WEIGHT, not both")
         members = [
-            load_member(path, weights[i] if weights else (1.0 if w is None else w))
+            load_member(path, weights[i] if weights else (1.0 if w is None else w), names=names)
             for i, (path, w) in enumerate(parsed)
         ]
         if ensemble_file is not None:
-            members += _members_of_file(ensemble_file)
+            members += _members_of_file(ensemble_file, names)
         return cls(tuple(members))
 
     @property

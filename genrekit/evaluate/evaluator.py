@@ -59,8 +59,11 @@ def default_output_dir(model_path: str | os.PathLike, split: str = "test") -> Pa
     return Path(model_path).parent / name
 
 
-def resolve_config(model_path: str | os.PathLike, config_path: str | os.PathLike | None = None) -> Path:
-    """The training config: ``config_path``, or ``balanced_training_config.json`` next to the model.
+def resolve_config(
+    model_path: str | os.PathLike, config_path: str | os.PathLike | None = None, *, config_name: str | None = None
+) -> Path:
+    """The training config: ``config_path``, or the one next to the model (named ``config_name``,
+    default the setting ``training_config_filename``).
 
     Raises
     ------
@@ -72,7 +75,7 @@ def resolve_config(model_path: str | os.PathLike, config_path: str | os.PathLike
         raise ModelError(f"{model_path}: model file not found (train one with balanced_trainer.py)")
     if config_path is not None:
         return Path(config_path)
-    name = default_value("training_config_filename")
+    name = config_name or default_value("training_config_filename")
     beside = model_path.parent / name
     if not beside.is_file():
         raise ModelError(
