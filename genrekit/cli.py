@@ -291,9 +291,12 @@ def ensemble_from_args(args: argparse.Namespace, defaults: Settings | None = Non
 
     models = args.model or []
     if args.ensemble is None and len(models) <= 1:
-        if args.weight:
+        from genrekit.evaluate.ensemble import parse_model_arg
+
+        if args.weight or (models and parse_model_arg(models[0])[1] is not None):  # runs/a:2 alone
             raise ConfigError(
-                "--weight weighs the members of an ensemble: give several --model or --ensemble"
+                "--weight weighs the members of an ensemble (as does --model PATH:W): give several --model "
+                "or --ensemble"
             )
         return None
     if args.config:

@@ -143,16 +143,16 @@ def evaluate_model(
     config_path : path-like, optional
         Its training config; default ``balanced_training_config.json`` next to the model.
     metadata_dir, audio_dir : path-like, optional
-        Default: the folders the model was trained on (the config's ``data`` section), then
-        config.py's ``METADATA_DIR`` / ``AUDIO_DIR``.
+        Default: the folders the model was trained on (the config's ``data`` section), then the
+        settings' ``metadata_dir`` / ``audio_dir`` defaults.
     split : {"test", "validation", "training"}
-        FMA's official split to evaluate (config.py ``SPLIT``); the test split by default.
+        FMA's official split to evaluate; default the setting ``split`` (the test split; the script passes config.py's).
     output_dir : path-like, optional
         Default :func:`default_output_dir`.
     subset : {"small", "medium", "large"}, optional
         Default: the subset the model was trained on.
     workers : int, optional
-        Processes that decode audio missing from the feature cache (config.py ``WORKERS``; 0 = all
+        Processes that decode audio missing from the feature cache (default the setting ``workers``; 0 = all
         cores of this machine).
     plots : bool
         Draw the PNG figures.
@@ -306,7 +306,7 @@ def run_section(pred: SplitPrediction) -> dict[str, Any]:
 
 
 def _checked_split(split: str | None, subset: str | None) -> str:
-    """The split to evaluate (config.py's ``SPLIT`` by default), refused when unknown, as is the subset."""
+    """The split to evaluate (the setting ``split`` by default), refused when unknown, as is the subset."""
     split = default_value("split") if split is None else split
     if split not in SPLITS:
         raise ConfigError(f"split {split!r} must be one of {', '.join(SPLITS)}")
@@ -322,7 +322,7 @@ def _data_folders(
     metadata_dir: str | os.PathLike | None,
     audio_dir: str | os.PathLike | None,
 ) -> tuple[Path, Path]:
-    """The metadata and audio folders: those given, else the training's, else config.py's."""
+    """The metadata and audio folders: those given, else the training's, else the settings' defaults."""
     data = training_config.get("data") or {}
     if settings.dataset != "fma" and (metadata_dir or audio_dir):
         raise ConfigError(

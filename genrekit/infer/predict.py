@@ -456,7 +456,8 @@ class MusicGenreInference:
 
 
 def default_model_path() -> str:
-    """``OUTPUT_DIR/MODEL_FILENAME`` of config.py, where balanced_trainer.py saves the model."""
+    """``output_dir/model_filename`` of the package defaults, where balanced_trainer.py saves the model
+    unless config.py says otherwise (the scripts use :func:`genrekit.cli.run_files`)."""
     return os.path.join(default_value("output_dir"), default_value("model_filename"))
 
 

@@ -50,7 +50,8 @@ _DATASETS = {"MSD": "Million Song Dataset", "MTT": "MagnaTagATune"}
 
 
 def default_weights_dir() -> Path:
-    """``<config.PRETRAINED_DIR>/musicnn``: where the converted weights live by default."""
+    """``<pretrained_dir>/musicnn`` of the package defaults: where the converted weights live unless a
+    run or a script names another folder (fetch_backbone.py passes config.py's PRETRAINED_DIR)."""
     return Path(default_value("pretrained_dir")) / "musicnn"
 
 
