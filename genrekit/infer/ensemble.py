@@ -22,6 +22,7 @@ import numpy as np
 from genrekit.errors import AudioDecodeError, ConfigError, GenrekitError
 from genrekit.evaluate.aggregate import threshold_value
 from genrekit.evaluate.ensemble import INCLUDE_TOP_RULE, THRESHOLD_RULE, Ensemble
+from genrekit.infer.folder import collect_answers
 from genrekit.infer.output import RESULT_FORMAT, RESULT_VERSION
 from genrekit.infer.predict import MusicGenreInference
 from genrekit.infer.result import FileResults
@@ -159,27 +160,15 @@ class EnsembleInference(MusicGenreInference):
     ) -> tuple[dict[str, Any], dict[str, str]]:
         """As :meth:`MusicGenreInference.predict_files`; every member does ``CHUNK_FILES`` files at a
         time, then their results are combined and reported."""
-        from tqdm.auto import tqdm
 
-        results: dict[str, Any] = {}
-        errors: dict[str, str] = {}
-        bar = tqdm(total=len(items), unit="file", disable=not progress, dynamic_ncols=True, smoothing=0.05)
-        try:
+        def answers():
             for start in range(0, len(items), CHUNK_FILES):
                 chunk = items[start : start + CHUNK_FILES]
                 outputs = [self._member_probs(m, chunk, workers) for m in self.members]
                 for key, _ in chunk:
-                    result, error = self.combine(key, [out[key] for out in outputs])
-                    if error is None:
-                        results[key] = result
-                    else:
-                        errors[key] = error
-                    if on_result is not None:
-                        on_result(key, result, error)
-                    bar.update(1)
-        finally:
-            bar.close()
-        return results, errors
+                    yield (key, *self.combine(key, [out[key] for out in outputs]))
+
+        return collect_answers(answers(), len(items), on_result, progress)
 
     def predict_file(self, path: str | os.PathLike) -> dict[str, Any]:
         """Predict one audio file with every member (see :meth:`MusicGenreInference.predict_file`)."""

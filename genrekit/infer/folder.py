@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +155,30 @@ def folder_report(
         "skipped": skipped,
         "summary": dict(summary),
     }
+
+
+def collect_answers(
+    answers: Iterable[tuple[str, dict[str, Any] | None, str | None]],
+    total: int,
+    on_result: Callable[[str, dict[str, Any] | None, str | None], None] | None = None,
+    progress: bool = False,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Sort ``(key, result, error)`` answers into ``(results, errors)`` by key, calling
+    ``on_result`` for each as it comes and counting it on a progress bar of ``total`` files."""
+    from tqdm.auto import tqdm
+
+    results: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    bar = tqdm(total=total, unit="file", disable=not progress, dynamic_ncols=True, smoothing=0.05)
+    try:
+        for key, result, error in answers:
+            if error is None:
+                results[key] = result
+            else:
+                errors[key] = error
+            if on_result is not None:
+                on_result(key, result, error)
+            bar.update(1)
+    finally:
+        bar.close()
+    return results, errors

@@ -22,7 +22,7 @@ import numpy as np
 from genrekit.errors import AudioDecodeError, GenrekitError, ModelError
 from genrekit.features.audio_files import Decoded, decode_file, decode_parallel, list_audio_files
 from genrekit.fileio import file_digest, read_json
-from genrekit.infer.folder import ResultLog, folder_report, in_order, summary
+from genrekit.infer.folder import ResultLog, collect_answers, folder_report, in_order, summary
 from genrekit.infer.output import RESULT_FORMAT, RESULT_VERSION, write_report
 from genrekit.infer.result import FileResults
 from genrekit.models.io import load_model
@@ -320,26 +320,12 @@ class MusicGenreInference:
         ``on_result(key, result, error)`` is called for every finished file (in batches' order).
         Returns ``(results, errors)`` by key.
         """
-        from tqdm.auto import tqdm
-
         decoded = self.decode_items(items, workers)
-        results: dict[str, Any] = {}
-        errors: dict[str, str] = {}
-        bar = tqdm(total=len(items), unit="file", disable=not progress, dynamic_ncols=True, smoothing=0.05)
         try:
-            for key, result, error in self.predict_decoded(decoded):
-                if error is None:
-                    results[key] = result
-                else:
-                    errors[key] = error
-                if on_result is not None:
-                    on_result(key, result, error)
-                bar.update(1)
+            return collect_answers(self.predict_decoded(decoded), len(items), on_result, progress)
         finally:
-            bar.close()
             if hasattr(decoded, "close"):
                 decoded.close()  # stops the worker pool at once on Ctrl-C or an error
-        return results, errors
 
     def batch_predict(
         self,
