@@ -6,6 +6,8 @@ Run from the repository root::
                                                     # (rows 1-8 about 2 h on 2 cores, estimated;
                                                     # rows 9-10 ~1.3 h more, measured); writes
                                                     # docs/results.md and docs/results_recall.png
+    python benchmarks/bench_balancing.py --rows 5 8a 8b 9 11 12 --results docs/results_models.md
+                                                    # the model rows against the default CNN
     python benchmarks/bench_balancing.py --quick    # the smoke test (< 10 min on 2 cores); writes
                                                     # <work-dir>/results.md, never docs/
 
@@ -23,7 +25,9 @@ each with one combination of the four balancing switches; row 7 adjusts row 1's 
 training (:func:`genrekit.train.balancing.posthoc_logit_adjustment`); rows 8a-b are the FMA paper's
 MFCC statistics + SVM (:mod:`genrekit.evaluate.baseline`), top and medium genres; row 9 trains the same
 heads and balancing as row 5 on frozen musicnn embeddings (``--backbone musicnn``) and row 10
-fine-tunes musicnn from row 9's run of the same fold (``--fine_tune_from``). Every row is tested
+fine-tunes musicnn from row 9's run of the same fold (``--fine_tune_from``); row 11 trains the
+spectrogram transformer (``--backbone ast``) with row 5's balancing and row 12 averages rows 5's and
+9's track probabilities fold by fold (an ensemble, no training). Every row is tested
 on the tracks all requested front ends read. On the demo dataset
 every row runs on the same ``--folds`` folds over artist groups (:mod:`genrekit.evaluate.study`): every
 track is tested once, and each figure is the mean over folds with a 95% bootstrap interval over
@@ -125,12 +129,14 @@ FINE_TUNE_EPOCHS = 4
 class Row:
     key: str
     label: str
-    kind: str  # "nn": trained model; "posthoc": row 1's model adjusted; "baseline": MFCC + SVM
+    kind: str  # "nn": trained model; "posthoc": row 1's model adjusted; "baseline": MFCC + SVM;
+    # "ensemble": the weighted mean of other rows' track probabilities, fold by fold (no training)
     switches: tuple[bool, bool, bool, bool] = (False, False, False, False)  # cw, ws, focal, logit adj.
     classifier: str = ""
-    backbone: str = "cnn"  # "musicnn": the three heads on frozen musicnn embeddings (BACKBONE)
+    backbone: str = "cnn"  # "musicnn": the heads on frozen musicnn embeddings; "ast": the transformer
     fine_tune: bool = False  # train musicnn and the heads of row 9's run of the same fold together
     epochs: int = 0  # maximum epochs of this row (0: the profile's)
+    members: tuple[str, ...] = ()  # "ensemble": the rows it averages, with equal weights
 
 
 ROWS: tuple[Row, ...] = (
@@ -159,9 +165,22 @@ ROWS: tuple[Row, ...] = (
         fine_tune=True,
         epochs=FINE_TUNE_EPOCHS,
     ),
+    Row(
+        "11",
+        "spectrogram transformer (AST, README default balancing)",
+        "nn",
+        (True, True, True, False),
+        backbone="ast",
+    ),
+    Row(
+        "12",
+        "ensemble: mean of rows 5 (CNN) and 9 (musicnn heads)",
+        "ensemble",
+        members=("5", "9"),
+    ),
 )
-# Row 10 starts from row 9's heads, fold by fold.
-REQUIRES = {"10": "9"}
+# Row 10 starts from row 9's heads, fold by fold; an ensemble row needs its members.
+REQUIRES: dict[str, tuple[str, ...]] = {"10": ("9",), "12": ("5", "9")}
 COLUMNS = (
     ("top_balanced_accuracy", "top bal. acc."),
     ("top_f1_macro", "top F1 macro"),
@@ -326,9 +345,13 @@ def nn_settings(row: Row, overrides: dict[str, Any], fold: Fold, study: Path | N
     from genrekit.settings import Settings
 
     cw, ws, fl, la = row.switches
-    extra: dict[str, Any] = musicnn_overrides(overrides) if row.backbone == "musicnn" else {}
+    extra: dict[str, Any] = {}
+    if row.backbone == "musicnn":
+        extra = musicnn_overrides(overrides)
+    elif row.backbone == "ast":
+        extra = dict(AST_OVERRIDES)
     if row.fine_tune:
-        extra["fine_tune_from"] = str(run_folder(study, REQUIRES[row.key], fold))
+        extra["fine_tune_from"] = str(run_folder(study, REQUIRES[row.key][0], fold))
     if row.epochs:
         extra["num_epochs"] = row.epochs
     return Settings.build(
@@ -358,6 +381,11 @@ def musicnn_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
         "musicnn_patches": max(1, int(overrides.get("duration", 30.0) // 3)),
         "learning_rate": 1e-3,  # Adam's usual rate for a small dense head (the CNN rows keep theirs)
     }
+
+
+# Row 11: the quick start's AST recipe on the demo (learning rate chosen on validation, issue 25);
+# every other setting is the CNN rows' (AST_* are settings.py's defaults).
+AST_OVERRIDES = {"backbone": "ast", "learning_rate": 1e-3}
 
 
 def predict_test_tracks(run_dir: Path, config: dict[str, Any], test_ids: np.ndarray) -> dict[str, np.ndarray]:
@@ -516,6 +544,47 @@ def run_baselines(rows, folds, args, overrides, study: Path, processed, usable, 
     }
 
 
+def ensemble_rows(rows, results: dict[str, dict[int, Any]], gvocab) -> dict[str, dict[int, Any]]:
+    """Rows of kind "ensemble": per fold, the equal-weight mean of the members' track probabilities.
+
+    The members were tested on the same tracks of the same fold; their probabilities are averaged
+    in the global vocabularies (a genre outside a member's vocabulary counts 0 from it), as
+    ``genrekit.evaluate.ensemble`` averages runs, and the all-genres thresholds are the mean of the
+    members' tuned ones (:data:`genrekit.evaluate.ensemble.THRESHOLD_RULE`).
+    """
+    out: dict[str, dict[int, Any]] = {}
+    for row in rows:
+        member_folds = [results[m] for m in row.members]
+        for f in sorted(member_folds[0]):
+            preds = [m[f]["pred"] for m in member_folds]
+            ids = np.asarray(preds[0]["track_ids"])
+            for p in preds[1:]:
+                if not np.array_equal(np.asarray(p["track_ids"]), ids):
+                    raise SystemExit(
+                        f"error: row {row.key}: its members were tested on other tracks in fold {f}"
+                    )
+            pred: dict[str, Any] = {"track_ids": ids}
+            for level in ("top", "medium", "all"):
+                n = len(gvocab[level])
+                total, thresholds, seen = np.zeros((len(ids), n)), np.zeros(n), np.zeros(n)
+                for p in preds:
+                    cols = _to_global(p[f"{level}_ids"], gvocab[level].index)
+                    ok = cols >= 0
+                    total[:, cols[ok]] += p[level][:, ok]
+                    seen[cols[ok]] += 1
+                    if level == "all":
+                        thresholds[cols[ok]] += np.broadcast_to(p["thresholds"], cols.shape)[ok]
+                pred[level] = total / len(preds)
+                pred[f"{level}_ids"] = np.asarray(gvocab[level].genre_ids, np.int64)
+            pred["thresholds"] = thresholds / np.maximum(seen, 1)
+            out.setdefault(row.key, {})[f] = {
+                "pred": pred,
+                "seconds": sum(m[f]["seconds"] for m in member_folds),
+                "epochs": "-",
+            }
+    return out
+
+
 # --- pooling -------------------------------------------------------------------------------------------
 
 
@@ -614,6 +683,8 @@ def table_lines(
             time_cell = "0 (row 1's model)"
         elif row.kind == "baseline":
             time_cell = f"{np.mean(secs):.2f}"
+        elif row.kind == "ensemble":
+            time_cell = f"{np.mean(secs):.0f} (its members')"
         else:
             time_cell = f"{np.mean(secs):.0f}"
         values.append(
@@ -814,7 +885,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     wanted = set(args.rows or [r.key for r in ROWS]) | {REFERENCE}
-    wanted |= {REQUIRES[k] for k in wanted if k in REQUIRES}
+    wanted |= {r for k in list(wanted) if k in REQUIRES for r in REQUIRES[k]}
     rows = [r for r in ROWS if r.key in wanted]
     started = time.time()
     command = "python benchmarks/bench_balancing.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -865,6 +936,7 @@ def main(argv: list[str] | None = None) -> int:
     nn_rows = [r for r in rows if r.kind == "nn"]
     base_rows = [r for r in rows if r.kind == "baseline"]
     results: dict[str, dict[int, Any]] = run_nn_rows(nn_rows, folds, overrides, study, usable, args.retrain)
+    results.update(ensemble_rows([r for r in rows if r.kind == "ensemble"], results, gvocab))
     extra: dict[str, Any] = {}
     common = np.concatenate([fold_ids(f, usable, "test") for f in folds])
     if base_rows:
@@ -1137,6 +1209,14 @@ def markdown_lines(
         f"{FINE_TUNE_EPOCHS} epochs, on the cached musicnn patches; every step runs the backbone forward, so "
         "its time is musicnn's cost, not the heads'. Each row is tested on the tracks every row's front end "
         "reads (musicnn needs 3 s of audio).",
+        '- Row 11: the same trainer and balancing as row 5 with `BACKBONE = "ast"`: the spectrogram '
+        "transformer (`genrekit.models.ast`: 16 x 16 patches of the same log-mel segments, "
+        f"{settings.ast_depth} encoder blocks of width {settings.ast_dim}, {settings.ast_heads} heads, "
+        f"{settings.ast_pooling} pooling, the same three heads) at learning rate "
+        f"{AST_OVERRIDES['learning_rate']:g} (the quick start's AST recipe, chosen on validation).",
+        "- Row 12: no training: per fold, the mean of rows 5's and 9's track probabilities (each model "
+        "reads its own features; `genrekit.evaluate.ensemble` does the same for `--model A --model B`), "
+        "all-genres thresholds the mean of the two runs' tuned ones; its time is its members'.",
         f"- Figures: scikit-learn's definitions (`genrekit.evaluate.study` computes them with track weights; tests "
         f"compare). Each cell: the mean over folds [95% percentile bootstrap interval of that mean, "
         f"{args.n_boot} resamples of the evaluated tracks, each scored in its own fold]. Balanced accuracy and F1 over the tracks with a "

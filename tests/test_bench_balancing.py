@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +202,57 @@ def test_quick_mode_table_and_resume(tmp_path, capsys):
     assert {m: m.stat().st_mtime_ns for m in models} == before
     again = json.loads(raw_path.read_text())["summary"]
     assert json.dumps(again, sort_keys=True) == json.dumps(raw["summary"], sort_keys=True)  # NaN-safe
+
+
+def test_ensemble_row_is_the_mean_of_its_members_in_the_global_vocabulary():
+    """Row 12's pooling: two members' track probabilities averaged per fold, worked out by hand.
+
+    Member B's all-genres vocabulary lacks genre 30: it counts 0 there, and the threshold of
+    genre 30 is member A's alone.
+    """
+    bench = load_bench()
+
+    class V(types.SimpleNamespace):
+        def __len__(self):
+            return len(self.genre_ids)
+
+    gvocab = {
+        level: V(genre_ids=(10, 20, 30), index={10: 0, 20: 1, 30: 2}) for level in ("top", "medium", "all")
+    }
+    ids = np.array([5, 7])
+    a = {
+        "track_ids": ids,
+        "top": np.array([[0.6, 0.4, 0.0], [0.2, 0.2, 0.6]]),
+        "top_ids": np.array([10, 20, 30]),
+        "medium": np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]),
+        "medium_ids": np.array([10, 20, 30]),
+        "all": np.array([[0.9, 0.1, 0.5], [0.3, 0.7, 0.1]]),
+        "all_ids": np.array([10, 20, 30]),
+        "thresholds": np.array([0.2, 0.4, 0.6]),
+    }
+    b = {  # its classes in another order, and no genre 30 in its all-genres head
+        "track_ids": ids,
+        "top": np.array([[0.0, 0.2, 0.8], [0.5, 0.1, 0.4]]),
+        "top_ids": np.array([30, 10, 20]),
+        "medium": np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]),
+        "medium_ids": np.array([10, 20, 30]),
+        "all": np.array([[0.1, 0.3], [0.5, 0.1]]),
+        "all_ids": np.array([20, 10]),
+        "thresholds": np.array([0.5, 0.3]),
+    }
+    row = bench.Row("12", "ensemble", "ensemble", members=("5", "9"))
+    results = {"5": {0: {"pred": a, "seconds": 3.0}}, "9": {0: {"pred": b, "seconds": 4.0}}}
+    out = bench.ensemble_rows([row], results, gvocab)["12"][0]
+    # top: b reordered to (10, 20, 30) is [[0.2, 0.8, 0.0], [0.1, 0.4, 0.5]]
+    np.testing.assert_allclose(out["pred"]["top"], [[0.4, 0.6, 0.0], [0.15, 0.3, 0.55]])
+    np.testing.assert_allclose(out["pred"]["medium"], [[0.75, 0.25, 0.0], [0.0, 0.5, 0.5]])
+    # all: b reordered is [[0.3, 0.1, 0], [0.1, 0.5, 0]]
+    np.testing.assert_allclose(out["pred"]["all"], [[0.6, 0.1, 0.25], [0.2, 0.6, 0.05]])
+    np.testing.assert_allclose(out["pred"]["thresholds"], [0.25, 0.45, 0.6])
+    np.testing.assert_array_equal(out["pred"]["top_ids"], [10, 20, 30])
+    assert out["seconds"] == 7.0
+    b_other = dict(b, track_ids=np.array([5, 8]))
+    with pytest.raises(SystemExit, match="row 12.*other tracks in fold 0"):
+        bench.ensemble_rows(
+            [row], {"5": {0: {"pred": a, "seconds": 1}}, "9": {0: {"pred": b_other, "seconds": 1}}}, gvocab
+        )
