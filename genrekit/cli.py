@@ -100,6 +100,19 @@ class _ConsoleHandler(logging.StreamHandler):
         super().emit(record)
 
 
+class _ModelTraceFilter(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls ... triggered tf.function retracing" warning.
+
+    Every model that predicts traces its predict step once per batch shape (full batches, then
+    the last one). TensorFlow counts the traces of all models of a process together (its
+    detector is keyed by the code of Keras's predict step, not by the model), so a script that
+    loads a few models, an ensemble of three, say, is warned about work each model needs once.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
 def teardown_logging() -> None:
     """Remove the handlers :func:`setup_logging` added (closing is left to their owner)."""
     root = logging.getLogger()
@@ -127,6 +140,9 @@ def setup_logging(run_dir: str | Path | None = None, verbose: bool = False) -> N
         root.addHandler(logfile)
     for noisy in ("matplotlib", "PIL", "numba", "urllib3", "h5py", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    tensorflow = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _ModelTraceFilter) for f in tensorflow.filters):
+        tensorflow.addFilter(_ModelTraceFilter())
 
 
 def script_parser(doc: str, *, description: str | None = None) -> argparse.ArgumentParser:
