@@ -158,6 +158,20 @@ def test_musicnn_folder_inference_and_tags_give_every_real_clip_a_result_and_no_
         probs = [float(p) for _, p in tags]
         assert probs == sorted(probs, reverse=True) and 0.0 <= probs[-1] <= probs[0] <= 1.0, line
 
+    # --file --tags on a mono clip: all 50 of musicnn's tags, its top 3 those of the folder's line.
+    import balanced_inference
+
+    mono = real_clips_dir / "000666.mp3"
+    assert (
+        balanced_inference.main(["--model", str(musicnn_run), "--file", str(mono), "--tags", "--quiet"]) == 0
+    )
+    printed = capsys.readouterr().out
+    full = printed[printed.index("MSD_musicnn tags of") :].splitlines()[1:]
+    assert sorted(line.split(None, 1)[1] for line in full) == sorted(known)
+    (folder_line,) = [line for line in lines if line.split()[0] == mono.name]
+    top3 = [part.rsplit(" ", 1)[0] for part in folder_line.split(None, 1)[1].split(", ")]
+    assert [line.split(None, 1)[1] for line in full[:3]] == top3
+
 
 def saved_weights(settings: dict) -> Path:
     """The musicnn weights folder a run's settings name."""
