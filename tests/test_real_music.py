@@ -5,6 +5,7 @@ and compared row by row with each file's own features, computed here with the si
 functions; folder inference (a CNN run and a musicnn-heads run) must give a result for every
 clip with no warning of any kind; ``--tags`` must give musicnn's own tags. Their genres are not
 known here (no ``tracks.csv``): nothing is scored. Skipped with a reason when the folder is absent.
+The last test (no clips needed) pins the one TensorFlow warning the scripts drop to get there.
 """
 
 from __future__ import annotations
@@ -176,3 +177,23 @@ def test_musicnn_folder_inference_and_tags_give_every_real_clip_a_result_and_no_
 def saved_weights(settings: dict) -> Path:
     """The musicnn weights folder a run's settings name."""
     return Path(settings["pretrained_dir"]) / "musicnn"
+
+
+def test_scripts_drop_tensorflows_retracing_warning_and_keep_its_others(caplog):
+    """TensorFlow counts the predict-step traces of every model in a process together, so a run
+    that loads several models (this session, an ensemble) is warned about each model's first
+    traces; the scripts' logging drops that one message, nothing else of TensorFlow's."""
+    from genrekit.cli import setup_logging, teardown_logging
+
+    setup_logging()
+    try:
+        tensorflow = logging.getLogger("tensorflow")
+        with caplog.at_level(logging.WARNING):
+            tensorflow.warning(
+                "5 out of the last 16 calls to <function one_step_on_data_distributed at 0x1> triggered "
+                "tf.function retracing. Tracing is expensive ..."
+            )
+            tensorflow.warning("a warning of TensorFlow's own")
+        assert [r.getMessage() for r in caplog.records] == ["a warning of TensorFlow's own"]
+    finally:
+        teardown_logging()
