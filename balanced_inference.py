@@ -7,6 +7,7 @@
     python balanced_inference.py --model ... --folder music_folder/ --output results.csv --top_k 5
     python balanced_inference.py --model runs/musicnn/balanced_hierarchical_genre_model.h5 \\
         --file example.mp3 --tags
+    python balanced_inference.py --model runs/musicnn --folder music_folder/ --tags --quiet
     python balanced_inference.py --model runs/a --model runs/b:2 --folder music_folder/ --output ens.json
     python balanced_inference.py --ensemble ensemble.json --file example.mp3
 
@@ -76,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--tags",
         action="store_true",
-        help="with --file: also print the pretrained backbone's own 50 tags (models trained with --backbone musicnn)",
+        help="also print the pretrained backbone's own tags (models trained with --backbone musicnn): all 50 "
+        "with --file, the TOP_K most likely of each file with --folder",
     )
     parser.add_argument("--quiet", action="store_true", help="no per-file table, only the summary")
     parser.add_argument("--no_progress", dest="progress", action="store_false", help="no progress bar")
@@ -85,6 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="debug logging, and the audio decoders' own messages"
     )
     return parser
+
+
+def print_tags(inference, file: str | None, report: dict) -> None:
+    """The backbone's own tags: all 50 of ``file``, or the TOP_K most likely of each file of a folder run."""
+    from genrekit.features.musicnn import format_tags, format_top_tags
+
+    if file is not None:
+        if not report["errors"]:
+            print(format_tags(inference.frontend, file))
+        return
+    files = {key: res["file"] for key, res in sorted(report["results"].items())}
+    print(format_top_tags(inference.frontend, files, inference.top_k))
 
 
 @script_main
@@ -101,8 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     defaults = config_settings(config)
     if overrides["workers"] is None:  # this machine's worker count, not the training machine's
         overrides["workers"] = defaults.workers
-    if args.tags and not args.file:
-        raise ConfigError("--tags needs --file (one audio file)")
     if args.output:
         check_output_file(args.output)
     ensemble = ensemble_from_args(args, defaults)
@@ -115,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model, config_path = run_files(args.model[0] if args.model else None, args.config, defaults)
         inference = MusicGenreInference(model, config_path, **overrides)
+    if args.tags:  # before any work: a model without backbone tags is refused at once
+        from genrekit.features.musicnn import check_tags
+
+        check_tags(inference.frontend)
     inference.decoder_messages = args.verbose  # libmpg123's notes, in every mode alike
     if args.file:
         report = inference.predict_one_report(args.file)
@@ -131,10 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         if table:
             print(table)
     print(format_summary(report["summary"]), file=sys.stderr)
-    if args.tags and not report["errors"]:
-        from genrekit.features.musicnn import format_tags
-
-        print(format_tags(inference.frontend, args.file))
+    if args.tags:
+        print_tags(inference, args.file, report)
     if args.output:
         log.info("results written to %s", args.output)
     for key, res in report["results"].items():

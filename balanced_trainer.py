@@ -26,6 +26,7 @@ from genrekit.cli import (
     add_config_argument,
     add_dataset_arguments,
     add_setting_arguments,
+    add_split_file_argument,
     config_values,
     script_main,
     script_parser,
@@ -97,6 +98,7 @@ ALIASES = {
 def build_parser() -> argparse.ArgumentParser:
     parser = script_parser(__doc__, description="Train the hierarchical, class-balanced genre model.")
     add_dataset_arguments(parser)
+    add_split_file_argument(parser)
     parser.add_argument("--output_dir", help="run folder (config.py OUTPUT_DIR)")
     parser.add_argument("--extract_only", action="store_true", help="build the feature cache and stop")
     parser.add_argument(

@@ -15,6 +15,10 @@ Uncomment a line to use it; the values below are examples, not the defaults.
 # METADATA_DIR = "/data/fma/fma_metadata"  # folder holding tracks.csv, genres.csv
 # AUDIO_DIR = "/data/fma/fma_large"  # folder holding NNN/NNNNNN.mp3
 # DATASET = "folder:/data/my_music"  # your own music: genre folders (or "csv:FILE", a manifest)
+# A published split of that collection (README "Reproduce a published protocol"), all three or none:
+# SPLIT_FILE_TRAINING = "splits/gtzan/train_filtered.txt"
+# SPLIT_FILE_VALIDATION = "splits/gtzan/valid_filtered.txt"
+# SPLIT_FILE_TEST = "splits/gtzan/test_filtered.txt"
 # SUBSET = "medium"  # the FMA subset the audio folder holds: small, medium or large
 # OUTPUT_DIR = "runs/my_run"  # training run folder
 

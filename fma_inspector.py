@@ -23,6 +23,7 @@ from genrekit.cli import (
     add_config_argument,
     add_dataset_arguments,
     add_setting_arguments,
+    add_split_file_argument,
     config_values,
     require_dir,
     script_main,
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         __doc__, description="Inspect an FMA dataset: label levels, balance, audio files and paths."
     )
     add_dataset_arguments(parser)
+    add_split_file_argument(parser)
     parser.add_argument(
         "--output_dir", help="where the report and plots go (default: <OUTPUT_DIR>/inspection)"
     )

@@ -5,9 +5,14 @@ Run from the repository root (clips are generated once, like bench_features.py, 
 
     python benchmarks/bench_embeddings.py --n 40
     python benchmarks/bench_embeddings.py --n 40 --clip_dir /tmp/bench_clips --cores 2
+    python benchmarks/bench_embeddings.py --audio ../shared/fma-real/fma_small/000 --cores 2
 
-On the same N synthetic 30 s, 44.1 kHz stereo, 256 kbps MP3s (FMA's format), with --cores cores:
+On the same N synthetic 30 s, 44.1 kHz stereo, 256 kbps MP3s (FMA's format), or the audio files
+of ``--audio DIR`` as they are (e.g. fma_small's genuine clips), with --cores cores:
 
+- decode only: ``soundfile.read`` of whole files (float32), one process per core: what decoding
+  every file once costs (bench_features.py's floor; the front end decodes only its patches'
+  regions, so it can pass it);
 - mel features: ``genrekit.features.mel.load_segments`` (10 segments of 128 x 64), one process per core;
 - musicnn front end: ``musicnn_patches`` (16 kHz, 96 mels, 10 patches of 187 frames), one process
   per core;
@@ -15,7 +20,7 @@ On the same N synthetic 30 s, 44.1 kHz stereo, 256 kbps MP3s (FMA's format), wit
 - embeddings end to end: front end then forward, each stage using every core in turn.
 
 Printed: clips/s (wall) and CPU seconds per clip for each, and the ratio of embeddings to mel
-features. On a machine busy with other jobs the wall-clock rates measure the load more than the
+features and to the decode-only floor. On a machine busy with other jobs the wall-clock rates measure the load more than the
 code; the CPU seconds per clip do not.
 """
 
@@ -50,6 +55,12 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _decode(path: Path) -> int:
+    import soundfile as sf
+
+    return len(sf.read(path, dtype="float32")[0])
+
+
 def _mel(path: Path) -> int:
     from genrekit.features.mel import FeatureParams, load_segments
 
@@ -79,19 +90,31 @@ def _pool_run(fn, paths: list[Path], cores: int) -> tuple[list, float, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=40, help="clips (default: %(default)s)")
+    parser.add_argument("--n", type=int, default=None, help="clips (default: 40 generated; all of --audio)")
     parser.add_argument("--cores", type=int, default=2, help="cores used (default: %(default)s)")
     parser.add_argument("--clip_dir", default="/tmp/genrekit_bench_clips", help="generated clips, reused")
     parser.add_argument(
         "--weights_dir", default=None, help="musicnn weights (default: config.PRETRAINED_DIR)"
     )
     parser.add_argument("--batch_size", type=int, default=32, help="patches per forward pass")
+    parser.add_argument(
+        "--audio", metavar="DIR", help="time on the audio files of DIR instead of generated clips"
+    )
     args = parser.parse_args(argv)
 
-    paths = make_clips(Path(args.clip_dir), args.n, args.cores)
-    n = len(paths)
-    print(f"{n} clips of 30 s, 44.1 kHz stereo MP3; {args.cores} cores")
+    if args.audio:
+        from genrekit.features.audio_files import list_audio_files
 
+        paths = list_audio_files(Path(args.audio))[0][: args.n]
+        if not paths:
+            raise SystemExit(f"--audio {args.audio}: no audio files")
+        print(f"{len(paths)} audio files of {args.audio} (as they are); {args.cores} cores")
+    else:
+        paths = make_clips(Path(args.clip_dir), args.n or 40, args.cores)
+        print(f"{len(paths)} clips of 30 s, 44.1 kHz stereo MP3; {args.cores} cores")
+    n = len(paths)
+
+    _, dec_wall, dec_cpu = _pool_run(_decode, paths, args.cores)
     _, mel_wall, mel_cpu = _pool_run(_mel, paths, args.cores)
     patches, fe_wall, fe_cpu = _pool_run(_patches, paths, args.cores)
 
@@ -112,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
 
     emb_wall, emb_cpu = fe_wall + fw_wall, fe_cpu + fw_cpu
     rows = [
+        ("decode only (soundfile.read float32)", dec_wall, dec_cpu),
         ("mel features (genrekit.features.mel)", mel_wall, mel_cpu),
         ("musicnn front end (patches)", fe_wall, fe_cpu),
         (f"musicnn forward ({len(all_patches) / n:.0f} patches/clip)", fw_wall, fw_cpu),
@@ -120,6 +144,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'path':<42} {'clips/s':>9} {'CPU s/clip':>11}")
     for name, w, c in rows:
         print(f"{name:<42} {n / w:>9.2f} {c / n:>11.3f}")
+    print(
+        f"embeddings / decode-only floor: {dec_wall / emb_wall:.2f} of its rate (wall), "
+        f"{dec_cpu / emb_cpu:.2f} (CPU per clip); mel features / decode-only floor: {dec_wall / mel_wall:.2f} (wall)"
+    )
     print(
         f"embeddings / mel features: {mel_wall / emb_wall:.2f}x the rate (wall), "
         f"{mel_cpu / emb_cpu:.2f}x (CPU per clip); fma_large (106,574 clips) would take "

@@ -4,8 +4,10 @@ Run from the repository root::
 
     python benchmarks/bench_inference.py                         # 200 clips, widths 1.0 and 0.25
     python benchmarks/bench_inference.py --clips 60 --widths 0.25 --workers 2
+    python benchmarks/bench_inference.py --audio ../shared/fma-real/fma_small/000 --widths 0.25 --workers 2
 
-The folder holds ``--clips`` 30 s, 44.1 kHz stereo MP3s (``--distinct`` different ones written with
+With ``--audio DIR`` the files of DIR are used as they are (e.g. fma_small's genuine clips);
+otherwise the folder holds ``--clips`` 30 s, 44.1 kHz stereo MP3s (``--distinct`` different ones written with
 soundfile in parallel, then copied: decoding cost does not depend on the content). Models have
 random weights (speed only) and the real head sizes (16 / 147 / 163).
 
@@ -17,6 +19,10 @@ random weights (speed only) and the real head sizes (16 / 147 / 163).
   batches already in memory; ours is reported as a fraction of the lower one (the limit that
   binds). On a CPU decoding and the model share the same cores, so the combined bound
   ``1 / (1 / decode limit + 1 / model limit)`` is printed too.
+- decode-only floor: ``soundfile.read`` of whole files (float32, as bench_features.py) in
+  ``workers`` processes, right after ours: what decoding every file once costs. Ours decodes only the
+  segments' regions (``decode only, 1 process`` above includes them and the mel), so it can pass
+  this floor on an idle machine; ours is printed as a fraction of it.
 """
 
 from __future__ import annotations
@@ -46,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=64, help="segments per model batch")
     parser.add_argument("--naive_clips", type=int, default=0, help="clips timed for the naive loop (0 = all)")
     parser.add_argument("--dir", help="work folder (default: a temporary folder, removed at the end)")
+    parser.add_argument(
+        "--audio", metavar="DIR", help="time on the audio files of DIR instead of generated clips"
+    )
     return parser
 
 
@@ -185,6 +194,27 @@ def naive_loop(model, paths: list[Path], params) -> tuple[float, list]:
     return len(paths) / (time.perf_counter() - start), outputs
 
 
+def _read(path: str) -> int:
+    import soundfile as sf
+
+    return len(sf.read(path, dtype="float32")[0])
+
+
+def decode_floor(paths: list[Path], workers: int) -> float:
+    """Files/s of ``soundfile.read`` (float32) of whole files in ``workers`` spawned processes,
+    started and warmed up before timing: bench_features.py's decode-only floor, under the load
+    the machine has right now (measured next to ours, not once at the start)."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    names = [str(p) for p in paths]
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        list(pool.map(_read, names[:workers]))
+        start = time.perf_counter()
+        list(pool.map(_read, names, chunksize=1))
+        return len(names) / (time.perf_counter() - start)
+
+
 def decode_rate(paths: list[Path], params) -> tuple[float, list]:
     """Files/s of decoding alone in this process with one BLAS thread."""
     from threadpoolctl import threadpool_limits
@@ -213,73 +243,98 @@ def model_rate(inference, decoded: list, files_per_batch: int, repeats: int = 3)
     return files_per_batch / best
 
 
+def music_folder(args: argparse.Namespace, work: Path, workers: int) -> tuple[Path, list[Path]]:
+    """The folder timed and its audio files: ``--audio`` as it is, or generated clips."""
+    from genrekit.features.audio_files import list_audio_files
+
+    if args.audio:
+        folder = Path(args.audio)
+        paths = list_audio_files(folder)[0]
+        if not paths:
+            raise SystemExit(f"--audio {folder}: no audio files")
+        print(
+            f"folder: {len(paths)} audio files of {folder} (as they are); workers {workers}; cores {os.cpu_count()}"
+        )
+        return folder, paths
+    t0 = time.perf_counter()
+    paths = make_folder(work, args.clips, args.distinct, workers)
+    print(
+        f"folder: {len(paths)} clips of 30 s 44.1 kHz stereo MP3 ({args.distinct} distinct), "
+        f"written in {time.perf_counter() - t0:.1f} s; workers {workers}; cores {os.cpu_count()}"
+    )
+    return work / "music", paths
+
+
+def measure_width(args, width: float, work: Path, folder: Path, paths: list[Path], workers: int):
+    """Every rate of one model width, printed; the summary row."""
+    from genrekit.infer.predict import MusicGenreInference
+    from genrekit.models.cnn import count_flops
+
+    model_path, config_path = write_run(work / f"run_w{width}", width, args.batch_size, workers)
+    inference = MusicGenreInference(model_path, config_path)
+    flops = count_flops(inference.model) * inference.params.num_segments
+    naive_paths = paths[: args.naive_clips] if args.naive_clips else paths
+    naive_fps, naive_out = naive_loop(inference.model, naive_paths, inference.params)
+    start = time.perf_counter()
+    report = inference.batch_predict(folder, workers=workers)
+    ours_fps = len(report["results"]) / (time.perf_counter() - start)
+    assert len(report["results"]) == len(paths), report["errors"]
+    floor = decode_floor(paths, workers)
+    dec1, decoded = decode_rate(paths[: min(len(paths), 24)], inference.params)
+    per_batch = max(1, args.batch_size // inference.params.num_segments)
+    mod = model_rate(inference, decoded, per_batch)
+    decode_limit = dec1 * workers
+    limit = min(decode_limit, mod)
+    binds = "decoding" if decode_limit < mod else "the model"
+    shared = 1 / (1 / decode_limit + 1 / mod)
+    # Sanity: the naive loop's librosa features give (nearly) the same predictions.
+    ours_top = [
+        report["results"][p.name]["aggregated_results"]["top_genre"]["average_confidence"]["confidence"]
+        for p in naive_paths[:8]
+    ]
+    diff = max(abs(float(o.max()) - c) for o, c in zip(naive_out[:8], ours_top, strict=True))
+    print(
+        f"\nwidth {width}: {flops / 1e9:.2f} GFLOP per 30 s clip ({inference.params.num_segments} segments)"
+    )
+    print(f"  naive loop              {naive_fps:7.2f} files/s  ({len(naive_paths)} files)")
+    print(
+        f"  ours (batch_predict)    {ours_fps:7.2f} files/s  (summary: {report['summary']['files_per_second']:.2f})"
+    )
+    print(f"  ratio ours / naive      {ours_fps / naive_fps:7.2f}x   (target >= 2)")
+    print(f"  decode only, 1 process  {dec1:7.2f} files/s  x {workers} workers = {decode_limit:.2f}")
+    print(f"  model only, in memory   {mod:7.2f} files/s  ({per_batch} files per batch)")
+    print(
+        f"  limit that binds: {binds} ({limit:.2f} files/s); ours = {ours_fps / limit:.2f} of it "
+        f"(target >= 0.8); shared-core bound {shared:.2f} files/s, ours = {ours_fps / shared:.2f} of it"
+    )
+    print(
+        f"  decode-only floor       {floor:7.2f} files/s  (soundfile.read of whole files, {workers} processes)"
+    )
+    print(f"  ours / decode-only floor {ours_fps / floor:6.2f}")
+    print(f"  naive vs ours top confidence, max difference over 8 files: {diff:.2e}")
+    return width, naive_fps, ours_fps, ours_fps / naive_fps, binds, ours_fps / limit, ours_fps / floor
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from genrekit.infer.predict import MusicGenreInference
     from genrekit.settings import Settings
 
     workers = Settings.build(overrides={"workers": args.workers}).num_workers
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bench_inference_"))
     try:
-        t0 = time.perf_counter()
-        paths = make_folder(work, args.clips, args.distinct, workers)
-        print(
-            f"folder: {len(paths)} clips of 30 s 44.1 kHz stereo MP3 ({args.distinct} distinct), "
-            f"written in {time.perf_counter() - t0:.1f} s; workers {workers}; cores {os.cpu_count()}"
-        )
+        folder, paths = music_folder(args, work, workers)
         import keras
         import tensorflow as tf
 
-        from genrekit.models.cnn import count_flops
-
         gpus = tf.config.list_physical_devices("GPU")
         print(f"device: {'GPU ' + str(len(gpus)) if gpus else 'CPU'}, keras {keras.__version__}")
-        rows = []
-        for width in args.widths:
-            model_path, config_path = write_run(work / f"run_w{width}", width, args.batch_size, workers)
-            inference = MusicGenreInference(model_path, config_path)
-            flops = count_flops(inference.model) * inference.params.num_segments
-            naive_paths = paths[: args.naive_clips] if args.naive_clips else paths
-            naive_fps, naive_out = naive_loop(inference.model, naive_paths, inference.params)
-            start = time.perf_counter()
-            report = inference.batch_predict(work / "music", workers=workers)
-            ours_fps = len(report["results"]) / (time.perf_counter() - start)
-            assert len(report["results"]) == len(paths), report["errors"]
-            dec1, decoded = decode_rate(paths[: min(len(paths), 24)], inference.params)
-            per_batch = max(1, args.batch_size // inference.params.num_segments)
-            mod = model_rate(inference, decoded, per_batch)
-            decode_limit = dec1 * workers
-            limit = min(decode_limit, mod)
-            binds = "decoding" if decode_limit < mod else "the model"
-            shared = 1 / (1 / decode_limit + 1 / mod)
-            # Sanity: the naive loop's librosa features give (nearly) the same predictions.
-            ours_top = [
-                report["results"][p.name]["aggregated_results"]["top_genre"]["average_confidence"][
-                    "confidence"
-                ]
-                for p in naive_paths[:8]
-            ]
-            diff = max(abs(float(o.max()) - c) for o, c in zip(naive_out[:8], ours_top, strict=True))
+        rows = [measure_width(args, w, work, folder, paths, workers) for w in args.widths]
+        print("\nwidth  naive f/s  ours f/s  ratio  binds      fraction of limit  ours / decode floor")
+        for width, naive_fps, ours_fps, ratio, binds, frac, of_floor in rows:
             print(
-                f"\nwidth {width}: {flops / 1e9:.2f} GFLOP per 30 s clip ({inference.params.num_segments} segments)"
+                f"{width:5.2f}  {naive_fps:9.2f}  {ours_fps:8.2f}  {ratio:5.2f}  {binds:9s}  {frac:17.2f}  {of_floor:.2f}"
             )
-            print(f"  naive loop              {naive_fps:7.2f} files/s  ({len(naive_paths)} files)")
-            print(
-                f"  ours (batch_predict)    {ours_fps:7.2f} files/s  (summary: {report['summary']['files_per_second']:.2f})"
-            )
-            print(f"  ratio ours / naive      {ours_fps / naive_fps:7.2f}x   (target >= 2)")
-            print(f"  decode only, 1 process  {dec1:7.2f} files/s  x {workers} workers = {decode_limit:.2f}")
-            print(f"  model only, in memory   {mod:7.2f} files/s  ({per_batch} files per batch)")
-            print(
-                f"  limit that binds: {binds} ({limit:.2f} files/s); ours = {ours_fps / limit:.2f} of it "
-                f"(target >= 0.8); shared-core bound {shared:.2f} files/s, ours = {ours_fps / shared:.2f} of it"
-            )
-            print(f"  naive vs ours top confidence, max difference over 8 files: {diff:.2e}")
-            rows.append((width, naive_fps, ours_fps, ours_fps / naive_fps, binds, ours_fps / limit))
-        print("\nwidth  naive f/s  ours f/s  ratio  binds      fraction of limit")
-        for width, naive_fps, ours_fps, ratio, binds, frac in rows:
-            print(f"{width:5.2f}  {naive_fps:9.2f}  {ours_fps:8.2f}  {ratio:5.2f}  {binds:9s}  {frac:.2f}")
     finally:
         if not args.dir:
             shutil.rmtree(work, ignore_errors=True)

@@ -22,11 +22,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from genrekit.errors import GenrekitError
+from genrekit.errors import ConfigError, GenrekitError
 
 # The path checks live in genrekit.paths (the library uses them too); the scripts import them here.
 from genrekit.paths import SETUP_HINTS, check_output_file, not_a_file, require_dir, resolved
-from genrekit.settings import Settings, checked_settings, default_value
+from genrekit.settings import SPLIT_FILE_KEYS, Settings, checked_settings, default_value
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -100,6 +100,19 @@ class _ConsoleHandler(logging.StreamHandler):
         super().emit(record)
 
 
+class _ModelTraceFilter(logging.Filter):
+    """Drops TensorFlow's "N out of the last M calls ... triggered tf.function retracing" warning.
+
+    Every model that predicts traces its predict step once per batch shape (full batches, then
+    the last one). TensorFlow counts the traces of all models of a process together (its
+    detector is keyed by the code of Keras's predict step, not by the model), so a script that
+    loads a few models, an ensemble of three, say, is warned about work each model needs once.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
 def teardown_logging() -> None:
     """Remove the handlers :func:`setup_logging` added (closing is left to their owner)."""
     root = logging.getLogger()
@@ -127,6 +140,9 @@ def setup_logging(run_dir: str | Path | None = None, verbose: bool = False) -> N
         root.addHandler(logfile)
     for noisy in ("matplotlib", "PIL", "numba", "urllib3", "h5py", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    tensorflow = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _ModelTraceFilter) for f in tensorflow.filters):
+        tensorflow.addFilter(_ModelTraceFilter())
 
 
 def script_parser(doc: str, *, description: str | None = None) -> argparse.ArgumentParser:
@@ -226,9 +242,39 @@ def add_setting_arguments(
             )
 
 
+def add_split_file_argument(parser: argparse.ArgumentParser) -> None:
+    """``--split_file SPLIT=FILE``, repeated: a published split's lists (settings ``split_file_<split>``)."""
+    parser.add_argument(
+        "--split_file",
+        action="append",
+        metavar="SPLIT=FILE",
+        help="a published split of a folder:/csv: collection, one list per split (training, validation, "
+        "test), one audio path a line relative to the collection's root, e.g. --split_file "
+        "training=train_filtered.txt; tracks listed in none are left out (config.py SPLIT_FILE_TRAINING...)",
+    )
+
+
+def split_file_overrides(values: Sequence[str] | None) -> dict[str, str]:
+    """The settings of ``--split_file SPLIT=FILE`` flags; ConfigError for a malformed one, naming it."""
+    overrides: dict[str, str] = {}
+    for value in values or ():
+        split, sep, path = value.partition("=")
+        if not sep or split.strip() not in SPLIT_FILE_KEYS or not path.strip():
+            raise ConfigError(
+                f"--split_file {value!r} must be SPLIT=FILE with SPLIT one of {', '.join(SPLIT_FILE_KEYS)}"
+            )
+        key = SPLIT_FILE_KEYS[split.strip()]
+        if key in overrides:
+            raise ConfigError(f"--split_file {value!r}: the {split.strip()} split's list is given twice")
+        overrides[key] = path.strip()
+    return overrides
+
+
 def settings_from_args(args: argparse.Namespace, base: Mapping[str, Any] | None = None) -> Settings:
-    """Settings from ``base`` (config.py's values), ``args.config`` and every setting flag in ``args``."""
+    """Settings from ``base`` (config.py's values), ``args.config`` and every setting flag in ``args``
+    (``--split_file`` included, when the parser has it)."""
     overrides = {key: value for key, value in vars(args).items() if key in Settings.__dataclass_fields__}
+    overrides.update(split_file_overrides(getattr(args, "split_file", None)))
     return Settings.build(getattr(args, "config", None), overrides, base=base)
 
 
@@ -237,6 +283,7 @@ __all__ = [
     "add_config_argument",
     "add_dataset_arguments",
     "add_setting_arguments",
+    "add_split_file_argument",
     "check_output_file",
     "config_settings",
     "config_values",
@@ -249,6 +296,7 @@ __all__ = [
     "script_parser",
     "settings_from_args",
     "setup_logging",
+    "split_file_overrides",
     "teardown_logging",
 ]
 
@@ -287,8 +335,6 @@ def ensemble_from_args(args: argparse.Namespace, defaults: Settings | None = Non
     """The :class:`~genrekit.evaluate.ensemble.Ensemble` of ``--model`` (repeated), ``--weight`` and
     ``--ensemble``; None for one model (which then runs exactly as without these options).
     ``defaults`` (config.py's settings) name the model and config files inside run folders."""
-    from genrekit.errors import ConfigError
-
     models = args.model or []
     if args.ensemble is None and len(models) <= 1:
         from genrekit.evaluate.ensemble import parse_model_arg

@@ -59,6 +59,12 @@ class Settings:
     audio_dir: str = "fma_data/extracted/fma_large/fma_large"  # folder holding NNN/NNNNNN.mp3
     # "fma" (the two folders above), "folder:PATH" (ROOT/<genre>/[<sub>/]<file>), "csv:FILE"
     dataset: str = "fma"
+    # A folder:/csv: collection's published split (e.g. GTZAN's train_filtered.txt): one list file
+    # per split, one audio path a line, relative to the collection's root; tracks listed in none
+    # are left out. All three or none ("": the collection's own split, or 80/10/10).
+    split_file_training: str = ""
+    split_file_validation: str = ""
+    split_file_test: str = ""
     demo_dir: str = "fma_data/demo"  # the built-in demo dataset (its own folder, never posing as FMA)
     cache_dir: str = "fma_data/features"  # mel-segment feature caches, one sub-folder per parameter set
     pretrained_dir: str = "fma_data/pretrained"  # pretrained backbones converted by fetch_backbone.py
@@ -390,9 +396,33 @@ def _validate(values: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"setting 'ast_dim' ({values['ast_dim']}) must be a multiple of 'ast_heads' ({values['ast_heads']})"
         )
+    _check_split_files(values)
     check_choice(values)  # fine_tune_from needs the musicnn backbone (genrekit.models.registry)
     if values["n_fft"] < values["hop_length"]:
         raise ConfigError(f"setting 'n_fft' ({values['n_fft']}) must be >= 'hop_length'")
+
+
+SPLIT_FILE_KEYS = {split: f"split_file_{split}" for split in SPLITS}  # split -> its list's setting
+
+
+def _check_split_files(values: Mapping[str, Any]) -> None:
+    given = [key for key in SPLIT_FILE_KEYS.values() if values[key]]
+    if given and values["dataset"] == "fma":
+        raise ConfigError(
+            f"setting {given[0]!r} gives a split list, which is for a folder:/csv: collection (--dataset); "
+            "FMA has its own split"
+        )
+    if given and len(given) < len(SPLIT_FILE_KEYS):
+        lacking = [key for key in SPLIT_FILE_KEYS.values() if not values[key]]
+        raise ConfigError(
+            f"split lists are given for {', '.join(given)} but not {', '.join(lacking)}: give all three "
+            "(--split_file training=FILE --split_file validation=FILE --split_file test=FILE)"
+        )
+
+
+def split_files(settings: Settings) -> dict[str, str]:
+    """Split -> list file of the settings' split lists; empty when none are given."""
+    return {split: getattr(settings, key) for split, key in SPLIT_FILE_KEYS.items() if getattr(settings, key)}
 
 
 def checked_settings(values: Mapping[str, Any], source: str | os.PathLike | None = None) -> dict[str, Any]:

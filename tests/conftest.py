@@ -47,6 +47,20 @@ def real_clip(fma_real: Path) -> Path:
     return path
 
 
+# The whole fma_small/000/ folder: 62 genuine clips (30 s, 44.1 kHz, 60 stereo and 2 mono).
+REAL_CLIPS = 62
+
+
+@pytest.fixture(scope="session")
+def real_clips_dir(fma_real: Path) -> Path:
+    """``fma_small/000/`` of the genuine files, holding its 62 clips; skips the test when it does not."""
+    folder = fma_real / "fma_small" / "000"
+    found = len(list(folder.glob("*.mp3")))
+    if found != REAL_CLIPS:
+        pytest.skip(f"{folder} holds {found} of fma_small's {REAL_CLIPS} clips of 000/ (see its README)")
+    return folder
+
+
 # A small demo dataset shared by the whole session: 120 tracks of 3 s, FMA's layout and defects.
 DEMO_TRACKS = 120
 DEMO_SECONDS = 3.0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -25,7 +25,7 @@ from genrekit.datasets.labels import GenreTree
 from genrekit.datasets.own import FolderDataset, ManifestDataset
 from genrekit.errors import ConfigError, DatasetError
 from genrekit.paths import SETUP_HINTS, require_dir
-from genrekit.settings import Settings
+from genrekit.settings import Settings, split_files
 
 __all__ = [
     "FMA_SPEC",
@@ -155,18 +155,22 @@ def from_spec(
     metadata_dir: str | os.PathLike | None = None,
     audio_dir: str | os.PathLike | None = None,
     subset: str = "large",
+    split_lists: Mapping[str, str | os.PathLike] | None = None,
 ) -> Dataset:
     """The dataset a spec names (``--dataset``, config.py ``DATASET``, the JSON key ``dataset``).
 
     ``fma`` is FMA (or the demo) in ``metadata_dir`` and ``audio_dir``; ``folder:PATH`` genre
     folders (:class:`~genrekit.datasets.own.FolderDataset`); ``csv:FILE`` a manifest
     (:class:`~genrekit.datasets.own.ManifestDataset`): the class :data:`SOURCES` names. ``seed``
-    seeds the split of a source that gives none.
+    seeds the split of a source that gives none; ``split_lists`` (split -> list file,
+    :mod:`genrekit.datasets.split_lists`) give the split of a ``folder:``/``csv:`` source.
     """
     kind, path = parse_spec(spec)
     if kind == FMA_SPEC:
+        if split_lists:
+            raise ConfigError("split lists are for a folder:/csv: collection; FMA has its own split")
         return FMADataset(metadata_dir, audio_dir, subset=subset)
-    return SOURCES[kind](Path(path).expanduser(), seed=seed)
+    return SOURCES[kind](Path(path).expanduser(), seed=seed, split_lists=split_lists)
 
 
 def from_settings(
@@ -186,4 +190,5 @@ def from_settings(
         metadata_dir=metadata_dir or settings.metadata_dir,
         audio_dir=audio_dir or settings.audio_dir,
         subset=settings.subset,
+        split_lists=split_files(settings),
     )

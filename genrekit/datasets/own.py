@@ -5,13 +5,14 @@ folders are the genre hierarchy. :class:`ManifestDataset` reads a CSV with one r
 (``path``, ``genres`` such as ``Rock/Punk;Electronic``, optional ``artist``, ``split`` and
 ``track_id``). Both give stable ids (hashes of the relative path and of the genre path, never
 listing order), FMA's masking rule (a track whose genres span two roots has no top target) and
-the split of :mod:`genrekit.datasets.splitting` unless the source gives one. Nothing is written into the
-music folder: the feature cache is named from the source (:attr:`OwnDataset.cache_name`).
+the split of :mod:`genrekit.datasets.splitting` unless the source gives one, or published split lists
+(:mod:`genrekit.datasets.split_lists`) give it. Nothing is written into the music folder: the feature cache is named from the source (:attr:`OwnDataset.cache_name`).
 """
 
 from __future__ import annotations
 
 import abc
+import dataclasses
 import hashlib
 import logging
 import os
@@ -24,6 +25,7 @@ import pandas as pd
 
 from genrekit.datasets.interface import Dataset, LabelledDataset
 from genrekit.datasets.labels import MASKED, GenreTree, Vocabulary
+from genrekit.datasets.split_lists import assign_listed, read_split_lists
 from genrekit.datasets.splitting import assign_splits
 from genrekit.errors import DatasetError
 from genrekit.features.audio_files import AUDIO_EXTENSIONS
@@ -65,13 +67,22 @@ class OwnDataset(Dataset):
     """What both own sources share: ids, the genre tree, the track table and the split.
 
     Subclasses list their tracks (:meth:`entries`) and say whether artists and a split are known.
+    ``split_lists`` (split -> list file, :mod:`genrekit.datasets.split_lists`) gives the split of
+    the tracks they list, and leaves the others out.
     """
 
     kind = ""  # "folder" or "csv": the prefix of the source's spec
 
-    def __init__(self, source: str | os.PathLike, *, seed: int = 0):
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        *,
+        seed: int = 0,
+        split_lists: Mapping[str, str | os.PathLike] | None = None,
+    ):
         self.source = Path(source)
         self.seed = int(seed)
+        self.split_lists = dict(split_lists or {})
         self.subset = ""
         self.skipped: dict[int, str] = {}
         self._built: tuple[GenreTree, pd.DataFrame, dict[int, Path]] | None = None
@@ -128,8 +139,30 @@ class OwnDataset(Dataset):
 
     def _build(self) -> tuple[GenreTree, pd.DataFrame, dict[int, Path]]:
         if self._built is None:
-            self._built = self._make(self.entries())
+            entries = self.entries()
+            self._built = self._make(self._listed(entries) if self.split_lists else entries)
         return self._built
+
+    def _listed(self, entries: list[TrackEntry]) -> list[TrackEntry]:
+        """The entries the split lists name, with their split; the others left out (counted in one line)."""
+        if any(e.split for e in entries):
+            raise DatasetError(
+                f"{self.source} gives a split column and split lists are given too (--split_file): give one"
+            )
+        splits = assign_listed(
+            read_split_lists(self.split_lists), self.audio_dir, [e.path for e in entries], str(self.source)
+        )
+        kept = [dataclasses.replace(e, split=s) for e, s in zip(entries, splits, strict=True) if s]
+        if len(kept) < len(entries):
+            unlisted = next(e.key for e, s in zip(entries, splits, strict=True) if not s)
+            log.info(
+                "%d of the %d tracks of %s are in no split list: left out (e.g. %s)",
+                len(entries) - len(kept),
+                len(entries),
+                self.source,
+                unlisted,
+            )
+        return kept
 
     def _make(self, entries: list[TrackEntry]) -> tuple[GenreTree, pd.DataFrame, dict[int, Path]]:
         genre_of, tree = self._genre_ids(entries)

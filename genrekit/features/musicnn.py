@@ -288,8 +288,8 @@ class MusicnnPatches(MusicnnInput):
         return f"musicnn patches of {PATCH_FRAMES} frames x {N_MELS} mels"
 
 
-def format_tags(frontend: FrontEnd, path: str | os.PathLike) -> str:
-    """The backbone's own tags of a file, most likely first, one ``probability  tag`` per line.
+def check_tags(frontend: FrontEnd) -> MusicnnInput:
+    """``frontend`` when it has backbone tags (a musicnn front end).
 
     Raises
     ------
@@ -300,9 +300,42 @@ def format_tags(frontend: FrontEnd, path: str | os.PathLike) -> str:
         raise ConfigError(
             f"the model's front end {frontend.name!r} has no backbone tags (--tags needs musicnn)"
         )
+    return frontend
+
+
+def format_tags(frontend: FrontEnd, path: str | os.PathLike) -> str:
+    """The backbone's own tags of a file, most likely first, one ``probability  tag`` per line.
+
+    Raises
+    ------
+    ConfigError
+        When the front end has no tags (log-mel segments: the ``cnn`` backbone).
+    """
+    frontend = check_tags(frontend)
     probs = frontend.taggram(path)
     names = frontend.tags()
     order = np.argsort(-probs, kind="stable")
     lines = [f"{frontend.model} tags of {path} (mean over {frontend.patches} patches):"]
     lines += [f"  {probs[i]:.3f}  {names[i]}" for i in order]
+    return "\n".join(lines)
+
+
+def format_top_tags(frontend: FrontEnd, files: Mapping[str, str | os.PathLike], top_k: int) -> str:
+    """The backbone's ``top_k`` most likely tags of each file, one ``name  tag 0.61, ...`` line per file.
+
+    ``files`` maps the name printed (a folder run's key) to the audio file, in the order printed.
+
+    Raises
+    ------
+    ConfigError
+        When the front end has no tags (log-mel segments: the ``cnn`` backbone).
+    """
+    frontend = check_tags(frontend)
+    names = frontend.tags()
+    width = max((len(key) for key in files), default=0)
+    lines = [f"{frontend.model} tags, the {top_k} most likely (mean over {frontend.patches} patches):"]
+    for key, path in files.items():
+        probs = frontend.taggram(path)
+        best = np.argsort(-probs, kind="stable")[:top_k]
+        lines.append(f"  {key:<{width}}  " + ", ".join(f"{names[i]} {probs[i]:.2f}" for i in best))
     return "\n".join(lines)
