@@ -59,6 +59,7 @@ SETTING_FLAGS = [
     "subset",
     "dataset",
     "workers",
+    "engine",
     "seed",
     "strategy",
     "mixed_precision",
