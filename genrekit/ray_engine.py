@@ -14,6 +14,7 @@ instance). Ray is imported only here, when the engine is asked for (the ``genrek
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from collections import deque
@@ -24,6 +25,8 @@ from typing import Any
 from genrekit.engine import Engine
 from genrekit.errors import EngineError
 from genrekit.workers import InOrder, Outcome, WorkerStartupError, limit_threads, native_stderr_to
+
+log = logging.getLogger(__name__)
 
 BATCH_FILES = 8  # items per Ray task: its scheduling cost is paid once a batch; a lost worker redoes <= this
 STRIKES = 2  # a file whose worker dies this many times is reported as crashed, not sent again
@@ -94,6 +97,7 @@ class RayEngine(Engine):
     name = "ray"
 
     def __init__(self, batch_files: int = BATCH_FILES) -> None:
+        import_ray()  # without the extra: one line saying what to install, before any work
         self.batch_files = batch_files
 
     def workers(self, requested: int | None) -> int:
@@ -170,6 +174,10 @@ class _Spec:
         )
 
 
+def _suspect(batch: list[_Job]) -> bool:
+    return len(batch) == 1 and batch[0].strikes > 0
+
+
 class _Actor:
     """One live actor, its readiness call and its batches in flight (oldest first: running)."""
 
@@ -222,17 +230,22 @@ class _RayRun:
                 self.ray.kill(actor.handle, no_restart=True)
 
     def feed(self, per_batch: int) -> None:
-        """Queue batches on every actor up to ``in_flight``; suspects go one per batch."""
+        """Queue batches on every actor up to ``in_flight``.
+
+        A suspect goes alone to an idle actor, and nothing is queued behind it: a worker that
+        dies abruptly can take the replies of its finished batches with it, so only a death with
+        nothing else in flight says which item killed it.
+        """
         for depth in range(1, self.spec.in_flight + 1):  # round robin: every actor gets work first
             for actor in self.actors:
-                if len(actor.inflight) >= depth:
+                if len(actor.inflight) >= depth or (actor.inflight and _suspect(actor.inflight[-1][1])):
                     continue
-                if self.suspects:
+                if self.suspects and not actor.inflight:
                     batch = [self.suspects.popleft()]
                 elif self.queue:
                     batch = [self.queue.popleft() for _ in range(min(per_batch, len(self.queue)))]
                 else:
-                    return
+                    continue
                 ref = actor.handle.run.remote([(job.index, job.item) for job in batch])
                 actor.inflight.append([ref, batch, time.monotonic()])
 
@@ -253,10 +266,12 @@ class _RayRun:
             except self.ray.exceptions.RayTaskError as exc:  # finish() failed: the job cannot go on
                 raise EngineError(f"a Ray worker could not finish a batch: {exc.cause}") from None
             except self.ray.exceptions.RayError as exc:  # the actor (or its node) died
-                yield from self._replace(i, actor, hung=False, why=type(exc).__name__)
+                # Died in its constructor (cannot import genrekit, say): a set-up problem.
+                startup = bool(getattr(exc, "actor_init_failed", False))
+                yield from self._replace(i, actor, hung=False, startup=startup, why=type(exc).__name__)
                 continue
             if self._hung(actor, now):
-                yield from self._replace(i, actor, hung=True, why="hang")
+                yield from self._replace(i, actor, hung=True, startup=False, why="hang")
 
     def _answers(self, actor: _Actor, done: set, now: float) -> Iterator[Outcome]:
         if not actor.ready and actor.ready_ref in done:
@@ -286,42 +301,37 @@ class _RayRun:
         allowed = s.timeout * len(batch) + (0.0 if actor.answered else s.first_item_allowance)
         return now - started > allowed
 
-    def _replace(self, i: int, actor: _Actor, hung: bool, why: str) -> Iterator[Outcome]:
+    def _replace(self, i: int, actor: _Actor, hung: bool, startup: bool, why: str) -> Iterator[Outcome]:
         """Kill actor ``i``, start another; blame its running batch (a strike per item), requeue
         the batches it had not started; yield the items that are out of chances."""
         self.ray.kill(actor.handle, no_restart=True)
         self.actors[i] = self.new_actor()
+        if not startup:
+            self.deaths = 0
+            log.warning("a Ray worker was lost (%s); its unfinished items go to a new worker", why)
         if not actor.inflight:
+            if startup:
+                self._count_startup_death(why)
             return
         (_, running, _), *waiting = actor.inflight
         for _, batch, _ in reversed(waiting):
             self.queue.extendleft(reversed(batch))
-        if not actor.ready and not self._ready_now(actor):  # never started: a set-up problem
+        if startup:  # never started: not the items' fault
             self.queue.extendleft(reversed(running))
             self._count_startup_death(why)
             return
         s = self.spec
+        alone = _suspect(running) and not waiting  # then the death (or hang) is this item's
         for job in running:
             job.strikes += 1
-            if hung and len(running) == 1:
+            if hung and alone:
                 reason = s.timeout_reason.format(timeout=s.timeout)
                 yield Outcome(job.index, job.item, failure="timeout", reason=reason)
-            elif job.strikes >= STRIKES:
+            elif alone and job.strikes >= STRIKES:
                 reason = s.crashed_reason.format(exitcode="unknown")
                 yield Outcome(job.index, job.item, failure="crashed", reason=reason)
             else:
                 self.suspects.append(job)
-
-    def _ready_now(self, actor: _Actor) -> bool:
-        """Whether the actor had started (its readiness call answered) though not seen yet."""
-        done, _ = self.ray.wait([actor.ready_ref], timeout=0)
-        if not done:
-            return False
-        try:
-            self.ray.get(actor.ready_ref)
-        except self.ray.exceptions.RayError:  # it died in its constructor
-            return False
-        return True
 
     def _count_startup_death(self, why: str) -> None:
         self.deaths += 1
