@@ -23,6 +23,7 @@ import os
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the musicnn workers' TensorFlow notes
 
 import argparse  # noqa: E402
 import shutil  # noqa: E402
@@ -120,7 +121,9 @@ def report(args, source, items, times, same, ray_start, cpus) -> None:  # noqa: 
     rate = {engine: len(items) / min(t) for engine, t in times.items()}
     ratio = rate["ray"] / rate["local"]
     print(f"{len(items)} rows of {args.frontend} features from {source}; {args.workers} workers each")
-    print(f"Ray instance: {cpus:g} CPUs on this machine, started in {ray_start:.1f} s (once per cluster, not counted)")
+    print(
+        f"Ray instance: {cpus:g} CPUs on this machine, started in {ray_start:.1f} s (once per cluster, not counted)"
+    )
     for engine, t in times.items():
         runs = ", ".join(f"{s:.1f} s" for s in t)
         print(f"{engine:6s} engine: {rate[engine]:7.2f} clips/s (best of {runs}, worker start-up included)")

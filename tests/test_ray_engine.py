@@ -301,3 +301,15 @@ def test_ray_folder_inference_equals_the_local_pools(ray_address, tiny_run, loca
     local, ray = reports["local"], reports["ray"]
     assert ray["results"] == local["results"] and ray["errors"] == local["errors"]
     assert ray["skipped"] == local["skipped"] and local["results"]
+
+
+@pytest.mark.slow
+def test_ray_mfcc_baseline_equals_the_local_pools(ray_address, local_cache):
+    from genrekit.evaluate.baseline import extract_mfcc_features
+
+    items = local_cache["items"][:8]
+    local = extract_mfcc_features(items, duration=3.0, workers=2)
+    ray = extract_mfcc_features(items, duration=3.0, workers=2, engine="ray")
+    assert ray.track_ids.tolist() == local.track_ids.tolist() and len(local.track_ids) > 0
+    assert np.array_equal(ray.features, local.features)
+    assert ray.failures == local.failures

@@ -215,6 +215,8 @@ def _run_pool(
                 bar.set_postfix(defective_or_missing=bad, refresh=False)
             bar.update(1)
     except WorkerStartupError as exc:
+        if options.engine.name != "local":  # the engine's own words (Ray: what each node needs)
+            raise CacheError(f"feature cache {stderr_path.parent}: {exc}") from None
         raise CacheError(
             f"feature worker processes die before decoding anything ({exc.why}); if you build the "
             'cache from your own script, put its code under `if __name__ == "__main__":` '
