@@ -41,6 +41,10 @@ from genrekit.errors import AudioDecodeError, ConfigError
 log = logging.getLogger("balanced_inference")
 
 
+# The settings a flag may override at inference (the rest come from the model's training config).
+INFERENCE_KEYS = ("top_k", "threshold", "workers", "engine", "inference_batch_size", "inference_segment_hop")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
@@ -70,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recursive", action="store_true", help="include sub-folders of --folder")
     add_setting_arguments(
         parser,
-        ["top_k", "threshold", "workers", "inference_batch_size", "inference_segment_hop"],
+        INFERENCE_KEYS,
         aliases={"inference_batch_size": ["--batch_size"], "inference_segment_hop": ["--segment_hop"]},
         base=config_values(config),
     )
@@ -108,13 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     from genrekit.infer.output import format_summary, format_table, write_report
     from genrekit.infer.predict import MusicGenreInference
 
-    overrides = {
-        key: getattr(args, key)
-        for key in ("top_k", "threshold", "workers", "inference_batch_size", "inference_segment_hop")
-    }
+    overrides = {key: getattr(args, key) for key in INFERENCE_KEYS}
     defaults = config_settings(config)
     if overrides["workers"] is None:  # this machine's worker count, not the training machine's
         overrides["workers"] = defaults.workers
+    if overrides["engine"] is None:  # likewise: config.py's ENGINE, not the training's
+        overrides["engine"] = defaults.engine
     if args.output:
         check_output_file(args.output)
     ensemble = ensemble_from_args(args, defaults)

@@ -60,6 +60,7 @@ SETTING_FLAGS = [
     "subset",
     "dataset",
     "workers",
+    "engine",
     "seed",
     "strategy",
     "mixed_precision",

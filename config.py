@@ -27,3 +27,4 @@ Uncomment a line to use it; the values below are examples, not the defaults.
 # NUM_EPOCHS = 30
 # BACKBONE = "musicnn"  # heads on pretrained musicnn embeddings instead of the CNN
 # WORKERS = 4  # processes decoding audio (0: all CPU cores)
+# ENGINE = "ray"  # run feature extraction and folder inference on a Ray cluster (RAY_ADDRESS)

@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metadata_dir", help="use this dataset's tracks.csv/genres.csv instead of a demo")
     parser.add_argument("--audio_dir", help="with --metadata_dir: its audio folder")
     parser.add_argument("--workers", type=int, default=2, help="processes for generation and MFCCs (2)")
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="where the MFCC workers run (genrekit.engine)",
+    )
     return parser
 
 
@@ -80,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = fma.derive_targets(tracks, GenreTree(fma.load_genres(metadata_dir / "genres.csv")))
     targets = targets[targets["split"].isin(["training", "test"])]
     items = fma.audio_items(audio_dir, targets.index)
-    feats = extract_mfcc_features(items, duration=args.clip_seconds, workers=args.workers)
+    feats = extract_mfcc_features(items, duration=args.clip_seconds, workers=args.workers, engine=args.engine)
     print(
         f"MFCC statistics: {len(feats.track_ids)} clips, {len(feats.failures)} failed, {feats.seconds:.0f} s"
     )

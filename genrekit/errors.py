@@ -54,3 +54,7 @@ class ParameterError(GenrekitError, ValueError):
 
 class ParameterTypeError(GenrekitError, TypeError):
     """An argument of a type a function cannot read; also a ``TypeError``."""
+
+
+class EngineError(GenrekitError):
+    """An execution engine that cannot run: its package not installed, its cluster unreachable."""

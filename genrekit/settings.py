@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from genrekit.engine import ENGINES
 from genrekit.errors import ConfigError
 from genrekit.fileio import read_json
 from genrekit.models.registry import BACKBONES, check_choice, model_kind
@@ -170,6 +171,9 @@ class Settings:
     tune_thresholds: bool = True
     top_k: int = 3  # genres listed per head in predictions
     workers: int = 0  # worker processes for decoding and feature extraction; 0 = all CPU cores
+    # where the feature/embedding cache, folder inference and the MFCC baseline run their workers:
+    # "local" (this machine's cores) or "ray" (a Ray cluster, RAY_ADDRESS; pip install genrekit[ray])
+    engine: str = "local"
     inference_batch_size: int = 64  # segments per predict batch
     split: str = "test"  # split evaluated by model_evaluation.py
     calibration_bins: int = 10  # equal-width confidence bins of the expected calibration error
@@ -334,6 +338,7 @@ _RULES: dict[str, tuple[Any, str]] = {
         "must be 'fma', 'folder:PATH' (genre folders) or 'csv:FILE' (a manifest)",
     ),
     "split": (lambda v: v in SPLITS, f"must be one of {', '.join(SPLITS)}"),
+    "engine": (lambda v: v in ENGINES, f"must be one of {', '.join(ENGINES)}"),
     "strategy": (lambda v: v in STRATEGIES, f"must be one of {', '.join(STRATEGIES)}"),
     "lr_schedule": (lambda v: v in LR_SCHEDULES, f"must be one of {', '.join(LR_SCHEDULES)}"),
     "monitor": (lambda v: v in MONITORS, f"must be one of {', '.join(MONITORS)}"),

@@ -292,7 +292,7 @@ def run_pool(
     limits = _Limits(timeout, first_item_allowance, startup_deaths, crashed_reason, timeout_reason)
     stderr = None if stderr_path is None else str(stderr_path)
     pool = _Pool(multiprocessing.get_context("spawn"), (func, args, stderr), tasks, workers, limits)
-    in_order = _InOrder() if ordered else None
+    in_order = InOrder() if ordered else None
     try:
         while pool.busy():
             pool.feed(in_flight)
@@ -319,7 +319,7 @@ class _Limits:
     timeout_reason: str
 
 
-class _InOrder:
+class InOrder:
     """Outcomes held back until every earlier item's outcome is out (``run_pool(ordered=True)``)."""
 
     def __init__(self) -> None:

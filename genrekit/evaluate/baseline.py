@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from genrekit.engine import Engine, get_engine
 from genrekit.errors import AudioDecodeError, ConfigError
 from genrekit.fileio import replacing
-from genrekit.workers import run_pool, run_serial
+from genrekit.workers import run_serial
 
 if TYPE_CHECKING:
     from genrekit.workers import Outcome
@@ -191,21 +192,24 @@ def extract_mfcc_features(
     workers: int = 0,
     progress: bool = False,
     timeout: float = DECODE_TIMEOUT,
+    engine: str | Engine | None = None,
 ) -> MfccFeatures:
     """MFCC statistics of ``(track_id, path)`` items, in a process pool.
 
     A clip that cannot be decoded is recorded in ``failures`` (id -> reason) and left out, never
     filled with zeros; so is one whose worker crashes or takes more than ``timeout`` seconds.
-    ``workers``: 0 = all CPU cores, 1 = in this process.
+    ``workers``: 0 = all CPU cores (of the engine's machines), 1 = in this process (local engine).
+    ``engine``: where the workers run (:mod:`genrekit.engine`; default the local pool).
     """
 
     started = time.time()
     jobs = [(int(t), str(p), int(sample_rate), duration) for t, p in items]
-    workers = workers or (os.cpu_count() or 1)
-    if workers == 1 or len(jobs) < 2:
+    engine = get_engine(engine)
+    workers = engine.workers(workers)
+    if engine.in_process(workers, len(jobs)):
         outcomes: Iterator[Outcome] = run_serial(_one, jobs)
     else:
-        outcomes = run_pool(
+        outcomes = engine.map(
             _one,
             jobs,
             workers=workers,

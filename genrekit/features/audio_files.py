@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from genrekit.engine import Engine, get_engine
 from genrekit.errors import AudioDecodeError
 from genrekit.features.decode import decodable_length, decoded_length
 from genrekit.features.frontends import FrontEnd
 from genrekit.features.mel import load_segments, load_track_segments, segment_starts
 from genrekit.features.params import FeatureParams
-from genrekit.workers import Outcome, reason_of, run_pool
+from genrekit.workers import Outcome, reason_of
 
 # Extensions decoded (what libsndfile reads); other files in a folder are skipped and counted.
 AUDIO_EXTENSIONS = frozenset(
@@ -190,6 +191,7 @@ def decode_parallel(
     workers: int,
     quiet: bool = True,
     timeout: float = DECODE_TIMEOUT,
+    engine: str | Engine | None = None,
 ) -> Iterator[Decoded]:
     """Decode ``items`` ((key, path)) in ``workers`` spawned processes; yield results as they finish.
 
@@ -197,12 +199,14 @@ def decode_parallel(
     model) is slower than decoding. A worker that dies (a decoder crash) or takes more than
     ``timeout`` seconds on a file does not stop the run: that file is reported as an error and a
     fresh worker goes on (:func:`genrekit.workers.run_pool`). ``quiet``: the native decoders'
-    messages on stderr are dropped.
+    messages on stderr are dropped. ``engine``: where the workers run (:mod:`genrekit.engine`;
+    default the local pool).
     """
     outcomes = decoding_pool(
         _decode_item,
         items,
         params,
+        engine=engine,
         workers=workers,
         args=(params, hop_seconds),
         timeout=timeout,
@@ -214,19 +218,27 @@ def decode_parallel(
 
 
 def decoding_pool(
-    func: Callable[..., Any], items: Iterable[Any], frontend: FeatureParams | FrontEnd, **options: Any
+    func: Callable[..., Any],
+    items: Iterable[Any],
+    frontend: FeatureParams | FrontEnd,
+    engine: str | Engine | None = None,
+    **options: Any,
 ) -> Iterator[Outcome]:
-    """:func:`genrekit.workers.run_pool` for decoding audio (the feature cache, folder inference).
+    """An engine's worker pool for decoding audio (the feature cache, folder inference).
 
     Two files in flight per worker, so none waits for the main process; a front end that loads a
-    model in each worker (a backbone) gets its ``startup_seconds`` on a worker's first file; a
-    hang is reported in decoding's words. ``options`` are run_pool's.
+    model in each worker (a backbone: ``startup_seconds`` > 0) gets that allowance on a worker's
+    first file, and a GPU where the engine has some; a hang is reported in decoding's words.
+    ``engine``: :func:`genrekit.engine.get_engine`'s (default the local pool); ``options`` are
+    :func:`genrekit.workers.run_pool`'s.
     """
-    return run_pool(
+    startup = float(getattr(frontend, "startup_seconds", 0.0))
+    return get_engine(engine).map(
         func,
         items,
         in_flight=2,
-        first_item_allowance=float(getattr(frontend, "startup_seconds", 0.0)),
+        uses_model=startup > 0,
+        first_item_allowance=startup,
         timeout_reason="decoding took more than {timeout:g} s (hang); worker killed",
         **options,
     )

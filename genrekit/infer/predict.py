@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from genrekit.engine import get_engine
 from genrekit.errors import AudioDecodeError, GenrekitError, ModelError
 from genrekit.features.audio_files import Decoded, decode_file, decode_parallel, list_audio_files
 from genrekit.fileio import file_digest, read_json
@@ -146,8 +147,9 @@ class MusicGenreInference:
         self.heads = heads_of_config(self.training_config)
         values = dict(read_config_file(settings_path)) if settings_path else {}
         values.update({k: v for k, v in overrides.items() if v is not None})
-        # The training machine's worker count says nothing about this one.
+        # The training machine's worker count and engine say nothing about this one.
         values.setdefault("workers", default_value("workers"))
+        values.setdefault("engine", default_value("engine"))
         self.settings = Settings.build(self.config_path, values)
         # A threshold the user asks for wins; else the per-genre thresholds saved with the model,
         # and with them the rule they were chosen with: the top head's genre is always listed.
@@ -160,7 +162,8 @@ class MusicGenreInference:
         self.top_k = self.settings.top_k
         self.segment_hop = self.settings.inference_segment_hop
         self.batch_size = self.settings.inference_batch_size
-        self.workers = self.settings.num_workers
+        self.engine = get_engine(self.settings.engine)  # where files are decoded (genrekit.engine)
+        self.workers = self.engine.workers(self.settings.workers)
         self.model = load_model(self.model_path)
         check_model(self.model, self.training_config, self.model_path, self.config_path)
         # What native decoders (mpg123) print on stderr is dropped in every mode; True shows it.
@@ -291,20 +294,22 @@ class MusicGenreInference:
 
     def decode_items(self, items: list[tuple[str, str]], workers: int | None = None) -> Iterable[Decoded]:
         """``items`` ((key, path)) decoded by this model's front end, in ``workers`` processes
-        (default: the settings'); in this process with ``workers`` <= 1 or a single file.
+        (default: the settings') of the settings' engine; with the local engine in this process
+        for ``workers`` <= 1 or a single file.
 
         Close what it returns (when it has ``close``) to stop the worker pool.
         """
         workers = self.workers if workers is None else workers
-        if workers > 1 and len(items) > 1:
-            return decode_parallel(
-                items,
-                self.params,
-                self.segment_hop,
-                min(workers, len(items)),
-                quiet=not self.decoder_messages,
-            )
-        return (self._decode_here(k, p) for k, p in items)
+        if self.engine.in_process(workers, len(items)):
+            return (self._decode_here(k, p) for k, p in items)
+        return decode_parallel(
+            items,
+            self.params,
+            self.segment_hop,
+            max(1, min(workers, len(items))),
+            quiet=not self.decoder_messages,
+            engine=self.engine,
+        )
 
     def predict_files(
         self,

@@ -179,7 +179,9 @@ class BalancedGenreProcessor:
         frontend = self.frontend()
         folder = cache_folder(cache_dir or self.settings.cache_dir, self.dataset.cache_name, frontend)
         items = self.dataset.audio_items(track_ids)
-        summary = ensure_cache(folder, items, frontend, workers=self.settings.num_workers, shard=shard)
+        summary = ensure_cache(
+            folder, items, frontend, workers=self.settings.workers, shard=shard, engine=self.settings.engine
+        )
         log.debug("feature cache %s: %s", folder, summary)  # ensure_cache logs it at INFO
         return FeatureCache.open(folder, frontend)
 

@@ -26,7 +26,7 @@ log = logging.getLogger("genrekit.train.run")  # the trainer's log, as when this
 # Settings that do not shape the model: a finished run is reused even when these differ.
 NOT_SHAPING = frozenset(
     {
-        "output_dir", "cache_dir", "data_dir", "demo_dir", "workers", "strategy", "threshold", "top_k",
+        "output_dir", "cache_dir", "data_dir", "demo_dir", "workers", "engine", "strategy", "threshold", "top_k",
         "inference_batch_size", "inference_segment_hop", "split", "calibration_bins",
         "confusion_max_classes", "model_filename", "training_config_filename", "mixed_precision",
     }

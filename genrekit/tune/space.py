@@ -40,7 +40,7 @@ DEFAULT_SPACE: dict[str, dict[str, Any]] = {
 NOT_TUNABLE = frozenset(
     {
         "output_dir", "cache_dir", "data_dir", "demo_dir", "metadata_dir", "audio_dir", "pretrained_dir",
-        "dataset", "subset", "workers", "strategy", "split", "model_filename", "training_config_filename",
+        "dataset", "subset", "workers", "engine", "strategy", "split", "model_filename", "training_config_filename",
         "monitor", "num_epochs", "seed",
     }
 )  # fmt: skip

@@ -33,7 +33,10 @@ requested front end (:class:`~genrekit.features.frontends.FrontEnd`: another one
 feature version) is refused with a :class:`~genrekit.errors.CacheError` naming the differences:
 features are never mixed. The front end decides what a row holds; the cache only stores rows.
 
-Sharding over several machines: ``ensure_cache(..., shard=(i, n))`` (``--shard i/n``) takes the
+Several machines, one command: ``ensure_cache(..., engine="ray")`` (``--engine ray``) runs the
+workers on a Ray cluster whose nodes see the cache folder and the audio at the same paths; the
+cache is the one the local pool builds (:mod:`genrekit.ray_engine`). Without Ray, sharding:
+``ensure_cache(..., shard=(i, n))`` (``--shard i/n``) takes the
 tracks whose ``track_id % n == i`` and builds them into parts named ``part-s{i}of{n}-*``. Run
 shard ``0/n`` ... ``n-1/n`` on n machines (each into a local cache folder of the same name, or
 one shared folder), then put all ``part-*`` folders into one folder (``rsync -a``):

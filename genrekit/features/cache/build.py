@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from genrekit.engine import Engine, get_engine
 from genrekit.errors import AudioDecodeError, CacheError, ConfigError
 from genrekit.features.audio_files import decoding_pool
 from genrekit.features.cache.parts import (
@@ -32,7 +33,7 @@ from genrekit.features.cache.parts import (
 from genrekit.features.cache.reader import FeatureCache
 from genrekit.features.frontends import FrontEnd, as_frontend
 from genrekit.features.params import FeatureParams
-from genrekit.workers import Outcome, WorkerStartupError, parent_gone, reason_of, usable_cores
+from genrekit.workers import Outcome, WorkerStartupError, parent_gone, reason_of
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,18 @@ def _write_row(fd: int, data: bytes, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
-_FDS: dict[str, int] = {}  # in a worker: the features files it has open, by part
+_FDS: dict[str, int] = {}  # in a worker: the features files it has open, by path
+
+
+def _sync_rows() -> None:
+    """In a worker on another machine (Ray): put the rows written so far on the shared disk and
+    close their files, before the driver commits them (its own fdatasync covers only its node)."""
+    while _FDS:
+        _, fd = _FDS.popitem()
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
 
 
 def _extract_row(task: tuple, frontend: FrontEnd, parts: dict[str, tuple]) -> tuple[int, str]:
@@ -116,16 +128,12 @@ def _extract_row(task: tuple, frontend: FrontEnd, parts: dict[str, tuple]) -> tu
         try:
             if len(data) != row_nbytes:
                 raise ValueError(f"row of {len(data)} bytes for {row_nbytes}")
-            if part not in _FDS:
-                _FDS[part] = os.open(features, os.O_WRONLY)
-            _write_row(_FDS[part], data, offset + row * row_nbytes)
+            if features not in _FDS:
+                _FDS[features] = os.open(features, os.O_WRONLY)
+            _write_row(_FDS[features], data, offset + row * row_nbytes)
         except (OSError, ValueError) as exc:  # disk full, I/O error: not the audio file's fault
             answer = (_WRITE_FAILED, f"cannot write features to {features}: {exc}")
     return answer
-
-
-def _resolve_workers(workers: int | None) -> int:
-    return workers or usable_cores()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,6 +144,7 @@ class _BuildOptions:
     progress: bool
     timeout: float
     commit_seconds: float
+    engine: Engine
 
 
 def _periodic_commit(writers: dict[str, PartWriter], every: float) -> Callable[[], None]:
@@ -189,6 +198,8 @@ def _run_pool(
             _extract_row,
             tasks,
             frontend,
+            engine=options.engine,
+            finish=_sync_rows,
             workers=workers,
             args=(frontend, parts),
             timeout=options.timeout,
@@ -204,6 +215,8 @@ def _run_pool(
                 bar.set_postfix(defective_or_missing=bad, refresh=False)
             bar.update(1)
     except WorkerStartupError as exc:
+        if options.engine.name != "local":  # the engine's own words (Ray: what each node needs)
+            raise CacheError(f"feature cache {stderr_path.parent}: {exc}") from None
         raise CacheError(
             f"feature worker processes die before decoding anything ({exc.why}); if you build the "
             'cache from your own script, put its code under `if __name__ == "__main__":` '
@@ -248,6 +261,7 @@ def ensure_cache(
     retry_defective: bool = False,
     timeout: float = DECODE_TIMEOUT,
     commit_seconds: float = COMMIT_SECONDS,
+    engine: str | Engine | None = None,
 ) -> CacheSummary:
     """Build the features of ``items`` that the cache does not have yet; keep everything else.
 
@@ -273,6 +287,11 @@ def ensure_cache(
     commit_seconds : float
         Finished rows are committed (features synced to disk, then their status) this often; a
         killed build loses at most this much work.
+    engine : str or Engine, optional
+        Where the workers run (:mod:`genrekit.engine`): ``"local"`` (default, this machine's
+        cores) or ``"ray"`` (a Ray cluster whose nodes all see ``cache_dir`` and the audio at the
+        same paths; ``workers`` then counts Ray workers, 0 = every CPU of the cluster). The cache
+        is the same either way.
 
     Returns
     -------
@@ -289,7 +308,7 @@ def ensure_cache(
     cache_dir = Path(cache_dir)
     shard = _check_shard(shard)
     paths = _shard_paths(items, shard)
-    options = _BuildOptions(workers, progress, timeout, commit_seconds)
+    options = _BuildOptions(workers, progress, timeout, commit_seconds, get_engine(engine))
     cache_dir.mkdir(parents=True, exist_ok=True)
     # First a shared lock: readers that find everything built (the workers of a multi-worker
     # training, all opening one cache) do not block each other; work needs the exclusive lock.
@@ -402,12 +421,13 @@ def _extract(
         if not plan.tasks:
             return 0
         frontend.prepare()  # e.g. a backbone's weights, fetched once, not by every worker
-        n_workers = _resolve_workers(options.workers)
+        n_workers = options.engine.workers(options.workers)
         log.info(
-            "extracting features of %d tracks (%d already cached) with %d workers into %s",
+            "extracting features of %d tracks (%d already cached) with %d workers (%s) into %s",
             len(plan.tasks),
             plan.cached,
             n_workers,
+            options.engine.describe(),
             cache_dir,
         )
         stderr_path = cache_dir / f"decoder-s{shard[0]}of{shard[1]}.log"
