@@ -22,6 +22,7 @@ from tests.process_helpers import alive, children
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP = 30  # demo tracks per Ray build: three builds of different tracks, none cached before
+COPIES = 300  # items of the jobs killed mid-way (GROUP's tracks cycled under new ids): ~3 s of work
 
 
 def _work(item: int) -> int:
@@ -122,18 +123,39 @@ def local_cache(tiny_run):
     return {"cache": cache, "frontend": frontend, "items": items, "config_path": config_path}
 
 
-def _same_as_local(cache_dir: Path, local: dict, items: list) -> None:
-    """The Ray-built cache holds the local pool's rows for ``items``: status, numbers, failures."""
+def _copies(items: list, n: int, first_id: int) -> tuple[list, dict[int, int]]:
+    """``n`` items cycling over ``items`` under new track ids, and new id -> the original's.
+
+    A job long enough to be caught mid-way on any machine (a demo clip takes ~10 ms), with the
+    local pool's rows as its reference.
+    """
+    out, original = [], {}
+    for k in range(n):
+        tid, path = items[k % len(items)]
+        out.append((first_id + k, path))
+        original[first_id + k] = tid
+    return out, original
+
+
+def _same_as_local(cache_dir: Path, local: dict, items: list, original: dict[int, int] | None = None) -> None:
+    """The Ray-built cache holds the local pool's rows for ``items``: status, numbers, failures.
+
+    ``original`` maps the ids of :func:`_copies` to the local cache's.
+    """
     from genrekit.features.cache import FeatureCache
 
+    original = original or {tid: tid for tid, _ in items}
     ids = np.array([tid for tid, _ in items])
+    theirs_ids = np.array([original[t] for t in ids.tolist()])
     ours = FeatureCache.open(cache_dir, local["frontend"])
     theirs = local["cache"]
-    assert ours.status(ids).tolist() == theirs.status(ids).tolist()
-    ok = theirs.available(ids)
-    assert len(ok) > 0 and np.array_equal(ours.read(ok), theirs.read(ok))
-    assert {(f.track_id, f.status, f.reason) for f in ours.failures} == {
-        (f.track_id, f.status, f.reason) for f in theirs.failures if f.track_id in set(ids.tolist())
+    assert ours.status(ids).tolist() == theirs.status(theirs_ids).tolist()
+    ok = ids[np.isin(theirs_ids, theirs.available(theirs_ids))]
+    assert len(ok) > 0
+    assert np.array_equal(ours.read(ok), theirs.read(np.array([original[t] for t in ok.tolist()])))
+    wanted = set(theirs_ids.tolist())
+    assert {(original[f.track_id], f.status, f.reason) for f in ours.failures} == {
+        (f.track_id, f.status, f.reason) for f in theirs.failures if f.track_id in wanted
     }
 
 
@@ -206,7 +228,7 @@ def test_a_worker_killed_mid_job_loses_nothing_and_the_job_completes(
 
     from genrekit.features.cache import ensure_cache
 
-    items = local_cache["items"][GROUP : 2 * GROUP]
+    items, original = _copies(local_cache["items"][GROUP : 2 * GROUP], COPIES, 100_000)
     ids = np.array([tid for tid, _ in items])
     killed: list[int] = []
 
@@ -234,14 +256,14 @@ def test_a_worker_killed_mid_job_loses_nothing_and_the_job_completes(
     assert killed, "no Ray worker was found to kill"
     assert "a Ray worker was lost" in caplog.text  # mid-job: its items went to a new worker
     assert summary.pending == 0
-    _same_as_local(tmp_path / "c", local_cache, items)  # no file blamed for the lost worker
+    _same_as_local(tmp_path / "c", local_cache, items, original)  # no file blamed for the lost worker
 
 
 @pytest.mark.slow
 def test_a_driver_killed_mid_job_resumes_with_only_what_is_missing(ray_address, local_cache, tmp_path):
     from genrekit.features.cache import ensure_cache
 
-    items = local_cache["items"][2 * GROUP : 3 * GROUP]
+    items, original = _copies(local_cache["items"][2 * GROUP : 3 * GROUP], COPIES, 200_000)
     spec = tmp_path / "items.json"
     spec.write_text(json.dumps([[tid, str(p)] for tid, p in items]))
     script = (
@@ -277,7 +299,7 @@ def test_a_driver_killed_mid_job_resumes_with_only_what_is_missing(ray_address, 
     )
     assert summary.cached >= done >= 3 and summary.done > 0  # only the rest was computed
     assert summary.pending == 0
-    _same_as_local(tmp_path / "c", local_cache, items)
+    _same_as_local(tmp_path / "c", local_cache, items, original)
 
 
 @pytest.mark.slow
