@@ -19,12 +19,12 @@ from tests.musicnn_fixtures import WEIGHTS_CACHE
 
 @pytest.mark.parametrize("n_train, components", [(400, PCA_COMPONENTS), (50, 49), (2, 1)])
 def test_pipeline_is_the_recipe(n_train, components):
-    """Standardize, PCA 128 whitened (fewer with few tracks), SVC rbf C=1 gamma='scale'."""
+    """Standardize, PCA 128 (fewer with few tracks; not whitened), SVC rbf C=1 gamma='scale'."""
     plain = make_transfer_classifier("svm", n_train)
     balanced = make_transfer_classifier("svm_balanced", n_train)
     scaler, pca, svm = (step for _, step in plain.steps)
     assert type(scaler).__name__ == "StandardScaler"
-    assert pca.n_components == components and pca.whiten
+    assert pca.n_components == components and not pca.whiten
     assert (svm.kernel, svm.C, svm.gamma, svm.class_weight) == ("rbf", 1.0, "scale", None)
     assert balanced.steps[-1][1].class_weight == "balanced"
 
