@@ -41,16 +41,16 @@ def test_fit_predict_separates_classes_with_fewer_tracks_than_dimensions(rng):
     SVM predicts held-out tracks; a class 6x rarer is found only with class_weight='balanced'."""
     centers = rng.normal(0, 1, (3, 753))
     y = np.repeat(np.arange(3), (30, 27, 5))
-    x = centers[y] + rng.normal(0, 2.0, (len(y), 753))
+    x = centers[y] + rng.normal(0, 3.0, (len(y), 753))
     y_test = np.repeat(np.arange(3), 10)
-    x_test = centers[y_test] + rng.normal(0, 2.0, (30, 753))
+    x_test = centers[y_test] + rng.normal(0, 3.0, (30, 753))
     recall = {}
     for kind in ("svm", "svm_balanced"):
         pred, seconds = fit_predict_transfer(kind, x, y, x_test)
         assert pred.dtype == np.int64 and seconds >= 0
         recall[kind] = [float((pred[y_test == c] == c).mean()) for c in range(3)]
-    assert min(recall["svm_balanced"]) >= 0.7, recall
-    assert recall["svm_balanced"][2] > recall["svm"][2], recall
+    assert min(recall["svm"][:2] + recall["svm_balanced"][:2]) >= 0.9, recall
+    assert recall["svm"][2] == 0.0 and recall["svm_balanced"][2] >= 0.3, recall
 
 
 @pytest.fixture(scope="module")
