@@ -639,11 +639,11 @@ def run_transfer_baselines(rows, folds, args, overrides, study: Path, processed,
     }
 
 
-def transfer_lines(summary, results, small) -> list[str]:
+def transfer_lines(summary, results, small, names) -> list[str]:
     """Every row's paired difference to :data:`TRANSFER_REFERENCE`, then the heads variants' to
     :data:`HEADS_REFERENCE` (each table left out when its reference was not run)."""
     keys = [m for m, _ in COLUMNS] + [f"recall_{i}" for i in small]
-    head = ["row", "configuration"] + [h for _, h in COLUMNS] + [f"recall {i}" for i in small]
+    head = ["row", "configuration"] + [h for _, h in COLUMNS] + [f"recall {names[i]}" for i in small]
     lines: list[str] = []
     tables = (
         (TRANSFER_REFERENCE, "the transfer baseline", results),
@@ -664,7 +664,10 @@ def transfer_lines(summary, results, small) -> list[str]:
 
 def transfer_setup_lines() -> list[str]:
     """The setup bullets of rows 13a-b and the heads variants, for the Markdown file."""
-    variants = "; ".join(f"row {k}: {v}" for k, v in HEADS_VARIANTS.items())
+    variants = "; ".join(
+        f"row {k}: " + ", ".join(f"`{name.upper()} = {value!r}`" for name, value in v.items())
+        for k, v in HEADS_VARIANTS.items()
+    )
     return [
         "- Rows 13a-b: the musicnn literature's transfer baseline (Pons & Serra; "
         "`genrekit.evaluate.transfer_baseline`): MSD_musicnn's `max_pool` layer (753 values per 3-s patch, "
@@ -1138,7 +1141,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\npaired difference to row {DEFAULT_ROW}, the default (same folds, same resamples)")
         print("\n".join(default_table), flush=True)
     print(f"\ndefault: {decision}", flush=True)
-    transfer_table = transfer_lines(summary, table_results, small)
+    transfer_table = transfer_lines(summary, table_results, small, names)
     print("\n".join(transfer_table), flush=True)
     print(
         f"\nbest row other than 1 and 5 by top balanced accuracy: {best}; total {total / 60:.1f} min",

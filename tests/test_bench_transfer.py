@@ -39,17 +39,18 @@ def test_transfer_tables_and_markdown():
         "14": {"difference_to": {"13b": figs, "9": figs}},
     }
     results = {k: {"row": rows[k]} for k in summary}
-    table = bench.transfer_lines(summary, results, small=[])
+    table = bench.transfer_lines(summary, results, small=[1], names=["Rock", "Jazz"])
     titles = [i for i, line in enumerate(table) if line.startswith("\npaired difference")]
     assert [table[i].split(",")[0] for i in titles] == [
         "\npaired difference to row 13b",
         "\npaired difference to row 9",
     ]
+    assert table[titles[0] + 1].endswith("| recall Jazz |")
     first, second = table[titles[0] + 3 : titles[1]], table[titles[1] + 3 :]
     assert [line.split(" |")[0] for line in first] == ["| 9", "| 14"]  # row 13b is not its own difference
     assert [line.split(" |")[0] for line in second] == ["| 14"]  # only the variants against row 9
     assert "+0.100 [+0.02, +0.20] *" in second[0]
-    assert bench.transfer_lines({"1": {"difference_to": {}}}, {"1": {"row": rows["1"]}}, small=[]) == []
+    assert bench.transfer_lines({"1": {"difference_to": {}}}, {"1": {"row": rows["1"]}}, [], []) == []
     lines = ["## Setup", "- Row 10: fine-tuning.", "", "## Per-genre recall (rows 1, 5)", "x"]
     out = bench.with_transfer_markdown(lines, table)
     assert out[2].startswith("- Rows 13a-b") and out[3].startswith("- Rows 14 and on")
