@@ -203,6 +203,8 @@ ROWS += TRANSFER_ROWS
 #: [+0.02, +0.14], and 24 epochs with patience 6 on top +0.089 [+0.02, +0.15] (row 9 stopped after
 #: 5-8 epochs, its best at 2-6). No gain, in the means: relative sampling thresholds (-0.038 on row
 #: 9, -0.004 with 24 epochs), dropout 0.5 on row 14 (+0.007, all-genres Jaccard -0.08), 512 units (-0.023).
+#: Rerun on 5 folds of the same demo: row 14 +0.041 [+0.01, +0.11] over row 9 and +0.024 [+0.00, +0.05]
+#: over row 13b; row 15 +0.030 [-0.00, +0.09] over row 9, all-genres Jaccard +0.087 [+0.06, +0.11].
 HEADS_VARIANTS: dict[str, dict[str, Any]] = {
     "14": {"musicnn_output": "max_pool"},
     "15": {"musicnn_output": "max_pool", "num_epochs": 24, "patience": 6},
