@@ -17,6 +17,7 @@ from tests.conftest import REPO
 SCRIPTS = [
     "setup_fma_dataset.py",
     "fetch_backbone.py",
+    "baseline.py",
     "fma_inspector.py",
     "balanced_trainer.py",
     "balanced_inference.py",

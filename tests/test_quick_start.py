@@ -86,3 +86,50 @@ def _config(tmp_path):
         json.dumps({"metadata_dir": str(tmp_path / "no_meta"), "audio_dir": str(tmp_path / "no_audio")})
     )
     return path
+
+
+@pytest.mark.parametrize(
+    "extra, config, backbone",
+    [
+        ([], None, "musicnn"),  # your own music: the heads on musicnn embeddings
+        (["--backbone", "cnn"], None, "cnn"),  # the flag chooses
+        (["--smallest"], None, "cnn"),  # the one-minute check keeps the small CNN
+        ([], {"backbone": "ast"}, "ast"),  # so does the --config file
+    ],
+)
+def test_own_music_trains_musicnn_heads_unless_chosen(tmp_path, extra, config, backbone):
+    argv = ["--dataset", f"folder:{tmp_path / 'music'}", *extra]
+    if config is not None:
+        (tmp_path / "c.json").write_text(json.dumps(config))
+        argv += ["--config", str(tmp_path / "c.json")]
+    settings, _ = quick_start.resolve(quick_start.build_parser().parse_args(argv))
+    assert settings.backbone == backbone
+    if backbone == "musicnn":  # every clip's 10 patches: the demo's patch count is for the demo only
+        assert settings.musicnn_patches == 10 and settings.dataset.startswith("folder:")
+        assert settings.musicnn_output == "max_pool"  # the heads' input measured best (bench rows 9, 14)
+    (tmp_path / "o.json").write_text(json.dumps({"musicnn_output": "pools"}))
+    mine = ["--dataset", "folder:x", "--backbone", "musicnn", "--config", str(tmp_path / "o.json")]
+    assert quick_start.resolve(quick_start.build_parser().parse_args(mine))[0].musicnn_output == "pools"
+    demo_musicnn, _ = quick_start.resolve(quick_start.build_parser().parse_args(["--backbone", "musicnn"]))
+    assert demo_musicnn.musicnn_output == "penultimate"  # the demo's measured quick start is unchanged
+    demo, _ = quick_start.resolve(quick_start.build_parser().parse_args([]))
+    assert demo.backbone == "cnn"  # the demo keeps its CNN
+
+
+def test_own_music_says_which_path_in_one_line(tmp_path, capsys):
+    from tests import own_fixtures as fx
+
+    fx.flat_genre_folders(tmp_path / "music", per_genre=3)
+    argv = [
+        "--dataset",
+        f"folder:{tmp_path / 'music'}",
+        "--steps",
+        "setup",
+        "--output_dir",
+        str(tmp_path / "o"),
+    ]
+    assert quick_start.main(argv) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "musicnn" in line]
+    assert len(lines) == 1 and "--backbone cnn" in lines[0], lines
+    assert quick_start.main([*argv, "--backbone", "cnn"]) == 0
+    assert "musicnn" not in capsys.readouterr().out

@@ -148,11 +148,12 @@ def _one(args: tuple[int, str, int, float | None]) -> tuple[int, np.ndarray | No
 
 
 @dataclass
-class MfccFeatures:
-    """MFCC statistics of many tracks, with the tracks that failed and why."""
+class ClipFeatures:
+    """One feature row per track (MFCC statistics, pooled musicnn features), with the tracks that
+    failed and why."""
 
     track_ids: np.ndarray  # (n,) int64, sorted
-    features: np.ndarray  # (n, 140) float64
+    features: np.ndarray  # (n, dim) float64: 140 MFCC statistics, 753 musicnn max_pool values
     failures: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -178,10 +179,13 @@ class MfccFeatures:
             )
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> MfccFeatures:
+    def load(cls, path: str | os.PathLike) -> ClipFeatures:
         with np.load(path) as z:
             failures = dict(zip(z["failed_ids"].tolist(), z["failed_reasons"].tolist(), strict=True))
             return cls(z["track_ids"], z["features"], failures, float(z["seconds"]))
+
+
+MfccFeatures = ClipFeatures  # the name of rows 8a-b and of scripts written before the transfer baseline
 
 
 def extract_mfcc_features(
@@ -193,7 +197,7 @@ def extract_mfcc_features(
     progress: bool = False,
     timeout: float = DECODE_TIMEOUT,
     engine: str | Engine | None = None,
-) -> MfccFeatures:
+) -> ClipFeatures:
     """MFCC statistics of ``(track_id, path)`` items, in a process pool.
 
     A clip that cannot be decoded is recorded in ``failures`` (id -> reason) and left out, never
@@ -237,7 +241,7 @@ def extract_mfcc_features(
         log.warning("MFCC statistics: track %d left out: %s", tid, reason)
     order = np.argsort(ids)
     feats = np.asarray(rows, dtype=np.float64).reshape(-1, N_FEATURES)[order]
-    return MfccFeatures(np.asarray(ids, np.int64)[order], feats, failures, time.time() - started)
+    return ClipFeatures(np.asarray(ids, np.int64)[order], feats, failures, time.time() - started)
 
 
 def make_classifier(kind: str, *, seed: int = 0) -> Any:
