@@ -74,12 +74,19 @@ SMALLEST = {"demo_tracks": 60, "demo_clip_seconds": 2.0, "width_factor": 0.0625,
 # "Which path for real music"). Used unless the backbone is chosen (--backbone, config.py BACKBONE,
 # the --config file) or --smallest asks for the one-minute check of the small CNN.
 OWN_MUSIC_BACKBONE = "musicnn"
-# The heads' input on your own music, unless config.py or --config sets MUSICNN_OUTPUT: musicnn's
-# max_pool layer (the layer its authors pick for transfer). Cross-validated on a 600-track demo
-# (bench_balancing.py rows 9 and 14, 5 folds over artist groups): top balanced accuracy +0.041
-# [+0.01, +0.11] over the penultimate layer, all-genres Jaccard +0.045; config.py's default stays
-# "penultimate" until the full study measures it (README "Genre heads on musicnn embeddings").
-OWN_MUSIC_OVERRIDES = {"musicnn_output": "max_pool"}
+# The heads' recipe on your own music, each unless config.py or --config sets it: row 15 of the
+# study (docs/results_models.md, 5 folds over artist groups of a 2,000-track demo): heads on
+# max_pool (MUSICNN_OUTPUT's default) at Adam's 1e-3, up to 24 epochs with patience 6 and the
+# absolute sampling thresholds beat the musicnn transfer SVM by 0.037 [0.01, 0.08] top balanced
+# accuracy, and row 9's heads (8 epochs, penultimate layer) by 0.057 [0.02, 0.10]. The demo's
+# recipe above (cosine from 3e-3, relative thresholds) is the small CNN's.
+OWN_MUSIC_OVERRIDES = {
+    "musicnn_output": "max_pool",
+    "learning_rate": 1e-3,
+    "num_epochs": 24,
+    "patience": 6,
+    "sampling_thresholds": "absolute",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

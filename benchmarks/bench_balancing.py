@@ -427,9 +427,14 @@ def run_folder(study: Path | None, key: str, fold: Fold) -> Path:
 
 
 def musicnn_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
-    """Row 9: heads on MSD_musicnn's penultimate layer, one 3-s patch per 3 s of the clip."""
+    """Row 9: heads on MSD_musicnn's penultimate layer, one 3-s patch per 3 s of the clip.
+
+    The layer is named: rows 9-10 keep the one they were measured with (MUSICNN_OUTPUT's default
+    became max_pool after rows 14-15).
+    """
     return {
         "backbone": "musicnn",
+        "musicnn_output": "penultimate",
         "musicnn_patches": max(1, int(overrides.get("duration", 30.0) // 3)),
         "learning_rate": 1e-3,  # Adam's usual rate for a small dense head (the CNN rows keep theirs)
     }

@@ -108,8 +108,10 @@ class Settings:
     backbone: str = "cnn"
     # musicnn checkpoint: MSD_musicnn (Million Song Dataset) or MTT_musicnn
     musicnn_model: str = "MSD_musicnn"
-    # per 3-s patch: penultimate (200), max_pool, mean_pool (753), pools (1506)
-    musicnn_output: str = "penultimate"
+    # per 3-s patch: max_pool, mean_pool (753), penultimate (200), pools (1506). max_pool, the layer
+    # musicnn's authors transfer from: heads on it beat heads on the penultimate layer by 0.036
+    # [0.01, 0.08] top balanced accuracy (docs/results_models.md, rows 9 and 14, 5 artist folds)
+    musicnn_output: str = "max_pool"
     musicnn_patches: int = 10  # 3-s patches per track, spread evenly (10 cover a 30-s FMA clip)
     head_units: int = 256  # hidden units of the dense layer shared by the three heads on embeddings
     # a finished --backbone musicnn run: train its heads and musicnn together ("" = off)

@@ -33,9 +33,15 @@ def weights(musicnn_dir):
 
 
 def musicnn_overrides(demo, out, **extra) -> dict:
-    """Tiny settings on musicnn: 2 patches per 3-s demo clip, the test cache's weights."""
+    """Tiny settings on musicnn: 2 patches per 3-s demo clip, the test cache's weights.
+
+    The penultimate layer (200 values) unless ``extra`` names another: the tests of these runs
+    check its shapes and fine-tune its backend layer (MUSICNN_OUTPUT's default, max_pool, is
+    trained by tests/test_quick_start.py and the transfer baseline's tests).
+    """
     from tests.conftest import tiny_overrides
 
+    extra = {"musicnn_output": "penultimate", **extra}
     return tiny_overrides(
         demo, out, backbone="musicnn", musicnn_patches=2, pretrained_dir=str(WEIGHTS_CACHE.parent), **extra
     )

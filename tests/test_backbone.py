@@ -37,8 +37,15 @@ def _good_ids(demo) -> list[int]:
 
 def test_the_backbone_setting_chooses_the_front_end_and_its_parameters():
     assert frontends.from_settings(Settings.build()).name == "mel_segments"  # default: today's CNN
-    settings = Settings.build(overrides={"backbone": "musicnn", "musicnn_patches": 3, "pretrained_dir": "/w"})
-    fe = frontends.from_settings(settings)
+    default = Settings.build(overrides={"backbone": "musicnn"})
+    assert frontends.from_settings(default).output == "max_pool"  # the layer the study chose (rows 9, 14)
+    overrides = {
+        "backbone": "musicnn",
+        "musicnn_output": "penultimate",
+        "musicnn_patches": 3,
+        "pretrained_dir": "/w",
+    }
+    fe = frontends.from_settings(Settings.build(overrides=overrides))
     assert fe == MusicnnEmbeddings("MSD_musicnn", "penultimate", 3)  # positional, as before
     assert fe.weights_dir == "/w/musicnn"
     assert fe.row_shape == (3, 200) and fe.input_shape == (200,)
@@ -425,4 +432,8 @@ def test_bench_balancing_row_10_fine_tunes_row_9_of_the_same_fold(tmp_path):
     assert tuned.fine_tune_from == str(tmp_path / "runs" / "row9_fold3") and heads.fine_tune_from == ""
     assert (tuned.num_epochs, heads.num_epochs) == (bench.FINE_TUNE_EPOCHS, 8)
     assert (tuned.fine_tune_layers, tuned.fine_tune_learning_rate) == ("midend", 1e-5)  # config.py's
-    assert bench.REQUIRES == {"10": "9"}
+    assert bench.REQUIRES["10"] == ("9",) and bench.REQUIRES["12"] == (
+        "5",
+        "9",
+    )  # row 12 averages rows 5 and 9
+    assert heads.musicnn_output == "penultimate"  # rows 9-10 keep the layer they were measured on

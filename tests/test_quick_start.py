@@ -107,11 +107,19 @@ def test_own_music_trains_musicnn_heads_unless_chosen(tmp_path, extra, config, b
     if backbone == "musicnn":  # every clip's 10 patches: the demo's patch count is for the demo only
         assert settings.musicnn_patches == 10 and settings.dataset.startswith("folder:")
         assert settings.musicnn_output == "max_pool"  # the heads' input measured best (bench rows 9, 14)
+        recipe = (
+            settings.learning_rate,
+            settings.num_epochs,
+            settings.patience,
+            settings.sampling_thresholds,
+        )
+        assert recipe == (1e-3, 24, 6, "absolute")  # row 15 of docs/results_models.md
     (tmp_path / "o.json").write_text(json.dumps({"musicnn_output": "pools"}))
     mine = ["--dataset", "folder:x", "--backbone", "musicnn", "--config", str(tmp_path / "o.json")]
     assert quick_start.resolve(quick_start.build_parser().parse_args(mine))[0].musicnn_output == "pools"
     demo_musicnn, _ = quick_start.resolve(quick_start.build_parser().parse_args(["--backbone", "musicnn"]))
-    assert demo_musicnn.musicnn_output == "penultimate"  # the demo's measured quick start is unchanged
+    assert demo_musicnn.musicnn_output == "max_pool"  # MUSICNN_OUTPUT's default (docs/results_models.md)
+    assert demo_musicnn.num_epochs == 10  # the demo's recipe; row 15's is for your own music only
     demo, _ = quick_start.resolve(quick_start.build_parser().parse_args([]))
     assert demo.backbone == "cnn"  # the demo keeps its CNN
 

@@ -82,8 +82,23 @@ def test_the_learning_rate_and_the_run_config_keys_of_each_kind():
     assert kind_only_keys() == {
         "fine_tune_from", "fine_tune_layers", "fine_tune_learning_rate", "width_factor", "conv_dropout",
         *(f"ast_{key}" for key in ("patch", "dim", "depth", "heads", "mlp_ratio", "dropout", "pooling")),
+        "musicnn_model", "musicnn_output", "musicnn_patches", "head_units",
     }  # fmt: skip
     assert MODELS["cnn"].norm_from_cache and not MODELS["musicnn_fine_tuned"].norm_from_cache
+
+
+def test_a_musicnn_setting_changes_only_the_musicnn_runs_it_shapes():
+    """MUSICNN_OUTPUT's default changed (penultimate -> max_pool): CNN runs made before still resume."""
+    from genrekit.train.resume import settings_differences
+
+    before = {"musicnn_output": "penultimate", "head_units": 64}
+    cnn = Settings.build(overrides=before).to_dict()
+    assert settings_differences(cnn, Settings.build()) == []
+    heads = Settings.build(overrides={**HEADS, **before}).to_dict()
+    assert settings_differences(heads, Settings.build(overrides=HEADS)) == [
+        "head_units: 64 -> 256",
+        "musicnn_output: 'penultimate' -> 'max_pool'",
+    ]
 
 
 @pytest.mark.parametrize(

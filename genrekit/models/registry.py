@@ -151,6 +151,8 @@ class ModelKind:
 
 
 _FINE_TUNING = ("fine_tune_from", "fine_tune_layers", "fine_tune_learning_rate")
+# The musicnn kinds' own: a CNN or AST run is resumed whatever they say (their default may change).
+_MUSICNN = ("musicnn_model", "musicnn_output", "musicnn_patches", "head_units")
 _AST = ("ast_patch", "ast_dim", "ast_depth", "ast_heads", "ast_mlp_ratio", "ast_dropout", "ast_pooling")
 _NO_SPEC_AUGMENT = MappingProxyType({"spec_augment": "masks mel bands and frames"})
 
@@ -182,6 +184,7 @@ MODELS: Mapping[str, ModelKind] = MappingProxyType(
                 frontend="musicnn_embeddings",
                 summary="genre heads on cached musicnn embeddings",
                 refuses=_NO_SPEC_AUGMENT,
+                settings_keys=_MUSICNN,
             ),
             ModelKind(
                 "musicnn_fine_tuned",
@@ -191,7 +194,7 @@ MODELS: Mapping[str, ModelKind] = MappingProxyType(
                 chosen_by="fine_tune_from",
                 summary="fine-tunes musicnn",
                 refuses=_NO_SPEC_AUGMENT,
-                settings_keys=_FINE_TUNING,
+                settings_keys=_MUSICNN + _FINE_TUNING,
                 path_keys=("fine_tune_from",),
                 learning_rate="fine_tune_learning_rate",
                 norm="genrekit.models.finetune:source_norm",  # the heads run's statistics
