@@ -559,6 +559,27 @@ def fold_ids(fold: Fold, usable: np.ndarray, *names: str) -> np.ndarray:
     return ids[np.isin(ids, usable)]
 
 
+def fit_rows(rows, folds, feats, labels, usable, fit_predict) -> dict[str, dict[int, Any]]:
+    """Per fold and row, ``fit_predict`` (row.classifier, features, labels, test features) fitted on
+    the training and validation tracks for the top and the medium genre; the test tracks predicted."""
+    out: dict[str, dict[int, Any]] = {}
+    for fold in folds:
+        tr = np.isin(feats.track_ids, fold.ids("training", "validation"))
+        te = np.isin(feats.track_ids, fold_ids(fold, usable, "test"))
+        for row in rows:
+            pred, seconds = {"track_ids": feats.track_ids[te]}, 0.0
+            for level in ("top", "medium"):
+                y = getattr(labels, level)
+                fit = tr & (y >= 0)
+                pred[level], s = fit_predict(
+                    row.classifier, feats.features[fit], y[fit], feats.features[te], seed=BASELINE_SEED
+                )
+                seconds += s
+            out.setdefault(row.key, {})[fold.index] = {"pred": pred, "seconds": seconds, "epochs": "-"}
+            print(f"[fold {fold.index}, row {row.key}] fit {seconds:.1f} s", flush=True)
+    return out
+
+
 def run_baselines(rows, folds, args, overrides, study: Path, processed, usable, gvocab) -> dict:
     """Rows 8a-b: MFCC statistics; per fold, fit on training + validation, predict the test tracks."""
     transfer = [r for r in rows if r.backbone == "musicnn"]
@@ -581,24 +602,8 @@ def run_baselines(rows, folds, args, overrides, study: Path, processed, usable, 
         )
         feats.save(path)
     labels = encode(processed.targets.loc[feats.track_ids], gvocab)
-    out: dict[str, dict[int, Any]] = {}
-    for fold in folds:
-        train_ids = fold.ids("training", "validation")
-        tr = np.isin(feats.track_ids, train_ids)
-        te = np.isin(feats.track_ids, fold_ids(fold, usable, "test"))
-        for row in rows:
-            pred, seconds = {"track_ids": feats.track_ids[te]}, 0.0
-            for level in ("top", "medium"):
-                y = getattr(labels, level)
-                fit = tr & (y >= 0)
-                pred[level], s = fit_predict(
-                    row.classifier, feats.features[fit], y[fit], feats.features[te], seed=BASELINE_SEED
-                )
-                seconds += s
-            out.setdefault(row.key, {})[fold.index] = {"pred": pred, "seconds": seconds, "epochs": "-"}
-            print(f"[fold {fold.index}, row {row.key}] fit {seconds:.1f} s", flush=True)
     return {
-        "rows": out,
+        "rows": fit_rows(rows, folds, feats, labels, usable, fit_predict),
         "mfcc_seconds": feats.seconds,
         "mfcc_failures": len(feats.failures),
         "ids": feats.track_ids,
@@ -692,23 +697,8 @@ def run_transfer_baselines(rows, folds, args, overrides, study: Path, processed,
 
     feats = transfer_features(args, overrides, study, processed, usable)
     labels = encode(processed.targets.loc[feats.track_ids], gvocab)
-    out: dict[str, dict[int, Any]] = {}
-    for fold in folds:
-        tr = np.isin(feats.track_ids, fold.ids("training", "validation"))
-        te = np.isin(feats.track_ids, fold_ids(fold, usable, "test"))
-        for row in rows:
-            pred, seconds = {"track_ids": feats.track_ids[te]}, 0.0
-            for level in ("top", "medium"):
-                y = getattr(labels, level)
-                fit = tr & (y >= 0)
-                pred[level], s = fit_predict_transfer(
-                    row.classifier, feats.features[fit], y[fit], feats.features[te], seed=BASELINE_SEED
-                )
-                seconds += s
-            out.setdefault(row.key, {})[fold.index] = {"pred": pred, "seconds": seconds, "epochs": "-"}
-            print(f"[fold {fold.index}, row {row.key}] fit {seconds:.1f} s", flush=True)
     return {
-        "rows": out,
+        "rows": fit_rows(rows, folds, feats, labels, usable, fit_predict_transfer),
         "transfer_feature_seconds": feats.seconds,
         "transfer_failures": len(feats.failures),
         "ids": feats.track_ids,
