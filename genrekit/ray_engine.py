@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 BATCH_FILES = 8  # items per Ray task: its scheduling cost is paid once a batch; a lost worker redoes <= this
 STRIKES = 2  # a file whose worker dies this many times is reported as crashed, not sent again
 STARTUP_DEATHS = 3  # this many actors in a row dying before they start stop the job
+PLACEMENT_SECONDS = 600.0  # a job none of whose workers the cluster could place in this long stops
 INSTALL_HINT = "--engine ray needs Ray: pip install 'genrekit[ray]' (or pip install -r requirements-ray.txt)"
 
 
@@ -215,8 +216,14 @@ class _RayRun:
         # Batches small enough that every actor gets work, at most batch_files items.
         per_batch = max(1, min(batch_files, -(-len(self.queue) // (len(self.actors) * self.spec.in_flight))))
         in_order = InOrder() if ordered else None
+        started = time.monotonic()
         try:
             while self.pending():
+                if not any(a.ready for a in self.actors) and time.monotonic() - started > PLACEMENT_SECONDS:
+                    raise EngineError(
+                        f"no Ray worker could start in {PLACEMENT_SECONDS:.0f} s: the cluster has no free "
+                        f"CPU{' or GPU' if self.spec.num_gpus else ''} for one (ray status shows what is in use)"
+                    )
                 self.feed(per_batch)
                 for outcome in self.collect():
                     if in_order is None:
@@ -238,6 +245,8 @@ class _RayRun:
         """
         for depth in range(1, self.spec.in_flight + 1):  # round robin: every actor gets work first
             for actor in self.actors:
+                if not actor.ready:  # not placed yet (the cluster may never have room): nothing waits on it
+                    continue
                 if len(actor.inflight) >= depth or (actor.inflight and _suspect(actor.inflight[-1][1])):
                     continue
                 if self.suspects and not actor.inflight:

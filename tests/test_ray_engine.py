@@ -335,3 +335,13 @@ def test_ray_mfcc_baseline_equals_the_local_pools(ray_address, local_cache):
     assert ray.track_ids.tolist() == local.track_ids.tolist() and len(local.track_ids) > 0
     assert np.array_equal(ray.features, local.features)
     assert ray.failures == local.failures
+
+
+@pytest.mark.slow
+def test_more_workers_than_the_cluster_can_place_still_finish(ray_address):
+    """4 workers asked of 2 CPUs: two actors stay pending, and no batch waits on them."""
+    from genrekit.ray_engine import RayEngine
+
+    items = list(range(1, 41))
+    outcomes = list(RayEngine().map(_work, items, workers=4, timeout=5))
+    assert sorted(o.value for o in outcomes if o.ok) == [i * i for i in items]
