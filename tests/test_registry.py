@@ -99,6 +99,9 @@ def test_a_musicnn_setting_changes_only_the_musicnn_runs_it_shapes():
         "head_units: 64 -> 256",
         "musicnn_output: 'penultimate' -> 'max_pool'",
     ]
+    # A fine-tuned run takes its layer and head width from its heads run: neither is compared.
+    tuned = Settings.build(overrides={**FINE_TUNE, **before}).to_dict()
+    assert settings_differences(tuned, Settings.build(overrides=FINE_TUNE)) == []
 
 
 @pytest.mark.parametrize(

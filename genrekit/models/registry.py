@@ -194,7 +194,8 @@ MODELS: Mapping[str, ModelKind] = MappingProxyType(
                 chosen_by="fine_tune_from",
                 summary="fine-tunes musicnn",
                 refuses=_NO_SPEC_AUGMENT,
-                settings_keys=_MUSICNN + _FINE_TUNING,
+                # its embedding layer and head width come from the heads run it starts from
+                settings_keys=("musicnn_model", "musicnn_patches") + _FINE_TUNING,
                 path_keys=("fine_tune_from",),
                 learning_rate="fine_tune_learning_rate",
                 norm="genrekit.models.finetune:source_norm",  # the heads run's statistics
