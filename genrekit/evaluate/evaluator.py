@@ -445,9 +445,8 @@ def _split_features(
     else:
         folder = cache_folder(settings.cache_dir, dataset.cache_name, frontend)
     n_workers = default_value("workers") if workers is None else workers
-    ensure_cache(
-        folder, dataset.audio_items(track_ids), frontend, workers=n_workers or None, engine=settings.engine
-    )
+    # This machine's pool, as for inference: the training's engine (Ray, say) says nothing about it.
+    ensure_cache(folder, dataset.audio_items(track_ids), frontend, workers=n_workers or None)
     return FeatureCache.open(folder, frontend), folder
 
 
