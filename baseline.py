@@ -24,6 +24,7 @@ import config
 from genrekit.cli import (
     add_config_argument,
     add_setting_arguments,
+    add_split_file_argument,
     config_values,
     script_main,
     script_parser,
@@ -65,10 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
             "pretrained_dir",
             "cache_dir",
             "workers",
+            "engine",
         ],
         aliases={"metadata_dir": ["--metadata"], "audio_dir": ["--audio"]},
         base=config_values(config),
     )
+    add_split_file_argument(parser)
     return parser
 
 

@@ -24,10 +24,12 @@ from genrekit.cli import (
     add_config_argument,
     add_dataset_arguments,
     add_setting_arguments,
+    add_split_file_argument,
     config_values,
     script_main,
     script_parser,
     setup_logging,
+    split_file_overrides,
 )
 from genrekit.settings import Settings
 
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help="DEBUG messages on the console")
     add_config_argument(parser)
     add_setting_arguments(parser, SETTING_FLAGS, {"num_epochs": ["--epochs"]}, config_values(config))
+    add_split_file_argument(parser)
     return parser  # fmt: skip
 
 
@@ -102,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         base = {**base, **demo_values(defaults)}
     overrides = {key: value for key, value in vars(args).items() if key in Settings.__dataclass_fields__}
+    overrides.update(split_file_overrides(args.split_file))
     settings = Settings.build(args.config, overrides, base=base)
     setup_logging(None, args.verbose)
     tune(

@@ -200,3 +200,20 @@ def test_inspector_trainer_and_evaluator_use_the_published_split(gtzan, capsys):
     report = json.loads((run / "evaluation" / "evaluation_report.json").read_text())
     assert sorted(report["run"]["track_ids"]) == sorted(saved["track_id"][saved["split"] == "test"].tolist())
     assert report["counts"]["tracks_evaluated"] == 4
+
+
+@pytest.mark.parametrize("script", ["balanced_trainer", "baseline", "tune", "fma_inspector"])
+def test_every_script_on_own_collections_takes_the_split_lists(script):
+    """The lists reach the settings of each script that reads a folder:/csv: collection."""
+    import importlib
+
+    from genrekit.cli import settings_from_args, split_file_overrides
+
+    module = importlib.import_module(script)
+    lists = [f"--split_file={s}={s}.txt" for s in ("training", "validation", "test")]
+    args = module.build_parser().parse_args(["--dataset", "folder:music", *lists])
+    assert split_file_overrides(args.split_file) == {
+        f"split_file_{s}": f"{s}.txt" for s in ("training", "validation", "test")
+    }
+    if script != "tune":  # tune.py builds its settings itself, from the same overrides
+        assert settings_from_args(args).split_file_test == "test.txt"

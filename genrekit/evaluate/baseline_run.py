@@ -62,11 +62,18 @@ def baseline_features(
             duration=settings.duration,
             workers=settings.num_workers,
             progress=progress,
+            engine=settings.engine,
         )
     if features == "musicnn":
         frontend = transfer_frontend(settings)  # the cache build fetches its weights once
         return extract_transfer_features(
-            dataset, track_ids, settings.cache_dir, frontend, workers=settings.num_workers, progress=progress
+            dataset,
+            track_ids,
+            settings.cache_dir,
+            frontend,
+            workers=settings.num_workers,
+            progress=progress,
+            engine=settings.engine,
         )
     raise ConfigError(f"baseline features {features!r} are not one of {', '.join(FEATURES)}")
 

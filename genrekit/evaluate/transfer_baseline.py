@@ -72,6 +72,7 @@ def extract_transfer_features(
     *,
     workers: int | None = None,
     progress: bool = False,
+    engine: str | None = None,
 ) -> ClipFeatures:
     """musicnn features of a dataset's tracks, one row per track (the mean over its patches).
 
@@ -101,7 +102,9 @@ def extract_transfer_features(
     started = time.time()
     ids = np.unique(np.asarray(track_ids, np.int64))
     folder = cache_folder(cache_root, dataset.cache_name, frontend)
-    ensure_cache(folder, dataset.audio_items(ids), frontend, workers=workers, progress=progress)
+    ensure_cache(
+        folder, dataset.audio_items(ids), frontend, workers=workers, progress=progress, engine=engine
+    )
     cache = FeatureCache.open(folder, frontend)
     try:
         ok = np.sort(cache.available(ids))
