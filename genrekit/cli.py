@@ -266,7 +266,8 @@ def split_file_overrides(values: Sequence[str] | None) -> dict[str, str]:
         key = SPLIT_FILE_KEYS[split.strip()]
         if key in overrides:
             raise ConfigError(f"--split_file {value!r}: the {split.strip()} split's list is given twice")
-        overrides[key] = path.strip()
+        # Absolute, as saved with the run: the evaluator rereads the lists from any folder.
+        overrides[key] = str(Path(path.strip()).expanduser().resolve())
     return overrides
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from genrekit.errors import ConfigError
 from genrekit.models.registry import kind_only_keys, kind_path_keys, model_kind
-from genrekit.settings import Settings
+from genrekit.settings import SPLIT_FILE_KEYS, Settings
 from genrekit.train.run_config import load_training_config
 
 log = logging.getLogger("genrekit.train.run")  # the trainer's log, as when this lived in run.py
@@ -32,7 +32,7 @@ NOT_SHAPING = frozenset(
     }
 )  # fmt: skip
 # Compared as resolved paths: the data folders, and the files and folders a model kind names.
-PATH_KEYS = frozenset({"metadata_dir", "audio_dir"}) | kind_path_keys()
+PATH_KEYS = frozenset({"metadata_dir", "audio_dir", *SPLIT_FILE_KEYS.values()}) | kind_path_keys()
 
 
 def finished_run(settings: Settings, output_dir: str | os.PathLike) -> dict[str, Any] | None:
