@@ -47,10 +47,12 @@ def real_mel_cache(real_clips_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def real_musicnn_cache(real_clips_dir, musicnn_dir, tmp_path_factory):
-    """The musicnn embedding cache (MSD_musicnn penultimate) of the 62 clips, built once."""
+    """The musicnn embedding cache of the 62 clips on MUSICNN_OUTPUT's default layer, built once."""
     from genrekit.features.musicnn import MusicnnEmbeddings
+    from genrekit.settings import default_value
 
-    frontend = MusicnnEmbeddings(patches=MUSICNN_PATCHES, weights_dir=str(musicnn_dir))
+    output = default_value("musicnn_output")  # max_pool: 753 values a patch
+    frontend = MusicnnEmbeddings(output=output, patches=MUSICNN_PATCHES, weights_dir=str(musicnn_dir))
     cache_dir = tmp_path_factory.mktemp("real_musicnn")
     summary = ensure_cache(cache_dir, _items(real_clips_dir), frontend, workers=2, progress=False)
     return cache_dir, frontend, summary
@@ -91,7 +93,7 @@ def test_musicnn_cache_of_the_real_clips_matches_each_files_own_embeddings(
     cache_dir, frontend, summary = real_musicnn_cache
     items = _items(real_clips_dir)
     rows = _check_built(cache_dir, frontend, summary, items)
-    assert rows.shape[1:] == (MUSICNN_PATCHES, 200)
+    assert rows.shape[1:] == (MUSICNN_PATCHES, 753)
     for (tid, path), row in zip(items, rows, strict=True):
         reference = frontend.embed(frontend.patches_of(path))  # front end + model, this one file
         # float16 rows of float32 embeddings computed in a worker (its own thread count, so its own
