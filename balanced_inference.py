@@ -37,6 +37,9 @@ from genrekit.cli import (
     setup_logging,
 )
 from genrekit.errors import AudioDecodeError, ConfigError
+from genrekit.infer.predict import MusicGenreInference  # the notebook API; imports no TensorFlow
+
+__all__ = ["MusicGenreInference", "main", "build_parser"]
 
 log = logging.getLogger("balanced_inference")
 
@@ -110,7 +113,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose)
     from genrekit.infer.output import format_summary, format_table, write_report
-    from genrekit.infer.predict import MusicGenreInference
 
     overrides = {key: getattr(args, key) for key in INFERENCE_KEYS}
     defaults = config_settings(config)

@@ -52,6 +52,23 @@ from genrekit.train.validation import tune_all_thresholds, validation_metrics  #
 log = logging.getLogger(__name__)
 
 
+def _check_head_sizes(num_classes: dict[str, int], class_weights: dict[str, Any] | None) -> None:
+    """Refuse head sizes that are not the class weights' sizes, before a model is built.
+
+    The seed's tutorial wrote fma_large's counts (``num_top=16, num_medium=147, num_all=161``) by
+    hand; on other data that built a model whose heads do not match its labels and losses, and
+    nothing said so until a training step failed on shapes.
+    """
+    for level, count in num_classes.items():
+        if count and class_weights is not None and level in class_weights:
+            found = len(class_weights[level])
+            if found != count:
+                raise ConfigError(
+                    f"num_{level}={count} but class_weights[{level!r}] has {found} classes: give the data's "
+                    f"class counts (num_{level}=processed_data.num_classes[{level!r}])"
+                )
+
+
 class BalancedHierarchicalModel:
     """The multi-head model of the settings' kind (:func:`genrekit.models.registry.model_kind`)
     with the balanced losses.
@@ -91,6 +108,7 @@ class BalancedHierarchicalModel:
         self.priors = priors
         self.input_shape = tuple(input_shape)
         self.num_classes = {"top": num_top, "medium": num_medium, "all": num_all}
+        _check_head_sizes(self.num_classes, class_weights)
         # The model's outputs: every level with classes (a collection without sub-genres has no medium).
         self.heads = tuple(level for level, count in self.num_classes.items() if count)
         self.class_weights = class_weights
