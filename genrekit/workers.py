@@ -143,6 +143,26 @@ def limit_threads() -> None:
         threadpool_limits(1)
 
 
+def one_thread_here() -> Callable[[], contextlib.AbstractContextManager[Any]]:
+    """``limit``: ``with limit():`` runs its block on one BLAS/OpenMP thread in this process, as a
+    pool worker runs (:func:`limit_threads`), and restores the thread counts after.
+
+    In-process work must compute what a worker computes: OpenBLAS with several threads splits a
+    product into per-thread blocks, and some of its CPU kernels (the AVX-512 ones OpenBLAS picks on
+    Intel Xeons) round the rows at a block's edge differently, so on a 2-core Xeon ``workers=1``
+    and the pool wrote different demo MP3s from the same seed. The native libraries loaded now are
+    looked up once here (about 15 ms with TensorFlow loaded); each ``limit()`` then costs
+    microseconds.
+    """
+    try:
+        from threadpoolctl import ThreadpoolController
+
+        controller = ThreadpoolController()
+    except Exception:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        return contextlib.nullcontext
+    return lambda: controller.limit(limits=1)
+
+
 def _watch_parent(parent: int) -> None:
     # A worker whose parent was killed (SIGKILL, OOM) must not go on working (or wait) for nobody.
     while True:
@@ -224,12 +244,21 @@ class _Worker:
 
 
 def run_serial(func: Callable[..., Any], items: Iterable[Any], *, args: tuple = ()) -> Iterator[Outcome]:
-    """:func:`run_pool`'s results computed in this process, in order (one worker: no start-up cost)."""
+    """:func:`run_pool`'s results computed in this process, in order (one worker: no start-up cost).
+
+    Each ``func`` call runs on one BLAS thread, as in a worker (:func:`one_thread_here`), so the
+    results are the pool's to the bit on the same machine; the caller's code between items keeps
+    its own thread counts.
+    """
+    limit = one_thread_here()
     for index, item in enumerate(items):
         try:
-            yield Outcome(index, item, func(item, *args))
+            with limit():
+                value = func(item, *args)
         except Exception as exc:
             yield Outcome(index, item, failure="error", reason=f"unexpected {type(exc).__name__}: {exc}")
+            continue
+        yield Outcome(index, item, value)
 
 
 def run_pool(

@@ -269,12 +269,46 @@ def test_checksums_match_the_files(demo: DemoInfo) -> None:
     assert (demo.audio_dir / "checksums").read_bytes() == demo.checksums.read_bytes()
 
 
+# Byte comparisons of the audio hold on one machine with one set of process settings only: the
+# synthesizer's float32 sums go through BLAS and numpy's SIMD loops, whose kernels depend on the CPU
+# (OpenBLAS's Haswell and SkylakeX kernels write different MP3s for 20 of TINY's 58 clips) and on
+# BLAS's thread count (so in-process items run on one BLAS thread, as pool workers do:
+# genrekit.workers.run_serial). No test compares them with bytes stored from another machine.
 def test_same_seed_gives_the_same_bytes_whatever_the_workers(demo: DemoInfo, tmp_path: Path) -> None:
     again = write_demo_dataset(tmp_path, workers=1, **TINY)
     for name in ("tracks.csv", "genres.csv", "checksums"):
         assert (again.metadata_dir / name).read_bytes() == (demo.metadata_dir / name).read_bytes(), name
     assert again == DemoInfo.from_json(again.to_json(), again.root)
     assert again.defective_ids == demo.defective_ids
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return next(
+        (set(line.split(":", 1)[1].split()) for line in text.splitlines() if line.startswith("flags")), set()
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= _cpu_flags(),
+    reason="needs AVX-512 to run Intel's kernels",
+)
+def test_same_bytes_whatever_the_workers_on_intel_avx512_blas_kernels(tmp_path: Path) -> None:
+    # The kernels OpenBLAS picks on an Intel Xeon, forced here: on them, before workers=1 ran on
+    # the process's BLAS threads, 092/092531.mp3 and 095/095332.mp3 differed from the pool's.
+    code = (
+        "from genrekit.datasets.demo.writer import write_demo_dataset\n"
+        f"write_demo_dataset({str(tmp_path / 'one')!r}, workers=1, **{TINY!r})\n"
+        f"write_demo_dataset({str(tmp_path / 'pool')!r}, workers=2, **{TINY!r})\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OPENBLAS_CORETYPE": "SkylakeX"}
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, check=True, timeout=900)
+    one, pool = (_checksums(tmp_path / name / "fma_metadata" / "checksums") for name in ("one", "pool"))
+    assert set(one) == set(pool) and {rel for rel in one if one[rel] != pool[rel]} == set()
 
 
 def test_fma_stereo_option(tmp_path: Path) -> None:

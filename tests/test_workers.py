@@ -77,6 +77,27 @@ def test_workers_run_one_blas_thread():
     assert {o.value for o in run_pool(_blas_threads, range(4), workers=2)} == {"1"}
 
 
+def _openblas_threads(_: object = None) -> int:
+    import numpy  # noqa: F401 - loads the BLAS a spawned worker has not loaded yet
+    from threadpoolctl import threadpool_info
+
+    return max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+
+def test_serial_items_run_on_one_blas_thread_as_in_a_worker():
+    # A threaded BLAS splits a product into per-thread blocks and rounds their edges its own way:
+    # in-process items on the caller's threads wrote other demo MP3s than the pool on a Xeon.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(2):  # what a 2-core machine's process has
+        outcomes = run_serial(_openblas_threads, range(2))
+        first = next(outcomes)
+        between = _openblas_threads()  # the caller's code between items keeps its own threads
+        rest = list(outcomes)
+        assert [first.value, between, rest[0].value] == [1, 2, 1]
+    assert {o.value for o in run_pool(_openblas_threads, range(2), workers=2)} == {1}
+
+
 def test_stopping_the_iteration_kills_the_workers():
     """A consumer that breaks off (an error, Ctrl-C) leaves no worker running."""
     pool = run_pool(_work, [1, -2, -2, -2], workers=2, timeout=600)

@@ -10,6 +10,7 @@ so an interrupted folder run keeps its work and a rerun with the same output ski
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -30,7 +31,7 @@ from genrekit.models.io import load_model
 from genrekit.paths import resolved
 from genrekit.settings import default_value
 from genrekit.train.run_config import check_model, load_training_config
-from genrekit.workers import native_stderr_to, reason_of
+from genrekit.workers import native_stderr_to, one_thread_here, reason_of
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +266,14 @@ class MusicGenreInference:
             else:
                 yield d.key, result, None
 
+    @functools.cached_property
+    def _one_thread(self) -> Callable[[], Any]:
+        return one_thread_here()
+
     def _decode_here(self, key: str, path: str | os.PathLike) -> Decoded:
-        """Decode in this process, as quiet as a worker is (see :attr:`decoder_messages`)."""
-        with native_stderr_to(None if self.decoder_messages else os.devnull):
+        """Decode in this process, as quiet as a worker is (see :attr:`decoder_messages`) and on one
+        BLAS thread as a worker is, so that ``workers=1`` gives a worker's features to the bit."""
+        with native_stderr_to(None if self.decoder_messages else os.devnull), self._one_thread():
             return decode_file(key, path, self.params, self.segment_hop)
 
     def predict_file(self, path: str | os.PathLike) -> dict[str, Any]:

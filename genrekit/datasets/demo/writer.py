@@ -184,7 +184,8 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, progress: bool) -> Itera
     if workers <= 1 or len(jobs) <= 1:
         outcomes = run_serial(_render_job, jobs)
     else:
-        # One BLAS thread per worker: the renderer's small matrix products would only fight.
+        # One BLAS thread per worker (run_serial's items too): the renderer's small matrix
+        # products would only fight, and its float32 sums depend on the thread count.
         outcomes = run_pool(_render_job, jobs, workers=workers, timeout=JOB_TIMEOUT, ordered=True)
     failed: list[str] = []
     try:
