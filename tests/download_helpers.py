@@ -197,7 +197,7 @@ def folder_tree(folder: Path) -> dict[str, bytes]:
     }
 
 
-def run_until(code: str, ready, timeout: float = 60.0) -> subprocess.Popen:
+def run_until(code: str, ready, timeout: float = 240.0) -> subprocess.Popen:
     """Start ``python -c code`` in the repository, wait until ``ready()`` holds, then SIGKILL it."""
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
     deadline = time.monotonic() + timeout

@@ -211,7 +211,7 @@ def test_a_fresh_process_loads_it_through_the_loader(tmp_path, rng):
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "loaded genre_ast" in done.stdout

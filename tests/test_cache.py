@@ -215,6 +215,7 @@ def test_build_killed_with_sigkill_resumes_to_the_same_features(clips, tmp_path)
     assert proc.returncode == -signal.SIGKILL
     # Orphaned workers see their pipe close and exit: nothing is left running.
     assert workers
+    deadline = time.monotonic() + 60  # its own wait: the build may have used most of the first
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(pid) for pid in workers)

@@ -60,7 +60,7 @@ def help_runs() -> dict[str, dict]:
     while len(runs) < len(SCRIPTS):
         todo = [s for s in SCRIPTS if s not in runs]
         result = subprocess.run(
-            [sys.executable, "-c", _DRIVER, *todo], cwd=REPO, capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", _DRIVER, *todo], cwd=REPO, capture_output=True, text=True, timeout=300
         )
         done = [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{"script"')]
         for run in done:

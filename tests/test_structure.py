@@ -17,7 +17,7 @@ MAX_BODY_LINES = 80
 
 def _run_tool(package_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(TOOL), str(package_dir)], capture_output=True, text=True, timeout=60
+        [sys.executable, str(TOOL), str(package_dir)], capture_output=True, text=True, timeout=300
     )
 
 

@@ -126,12 +126,13 @@ def test_a_study_killed_mid_trial_continues_and_its_best_config_builds(demo_data
     space.write_text(json.dumps(SPACE))
     proc = _tune_process(config, folder, space, 2)
     _wait_for(lambda: (folder / "trials" / "0001" / "trial_request.json").is_file(), proc, 400)
-    time.sleep(1.0)
+    # Waited for, not slept for: on a loaded machine the trial's process may take seconds to start.
+    _wait_for(lambda: bool(children(proc.pid)), proc, 120)
     trainers = children(proc.pid)
     assert trainers, "the trial's training process should be running"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    deadline = time.time() + 20
+    deadline = time.time() + 60
     while any(alive(pid) for pid in trainers) and time.time() < deadline:
         time.sleep(0.2)
     assert not any(alive(pid) for pid in trainers), "the trial's training outlived the killed study"
@@ -150,7 +151,7 @@ def test_a_study_killed_mid_trial_continues_and_its_best_config_builds(demo_data
     assert "1 trials finished, 1 to run" in output and "trial 2 [2/2]: value" in output, output
     _check_best_config(folder, after, demo_dataset)
 
-    again = _tune_process(config, folder, space, 2).communicate(timeout=120)[0]
+    again = _tune_process(config, folder, space, 2).communicate(timeout=400)[0]
     assert "2 trials finished, 0 to run" in again and len(_study_trials(folder)) == 3
 
 
