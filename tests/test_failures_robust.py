@@ -544,6 +544,7 @@ def test_own_collection_with_non_utf8_names_is_inspected_cached_and_trained(tmp_
 
     import balanced_trainer
     import fma_inspector
+    import model_evaluation
     from genrekit.datasets import own
     from tests import own_fixtures as fx
 
@@ -580,6 +581,11 @@ def test_own_collection_with_non_utf8_names_is_inspected_cached_and_trained(tmp_
     failures = list(Path(config["data"]["cache_dir"]).glob("part-*/failures.csv"))
     assert len(failures) == 1 and b"/blues/br\xfbl\xe9.mp3,defective," in failures[0].read_bytes()
     assert "m\\udcfcsic" in (run / "run.log").read_text(encoding="utf-8")  # logged escaped
+    # Evaluation: its Markdown report names the genre and the folder by their bytes.
+    model = run / "balanced_hierarchical_genre_model.h5"
+    assert model_evaluation.main(["--model", str(model), "--no_plots"]) == 0
+    markdown = (run / "evaluation" / "evaluation_report.md").read_bytes()
+    assert b"g\xe9nre" in markdown and b"/m\xfcsic`" in markdown
 
 
 def test_manifest_paths_keep_their_bytes_and_labels_must_be_utf8(tmp_path):
@@ -602,3 +608,12 @@ def test_manifest_paths_keep_their_bytes_and_labels_must_be_utf8(tmp_path):
     refused = r"m\.csv line 8: genres 'Caf\\xe9' is not UTF-8 text; save the manifest as UTF-8"
     with pytest.raises(DatasetError, match=refused):
         ManifestDataset(manifest).load()
+
+
+def test_text_files_we_write_keep_a_name_s_bytes(tmp_path):
+    """The one text writer (reports, CSVs) writes a name that is not UTF-8 as its bytes."""
+    from genrekit.fileio import write_text_atomic
+
+    name = os.fsdecode(b"caf\xe9.mp3")
+    path = write_text_atomic(tmp_path / "report.md", f"| {name} | ok |\n")
+    assert path.read_bytes() == b"| caf\xe9.mp3 | ok |\n"
