@@ -3,8 +3,9 @@
 :class:`AudioSource` opens a file with libsndfile and checks its header; a file that cannot give
 audio raises one :class:`~genrekit.errors.AudioDecodeError` naming the file and the cause:
 missing, empty, ID3 tag only, not audio, no audio frames, absurd header (length, sample rate,
-channels), truncated (the decoder stops well before the length its header declares), non-finite
-samples. Mono is ``(left + right) / 2`` (the mean of the channels beyond stereo); resampling is
+channels), truncated (the decoder stops well before the length its header declares, in every
+format: :mod:`genrekit.features.headers`), non-finite samples. A file is opened by its exact
+bytes, so any name the operating system gives is read. Mono is ``(left + right) / 2`` (the mean of the channels beyond stereo); resampling is
 soxr HQ (librosa's default ``soxr_hq``), of only the regions the segments need
 (:func:`resampled_span`). :func:`decodable_part` applies the truncation rule of
 :mod:`genrekit.features.mel`.
