@@ -320,11 +320,9 @@ def prediction_folder(settings: Settings, paths: dict, out: Path, limit: int = 4
     folder = out / "music_to_predict"
     folder.mkdir(parents=True, exist_ok=True)
     if settings.dataset != "fma":  # the test split the run saved
-        import pandas as pd
+        from genrekit.datasets.own import SPLITS_FILE, read_splits_table
 
-        from genrekit.datasets.own import SPLITS_FILE
-
-        table = pd.read_csv(out / SPLITS_FILE)
+        table = read_splits_table(out / SPLITS_FILE)
         sources = [Path(p) for p in table["path"][table["split"] == "test"][:limit]]
     else:
         tracks = fma.select_subset(fma.load_tracks(paths["metadata"]), settings.subset)

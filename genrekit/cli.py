@@ -13,6 +13,7 @@ code 2 (the traceback goes to the run's log file at DEBUG level).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import os
@@ -37,6 +38,7 @@ def script_main(main: Callable[[list[str] | None], int | None]) -> Callable[[lis
     @functools.wraps(main)
     def wrapper(argv: list[str] | None = None) -> int:
         quiet_tensorflow()
+        tolerant_console()
         # A script may call another's main (quick_start runs the inspector): restore the caller's
         # logging afterwards instead of leaving it torn down.
         root = logging.getLogger()
@@ -82,6 +84,16 @@ def path_error(exc: BaseException) -> str | None:
             f"{str(exc).removeprefix('Symlink loop from ').strip(chr(39))}: symlink loop (cannot be resolved)"
         )
     return None
+
+
+def tolerant_console() -> None:
+    """Let the console show any file name: a character the terminal's encoding cannot write (a
+    byte of a name that is not UTF-8, which Python keeps as a lone surrogate) is written escaped
+    (``caf\\udce9.mp3``) instead of ending the run. stderr already does so; stdout does not."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            with contextlib.suppress(Exception):  # a stream replaced by a notebook or a test runner
+                stream.reconfigure(errors="backslashreplace")
 
 
 def quiet_tensorflow() -> None:
@@ -133,7 +145,8 @@ def setup_logging(run_dir: str | Path | None = None, verbose: bool = False) -> N
     root.addHandler(console)
     if run_dir is not None:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        logfile = logging.FileHandler(Path(run_dir) / "run.log", encoding="utf-8")
+        # A file name that is not UTF-8 is logged escaped (caf\\udce9.mp3), never a logging error.
+        logfile = logging.FileHandler(Path(run_dir) / "run.log", encoding="utf-8", errors="backslashreplace")
         logfile.setLevel(logging.DEBUG)
         logfile.setFormatter(logging.Formatter(LOG_FORMAT))
         logfile._genrekit = True

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from genrekit.errors import DownloadError
+from genrekit.paths import NAME_ERRORS
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -69,8 +70,12 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, *, fsync: bool = Tr
 
 
 def write_text_atomic(path: str | os.PathLike, text: str, *, fsync: bool = True) -> Path:
-    """Write ``text`` as UTF-8 to ``path`` atomically; line endings are written as given."""
-    return write_bytes_atomic(path, text.encode("utf-8"), fsync=fsync)
+    """Write ``text`` as UTF-8 to ``path`` atomically; line endings are written as given.
+
+    A file name in ``text`` that is not UTF-8 is written as its exact bytes
+    (:data:`genrekit.paths.NAME_ERRORS`), never a UnicodeEncodeError after the work is done.
+    """
+    return write_bytes_atomic(path, text.encode("utf-8", NAME_ERRORS), fsync=fsync)
 
 
 def write_json_atomic(

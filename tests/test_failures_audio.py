@@ -156,3 +156,122 @@ def test_fuzz_random_and_truncated_bytes_raise_only_the_typed_error(tmp_path, rn
             assert np.isfinite(segments).all()
     # Bit rot mostly still decodes; random bytes and truncations mostly do not.
     assert 0 < decoded < len(cases)
+
+
+# --- Cut files of every format: the part that decodes, with the same "truncated" note ---------------
+
+CUT_FORMATS = ("mp3", "flac", "wav", "ogg", "aiff", "au", "w64", "rf64")
+CUT_PARAMS = FeatureParams(duration=8.0)
+
+
+@pytest.fixture(scope="module")
+def whole_clips(tmp_path_factory) -> dict[str, Path]:
+    """An 8-s stereo clip in every format libsndfile writes whose cut it must survive."""
+    root = tmp_path_factory.mktemp("whole")
+    return {
+        fmt: write_clip(root / f"whole.{fmt}", seconds=8.0, sr=22050, channels=2, seed=5)
+        for fmt in CUT_FORMATS
+    }
+
+
+@pytest.mark.parametrize("fmt", CUT_FORMATS)
+def test_cut_file_of_every_format_gives_its_decodable_part_with_a_truncated_note(fmt, whole_clips, tmp_path):
+    from genrekit.errors import TruncatedAudioError
+    from genrekit.features.audio_files import decode_file
+    from genrekit.features.mel import decodable_length
+
+    whole = whole_clips[fmt]
+    data = whole.read_bytes()
+    path = tmp_path / f"cut.{fmt}"
+    path.write_bytes(data[: len(data) // 2])  # about 4 s of the 8
+    with pytest.raises(TruncatedAudioError) as info:  # strict: refused, naming the file
+        load_segments(path, CUT_PARAMS)
+    assert str(info.value).startswith(f"{path}: ") and "truncated" in str(info.value)
+    decodable = decodable_length(path)
+    assert 3.0 * 22050 < decodable < 5.0 * 22050, decodable
+    notes: list[str] = []
+    segments = load_segments(path, CUT_PARAMS, notes=notes)
+    assert len(notes) == 1 and notes[0].startswith("truncated file: ")
+    assert f"only {decodable / 22050:.2f} s decode; used the part that decodes" in notes[0]
+    # The same samples, read from the whole file and written whole: the same segments.
+    samples, rate = sf.read(whole, frames=decodable, dtype="float32", always_2d=True)
+    reference_path = tmp_path / "reference.wav"
+    sf.write(reference_path, samples, rate, subtype="FLOAT")
+    reference = load_segments(reference_path, CUT_PARAMS)
+    assert segments.shape == reference.shape == (10, 128, 64)
+    np.testing.assert_allclose(segments, reference, atol=0.05)
+    # Inference: predicted like a short file of the decodable length, with the note as a warning.
+    result = decode_file("cut", path, CUT_PARAMS)
+    assert result.error is None
+    assert result.info["duration_seconds"] == pytest.approx(decodable / 22050, abs=1e-3)
+    assert result.info["warnings"][0] == notes[0]
+
+
+@pytest.mark.parametrize("fmt", CUT_FORMATS)
+def test_whole_file_of_every_format_is_not_taken_for_cut(fmt, whole_clips):
+    from genrekit.features.audio_files import decode_file
+
+    notes: list[str] = []
+    assert load_segments(whole_clips[fmt], CUT_PARAMS, notes=notes).shape == (10, 128, 64)
+    assert notes == []
+    result = decode_file("whole", whole_clips[fmt], CUT_PARAMS)
+    assert result.error is None and result.info["warnings"] == []
+    assert result.info["duration_seconds"] == pytest.approx(8.0, abs=0.06)  # MP3/Vorbis padding
+
+
+def test_after_a_failed_read_the_file_is_reopened_not_reused(whole_clips, tmp_path):
+    """libsndfile's FLAC decoder leaves its handle broken after a failed seek (even seek(0))."""
+    from genrekit.features.decode import AudioSource
+
+    data = whole_clips["flac"].read_bytes()
+    path = tmp_path / "cut.flac"
+    path.write_bytes(data[: len(data) // 2])
+    expected, _ = sf.read(whole_clips["flac"], frames=22050, dtype="float32", always_2d=True)
+    with AudioSource(path) as src:
+        with pytest.raises(AudioDecodeError, match="decoding failed near sample 150000"):
+            src.read_mono(150_000, 160_000)
+        np.testing.assert_array_equal(src.read_mono(0, 22050), expected.mean(axis=1))
+
+
+def test_genuine_flac_and_mp3_files_whole_and_cut(fma_real, real_clip, tmp_path):
+    """Genuine files: whole, no "truncated" note; cut in half, the note and about half the music."""
+    from genrekit.features.mel import decodable_length
+
+    gtzan = sorted((fma_real.parent / "gtzan-dev" / "gtzan_mini").rglob("*.flac"))[:2]
+    if not gtzan:
+        pytest.skip(f"no genuine GTZAN FLAC files under {fma_real.parent / 'gtzan-dev'}")
+    params = FeatureParams()
+    for whole in [*gtzan, real_clip]:
+        notes: list[str] = []
+        load_segments(whole, params, notes=notes)
+        assert notes == [], whole
+        cut = tmp_path / f"cut{whole.suffix}"
+        data = whole.read_bytes()
+        cut.write_bytes(data[: len(data) // 2])
+        load_segments(cut, params, notes=notes)
+        seconds = decodable_length(cut) / sf.info(whole).samplerate
+        assert len(notes) == 1 and notes[0].startswith("truncated file: the header declares"), whole
+        assert 10.0 < seconds < 20.0 and f"only {seconds:.2f} s decode" in notes[0]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # rotten float samples
+@pytest.mark.parametrize("fmt", ["wav", "aiff", "au", "w64", "flac", "ogg"])
+def test_fuzz_cut_and_rotten_headers_of_every_format_raise_only_the_typed_error(fmt, tmp_path, rng):
+    short = write_clip(tmp_path / f"src.{fmt}", seconds=1.6, sr=22050, channels=1, seed=1).read_bytes()
+    params = FeatureParams(duration=1.6, num_segments=2)
+    cases = [short[: int(rng.integers(0, len(short)))] for _ in range(25)]
+    for _ in range(25):  # bit rot in the first 200 bytes: the header the length is read from
+        data = bytearray(short)
+        for pos in rng.integers(0, min(200, len(data)), size=int(rng.integers(1, 6))):
+            data[pos] = int(rng.integers(256))
+        cases.append(bytes(data))
+    path = tmp_path / f"fuzz.{fmt}"
+    for data in cases:
+        path.write_bytes(data)
+        for notes in (None, []):
+            try:
+                segments = load_segments(path, params, notes=notes)
+            except AudioDecodeError as exc:
+                assert str(exc).startswith(f"{path}: ")
+            else:
+                assert segments.shape == (2, 128, 64) and np.isfinite(segments).all()

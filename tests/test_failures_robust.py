@@ -6,6 +6,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -472,3 +475,145 @@ def test_bad_tf_config_is_a_config_error(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
     with pytest.raises(ConfigError, match="TF_CONFIG must name the cluster"):
         worker_role()
+
+
+# --- 7. file names that are not UTF-8 (a Latin-1 disk: b"caf\xe9.mp3") -----------------------------
+
+
+def _latin1(folder: Path, name: bytes) -> Path:
+    """``folder / name`` as Python names a file whose name is not UTF-8 (:func:`os.fsdecode`)."""
+    path = folder / os.fsdecode(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        path.touch()
+        path.unlink()
+    except (OSError, UnicodeEncodeError):
+        pytest.skip(f"this file system refuses the name {name!r}")
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "flac", "wav", "ogg"])
+def test_non_utf8_file_name_decodes_as_any_other(fmt, real_clip, tmp_path):
+    from genrekit.features.audio_files import decode_file, list_audio_files
+    from tests.features_helpers import write_clip
+
+    source = real_clip if fmt == "mp3" else write_clip(tmp_path / f"plain.{fmt}", seconds=6.0, sr=22050)
+    path = _latin1(tmp_path / "music", b"caf\xe9." + fmt.encode())
+    path.write_bytes(source.read_bytes())
+    assert list_audio_files(path.parent)[0] == [path]
+    params = FeatureParams(duration=6.0)
+    result = decode_file("k", path, params)
+    assert result.error is None, result.error
+    assert os.fsencode(result.path) == os.fsencode(tmp_path / "music") + b"/caf\xe9." + fmt.encode()
+    assert result.info["duration_seconds"] == pytest.approx(sf.info(source).duration, abs=0.06)
+    np.testing.assert_array_equal(result.segments, decode_file("k", source, params).segments)
+
+
+def _write_audio(path: Path, audio: np.ndarray) -> None:
+    """own_fixtures.write_audio under any name (soundfile's writer takes only UTF-8 names)."""
+    from tests import own_fixtures as fx
+
+    with tempfile.TemporaryDirectory() as scratch:
+        plain = Path(scratch) / f"plain{path.suffix}"
+        fx.write_audio(plain, audio)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(plain, path)
+
+
+def _latin1_collection(base: Path) -> dict:
+    """Genre folders whose root, one genre and some files have names that are not UTF-8, and a
+    defective file with such a name."""
+    from tests import own_fixtures as fx
+
+    root = _latin1(base, b"m\xfcsic")
+    layout = {
+        b"blues": [b"caf\xe9.wav", b"t1.flac", b"t2.wav", b"t3.ogg"],
+        b"g\xe9nre": [b"t0.wav", b"na\xefve.mp3", b"t2.au", b"t3.wav"],
+        b"rock": [b"t0.wav", b"t1.wav", b"t2.flac", b"t3.wav"],
+    }
+    for g, (genre, names) in enumerate(layout.items()):
+        for i, name in enumerate(names):
+            _write_audio(root / os.fsdecode(genre) / os.fsdecode(name), fx.clip(i, g * 3))
+    broken = root / "blues" / os.fsdecode(b"br\xfbl\xe9.mp3")
+    broken.write_text("not audio\n")
+    return {"root": root, "cafe": root / "blues" / os.fsdecode(b"caf\xe9.wav"), "broken": broken}
+
+
+def test_own_collection_with_non_utf8_names_is_inspected_cached_and_trained(tmp_path, capsys):
+    import hashlib
+
+    import balanced_trainer
+    import fma_inspector
+    import model_evaluation
+    from genrekit.datasets import own
+    from tests import own_fixtures as fx
+
+    music = _latin1_collection(tmp_path)
+    root, spec = music["root"], f"folder:{music['root']}"
+    ds = own.FolderDataset(root)
+    labelled = ds.load()
+    assert len(labelled.targets) == 13
+    # Ids hash the exact bytes of the relative path: the same id on every platform.
+    tid = int.from_bytes(hashlib.sha1(b"blues/caf\xe9.wav").digest()[:8], "big") % 2**48
+    assert os.fsencode(ds.audio_path(tid)) == os.fsencode(music["cafe"])
+    titles = sorted(labelled.tree.title[g] for g in labelled.tree.roots)
+    assert titles == ["blues", os.fsdecode(b"g\xe9nre"), "rock"]
+
+    code = fma_inspector.main(["--dataset", spec, "--no_plots", "--output_dir", str(tmp_path / "inspect")])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "(subset large: 13 tracks)" in printed
+    assert "audio: 12 present, 0 missing, 0 empty, 1 unreadable" in printed
+    assert "m\\udcfcsic" in printed  # the root's name, escaped on the console rather than a crash
+
+    run = tmp_path / "run"
+    settings = fx.tiny_settings_file(tmp_path)
+    argv = ["--dataset", spec, "--config", str(settings), "--output_dir", str(run)]
+    assert balanced_trainer.main(argv) == 0
+    config = json.loads((run / "balanced_training_config.json").read_text())
+    assert [os.fsencode(f["path"]) for f in config["left_out_files"]] == [os.fsencode(music["broken"])]
+    # The run's split file and the cache's failure list keep the names' exact bytes.
+    raw = (run / own.SPLITS_FILE).read_bytes()
+    assert b"/m\xfcsic/blues/caf\xe9.wav," in raw and b"/g\xe9nre/na\xefve.mp3," in raw
+    saved = own.read_splits_table(run / own.SPLITS_FILE)
+    expected = sorted(os.fsencode(ds.audio_path(t)) for t in saved["track_id"])
+    assert sorted(os.fsencode(p) for p in saved["path"]) == expected
+    failures = list(Path(config["data"]["cache_dir"]).glob("part-*/failures.csv"))
+    assert len(failures) == 1 and b"/blues/br\xfbl\xe9.mp3,defective," in failures[0].read_bytes()
+    assert "m\\udcfcsic" in (run / "run.log").read_text(encoding="utf-8")  # logged escaped
+    # Evaluation: its Markdown report names the genre and the folder by their bytes.
+    model = run / "balanced_hierarchical_genre_model.h5"
+    assert model_evaluation.main(["--model", str(model), "--no_plots"]) == 0
+    markdown = (run / "evaluation" / "evaluation_report.md").read_bytes()
+    assert b"g\xe9nre" in markdown and b"/m\xfcsic`" in markdown
+
+
+def test_manifest_paths_keep_their_bytes_and_labels_must_be_utf8(tmp_path):
+    from genrekit.datasets.own import ManifestDataset
+    from tests import own_fixtures as fx
+
+    for i in range(3):
+        for genre in ("a", "b"):
+            fx.write_audio(tmp_path / genre / f"t{i}.wav", fx.clip(i, 1)[:500])
+    cafe = _latin1(tmp_path / "a", b"caf\xe9.wav")
+    _write_audio(cafe, fx.clip(9, 1)[:500])
+    manifest = tmp_path / "m.csv"
+    lines = [b"path,genres"] + [f"{g}/t{i}.wav,{g.upper()}".encode() for i in range(3) for g in "ab"]
+    manifest.write_bytes(b"\n".join([*lines, b"a/caf\xe9.wav,A"]) + b"\n")
+    ds = ManifestDataset(manifest)
+    assert len(ds.load().targets) == 7
+    assert os.fsencode(cafe) in {os.fsencode(p) for p in ds.splits_table()["path"]}
+    # A label is text: a genre in another encoding is refused in one line, naming the row.
+    manifest.write_bytes(b"\n".join([*lines, b"a/caf\xe9.wav,Caf\xe9"]) + b"\n")
+    refused = r"m\.csv line 8: genres 'Caf\\xe9' is not UTF-8 text; save the manifest as UTF-8"
+    with pytest.raises(DatasetError, match=refused):
+        ManifestDataset(manifest).load()
+
+
+def test_text_files_we_write_keep_a_name_s_bytes(tmp_path):
+    """The one text writer (reports, CSVs) writes a name that is not UTF-8 as its bytes."""
+    from genrekit.fileio import write_text_atomic
+
+    name = os.fsdecode(b"caf\xe9.mp3")
+    path = write_text_atomic(tmp_path / "report.md", f"| {name} | ok |\n")
+    assert path.read_bytes() == b"| caf\xe9.mp3 | ok |\n"

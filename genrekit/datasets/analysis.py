@@ -154,7 +154,8 @@ def analyze(ds: LabelledDataset, settings: Settings, probe_audio_dir: bool = Tru
             "imbalance_ratio": imbalance(table["train_tracks"].to_numpy()),
             "largest": table.iloc[0][["genre", "train_tracks"]].to_dict(),
             "smallest": table.iloc[-1][["genre", "train_tracks"]].to_dict(),
-            "classes": json.loads(table.to_json(orient="records")),
+            # Not table.to_json: its encoder refuses a genre named by a folder that is not UTF-8.
+            "classes": table.astype(object).where(table.notna(), None).to_dict(orient="records"),
         }
     n_labels = np.array([len(a) for a in targets["all"]])
     report = {

@@ -29,6 +29,7 @@ from genrekit.datasets.split_lists import assign_listed, read_split_lists
 from genrekit.datasets.splitting import assign_splits
 from genrekit.errors import DatasetError
 from genrekit.features.audio_files import AUDIO_EXTENSIONS
+from genrekit.paths import NAME_ERRORS, name_bytes, shown
 from genrekit.settings import SPLITS
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,12 @@ _WARNED: set[str] = set()  # sources whose same-artist leakage was already warne
 
 
 def stable_id(text: str, bits: int) -> int:
-    """A positive id from the SHA-1 of ``text``: the same text always gives the same id."""
-    value = int.from_bytes(hashlib.sha1(text.encode("utf-8")).digest()[:8], "big") & ((1 << bits) - 1)
+    """A positive id from the SHA-1 of ``text``: the same text always gives the same id.
+
+    ``text`` is hashed as its exact bytes (:func:`genrekit.paths.name_bytes`), so a file name
+    that is not UTF-8 has an id too, and a UTF-8 one the id it always had.
+    """
+    value = int.from_bytes(hashlib.sha1(name_bytes(text)).digest()[:8], "big") & ((1 << bits) - 1)
     return value or 1
 
 
@@ -96,7 +101,7 @@ class OwnDataset(Dataset):
     def cache_name(self) -> str:
         """The feature cache's folder name: the source's kind, name and a hash of its absolute path."""
         where = str(self.source.resolve())
-        return f"{self.kind}-{self.source.resolve().name}-{hashlib.sha1(where.encode()).hexdigest()[:8]}"
+        return f"{self.kind}-{self.source.resolve().name}-{hashlib.sha1(name_bytes(where)).hexdigest()[:8]}"
 
     @property
     def tracks_origin(self) -> str:
@@ -352,7 +357,10 @@ def _read_manifest(manifest: Path) -> pd.DataFrame:
         state = "is a folder, not a file" if manifest.is_dir() else "does not exist"
         raise DatasetError(f"manifest {manifest} {state}")
     try:
-        rows = pd.read_csv(manifest, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # A path may name a file whose name is not UTF-8: its bytes are kept (NAME_ERRORS).
+        rows = pd.read_csv(
+            manifest, dtype=str, keep_default_na=False, skipinitialspace=True, encoding_errors=NAME_ERRORS
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DatasetError(f"manifest {manifest}: not a readable CSV ({exc})") from None
     rows.columns = [str(c).strip() for c in rows.columns]
@@ -383,16 +391,28 @@ def _manifest_entry(
     if resolved in first_line:
         raise DatasetError(f"{where}: path {text} repeats line {first_line[resolved]}")
     first_line[resolved] = line
-    genres = _genre_paths(row["genres"], where)
+    genres = _genre_paths(_utf8(row["genres"], "genres", where), where)
     has_split = "split" in rows.columns
     split = row["split"].strip() if has_split else ""
     if has_split and split not in SPLITS:
         raise DatasetError(f"{where}: split {split!r} must be one of {', '.join(SPLITS)}")
     track_id = _manifest_track_id(row["track_id"], where) if "track_id" in rows.columns else None
-    artist = row["artist"].strip() if "artist" in rows.columns else ""
+    artist = _utf8(row["artist"], "artist", where).strip() if "artist" in rows.columns else ""
     return TrackEntry(
         path, Path(text).as_posix(), genres, where, artist=artist, split=split, track_id=track_id
     )
+
+
+def _utf8(text: str, column: str, where: str) -> str:
+    """``text`` when it is UTF-8; DatasetError otherwise. Only paths may hold other bytes (a file
+    name is whatever the disk holds); a label in another encoding would be a wrong label."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DatasetError(
+            f"{where}: {column} '{shown(text)}' is not UTF-8 text; save the manifest as UTF-8"
+        ) from None
+    return text
 
 
 def _genre_paths(text: str, where: str) -> tuple[tuple[str, ...], ...]:
@@ -420,12 +440,19 @@ def _manifest_track_id(text: str, where: str) -> int:
     return track_id
 
 
-def read_saved_splits(path: str | os.PathLike) -> dict[int, str]:
-    """track_id -> split from a run's :data:`SPLITS_FILE`."""
+def read_splits_table(path: str | os.PathLike) -> pd.DataFrame:
+    """A run's :data:`SPLITS_FILE` (track_id, path, split); paths that are not UTF-8 as they were."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: the run's split file is missing (it is written by the trainer)")
-    table = pd.read_csv(path, dtype={"track_id": np.int64, "split": str})
+    return pd.read_csv(
+        path, dtype={"track_id": np.int64, "path": str, "split": str}, encoding_errors=NAME_ERRORS
+    )
+
+
+def read_saved_splits(path: str | os.PathLike) -> dict[int, str]:
+    """track_id -> split from a run's :data:`SPLITS_FILE`."""
+    table = read_splits_table(path)
     return dict(zip(table["track_id"].tolist(), table["split"].tolist(), strict=True))
 
 

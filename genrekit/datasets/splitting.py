@@ -12,12 +12,14 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 
 from genrekit.errors import DatasetError
+from genrekit.paths import name_bytes
 
 SHARES = {"training": 0.8, "validation": 0.1, "test": 0.1}  # of the tracks of each genre
 
 
 def _order(group: str, seed: int) -> bytes:
-    return hashlib.sha1(f"{seed}:{group}".encode()).digest()
+    # The group's exact bytes: it may hold a file name that is not UTF-8.
+    return hashlib.sha1(name_bytes(f"{seed}:{group}")).digest()
 
 
 def assign_splits(

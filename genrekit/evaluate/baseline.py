@@ -22,6 +22,7 @@ import numpy as np
 from genrekit.engine import Engine, get_engine
 from genrekit.errors import AudioDecodeError, ConfigError
 from genrekit.fileio import replacing
+from genrekit.paths import native_path
 from genrekit.workers import run_serial
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def _decode(path: Path, sample_rate: int, duration: float | None) -> np.ndarray:
     if size == 0:
         raise AudioDecodeError(f"{path}: empty file (0 bytes)")
     try:
-        with sf.SoundFile(path) as f:
+        with sf.SoundFile(native_path(path)) as f:  # its bytes: a name may not be UTF-8
             rate = int(f.samplerate)
             frames = -1 if duration is None else int(round(duration * rate))
             x = f.read(frames=frames, dtype="float32", always_2d=True)

@@ -27,7 +27,7 @@ from genrekit.evaluate.metrics import MULTI_LABEL_HEADS, evaluate
 from genrekit.evaluate.thresholds import include_top_of, thresholds_of
 from genrekit.fileio import file_digest, write_text_atomic
 from genrekit.models.io import load_model
-from genrekit.paths import SETUP_HINTS, require_dir
+from genrekit.paths import NAME_ERRORS, SETUP_HINTS, require_dir
 from genrekit.settings import SPLITS, SUBSETS, Settings, default_value
 from genrekit.train.run_config import check_model, load_training_config
 
@@ -512,7 +512,7 @@ def _write(
     title = f"Evaluation of {model_name} on the {run['split']} split"
     paths = write_report(results, out, plots=plots, title=title, max_medium_classes=max_medium_classes)
     # The run section goes right under the title, before the first figures.
-    text = paths.markdown.read_text(encoding="utf-8")
+    text = paths.markdown.read_text(encoding="utf-8", errors=NAME_ERRORS)  # as write_text_atomic wrote it
     head, sep, rest = text.partition("\n## ")
     run_text = _run_markdown(run) if run_text is None else run_text
     write_text_atomic(paths.markdown, head + "\n" + run_text + sep.lstrip("\n") + rest)

@@ -131,10 +131,11 @@ def decode_file(
         plan = plan_segments(frames, rate, params, hop_seconds)
         notes: list[str] = []
         segments = load(plan, notes)
-        if notes:
+        if notes and (decodable := decodable_length(path)) != frames:
             # A cut file (genrekit.features.mel's truncation rule): segments are placed as for a file of
-            # the length that decodes, so it is predicted like a short file of that length.
-            plan = plan_segments(decodable_length(path), rate, params, hop_seconds)
+            # the length that decodes, so it is predicted like a short file of that length (a cut
+            # Ogg file declares no other length: its plan stands).
+            plan = plan_segments(decodable, rate, params, hop_seconds)
             notes = []
             segments = load(plan, notes)
     except AudioDecodeError as exc:

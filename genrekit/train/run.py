@@ -34,6 +34,7 @@ from genrekit.errors import ConfigError
 from genrekit.evaluate.thresholds import top_columns
 from genrekit.fileio import replacing, write_json_atomic
 from genrekit.models.registry import ModelSpec, model_kind
+from genrekit.paths import NAME_ERRORS
 from genrekit.settings import Settings
 from genrekit.train.augment import AugmentPlan
 from genrekit.train.data import (  # noqa: F401 - public here too (scripts, tests, benchmarks)
@@ -203,7 +204,8 @@ def save_splits(dataset: Dataset, out: Path) -> Path | None:
 
     path = out / SPLITS_FILE
     with replacing(path) as tmp:
-        table().to_csv(tmp, index=False)
+        # A path that is not UTF-8 is written as its exact bytes (genrekit.paths.NAME_ERRORS).
+        table().to_csv(tmp, index=False, errors=NAME_ERRORS)
     return path
 
 

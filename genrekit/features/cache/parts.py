@@ -26,6 +26,7 @@ from genrekit.errors import CacheError
 from genrekit.features.frontends import FrontEnd, as_frontend
 from genrekit.features.params import FeatureParams
 from genrekit.fileio import write_bytes_atomic
+from genrekit.paths import NAME_ERRORS
 
 CACHE_FORMAT = 1
 PENDING, OK, DEFECTIVE, MISSING = 0, 1, 2, 3
@@ -126,7 +127,7 @@ class Part:
         path = self.path / FAILURES
         if not path.is_file():
             return {}
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8", errors=NAME_ERRORS) as fh:
             return {
                 int(row["track_id"]): Failure(int(row["track_id"]), row["path"], row["status"], row["reason"])
                 for row in csv.DictReader(fh)
@@ -243,7 +244,8 @@ class PartWriter:
             for tid in sorted(self.failures):
                 f = self.failures[tid]
                 writer.writerow([f.track_id, f.path, f.status, f.reason])
-            write_bytes_atomic(self.part.path / FAILURES, text.getvalue().encode("utf-8"))
+            # A path that is not UTF-8 is kept as its exact bytes (read back the same way).
+            write_bytes_atomic(self.part.path / FAILURES, text.getvalue().encode("utf-8", NAME_ERRORS))
             self.failures_dirty = False
         for row, code in self.queued:
             os.pwrite(self.status_fd, bytes([code]), self.part.status_offset + row)
