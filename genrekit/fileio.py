@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,17 @@ def temporary_beside(path: str | os.PathLike) -> Path:
     suffixes = "".join(path.suffixes)
     base = path.name[: len(path.name) - len(suffixes)] if suffixes else path.name
     return path.with_name(f".{base}.{os.getpid()}.tmp{suffixes}")
+
+
+_TEMPORARY = re.compile(r"\..+\.[0-9]+\.tmp(\..+)?")  # what temporary_beside names
+
+
+def leftover_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """The files in ``folder`` named as :func:`temporary_beside` names them: a killed writer's leftovers."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _TEMPORARY.fullmatch(p.name) and p.is_file())
 
 
 @contextlib.contextmanager
