@@ -89,8 +89,10 @@ def _cut(path: Path) -> None:
 
 def _leave_temporary_best(out: Path) -> None:
     """A kill during the atomic save of the best checkpoint leaves its temporary file, cut."""
+    writer = subprocess.Popen(["true"])  # a process that has ended: the killed writer
+    writer.wait()
     best = out / "checkpoints" / "best.keras"
-    (best.parent / ".best.999999.tmp.keras").write_bytes(best.read_bytes()[:1000])
+    (best.parent / f".best.{writer.pid}.tmp.keras").write_bytes(best.read_bytes()[:1000])
 
 
 def _lose_last_row(out: Path) -> None:
@@ -179,12 +181,14 @@ def test_a_damaged_finished_run_is_not_nothing_to_do(tiny_run, tmp_path, name, c
 def test_a_run_killed_while_finishing_finishes_without_training_again(
     tiny_run, demo_dataset, tmp_path, capsys
 ):
-    """Killed after its last epoch is logged, before its model is written: the rerun only finishes."""
+    """Killed after fit, while the model is finished (thresholds chosen): the rerun only finishes."""
     out = tmp_path / "run"
     config = _run_settings(demo_dataset, tiny_run, out, num_epochs=2)
     proc = _trainer_process(config)
-    assert _kill_when(proc, lambda: _rows(out) >= 2), "the training ended before it was killed"
-    assert not (out / MODEL).exists()
+    run_log = out / "run.log"
+    finishing = lambda: run_log.is_file() and "thresholds chosen" in run_log.read_text()  # noqa: E731
+    assert _kill_when(proc, finishing), "the training ended before it was killed"
+    assert _rows(out) == 2 and not (out / CONFIG).exists()
     assert balanced_trainer.main(["--config", str(config)]) == 0, _error_lines(capsys)
     assert "Epoch 1/2" not in capsys.readouterr().out
     _assert_finished(out, 2)

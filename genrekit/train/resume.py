@@ -28,7 +28,9 @@ from genrekit.train.run_folder import (
     LOG_FILE,
     RETRAIN,
     SETTINGS_FILE,
+    WEIGHTS_FILE,
     check_interrupted_run,
+    one_line,
     read_run_json,
 )
 
@@ -86,7 +88,9 @@ def check_final_model(model_path: Path, config: dict[str, Any], config_path: Pat
     try:
         check_model(load_model(model_path), config, model_path, config_path)
     except ModelError as exc:
-        raise ModelError(f"{exc}: the run in {model_path.parent} is not finished; {RETRAIN}") from None
+        raise ModelError(
+            f"{one_line(exc)}: the run in {model_path.parent} is not finished; {RETRAIN}"
+        ) from None
 
 
 def _kind_keys(values: Mapping[str, Any]) -> frozenset[str]:
@@ -149,6 +153,18 @@ def remove_leftover_temporaries(out: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def remove_finished_backup(out: Path, config_path: Path) -> None:
+    """Remove the backup a run killed after writing its config left; a newer one (a ``--retrain``
+    killed midway) is kept."""
+    weights = out / BACKUP_DIR / WEIGHTS_FILE
+    if not (out / BACKUP_DIR).is_dir():
+        return
+    if weights.is_file() and weights.stat().st_mtime_ns > config_path.stat().st_mtime_ns:
+        return
+    log.info("removing %s, the backup of the finished run", out / BACKUP_DIR)
+    shutil.rmtree(out / BACKUP_DIR, ignore_errors=True)
+
+
 def check_resume_state(settings: Settings, out: Path) -> None:
     """Refuse an interrupted run in ``out`` with other settings or a damaged file, before any work.
 
@@ -183,8 +199,7 @@ def prepare_run_folder(settings: Settings, out: Path, retrain: bool = False) -> 
     done = finished_run(settings, out)
     if done is not None:
         log.info("%s holds a finished run: nothing to do (use --retrain to train again)", out)
-        if (out / BACKUP_DIR).is_dir():  # a run killed after writing its model and config
-            shutil.rmtree(out / BACKUP_DIR)
+        remove_finished_backup(out, out / settings.training_config_filename)
         return done
     check_resume_state(settings, out)
     return None

@@ -33,9 +33,14 @@ DONE_ATTR = "genrekit_fit_done"  # fit ended after that epoch (early stop or las
 RETRAIN = "use --retrain to train this run again from its first epoch"
 
 
+def one_line(text: object) -> str:
+    """``text`` on one line (a library's message may span several)."""
+    return " ".join(str(text).split())
+
+
 def damaged(path: str | Path, cause: str, remedy: str = RETRAIN) -> ModelError:
     """The one-line error for a damaged run-folder file: ``<path>: damaged (<cause>); <remedy>``."""
-    return ModelError(f"{path}: damaged ({cause}); {remedy}")
+    return ModelError(f"{path}: damaged ({one_line(cause)}); {remedy}")
 
 
 def read_run_json(path: Path) -> Any:
