@@ -192,3 +192,31 @@ def test_a_run_killed_while_finishing_finishes_without_training_again(
     assert balanced_trainer.main(["--config", str(config)]) == 0, _error_lines(capsys)
     assert "Epoch 1/2" not in capsys.readouterr().out
     _assert_finished(out, 2)
+
+
+def test_only_the_temporaries_of_writers_no_longer_running_are_leftovers(tmp_path):
+    from genrekit.fileio import leftover_temporaries, temporary_beside
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    mine = temporary_beside(tmp_path / "best.keras")  # this process: a writer still running
+    left = tmp_path / f".latest.{ended.pid}.tmp.weights.h5"
+    for path in (mine, left, tmp_path / "best.keras", tmp_path / f".notes.{ended.pid}.txt"):
+        path.write_bytes(b"x")
+    assert leftover_temporaries(tmp_path) == [left]
+
+
+def test_a_backup_written_by_keras_backup_and_restore_resumes_at_its_epoch(tmp_path):
+    """Interrupted runs of a genrekit before this one have Keras' backup: the epoch in a JSON file."""
+    import keras
+
+    from genrekit.errors import ModelError
+    from genrekit.train.run_folder import read_backup
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.save_weights(tmp_path / "latest.weights.h5")
+    with pytest.raises(ModelError, match="latest.weights.h5: damaged .*--retrain"):
+        read_backup(tmp_path)
+    (tmp_path / "training_metadata.json").write_text('{"epoch": 3, "batch": 0}')
+    backup = read_backup(tmp_path)
+    assert (backup.epoch, backup.done) == (3, False)
