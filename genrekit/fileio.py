@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +35,35 @@ def temporary_beside(path: str | os.PathLike) -> Path:
     suffixes = "".join(path.suffixes)
     base = path.name[: len(path.name) - len(suffixes)] if suffixes else path.name
     return path.with_name(f".{base}.{os.getpid()}.tmp{suffixes}")
+
+
+_TEMPORARY = re.compile(r"\..+\.([0-9]+)\.tmp(\..+)?")  # what temporary_beside names
+
+
+def leftover_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """The files in ``folder`` that :func:`temporary_beside` named for a process no longer running:
+    what a writer killed mid-write left (a running writer's file is not listed)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.iterdir()):
+        match = _TEMPORARY.fullmatch(path.name)
+        if match and path.is_file() and not _running(int(match.group(1))):
+            found.append(path)
+    return found
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)  # no signal sent: only asks whether the process exists
+    except (ProcessLookupError, OverflowError):
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 @contextlib.contextmanager

@@ -372,13 +372,20 @@ def test_repeats_of_an_oversampled_track_never_share_a_block():
 
 @pytest.mark.parametrize("schedule", ["plateau", "cosine"])
 def test_the_callbacks_step_gives_the_deciders_of_the_monitor_in_their_order(tmp_path, schedule):
-    from genrekit.train.callbacks import CallbackState, EpochSetter, ValidationMetrics, training_callbacks
+    from genrekit.train.callbacks import (
+        CallbackState,
+        EpochLog,
+        EpochSetter,
+        RunBackup,
+        ValidationMetrics,
+        training_callbacks,
+    )
 
     settings = Settings.build(overrides={"monitor": "val_top_f1_macro", "lr_schedule": schedule})
     stream, _ = _stream(n_tracks=64)
     labels = _labels(np.zeros(4, int), np.full(4, -1), np.zeros((4, 2)))
     steps = training_callbacks(settings, stream, stream.source, labels, tmp_path)
-    deciders = ["ModelCheckpoint", "EarlyStopping"] + (["ReduceLROnPlateau"] if schedule == "plateau" else [])
+    deciders = ["BestCheckpoint", "EarlyStopping"] + (["ReduceLROnPlateau"] if schedule == "plateau" else [])
     assert [type(cb).__name__ for cb in steps.deciders] == deciders
     assert steps.monitor == "val_top_f1_macro" and {cb.monitor for cb in steps.deciders} == {steps.monitor}
     assert steps.best_path == tmp_path / "checkpoints" / "best.keras"
@@ -388,8 +395,7 @@ def test_the_callbacks_step_gives_the_deciders_of_the_monitor_in_their_order(tmp
         kinds[:2] == [EpochSetter, ValidationMetrics]
         and steps.callbacks[2 : 2 + len(deciders)] == steps.deciders
     )
-    assert [k.__name__ for k in kinds[2 + len(deciders) :]] == [
-        CallbackState.__name__, "BackupAndRestore", "CSVLogger", "TensorBoard"
-    ]  # fmt: skip
+    assert kinds[2 + len(deciders) :] == [CallbackState, RunBackup, EpochLog, type(steps.callbacks[-1])]
+    assert type(steps.callbacks[-1]).__name__ == "TensorBoard"
     state = steps.callbacks[2 + len(deciders)]
     assert state.path == tmp_path / "backup" / "callback_state.json" and state.deciders == steps.deciders

@@ -35,4 +35,5 @@ def load_model(model_path: str | os.PathLike, *, configure: bool = True) -> Any:
     try:
         return keras.models.load_model(model_path, compile=False)
     except Exception as exc:  # h5py, zipfile and Keras raise many kinds for a bad file
-        raise ModelError(f"{model_path}: cannot load the model ({type(exc).__name__}: {exc})") from None
+        cause = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the library wrote
+        raise ModelError(f"{model_path}: cannot load the model ({cause})") from None

@@ -4,17 +4,21 @@
   random stream, so a resumed run draws what an uninterrupted one draws;
 - :class:`ValidationMetrics` computes the track-level validation figures each epoch
   (:func:`genrekit.train.validation.validation_metrics`) before anything reads the epoch's logs;
-- the deciders (best checkpoint, early stopping, LR reduction on a plateau) watch the monitor;
+- the deciders (:class:`BestCheckpoint`, early stopping, LR reduction on a plateau) watch the monitor;
 - :class:`CallbackState` saves and restores the deciders' state, so a resume goes on exactly;
-- BackupAndRestore, the CSV log and TensorBoard.
+- :class:`RunBackup`, :class:`EpochLog` (``training_log.csv``) and TensorBoard.
+
+Every file they write is written atomically (see :mod:`genrekit.train.run_folder`).
 
 Only training imports this module; it imports Keras at the top.
 """
 
 from __future__ import annotations
 
+import collections.abc
+import csv
 import dataclasses
-import json
+import io
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,8 +26,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from genrekit.backend import keras
-from genrekit.fileio import write_json_atomic
+from genrekit.fileio import replacing, write_bytes_atomic, write_json_atomic
 from genrekit.train.pipeline import predict_segments
+from genrekit.train.run_folder import (  # noqa: F401 - STATE_FILE public here too, as before
+    BACKUP_DIR,
+    BEST_FILE,
+    DONE_ATTR,
+    EPOCH_ATTR,
+    LOG_FILE,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    damaged,
+    read_backup,
+    read_log,
+    read_run_json,
+)
 from genrekit.train.validation import validation_metrics
 
 if TYPE_CHECKING:
@@ -33,8 +50,6 @@ if TYPE_CHECKING:
 
 # The trainer's log: the epoch lines of run.log name it, as they did when these lived in run.py.
 log = logging.getLogger("genrekit.train.run")
-
-STATE_FILE = "callback_state.json"  # in backup/: the state of the callbacks that decide
 
 
 class EpochSetter(keras.callbacks.Callback):
@@ -104,22 +119,56 @@ class ValidationMetrics(keras.callbacks.Callback):
 
 def _plain(value: Any) -> Any:
     """A callback's state value as plain JSON (numpy and Keras scalars become floats or ints)."""
-    if isinstance(value, int | float | bool) or value is None:
+    if isinstance(value, int | float | bool | str) or value is None:
         return value
     array = np.asarray(value)
     return array.item() if array.ndim == 0 else array.tolist()
 
 
+def _state_name(callback: Any) -> str:
+    """The name a decider's state is saved under (BestCheckpoint's is ModelCheckpoint's, as before it)."""
+    return getattr(callback, "state_name", type(callback).__name__)
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """The model of the best epoch so far (``monitor``, higher is better), saved atomically.
+
+    Decides as Keras' ``ModelCheckpoint(mode="max", save_best_only=True)`` (the first epoch always
+    saves; a NaN never improves), but saves to a temporary name renamed over ``path``: Keras writes
+    the checkpoint in place, and a run killed during that save kept a cut ``best.keras``.
+    """
+
+    state_name = "ModelCheckpoint"  # the key of its state in callback_state.json
+
+    def __init__(self, path: Path, monitor: str):
+        super().__init__()
+        self.path, self.monitor = Path(path), monitor
+        self.best = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = (logs or {}).get(self.monitor)
+        if current is None:
+            log.warning(
+                "epoch %d: no %s in the logs, the best checkpoint is not updated", epoch + 1, self.monitor
+            )
+            return
+        if self.best is None or current > self.best:
+            self.best = current
+            with replacing(self.path) as tmp:
+                self.model.save(tmp)
+
+
 class CallbackState(keras.callbacks.Callback):
     """Saves and restores the state of the callbacks that decide, so a resumed run goes on exactly.
 
-    BackupAndRestore brings back weights, optimizer and epoch, but early stopping's patience
+    The backup brings back weights, optimizer and epoch, but early stopping's patience
     count and best score, the LR reduction's, and the best checkpoint's score start afresh,
     so a worse epoch could overwrite the best model. This callback writes their state after
     every epoch (before the backup is written: it must sit after them and before
-    BackupAndRestore in the callback list) and restores it when the first epoch of a resumed
+    :class:`RunBackup` in the callback list) and restores it when the first epoch of a resumed
     run begins. The state of the last two epochs is kept, so a run killed between this write
-    and the backup's resumes with the state of the epoch the backup holds.
+    and the backup's resumes with the state of the epoch the backup holds. Each state also keeps
+    the epoch's log row: a run killed between the backup and the CSV row gets it back (:class:`EpochLog`).
     """
 
     FIELDS = {
@@ -132,21 +181,29 @@ class CallbackState(keras.callbacks.Callback):
         super().__init__()
         self.path, self.deciders = path, deciders
         self.first = True
+        self.states: dict | None = None  # read when first needed: a fresh run never reads the file
 
     def _states(self) -> dict:
-        if not self.path.is_file():
-            return {}
-        return json.loads(self.path.read_text(encoding="utf-8"))
+        if self.states is None:
+            self.states = read_run_json(self.path) if self.path.is_file() else {}
+        return self.states
+
+    def row(self, epoch: int) -> dict | None:
+        """The log row of ``epoch`` (0-based) kept with the state after it, or None."""
+        return self._states().get(str(epoch + 1), {}).get("row")
 
     def on_epoch_begin(self, epoch, logs=None):
         if not self.first:
             return
         self.first = False
+        if epoch == 0:
+            self.states = {}  # a fresh start: what an earlier attempt left is not this run's
+            return
         state = self._states().get(str(epoch))
-        if epoch == 0 or state is None:
+        if state is None:
             return
         for cb in self.deciders:
-            for name, value in state.get(type(cb).__name__, {}).items():
+            for name, value in state.get(_state_name(cb), {}).items():
                 setattr(cb, name, value)
         log.info(
             "restored the state of early stopping, LR reduction and the best checkpoint at epoch %d",
@@ -156,12 +213,111 @@ class CallbackState(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         states = self._states()
         states[str(epoch + 1)] = {
-            type(cb).__name__: {f: _plain(getattr(cb, f)) for f in self.FIELDS[type(cb).__name__]}
+            _state_name(cb): {f: _plain(getattr(cb, f)) for f in self.FIELDS[_state_name(cb)]}
             for cb in self.deciders
         }
-        keep = sorted(states, key=int)[-2:]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path, {k: states[k] for k in keep})
+        states[str(epoch + 1)]["row"] = {k: _plain(v) for k, v in (logs or {}).items()}
+        self.states = {k: states[k] for k in sorted(states, key=int)[-2:]}
+        write_json_atomic(self.path, self.states)
+
+
+class RunBackup(keras.callbacks.Callback):
+    """The backup a killed run resumes from: weights and optimizer after every epoch, written atomically.
+
+    Keras' BackupAndRestore writes the weights in place and the epoch in a second file, and removes
+    the backup when ``fit`` ends, before the model is saved. Here the epoch and whether ``fit``
+    ended travel in the weights file's attributes (:mod:`genrekit.train.run_folder`), committed by
+    one rename; the trainer removes ``backup/`` once the run's model and config are written.
+    A backup of a finished ``fit`` resumes past its last epoch: only the finish is done again.
+    """
+
+    def __init__(self, backup_dir: Path):
+        super().__init__()
+        self.dir = Path(backup_dir)
+        self.epoch = 0  # the epoch training resumed at (0: a fresh start)
+
+    def on_train_begin(self, logs=None):
+        backup = read_backup(self.dir)
+        if backup is None:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)  # its variables are in the backup
+        try:
+            self.model.load_weights(backup.path)
+        except Exception as exc:  # h5py and Keras raise many kinds for a damaged file
+            raise damaged(backup.path, f"cannot load its weights: {type(exc).__name__}: {exc}") from None
+        self.epoch = backup.epoch
+        # As BackupAndRestore does: fit starts at this epoch.
+        self.model._initial_epoch = self.params["epochs"] if backup.done else backup.epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        import h5py
+
+        done = bool(self.model.stop_training) or epoch + 1 >= self.params["epochs"]
+        with replacing(self.dir / WEIGHTS_FILE) as tmp:
+            self.model.save_weights(tmp)
+            with h5py.File(tmp, "a") as fh:
+                fh.attrs[EPOCH_ATTR] = epoch + 1
+                fh.attrs[DONE_ATTR] = done
+
+
+class EpochLog(keras.callbacks.Callback):
+    """``training_log.csv``: one row per epoch, as Keras' CSVLogger writes it, the file rewritten atomically.
+
+    When training resumes at epoch ``e``, rows of epochs ``e`` and later (logged by a run killed
+    before its backup) are dropped, and the row of epoch ``e - 1`` is taken from the deciders'
+    state when a kill came between the backup and the row; a kill never leaves half a line.
+    """
+
+    def __init__(self, path: Path, backup: RunBackup, state: CallbackState):
+        super().__init__()
+        self.path, self.backup, self.state = Path(path), backup, state
+        self.header: str | None = None
+        self.lines: list[str] = []
+
+    def on_train_begin(self, logs=None):
+        header, rows = read_log(self.path)
+        start = self.backup.epoch
+        kept = [(epoch, line) for epoch, line in rows if epoch < start]
+        if start and header and (not kept or kept[-1][0] != start - 1):
+            row = self.state.row(start - 1)
+            if row is not None:
+                kept.append((start - 1, self._line(header, start - 1, row)))
+        self.header, self.lines = header, [line for _, line in kept]
+        if header is not None:
+            self._write()  # also drops a half last line a genrekit before this one left
+
+    @staticmethod
+    def _line(header: str, epoch: int, logs: dict) -> str:
+        keys = next(csv.reader([header]))[1:]
+        return _csv_line([epoch, *(_csv_value(logs.get(key, "NA")) for key in keys)])
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.header is None:
+            self.header = _csv_line(["epoch", *sorted(logs)])
+        self.lines.append(self._line(self.header, epoch, logs))
+        self._write()
+
+    def _write(self) -> None:
+        text = "".join([self.header or "", *self.lines])
+        write_bytes_atomic(self.path, text.encode("utf-8"), fsync=False)
+
+
+def _csv_line(values: list[Any]) -> str:
+    """One CSV line as Keras' CSVLogger writes it (the excel dialect: commas, CRLF)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, dialect=csv.excel).writerow(values)
+    return buffer.getvalue()
+
+
+def _csv_value(value: Any) -> Any:
+    """A log value as Keras' CSVLogger writes it (an array as a quoted list)."""
+    if isinstance(value, str) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return value
+    if isinstance(value, collections.abc.Iterable):
+        return f'"[{", ".join(map(str, value))}]"'
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,7 +334,7 @@ def deciders(settings: Settings, best_path: Path) -> list[Any]:
     """The callbacks that decide from ``settings.monitor``: best checkpoint, early stopping, LR plateau."""
     monitor = settings.monitor
     chosen = [
-        keras.callbacks.ModelCheckpoint(best_path, monitor=monitor, mode="max", save_best_only=True),
+        BestCheckpoint(best_path, monitor),
         # The best weights are loaded from the checkpoint after training (also after a resume).
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=settings.patience),
     ]
@@ -203,19 +359,21 @@ def training_callbacks(
     out: Path,
 ) -> TrainingCallbacks:
     """The callbacks of a run writing into ``out``, validated on the ``validation`` tracks of ``source``."""
-    best_path = out / "checkpoints" / "best.keras"
+    best_path = out / BEST_FILE
     decide = deciders(settings, best_path)
+    state = CallbackState(out / BACKUP_DIR / STATE_FILE, decide)
+    backup = RunBackup(out / BACKUP_DIR)
     callbacks = [
         EpochSetter(stream),
         ValidationMetrics(
             source, validation, settings.inference_batch_size, settings.threshold, settings.loss_weights
         ),
         *decide,
-        CallbackState(out / "backup" / STATE_FILE, decide),
+        state,
         # The backup is written before the CSV row, so a run killed once a row is visible
-        # resumes after that epoch and never logs an epoch twice.
-        keras.callbacks.BackupAndRestore(backup_dir=str(out / "backup")),
-        keras.callbacks.CSVLogger(str(out / "training_log.csv"), append=True),
+        # resumes after that epoch; a row lost to a kill between them comes back from the state.
+        backup,
+        EpochLog(out / LOG_FILE, backup, state),
         keras.callbacks.TensorBoard(log_dir=str(out / "tensorboard")),
     ]
     return TrainingCallbacks(callbacks, decide, settings.monitor, best_path)

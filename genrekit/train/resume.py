@@ -1,14 +1,15 @@
 """The resume policy of a run folder: reuse a finished run, resume an interrupted one, or start afresh.
 
-A finished run (model and training config present) is returned as it is; an interrupted one
-(``backup/`` and ``run_settings.json``) resumes from its last finished epoch. Either is refused
-when it was trained with settings that shape another model (:func:`settings_differences`);
-``--retrain`` removes the earlier run's resume state and logs first (:func:`start_fresh`).
+A finished run (a training config, and a model that loads and matches it) is returned as it is;
+an interrupted one (``backup/`` and ``run_settings.json``) resumes from its last finished epoch.
+Either is refused when it was trained with settings that shape another model
+(:func:`settings_differences`); ``--retrain`` removes the earlier run's resume state and logs
+first (:func:`start_fresh`). A damaged file is one line naming it and the remedy
+(:mod:`genrekit.train.run_folder`); the temporary files of a killed writer are removed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -16,10 +17,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from genrekit.errors import ConfigError
+from genrekit.errors import ConfigError, ModelError
+from genrekit.fileio import leftover_temporaries
 from genrekit.models.registry import kind_only_keys, kind_path_keys, model_kind
 from genrekit.settings import SPLIT_FILE_KEYS, Settings
-from genrekit.train.run_config import load_training_config
+from genrekit.train.run_config import check_model, load_training_config
+from genrekit.train.run_folder import (
+    BACKUP_DIR,
+    BEST_FILE,
+    LOG_FILE,
+    RETRAIN,
+    SETTINGS_FILE,
+    WEIGHTS_FILE,
+    check_interrupted_run,
+    one_line,
+    read_run_json,
+)
 
 log = logging.getLogger("genrekit.train.run")  # the trainer's log, as when this lived in run.py
 
@@ -36,20 +49,48 @@ PATH_KEYS = frozenset({"metadata_dir", "audio_dir", *SPLIT_FILE_KEYS.values()}) 
 
 
 def finished_run(settings: Settings, output_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The training config of a finished run in ``output_dir`` (model and config present), else None.
+    """The training config of a finished run in ``output_dir``, else None (no model or no config).
+
+    A run is finished when its model loads and matches its config (:func:`check_final_model`).
 
     Raises
     ------
     ConfigError
         When the finished run was trained with other settings (see :func:`settings_differences`).
+    ModelError
+        When its config or its model is damaged (one line: the file, the cause, ``--retrain``).
     """
     out = Path(output_dir)
     config_path = out / settings.training_config_filename
-    if not (config_path.is_file() and (out / settings.model_filename).is_file()):
+    model_path = out / settings.model_filename
+    if not (config_path.is_file() and model_path.is_file()):
         return None
-    config = load_training_config(config_path)
+    try:
+        config = load_training_config(config_path)
+    except ModelError as exc:
+        raise ModelError(f"{exc}; {RETRAIN}") from None
     refuse_other_settings(config.get("settings", {}), settings, out, "holds a finished run")
+    check_final_model(model_path, config, config_path)
     return config
+
+
+def check_final_model(model_path: Path, config: dict[str, Any], config_path: Path) -> None:
+    """Load the model of a finished run and check it against its config: a cut or foreign model
+    is not a finished run.
+
+    Raises
+    ------
+    ModelError
+        One line: the model, why it cannot be used, and ``--retrain``.
+    """
+    from genrekit.models.io import load_model
+
+    try:
+        check_model(load_model(model_path), config, model_path, config_path)
+    except ModelError as exc:
+        raise ModelError(
+            f"{one_line(exc)}: the run in {model_path.parent} is not finished; {RETRAIN}"
+        ) from None
 
 
 def _kind_keys(values: Mapping[str, Any]) -> frozenset[str]:
@@ -97,11 +138,47 @@ def refuse_other_settings(saved: dict[str, Any], settings: Settings, out: Path, 
 
 def start_fresh(out: Path) -> None:
     """``--retrain``: remove an earlier run's resume state and logs (the model is replaced at the end)."""
-    for name in ("backup", "checkpoints"):
+    for name in (BACKUP_DIR, BEST_FILE.parent):
         if (out / name).is_dir():
             shutil.rmtree(out / name)
-    for name in ("training_log.csv", "run_settings.json"):
+    for name in (LOG_FILE, SETTINGS_FILE):
         (out / name).unlink(missing_ok=True)
+
+
+def remove_leftover_temporaries(out: Path) -> None:
+    """Remove the temporary files a writer killed mid-write left in the run folder (never read)."""
+    for folder in (out, out / BACKUP_DIR, out / BEST_FILE.parent):
+        for path in leftover_temporaries(folder):
+            log.info("removing %s, left by a run killed while writing it", path)
+            path.unlink(missing_ok=True)
+
+
+def remove_finished_backup(out: Path, config_path: Path) -> None:
+    """Remove the backup a run killed after writing its config left; a newer one (a ``--retrain``
+    killed midway) is kept."""
+    weights = out / BACKUP_DIR / WEIGHTS_FILE
+    if not (out / BACKUP_DIR).is_dir():
+        return
+    if weights.is_file() and weights.stat().st_mtime_ns > config_path.stat().st_mtime_ns:
+        return
+    log.info("removing %s, the backup of the finished run", out / BACKUP_DIR)
+    shutil.rmtree(out / BACKUP_DIR, ignore_errors=True)
+
+
+def check_resume_state(settings: Settings, out: Path) -> None:
+    """Refuse an interrupted run in ``out`` with other settings or a damaged file, before any work.
+
+    Raises
+    ------
+    ConfigError
+        When it was started with settings that shape another model.
+    ModelError
+        Naming the first damaged file and the remedy.
+    """
+    if (out / BACKUP_DIR).is_dir() and (out / SETTINGS_FILE).is_file():
+        saved = read_run_json(out / SETTINGS_FILE)
+        refuse_other_settings(saved, settings, out, "holds an interrupted run")
+    check_interrupted_run(out)
 
 
 def prepare_run_folder(settings: Settings, out: Path, retrain: bool = False) -> dict[str, Any] | None:
@@ -111,15 +188,18 @@ def prepare_run_folder(settings: Settings, out: Path, retrain: bool = False) -> 
     ------
     ConfigError
         For a folder the model kind refuses, or a run in it trained with other settings.
+    ModelError
+        For a damaged file of the run (one line naming it and the remedy).
     """
     model_kind(settings).check_output_dir(settings, out)
-    done = None if retrain else finished_run(settings, out)
-    if done is not None:
-        log.info("%s holds a finished run: nothing to do (use --retrain to train again)", out)
-        return done
+    remove_leftover_temporaries(out)
     if retrain:
         start_fresh(out)
-    elif (out / "backup").is_dir() and (out / "run_settings.json").is_file():
-        saved = json.loads((out / "run_settings.json").read_text(encoding="utf-8"))
-        refuse_other_settings(saved, settings, out, "holds an interrupted run")
+        return None
+    done = finished_run(settings, out)
+    if done is not None:
+        log.info("%s holds a finished run: nothing to do (use --retrain to train again)", out)
+        remove_finished_backup(out, out / settings.training_config_filename)
+        return done
+    check_resume_state(settings, out)
     return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from genrekit.train.data import (  # noqa: F401 - public here too (scripts, test
 from genrekit.train.pipeline import TrainingStream, training_dataset
 from genrekit.train.resume import NOT_SHAPING, finished_run, prepare_run_folder, settings_differences  # noqa: F401
 from genrekit.train.run_config import training_config, write_training_config
+from genrekit.train.run_folder import BACKUP_DIR, damaged
 from genrekit.train.validation import tune_all_thresholds, validation_metrics  # noqa: F401
 
 log = logging.getLogger(__name__)
@@ -333,6 +335,14 @@ def fit(settings: Settings, model: Any, dataset: Any, callbacks: list[Any], stra
         model.fit(dataset, epochs=settings.num_epochs, callbacks=callbacks, verbose=2, shuffle=False)
 
 
+def load_best_weights(model: Any, best_path: Path) -> None:
+    """Load the best epoch's weights (the checkpoint holds the whole model); a damaged one is one line."""
+    try:
+        model.load_weights(best_path)
+    except Exception as exc:  # zipfile, h5py and Keras raise many kinds for a damaged file
+        raise damaged(best_path, f"cannot load its weights: {type(exc).__name__}: {exc}") from None
+
+
 def finish(
     settings: Settings,
     data: TrainingData,
@@ -350,7 +360,7 @@ def finish(
     (:func:`genrekit.train.run_config.training_config`).
     """
     if best_path.is_file():
-        model.load_weights(best_path)  # the best epoch's weights (the checkpoint holds the whole model)
+        load_best_weights(model, best_path)
     processed = data.processed
     pos_weight = data.weights["all"] if settings.use_class_weights else None
     columns = top_columns(processed.vocabs["top"].genre_ids, processed.vocabs["all"].genre_ids)
@@ -418,6 +428,8 @@ def train(
         splits_file=splits_file,
         started=started,
     )
+    # Only now is the run's work safe in its model and config: a kill before this resumes the finish.
+    shutil.rmtree(out / BACKUP_DIR, ignore_errors=True)
     release_worker_output_dir(run_dir, out)
     log.info("model: %s", out / settings.model_filename)
     log.info("config: %s", out / settings.training_config_filename)

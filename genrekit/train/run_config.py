@@ -144,13 +144,15 @@ def _data_section(settings: Settings, data: TrainingData, splits_file: Path | No
 def _history_section(settings: Settings, per_epoch: list[dict[str, float]], started: float) -> dict[str, Any]:
     monitor = settings.monitor
     best = max(per_epoch, key=lambda row: row.get(monitor, -1)) if per_epoch else {}
+    # Distinct epochs: a log from a genrekit before resumes dropped their redone rows has repeats.
+    epochs_run = len({row["epoch"] for row in per_epoch})
     return {
         "monitor": monitor,
-        "epochs_run": len(per_epoch),
+        "epochs_run": epochs_run,
         "best_epoch": int(best.get("epoch", -1)) + 1 if best else None,
         "best": best,
         "last": per_epoch[-1] if per_epoch else {},
-        "stopped_early": len(per_epoch) < settings.num_epochs,
+        "stopped_early": epochs_run < settings.num_epochs,
         "seconds": round(time.time() - started, 1),
         "platform": platform.platform(),
     }
