@@ -87,17 +87,17 @@ class RowChecks:
     reasons: dict[int, str]  # row -> what is wrong, for BAD rows
 
 
-# Keyed by the part's files (path, inodes, mtime of checksums.npy): a rebuilt or newly committed
-# part is a new key, so nothing found of the old files is carried over.
+# Keyed by the part's files as they are (path, inodes, sizes, modification times): a part written
+# to since (rows committed, a file rebuilt or changed on disk) is a new key, checked afresh.
 _CHECKS: dict[tuple, RowChecks] = {}
 
 
 def _row_checks(path: Path, rows: int) -> RowChecks:
     try:
-        data, sums = os.stat(path / FEATURES), os.stat(path / CHECKSUMS)
+        stats = [os.stat(path / name) for name in (FEATURES, CHECKSUMS)]
     except OSError:
         return RowChecks(np.zeros(rows, np.uint8), {})
-    key = (str(path.resolve()), data.st_dev, data.st_ino, sums.st_ino, sums.st_mtime_ns, rows)
+    key = (str(path.resolve()), rows, *((s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns) for s in stats))
     return _CHECKS.setdefault(key, RowChecks(np.zeros(rows, np.uint8), {}))
 
 
