@@ -335,11 +335,12 @@ def ensure_cache(
         break
     log.info("%s in %s", summary, cache_dir)
     if summary.defective or summary.missing or summary.damaged:
+        damaged = f" and {summary.damaged} damaged rows" if summary.damaged else ""
         log.warning(
-            "%d defective, %d missing files and %d damaged rows are left out; listed in %s",
+            "%d defective and %d missing files%s are left out; listed in %s",
             summary.defective,
             summary.missing,
-            summary.damaged,
+            damaged,
             ", ".join(str(c) for c in summary.failures_csv),
         )
     return summary

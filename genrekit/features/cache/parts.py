@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import mmap
 import os
 import shutil
 import time
@@ -220,11 +221,13 @@ class Part:
         damaged = (self.checks.state == BAD) & (self.status == OK)
         return np.where(damaged, DAMAGED, self.status).astype(np.uint8)
 
-    def verify(self, rows: np.ndarray, data: np.ndarray) -> dict[int, str]:
-        """Check rows just read (``data[i]`` holds row ``rows[i]``), each once per process.
+    def verify(self, rows: np.ndarray, data: np.ndarray | None = None) -> dict[int, str]:
+        """Check rows, each once per process; return the damaged ones, row -> what is wrong.
 
-        Returns the damaged ones, row -> what is wrong. A row whose checksum matches was finite
-        when written (workers refuse non-finite features), so only a mismatch is looked into.
+        ``data[i]`` holds row ``rows[i]`` as just read; without ``data`` the rows are checked in
+        the page cache through a read-only memory map (no copy: the cache build's check of every
+        row costs the checksum alone). A row whose checksum matches was finite when written
+        (workers refuse non-finite features), so only a mismatch is looked into.
         """
         if self.checksums is None:
             raise CacheError(
@@ -232,18 +235,36 @@ class Part:
                 "build the cache once (python balanced_trainer.py --extract_only, or any training or "
                 "evaluation on it) to add them"
             )
+        todo = np.flatnonzero(self.checks.state[rows] != INTACT)
+        if data is not None:
+            return self._check(rows, todo, lambda i: data[i])
+        if not len(todo):
+            return {}
+        with open(self.path / FEATURES, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            with contextlib.suppress(AttributeError, OSError):  # readahead for a cold file, where offered
+                mm.madvise(mmap.MADV_SEQUENTIAL)
+            view = memoryview(mm)
+            try:
+                start = self.data_offset + np.asarray(rows, np.int64) * self.row_nbytes
+                return self._check(rows, todo, lambda i: view[start[i] : start[i] + self.row_nbytes])
+            finally:
+                view.release()
+
+    def _check(self, rows: np.ndarray, todo: np.ndarray, row_data: Any) -> dict[int, str]:
+        """:meth:`verify` of ``rows[todo]``, ``row_data(i)`` giving row ``rows[i]``'s bytes."""
         state, bad = self.checks.state, {}
-        for i in np.flatnonzero(state[rows] != INTACT):
+        for i in todo:
             row = int(rows[i])
             if state[row] == INTACT:  # a row asked twice, checked at its first copy
                 continue
             if state[row] == UNCHECKED:
-                got, want = zlib.crc32(data[i]), int(self.checksums[row])
+                got, want = zlib.crc32(row_data(i)), int(self.checksums[row])
                 if got == want:
                     state[row] = INTACT
                     continue
                 state[row] = BAD
-                self.checks.reasons[row] = implausible(data[i]) or (
+                values = np.frombuffer(row_data(i), DTYPE)
+                self.checks.reasons[row] = implausible(values) or (
                     f"checksum mismatch (crc32 {got:08x}, written {want:08x}): its bytes changed on disk"
                 )
             bad[row] = self.checks.reasons[row]

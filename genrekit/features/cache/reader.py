@@ -35,7 +35,6 @@ from genrekit.features.normalize import NormStats
 from genrekit.features.params import FeatureParams
 
 log = logging.getLogger(__name__)
-VERIFY_CHUNK = 64  # rows read at a time by FeatureCache.verify
 
 
 class FeatureCache:
@@ -195,11 +194,12 @@ class FeatureCache:
             damaged,
         )
 
-    def verify(self, track_ids: Sequence[int] | np.ndarray, chunk_rows: int = VERIFY_CHUNK) -> list[Damage]:
+    def verify(self, track_ids: Sequence[int] | np.ndarray) -> list[Damage]:
         """Check the ok rows of ``track_ids`` this process has not checked yet; return the damaged ones.
 
-        Damaged tracks are no longer ``ok`` for this cache; nothing is logged (the caller says what
-        it does with them). Rows already checked cost nothing, so this is cheap to call again.
+        Rows are checked where they lie in the page cache, without a copy. Damaged tracks are no
+        longer ``ok`` for this cache; nothing is logged (the caller says what it does with them).
+        Rows already checked cost nothing, so this is cheap to call again.
         """
         ids = np.unique(self.available(track_ids))
         idx, _ = self._lookup(ids)
@@ -208,10 +208,12 @@ class FeatureCache:
             mine = self._part[idx] == k
             unchecked[mine] = part.checks.state[self._row[idx[mine]]] != INTACT
         todo = idx[unchecked]
-        todo = todo[np.lexsort((self._row[todo], self._part[todo]))]  # near sequential reads
         damaged: list[Damage] = []
-        for start in range(0, len(todo), chunk_rows):
-            damaged += self._read_checked(todo[start : start + chunk_rows])[1]
+        for k in np.unique(self._part[todo]):
+            part = self.parts[k]
+            rows = np.sort(self._row[todo[self._part[todo] == k]])  # in file order: sequential reads
+            for row, reason in part.verify(rows).items():
+                damaged.append(Damage(int(part.track_ids[row]), part, row, reason))
         self._set_aside(damaged)
         return damaged
 
