@@ -30,6 +30,12 @@ feature cache with ``ensure_cache`` (the real path), then measures, in one run:
 
 4. Batch composition: distinct artists and top genres per batch for the pipeline, the previous
    pipeline (sorted blocks in a four-block shuffle buffer) and a uniform random draw.
+5. Row checks (``--checks_only`` runs only this, after building the cache): the pipeline's window
+   reads through ``FeatureCache.read`` with each row's crc32 checked the first time the process
+   reads it, and once every row is checked, vs the same reads without any check, page cache warm,
+   in the same run (rotated order, best of ``--read_repeats``); the one-off ``verify`` pass the
+   cache build makes; and the cost over a training of ``--epochs_for_checks`` epochs:
+   (verify pass + E checked epochs) / (E unchecked epochs) - 1. Target: <= 5%.
 
 No figures are asserted. Fit rates are medians, pipeline and read rates the best of their passes.
 """
@@ -90,7 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--mixed_precision", action="store_true", help="mixed_float16 (GPU only)")
     parser.add_argument("--skip_fit", action="store_true", help="skip 1. and 2. (reads only)")
-    parser.add_argument("--skip_reads", action="store_true", help="skip 3.")
+    parser.add_argument("--skip_reads", action="store_true", help="skip 3. and 5.")
+    parser.add_argument("--checks_only", action="store_true", help="only 5. (row checks; implies --skip_fit)")
+    parser.add_argument(
+        "--epochs_for_checks",
+        type=int,
+        default=30,
+        help="epochs the row checks' cost is spread over in 5. (default 30)",
+    )
     parser.add_argument(
         "--composition_tracks", type=int, default=20000, help="metadata size for 4. (default 20000)"
     )
@@ -567,6 +580,111 @@ def bench_reads(args, settings, cache) -> tuple[list[tuple[str, dict[str, float]
     return results, notes
 
 
+# --- 5. row checks -------------------------------------------------------------------------------
+
+
+def _read_unchecked(cache, ids: np.ndarray) -> np.ndarray:
+    """``FeatureCache.read`` without the row checks: the same lookup, sorted reads and scatter."""
+    idx, _ = cache._lookup(ids)
+    parts, rows = cache._part[idx], cache._row[idx]
+    order = np.lexsort((rows, parts))
+    sorted_out = np.empty((len(ids), *cache.parts[0].row_shape), np.float16)
+    start = 0
+    for k in np.unique(parts):
+        n = int((parts == k).sum())
+        cache.parts[k].read_rows(rows[order[start : start + n]], sorted_out[start : start + n])
+        start += n
+    out = np.empty_like(sorted_out)
+    out[order] = sorted_out
+    return out
+
+
+# "unchecked again" is the same as "unchecked": its ratio shows the noise of the comparison.
+CHECK_NAMES = ("unchecked", "checked, first read", "checked, rows known", "verify pass", "unchecked again")
+
+
+def bench_checks(args, settings, cache) -> dict[str, object]:
+    """Wall and CPU seconds per pass over every cached track for each of :data:`CHECK_NAMES`.
+
+    A pass: the pipeline's windows (``WINDOW_TRACKS`` tracks in random blocks of ``shuffle_block``),
+    page cache warm; ``verify pass`` is ``FeatureCache.verify`` of every track (what the cache build
+    does). Each timing is several passes (0.5 s at least), the order rotates over repeats, and the
+    ratio to ``unchecked`` is taken within each repeat (neighbouring runs), then the median.
+    """
+    from genrekit.features.cache import FeatureCache
+    from genrekit.features.cache.parts import forget_checks
+
+    ids = np.sort(cache.track_ids)
+    block = settings.shuffle_block
+    paths = [p.path / "features.npy" for p in cache.parts]
+
+    def windows(rng):  # as TrainingStream: windows of WINDOW_TRACKS tracks in random blocks
+        chunks = np.array_split(ids, max(1, -(-len(ids) // block)))
+        order = rng.permutation(len(chunks))
+        per = max(1, WINDOW_TRACKS // block)
+        return [np.concatenate([chunks[i] for i in order[k : k + per]]) for k in range(0, len(order), per)]
+
+    def fresh():  # a new process's reader: no row checked yet
+        forget_checks()
+        return FeatureCache.open(cache.cache_dir, cache.frontend)
+
+    def run(name: str, reader, rng) -> None:
+        if name == "verify pass":
+            assert reader.verify(ids) == []
+            return
+        read = reader.read if name.startswith("checked") else (lambda w: _read_unchecked(cache, w))
+        for window in windows(rng):
+            read(window)
+
+    def one_pass(name: str, rng) -> tuple[float, float]:
+        # An untimed pass of the same reads first, so that every timed pass finds the memory
+        # allocator and the page cache in the same state; then a reader that has checked no row,
+        # except for "rows known", which keeps the one that has checked every row.
+        reader = fresh()
+        run(name, reader, rng)
+        if name != "checked, rows known":
+            reader = fresh()
+        for path in paths:
+            warm_up_file(path)
+        wall, cpu = time.perf_counter(), time.process_time()
+        run(name, reader, rng)
+        return time.perf_counter() - wall, time.process_time() - cpu
+
+    single = min(one_pass("unchecked", np.random.default_rng(0))[0] for _ in range(3))
+    inner = max(1, int(np.ceil(0.5 / max(single, 1e-6))))
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in CHECK_NAMES}
+    for rep in range(max(3, args.read_repeats)):
+        names = CHECK_NAMES[rep % 5 :] + CHECK_NAMES[: rep % 5]
+        for name in names:
+            runs = [one_pass(name, np.random.default_rng((rep, i))) for i in range(inner)]
+            times[name].append((sum(r[0] for r in runs) / inner, sum(r[1] for r in runs) / inner))
+    ratios = {
+        name: [float(np.median([t[k] / u[k] for t, u in zip(times[name], times["unchecked"], strict=True)])) for k in (0, 1)]
+        for name in CHECK_NAMES
+    }
+    best = {name: min(t[0] for t in times[name]) for name in CHECK_NAMES}
+    return {"tracks": len(ids), "best": best, "ratios": ratios, "inner": inner, "repeats": len(times["unchecked"])}
+
+
+def print_checks(checks: dict[str, object], epochs: int) -> None:
+    n, best, ratios = checks["tracks"], checks["best"], checks["ratios"]
+    print(f"\n5. row checks (crc32 per row): pipeline window reads of all {n} tracks, page cache warm; "
+          f"{checks['repeats']} repeats of {checks['inner']} passes, rotated; ratio to unchecked in the same "
+          "repeat, median (wall / this process's CPU time)")  # fmt: skip
+    for name in CHECK_NAMES:
+        wall, cpu = ratios[name]
+        print(f"   {name:22s} {n / best[name]:>9,.0f} clips/s  {wall:5.2f}x / {cpu:5.2f}x the unchecked time "
+              f"({100 * (wall - 1):+.1f}% / {100 * (cpu - 1):+.1f}%)")  # fmt: skip
+    for k, what in ((0, "wall"), (1, "CPU")):
+        once = ratios["verify pass"][k] / epochs
+        per_epoch = ratios["checked, rows known"][k] - 1
+        print(
+            f"   a training of {epochs} epochs, {what}: the build's verify pass {100 * once:+.1f}% + every "
+            f"epoch's reads of known rows {100 * per_epoch:+.1f}% = {100 * (once + per_epoch):+.1f}% of its "
+            "read time (target <= 5%)"
+        )
+
+
 # --- Report --------------------------------------------------------------------------------------
 
 
@@ -582,6 +700,11 @@ def main(argv: list[str] | None = None) -> int:
             f"machine: {os.cpu_count()} CPU cores, load average {load:.2f} at start (shared with other jobs)"
         )
         settings, processed, cache, labels, weights, norm = prepare(args, work)
+        if args.checks_only:
+            print_checks(bench_checks(args, settings, cache), args.epochs_for_checks)
+            cache.close()
+            print(f"\ntotal {time.perf_counter() - started:.0f} s")
+            return 0
         print(
             f"stream: {len(labels)} tracks x {settings.num_segments} segments, batch {settings.batch_size}, "
             f"shuffle_block {settings.shuffle_block}, window {WINDOW_TRACKS} tracks "
@@ -603,9 +726,12 @@ def main(argv: list[str] | None = None) -> int:
             fit_rows = bench_fit(args, settings, processed, cache, labels, weights, norm)
             print("2. pipeline alone ...", flush=True)
             pipe_rows = bench_pipeline(args, settings, processed, cache, labels, weights)
+        checks = None
         if not args.skip_reads:
             print("3. reads ...", flush=True)
             read_rows, notes = bench_reads(args, settings, cache)
+            print("5. row checks ...", flush=True)
+            checks = bench_checks(args, settings, cache)
         cache.close()
 
         print("\n" + "=" * 100)
@@ -675,6 +801,8 @@ def main(argv: list[str] | None = None) -> int:
         base_a, base_g = comp_rows[-1][1], comp_rows[-1][2]
         for name, a, g in comp_rows:
             print(f"   {name:50s} artists {a:6.2f} ({a / base_a:4.2f}x uniform)   top genres {g:5.2f} ({g / base_g:4.2f}x)")
+        if checks:
+            print_checks(checks, args.epochs_for_checks)
         print(f"\ntotal {time.perf_counter() - started:.0f} s")
     finally:
         if not args.work:

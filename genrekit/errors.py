@@ -29,6 +29,17 @@ class CacheError(GenrekitError):
     """A feature cache that is missing, incomplete or built with other parameters."""
 
 
+class CacheDamageError(CacheError):
+    """Feature cache rows whose bytes are not what was written (checksum mismatch, not finite).
+
+    ``damaged`` holds one :class:`~genrekit.features.cache.parts.Damage` per row (track, part, reason).
+    """
+
+    def __init__(self, message: str, damaged: list | None = None) -> None:
+        super().__init__(message)
+        self.damaged = damaged or []
+
+
 class DownloadError(GenrekitError):
     """A download that failed (HTTP error, too many retries, no disk space)."""
 

@@ -18,6 +18,7 @@ import pytest
 from genrekit.errors import CacheError, ConfigError
 from genrekit.features.cache import FeatureCache, ensure_cache, parse_shard
 from genrekit.features.cache.build import _shard_lock
+from genrekit.features.cache.parts import forget_checks
 from genrekit.features.mel import FeatureParams, band_stats, load_segments
 from tests.features_helpers import write_clip
 from tests.process_helpers import alive, children
@@ -231,6 +232,9 @@ def test_build_killed_with_sigkill_resumes_to_the_same_features(clips, tmp_path)
     ensure_cache(reference, items, PARAMS, workers=2, progress=False)
     a, b = FeatureCache.open(cache_dir, PARAMS), FeatureCache.open(reference, PARAMS)
     assert a.track_ids.tolist() == b.track_ids.tolist() == list(range(1, 601))
+    # Every row has its checksum, whenever the kill came: none is flagged (reads check them too).
+    forget_checks()
+    assert a.verify(a.track_ids) == [] and resumed.damaged_found == 0
     assert np.array_equal(a.read(a.track_ids), b.read(b.track_ids))
     assert [(f.track_id, f.status) for f in a.failures] == [(700, "defective"), (701, "missing")]
 

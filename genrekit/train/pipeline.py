@@ -87,6 +87,14 @@ class TrainingStream:
     epoch: int = 0  # set by EpochSetter at the start of each epoch (also after a resume)
     realized: list[np.ndarray] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # Every training row is checked before the first epoch (free for rows this process has
+        # checked, e.g. while building the cache): a damaged row is one clear CacheDamageError
+        # naming it here, never a batch, and never an error deep inside tf.data.
+        check = getattr(self.source, "check", None)
+        if check is not None:
+            check(self.labels.track_ids)
+
     def track_weights(self, level: str, rows: np.ndarray) -> np.ndarray:
         idx = getattr(self.labels, level)[rows]
         w = np.zeros(len(rows), dtype=np.float32)

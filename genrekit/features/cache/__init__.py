@@ -7,9 +7,10 @@ Layout of a cache folder (one folder per front end and parameter set, :func:`cac
             manifest.json        front end, its parameters and version, shape, shard, track-list sha1
             track_ids.npy        int64 (rows,), sorted: row r holds track track_ids[r]
             features.npy         float16 (rows, *frontend.row_shape), e.g. (rows, num_segments, n_mels, frames)
-            status.npy           uint8 (rows,): 0 pending, 1 ok, 2 defective, 3 missing
-            failures.csv         track_id,path,status,reason of every defective or missing track,
-                                 and of every truncated track whose decodable part is used
+            checksums.npy        uint32 (rows,): crc32 of each ok row's bytes, as its worker wrote them
+            status.npy           uint8 (rows,): 0 pending, 1 ok, 2 defective, 3 missing, 4 damaged
+            failures.csv         track_id,path,status,reason of every defective, missing or damaged
+                                 track, and of every truncated track whose decodable part is used
         decoder-s0of1.log        what libsndfile/mpg123 printed while decoding
 
 Building (:func:`ensure_cache`) is resumable: a row's status is written only after its features
@@ -18,6 +19,15 @@ keeps every finished row and the next run does only the rest. Workers are separa
 (one BLAS/OpenMP thread each) that write their rows' features themselves and report only a
 status, so the parent stays idle; a worker that crashes or hangs on a file (more than
 ``timeout`` seconds) is killed and replaced, and the file is recorded as defective.
+
+Damaged rows: every row read is checked against its checksum, once per process (later reads of a
+checked row cost nothing: see :mod:`genrekit.features.cache.parts`). A row whose bytes changed on
+disk (zeroed, a bit flipped, NaN written) is never returned: the reader names it (cache part, track,
+what is wrong) and raises :class:`~genrekit.errors.CacheDamageError`; :func:`ensure_cache`, which
+training and evaluation run first, checks the requested rows, marks damaged ones ``damaged`` and
+recomputes them from their audio, or leaves them out (listed in failures.csv) while the audio is not
+there. A part written before checksums gets them once, from its rows as they are, with a line
+saying so (its all-zero or non-finite rows are treated as damaged).
 
 Truncated files (a cut download: decoding stops well before the length the header declares)
 follow :mod:`genrekit.features.mel`'s rule, the same in training, evaluation and inference: the part
@@ -54,6 +64,7 @@ from genrekit.features.cache.build import (
 from genrekit.features.cache.parts import (
     ABSENT,
     CACHE_FORMAT,
+    DAMAGED,
     DEFECTIVE,
     DTYPE,
     MISSING,
@@ -61,8 +72,10 @@ from genrekit.features.cache.parts import (
     PENDING,
     STATUS_NAMES,
     TRUNCATED,
+    Damage,
     Failure,
     cache_folder,
+    forget_checks,
 )
 from genrekit.features.cache.reader import FeatureCache
 
@@ -70,6 +83,7 @@ __all__ = [
     "ABSENT",
     "CACHE_FORMAT",
     "COMMIT_SECONDS",
+    "DAMAGED",
     "DECODE_TIMEOUT",
     "DEFECTIVE",
     "DTYPE",
@@ -79,9 +93,11 @@ __all__ = [
     "STATUS_NAMES",
     "TRUNCATED",
     "CacheSummary",
+    "Damage",
     "FeatureCache",
     "Failure",
     "cache_folder",
     "ensure_cache",
+    "forget_checks",
     "parse_shard",
 ]

@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from genrekit.engine import Engine, get_engine
 from genrekit.errors import AudioDecodeError, CacheError, ConfigError
 from genrekit.features.audio_files import decoding_pool
 from genrekit.features.cache.parts import (
+    DAMAGED,
     DEFECTIVE,
     DTYPE,
     FAILURES,
@@ -25,8 +27,10 @@ from genrekit.features.cache.parts import (
     MISSING,
     OK,
     STATUS_NAMES,
+    Damage,
     Part,
     PartWriter,
+    add_checksums,
     create_part,
     part_dirs,
 )
@@ -55,6 +59,8 @@ class CacheSummary:
     seconds: float
     failures_csv: list[Path]
     truncated: int = 0  # ok tracks built from the decodable part of a cut file (in failures.csv)
+    damaged_found: int = 0  # ok rows of requested tracks found damaged by this run (recomputed or left out)
+    damaged: int = 0  # requested tracks left out as damaged (their audio is not there; in failures.csv)
 
     @property
     def ok(self) -> int:
@@ -67,6 +73,8 @@ class CacheSummary:
             f"extracted now in {self.seconds:.1f} s{rate}); skipped {self.defective} defective, "
             f"{self.missing} missing; {self.pending} pending"
             + (f"; {self.truncated} truncated files used" if self.truncated else "")
+            + (f"; {self.damaged_found} damaged rows found" if self.damaged_found else "")
+            + (f"; {self.damaged} damaged rows left out" if self.damaged else "")
         )
 
 
@@ -102,9 +110,10 @@ def _sync_rows() -> None:
             os.close(fd)
 
 
-def _extract_row(task: tuple, frontend: FrontEnd, parts: dict[str, tuple]) -> tuple[int, str]:
+def _extract_row(task: tuple, frontend: FrontEnd, parts: dict[str, tuple]) -> tuple[int, str, int]:
     """In a worker: decode one file and write an ok row's features into its part's file itself;
-    return (code, reason) ("" when ok; code _WRITE_FAILED when the row could not be written).
+    return (code, reason, crc32 of the row written) ("" when ok; code _WRITE_FAILED when the row
+    could not be written). Features that are not finite make the file defective: never cached.
 
     ``parts`` maps a part name to (features file, data offset, row bytes). Writing here rather than
     sending 160 KiB per clip to the parent keeps the parent idle (it shares the cores with the
@@ -112,15 +121,19 @@ def _extract_row(task: tuple, frontend: FrontEnd, parts: dict[str, tuple]) -> tu
     """
     part, row, _, path = task
     if not os.path.lexists(path):
-        return MISSING, "file not found"
+        return MISSING, "file not found", 0
     try:
         notes: list[str] = []
-        data = frontend.load(path, notes=notes).astype(DTYPE).tobytes()
-        answer = (OK, "; ".join(notes))
+        values = frontend.load(path, notes=notes).astype(DTYPE)
+        nonfinite = values.size - int(np.count_nonzero(np.isfinite(values)))
+        data = values.tobytes()
+        answer = (DEFECTIVE, f"features not finite ({nonfinite} NaN or inf values)", 0)
+        if not nonfinite:
+            answer = (OK, "; ".join(notes), zlib.crc32(data))
     except AudioDecodeError as exc:
-        answer = (DEFECTIVE, reason_of(exc, path))
+        answer = (DEFECTIVE, reason_of(exc, path), 0)
     except Exception as exc:  # one odd file must never stop a build of 100k
-        answer = (DEFECTIVE, f"unexpected {type(exc).__name__}: {reason_of(exc, path)}")
+        answer = (DEFECTIVE, f"unexpected {type(exc).__name__}: {reason_of(exc, path)}", 0)
     if parent_gone():  # the build was killed: write nothing more (a new build may run)
         os._exit(0)
     if answer[0] == OK:
@@ -132,7 +145,7 @@ def _extract_row(task: tuple, frontend: FrontEnd, parts: dict[str, tuple]) -> tu
                 _FDS[features] = os.open(features, os.O_WRONLY)
             _write_row(_FDS[features], data, offset + row * row_nbytes)
         except (OSError, ValueError) as exc:  # disk full, I/O error: not the audio file's fault
-            answer = (_WRITE_FAILED, f"cannot write features to {features}: {exc}")
+            answer = (_WRITE_FAILED, f"cannot write features to {features}: {exc}", 0)
     return answer
 
 
@@ -164,10 +177,10 @@ def _periodic_commit(writers: dict[str, PartWriter], every: float) -> Callable[[
 def _record(outcome: Outcome, writers: dict[str, PartWriter]) -> int:
     """Queue one finished task's row in its part's writer; return its status code."""
     part, row, tid, path = outcome.item
-    code, reason = outcome.value if outcome.ok else (DEFECTIVE, outcome.reason)
+    code, reason, checksum = outcome.value if outcome.ok else (DEFECTIVE, outcome.reason, 0)
     if code == _WRITE_FAILED:
         raise CacheError(reason)
-    writers[part].put(row, tid, path, code, reason)
+    writers[part].put(row, tid, path, code, reason, checksum)
     return code
 
 
@@ -321,11 +334,13 @@ def ensure_cache(
             summary = _summary(cache_dir, frontend, plan, done, time.monotonic() - start)
         break
     log.info("%s in %s", summary, cache_dir)
-    if summary.defective or summary.missing:
+    if summary.defective or summary.missing or summary.damaged:
+        damaged = f" and {summary.damaged} damaged rows" if summary.damaged else ""
         log.warning(
-            "%d defective and %d missing files are left out; listed in %s",
+            "%d defective and %d missing files%s are left out; listed in %s",
             summary.defective,
             summary.missing,
+            damaged,
             ", ".join(str(c) for c in summary.failures_csv),
         )
     return summary
@@ -360,6 +375,7 @@ class _Plan:
     wanted: np.ndarray  # sorted ids of the shard's requested tracks
     cached: int  # of those, ok before this build
     tasks: deque  # (part name, row, track id, path) to extract
+    damaged_found: int = 0  # ok rows of those found damaged (set aside, recomputed where the audio is)
 
 
 def _plan(
@@ -376,6 +392,10 @@ def _plan(
         for stale in cache_dir.glob(f".tmp-{prefix}*"):  # left by a build killed creating a part
             shutil.rmtree(stale, ignore_errors=True)
     parts = [Part(d, frontend) for d in part_dirs(cache_dir)]
+    if any(p.checksums is None for p in parts):
+        if not exclusive:
+            return None
+        parts = _add_checksums(cache_dir, frontend, shard, parts)
     covered = np.concatenate([p.track_ids for p in parts]) if parts else np.zeros(0, np.int64)
     wanted = np.array(sorted(paths), np.int64)
     new_ids = np.setdiff1d(wanted, covered)
@@ -385,18 +405,86 @@ def _plan(
         numbers = [int(p.name.rsplit("-", 1)[1]) for p in parts if p.name.startswith(prefix)]
         name = f"{prefix}{max(numbers, default=-1) + 1:03d}"
         parts.append(Part(create_part(cache_dir, name, frontend, new_ids, shard), frontend))
+    damaged = _check_rows(cache_dir, frontend, shard, parts, paths, exclusive)
+    if damaged is None:
+        return None
     before = FeatureCache(cache_dir, frontend, parts).status(wanted)
     cached = int((before == "ok").sum())
     tasks = _tasks(parts, shard, paths, retry_defective)
     if tasks and not exclusive:
         return None
-    return _Plan(parts, wanted, cached, tasks)
+    return _Plan(parts, wanted, cached, tasks, len(damaged))
+
+
+def _add_checksums(
+    cache_dir: Path, frontend: FrontEnd, shard: tuple[int, int], parts: list[Part]
+) -> list[Part]:
+    """Give the parts written before row checksums theirs, once, each under its shard's lock.
+
+    Upgraded, not refused: a cache costs hours of decoding, its rows were committed (synced before
+    their status) as now, and one read of them is minutes at most.
+    """
+    for part in parts:
+        if part.checksums is not None:
+            continue
+        log.warning(
+            "feature cache part %s has no row checksums (written by an older genrekit): computing them "
+            "once from its %d ok rows; rows damaged before now are found only if all zeros or not finite",
+            part.path,
+            int((part.status == OK).sum()),
+        )
+        lock = contextlib.nullcontext() if part.shard == shard else _shard_lock(cache_dir, part.shard)
+        with lock:
+            add_checksums(part)
+    return [Part(p.path, frontend) for p in parts]
+
+
+def _check_rows(
+    cache_dir: Path,
+    frontend: FrontEnd,
+    shard: tuple[int, int],
+    parts: list[Part],
+    paths: dict[int, str],
+    exclusive: bool,
+) -> list[Damage] | None:
+    """Verify the requested tracks' ok rows (each once per process) and set the damaged ones aside.
+
+    A damaged row of the shard's own parts becomes ``damaged`` on disk, listed in failures.csv
+    (recomputed by this build when its audio is there); one of another shard's part is left out of
+    this run. Each is logged: cache part, track, what is wrong, what is done. None when that needs
+    the exclusive lock.
+    """
+    cache = FeatureCache(cache_dir, frontend, parts)
+    cache.verify(np.array(sorted(paths), np.int64))
+    damaged = [d for d in cache.damage() if d.track_id in paths]
+    own = [d for d in damaged if d.part.shard == shard]
+    if own and not exclusive:
+        return None
+    for part in {id(d.part): d.part for d in own}.values():
+        writer = PartWriter(part)
+        try:
+            for d in own:
+                if d.part is part:
+                    writer.set_aside(d, paths[d.track_id])
+            writer.commit()
+        finally:
+            writer.close()
+    for d in damaged:
+        audio = paths[d.track_id]
+        if d.part.shard != shard:
+            what = f"left out of this run: shard {d.part.shard[0]}/{d.part.shard[1]}'s build recomputes it"
+        elif os.path.lexists(audio):
+            what = f"recomputing it from {audio}"
+        else:
+            what = f"left out: its audio {audio} is not there (listed in {d.part.path / FAILURES})"
+        log.warning("%s; %s", d.line(), what)
+    return damaged
 
 
 def _tasks(parts: list[Part], shard: tuple[int, int], paths: dict[int, str], retry_defective: bool) -> deque:
-    """The rows of the shard's parts still to extract: pending, missing files now present, and
-    defective ones when ``retry_defective``."""
-    redo = {"pending", "missing"} | ({"defective"} if retry_defective else set())
+    """The rows of the shard's parts still to extract: pending, missing files now present, damaged
+    rows whose file is there, and defective ones when ``retry_defective``."""
+    redo = {"pending", "missing", "damaged"} | ({"defective"} if retry_defective else set())
     tasks: deque = deque()
     for part in parts:
         if part.shard != shard:
@@ -406,8 +494,8 @@ def _tasks(parts: list[Part], shard: tuple[int, int], paths: dict[int, str], ret
             tid = int(part.track_ids[row])
             if tid not in paths:
                 continue
-            if part.status[row] == MISSING and not os.path.lexists(paths[tid]):
-                continue  # still absent: stays missing, without a worker started for it
+            if part.status[row] in (MISSING, DAMAGED) and not os.path.lexists(paths[tid]):
+                continue  # still absent: stays as it is, without a worker started for it
             tasks.append((part.name, int(row), tid, paths[tid]))
     return tasks
 
@@ -450,4 +538,6 @@ def _summary(cache_dir: Path, frontend: FrontEnd, plan: _Plan, done: int, second
         seconds=seconds,
         failures_csv=[p.path / FAILURES for p in plan.parts if (p.path / FAILURES).is_file()],
         truncated=int(np.isin([f.track_id for f in cache.truncated], plan.wanted).sum()),
+        damaged_found=plan.damaged_found,
+        damaged=int((after == "damaged").sum()),
     )
