@@ -293,6 +293,7 @@ SUMMARY = {
 }
 CONTENT = {  # flag: str or None; the last two measures are None for silence
     "flag": (str, type(None)),
+    "span_seconds": float,
     "peak_dbfs": float,
     "level_dbfs": float,
     "quiet_share": float,

@@ -154,7 +154,7 @@ def decode_file(
             else [None] * len(segments)
         ),
         "warnings": notes + ([plan.warning] if plan.warning else []),
-        "content": content_of(segments, params),  # silence, noise, a tone, clicks? (cheap: these segments)
+        "content": content_of(segments, params, starts),  # silence, noise, a tone, clicks? (cheap)
     }
     return Decoded(key, path, segments.astype(np.float16), info)
 

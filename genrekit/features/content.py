@@ -1,9 +1,10 @@
 """Not music: silence, steady noise, steady tones and clicks, told from a file's log-mel segments.
 
 A genre model answers for any input, so a silent file or a test tone gets a confident genre. These
-measures are cheap (about 1.5 ms a 30-s clip, no second decode: they read the segments the model
-gets) and rely on the log-mel dB of :mod:`genrekit.features.mel` keeping absolute levels:
+measures are cheap (about 1 ms a 30-s clip, 2% of decoding it: they read the segments the model
+gets, no second decode) and rely on the log-mel dB of :mod:`genrekit.features.mel` keeping absolute levels:
 
+- ``span_seconds``: the time the segments span (noise and tones are only told over 10 s or more).
 - ``peak_dbfs``, ``level_dbfs``: the loudest frame's and the clip's RMS level, dB relative to full
   scale (a full-scale square wave is 0 dB, a full-scale sine -3 dB), from the mel power through
   the filter bank's own calibration (:func:`level_weights`).
@@ -14,7 +15,7 @@ gets) and rely on the log-mel dB of :mod:`genrekit.features.mel` keeping absolut
   out from the window, the hop and the filter bank): the second most moving of 8 sub-bands. White
   or pink noise give about 1, a steady tone about 0, music 3 and more (noise music included).
 - ``jitter_db``: the median frame-to-frame change of a sounding band's level: noise jitters
-  (1.3 dB), a steady tone or an oscillator's waveform repeats (< 0.25 dB).
+  (1.3 dB or more), a steady tone or an oscillator's waveform repeats (0.3 dB at most).
 
 :func:`flag_of` gives ``"silence"``, ``"clicks"``, ``"noise"``, ``"tone"`` or None. The thresholds
 were measured with ``benchmarks/bench_content.py`` (genuine music: 62 fma_small clips, 162 GTZAN
@@ -45,21 +46,26 @@ __all__ = [
 ]
 
 FLAGS = ("silence", "clicks", "noise", "tone")
-# Measured (bench_content.py): genuine clips peak at -27.6 dBFS or louder; -70 dBFS hiss is silence.
+# Measured (bench_content.py, default and small features): genuine clips peak at -29.6 dBFS or
+# louder, the demo's at -20.3; hiss at -70 dBFS is silence, noise at -50 dBFS is noise.
 SILENCE_DBFS = -60.0  # the loudest frame below this: silence
 QUIET_DBFS = -60.0  # a frame below this is near-silent
 # Clicks: most frames near-silent and no sound longer than a few clicks close together (music:
-# at most 6% near-silent frames, sounds as long as a segment; clicks: 55-93%, 0.09-0.33 s).
+# at most 6% near-silent frames, sounds as long as a segment; clicks: 53-98%, 0.05-0.42 s).
 CLICKS_QUIET_SHARE = 0.5
 CLICKS_MAX_SECONDS = 0.5
-# Steady: music moves 3.2x stationary noise's spread or more (noise music; 4.1x at the default
-# features), noise 1.8x at most (clipped pink noise aside), tones 0.1x.
+# Steady: music moves 3.2x stationary noise's spread or more (Noise-genre clips; 4.1x at the
+# default features), noise 1.8x at most (pink noise clipped hard aside: 2.8-4.4x), tones 0.5x.
 STEADY_CHANGE = 2.4
-# A steady sound whose bands jitter more than this is noise (noise >= 1.3 dB, tones <= 0.25 dB).
+# Noise and tones are told over this much time at least: music can hold still for a few seconds
+# (a 3-s demo clip moves 2.0x noise's spread at the small features), not for 10.
+STEADY_MIN_SECONDS = 10.0
+# A steady sound whose bands jitter more than this is noise (noise >= 1.3 dB, tones <= 0.32 dB).
 NOISE_JITTER_DB = 0.6
 MIN_BLOCKS = 8  # blocks compared: the segments, split in parts for a short file with fewer
 SUB_BANDS = 8  # the mel bands in this many groups of neighbours, for change_vs_noise
 BAND_RANGE_DB = 30.0  # bands this far below the loudest one are not sounding (leakage, lowpass)
+_JITTER_SAMPLES = 16384  # the jitter's median is taken over about this many band steps
 _AMIN = 1e-10  # the power floor of the log-mel features
 
 
@@ -130,6 +136,13 @@ def noise_spread_db(params: FeatureParams, bin_weights: np.ndarray, frames: int)
     return float(10.0 / np.log(10.0) * np.sqrt(relative_variance))
 
 
+@functools.lru_cache(maxsize=256)
+def _group_noise_spread(params: FeatureParams, bands: tuple[int, ...], frames: int) -> float:
+    """:func:`noise_spread_db` of the level of some mel bands (the same few sub-bands every clip)."""
+    index = list(bands)
+    return noise_spread_db(params, level_weights(params)[index] @ _filterbank(params)[index], frames)
+
+
 # --- Measures ---------------------------------------------------------------------------------------
 
 
@@ -147,28 +160,44 @@ def _longest_run(mask: np.ndarray) -> int:
     return int((np.nonzero(edges == -1)[1] - np.nonzero(edges == 1)[1]).max())
 
 
-def _blocks(power: np.ndarray) -> tuple[np.ndarray, int]:
-    """``(mean band power of each block (B, n_mels), frames per block)``: the blocks are the
-    segments, split in equal parts while there are fewer than :data:`MIN_BLOCKS` (a short file)."""
-    s, m, f = power.shape
-    k = min(f, -(-MIN_BLOCKS // s))
-    usable = power[:, :, : k * (f // k)].reshape(s, m, k, f // k)
-    return usable.mean(axis=3, dtype=np.float64).transpose(0, 2, 1).reshape(s * k, m), f // k
+def _timeline(power: np.ndarray, starts: np.ndarray | None) -> np.ndarray:
+    """The distinct frames of the segments in time order, ``(n_mels, frames)``: segments that
+    overlap (a short clip, a dense hop) give their shared frames once."""
+    s, _, f = power.shape
+    starts = np.arange(s) * f if starts is None else np.asarray(starts, np.int64)
+    pieces, covered = [], None
+    for i in np.argsort(starts, kind="stable"):
+        first = 0 if covered is None else int(min(max(covered - starts[i], 0), f))
+        pieces.append(power[i, :, first:])
+        covered = int(starts[i]) + f if covered is None else max(covered, int(starts[i]) + f)
+    return np.concatenate(pieces, axis=1)
 
 
-def _change_vs_noise(power: np.ndarray, sounding: np.ndarray, params: FeatureParams) -> float | None:
+def _blocks(timeline: np.ndarray, segment_frames: int) -> tuple[np.ndarray, int]:
+    """``(mean band power of each block (B, n_mels), frames per block)``: consecutive blocks of the
+    distinct frames, a segment long, shorter while there would be fewer than :data:`MIN_BLOCKS`."""
+    m, total = timeline.shape
+    frames = max(2, min(segment_frames, total // MIN_BLOCKS))
+    count = total // frames
+    blocks = timeline[:, : count * frames].reshape(m, count, frames).mean(axis=2, dtype=np.float64)
+    return blocks.T, frames
+
+
+def _change_vs_noise(
+    power: np.ndarray, starts: np.ndarray | None, sounding: np.ndarray, params: FeatureParams
+) -> float | None:
     """The spread across blocks of each sub-band's level over stationary noise's, second highest of
     the sub-bands with a sounding band (the highest when only one has)."""
-    blocks, frames = _blocks(power)
+    blocks, frames = _blocks(_timeline(power, starts), power.shape[2])
     if len(blocks) < 2:
         return None
-    g, w = level_weights(params), _filterbank(params)
+    g = level_weights(params)
     ratios = []
     for group in np.array_split(np.arange(params.n_mels), SUB_BANDS):
         group = group[sounding[group]]
         if len(group):
             spread = _db(blocks[:, group] @ g[group]).std(ddof=1)
-            ratios.append(spread / noise_spread_db(params, g[group] @ w[group], frames))
+            ratios.append(spread / _group_noise_spread(params, tuple(group.tolist()), frames))
     if not ratios:
         return None
     ratios.sort()
@@ -181,16 +210,21 @@ def _jitter_db(power: np.ndarray, sounding: np.ndarray, loud: np.ndarray) -> flo
     pairs = loud[:, 1:] & loud[:, :-1]
     if not pairs.any():
         return None
-    return float(np.median(steps.transpose(0, 2, 1)[pairs]))
+    values = steps.transpose(0, 2, 1)[pairs].ravel()
+    return float(np.median(values[:: 1 + len(values) // _JITTER_SAMPLES]))  # evenly spread sample: 3x faster
 
 
-def describe(segments_db: np.ndarray, params: FeatureParams) -> dict[str, Any]:
-    """The content measures of log-mel dB segments ``(S, n_mels, F)`` (see the module docstring).
+def describe(
+    segments_db: np.ndarray, params: FeatureParams, starts: np.ndarray | None = None
+) -> dict[str, Any]:
+    """The content measures of log-mel dB segments ``(S, n_mels, F)`` (see the module docstring)
+    whose first frames are ``starts`` (None: disjoint segments).
 
     Returns
     -------
     dict
-        ``peak_dbfs``, ``level_dbfs``, ``quiet_share``, ``longest_sound_seconds``,
+        ``span_seconds`` (from the first segment's start to the last one's end), ``peak_dbfs``,
+        ``level_dbfs``, ``quiet_share``, ``longest_sound_seconds``,
         ``change_vs_noise`` and ``jitter_db``, rounded; the last two are None when no frame is
         louder than :data:`QUIET_DBFS` (and ``change_vs_noise`` for a single block).
     """
@@ -199,7 +233,10 @@ def describe(segments_db: np.ndarray, params: FeatureParams) -> dict[str, Any]:
     mean_square = np.einsum("smf,m->sf", power, g.astype(np.float32), dtype=np.float64)
     frame_db = _db(mean_square)
     loud = frame_db >= QUIET_DBFS
+    s, _, f = power.shape
+    first, last = (0, s * f) if starts is None else (int(np.min(starts)), int(np.max(starts)) + f)
     out: dict[str, Any] = {
+        "span_seconds": round((last - first) * params.hop_length / params.sample_rate, 2),
         "peak_dbfs": round(float(frame_db.max()), 1),
         "level_dbfs": round(float(_db(mean_square.mean())), 1),
         "quiet_share": round(float(1.0 - loud.mean()), 3),
@@ -211,7 +248,7 @@ def describe(segments_db: np.ndarray, params: FeatureParams) -> dict[str, Any]:
         return out
     band_dbfs = _db(power.mean(axis=(0, 2), dtype=np.float64) * g)  # each band's part of the level
     sounding = band_dbfs > band_dbfs.max() - BAND_RANGE_DB
-    change = _change_vs_noise(power, sounding, params)
+    change = _change_vs_noise(power, starts, sounding, params)
     jitter = _jitter_db(power, sounding, loud)
     out["change_vs_noise"] = None if change is None else round(change, 2)
     out["jitter_db"] = None if jitter is None else round(jitter, 2)
@@ -220,7 +257,8 @@ def describe(segments_db: np.ndarray, params: FeatureParams) -> dict[str, Any]:
 
 def flag_of(measures: dict[str, Any], segment_seconds: float = np.inf) -> str | None:
     """``"silence"``, ``"clicks"``, ``"noise"``, ``"tone"`` or None (music, or nothing to say) from
-    the measures of :func:`describe`; a sound lasting a whole segment (``segment_seconds``) is no click."""
+    the measures of :func:`describe`; a sound lasting a whole segment (``segment_seconds``) is no
+    click, and a file spanning less than :data:`STEADY_MIN_SECONDS` is neither noise nor a tone."""
     if measures["peak_dbfs"] < SILENCE_DBFS:
         return "silence"
     longest = measures["longest_sound_seconds"]
@@ -231,30 +269,31 @@ def flag_of(measures: dict[str, Any], segment_seconds: float = np.inf) -> str | 
     ):
         return "clicks"
     change, jitter = measures["change_vs_noise"], measures["jitter_db"]
-    if change is not None and jitter is not None and change < STEADY_CHANGE:
+    if measures["span_seconds"] < STEADY_MIN_SECONDS or change is None or jitter is None:
+        return None
+    if change < STEADY_CHANGE:
         return "noise" if jitter > NOISE_JITTER_DB else "tone"
     return None
 
 
-def content_of(segments_db: np.ndarray, params: FeatureParams) -> dict[str, Any]:
-    """``{"flag": ..., **measures}`` of log-mel dB segments: the ``content`` of an inference result."""
-    measures = describe(segments_db, params)
+def content_of(
+    segments_db: np.ndarray, params: FeatureParams, starts: np.ndarray | None = None
+) -> dict[str, Any]:
+    """``{"flag": ..., **measures}`` of log-mel dB segments starting at frames ``starts`` (None:
+    disjoint): the ``content`` of an inference result."""
+    measures = describe(segments_db, params, starts)
     frames = np.shape(segments_db)[-1]
     return {"flag": flag_of(measures, round(frames * params.hop_length / params.sample_rate, 2)), **measures}
 
 
 def content_of_file(path: str | os.PathLike, params: FeatureParams | None = None) -> dict[str, Any] | None:
-    """The ``content`` of an audio file through its own log-mel segments (default features): for a
-    front end whose model input is not log-mel dB (a backbone's embeddings); one more decode.
-    None when the file gives no segments (its decoding error is reported by the front end)."""
-    from genrekit.errors import GenrekitError
-    from genrekit.features.mel import load_segments
+    """The ``content`` of an audio file through the log-mel segments inference would cut from it
+    (default features): for a front end whose model input is not log-mel dB (a backbone's
+    embeddings); one more decode. None when the file gives no segments (the front end reports why)."""
+    from genrekit.features.audio_files import decode_file
 
-    params = params or FeatureParams()
-    try:
-        return content_of(load_segments(path, params, notes=[]), params)
-    except GenrekitError:
-        return None
+    decoded = decode_file(str(path), path, params or FeatureParams())
+    return None if decoded.info is None else decoded.info["content"]
 
 
 _WHAT = {
