@@ -220,3 +220,13 @@ def test_short_files_are_only_said_silent(tmp_path):
     assert content["flag"] is None and content["span_seconds"] == pytest.approx(5.0, abs=0.1)
     assert content["change_vs_noise"] < 1.0  # as steady as a tone is; too short to say so
     assert decode_file("quiet.wav", quiet, PARAMS).info["content"]["flag"] == "silence"
+
+
+def test_a_backbone_front_end_gets_the_content_of_its_own_decode(tmp_path):
+    """Embeddings are not log-mel dB: the file is measured through the default log-mel segments."""
+    from genrekit.features.content import content_of_file
+
+    assert content_of_file(write(tmp_path / "quiet.wav", synthetic("silence")))["flag"] == "silence"
+    assert content_of_file(write(tmp_path / "saw.mp3", synthetic("saw")))["flag"] == "tone"
+    (tmp_path / "bad.mp3").write_bytes(b"not audio")
+    assert content_of_file(tmp_path / "bad.mp3") is None

@@ -6,8 +6,9 @@ gets, no second decode) and rely on the log-mel dB of :mod:`genrekit.features.me
 
 - ``span_seconds``: the time the segments span (noise and tones are only told over 10 s or more).
 - ``peak_dbfs``, ``level_dbfs``: the loudest frame's and the clip's RMS level, dB relative to full
-  scale (a full-scale square wave is 0 dB, a full-scale sine -3 dB), from the mel power through
-  the filter bank's own calibration (:func:`level_weights`).
+  scale (a full-scale square wave is 0 dB, a full-scale sine -3 dB) of the audio in the features'
+  band (``fmin`` to ``fmax``: full-scale white noise at 44.1 kHz reads -10.8 dB through 11,025-Hz
+  features), from the mel power through the filter bank's own calibration (:func:`level_weights`).
 - ``quiet_share``: the share of frames below :data:`QUIET_DBFS`; ``longest_sound_seconds``: the
   longest run of louder frames inside a segment (clicks are short bursts on silence).
 - ``change_vs_noise``: how much the spectrum moves between blocks (the segments), in multiples of
