@@ -18,6 +18,12 @@ second at random, on digital silence and on -80 dBFS noise), and a sine sweep (r
 required: it changes all the time, as music does). Printed: the flags on each genuine group (any
 is a false flag), the detection rate per synthetic kind, each measure's range per group (the
 margins the thresholds leave), and ms per clip of the detector against the decode.
+
+Measured at 23ed531 (2-core Intel Xeon shared with other jobs), the same rates with both features:
+false flags 0/62 fma_small, 0/162 GTZAN, 0/57 demo clips (default features; 2 of the demo's
+defective files do not decode); detected silence 6/6, noise 22/24 (missed: pink noise at -3 dBFS
+RMS, clipped hard, as MP3 and WAV), tones 90/90, clicks 16/16, sweep 0/2. Detector 1.3 ms a clip
+(median) against 54 ms for decode_file (default features), 0.5 ms against 11.5 ms (small).
 """
 
 from __future__ import annotations
