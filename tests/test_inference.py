@@ -266,6 +266,7 @@ RESULT = {
     "segment_mode": str,
     "num_segments": int,
     "warnings": list,
+    "content": dict,
     "segment_predictions": list,
     "aggregated_results": dict,
     "hierarchy": dict,
@@ -290,6 +291,16 @@ SUMMARY = {
     "files_per_second": float,
     "top_genre_counts": dict,
 }
+CONTENT = {  # flag: str or None; the last two measures are None for silence
+    "flag": (str, type(None)),
+    "span_seconds": float,
+    "peak_dbfs": float,
+    "level_dbfs": float,
+    "quiet_share": float,
+    "longest_sound_seconds": float,
+    "change_vs_noise": (float, type(None)),
+    "jitter_db": (float, type(None)),
+}
 REPORT = {"format": str, "version": int, "run": dict, "results": dict, "errors": dict, "skipped": list}
 
 
@@ -298,9 +309,9 @@ def check(obj: dict, spec: dict, where: str) -> None:
     for key, kind in spec.items():
         value = obj[key]
         ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if kind is float:
+        if kind is float or (isinstance(kind, tuple) and float in kind and value is not None):
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        assert ok, f"{where}.{key}: {value!r} is not {kind.__name__}"
+        assert ok, f"{where}.{key}: {value!r} is not {kind}"
 
 
 def test_json_report_schema_is_complete_and_documented(inference, mixed_folder, tmp_path):
@@ -333,6 +344,7 @@ def test_json_report_schema_is_complete_and_documented(inference, mixed_folder, 
             check(label, {"genre": str, "probability": float, "genre_id": int, "path": str}, key)
             assert label["probability"] > agg["all_genres"]["threshold"]
         check(result["hierarchy"], HIERARCHY, f"{key} hierarchy")
+        check(result["content"], CONTENT, f"{key} content")
     assert (
         report["results"]["short.wav"]["warnings"]
         and report["results"]["short.wav"]["segment_mode"] == "short"
@@ -340,9 +352,8 @@ def test_json_report_schema_is_complete_and_documented(inference, mixed_folder, 
     # Every key the report uses is described in the documentation.
     doc = (REPO / "docs" / "inference_schema.md").read_text()
     documented = set(re.findall(r"`([a-z_]+)`", doc))
-    keys = (
-        set(REPORT) | set(SUMMARY) | set(RESULT) | set(SEGMENT) | set(VOTING) | set(AVERAGE) | set(HIERARCHY)
-    )
+    keys = set(REPORT) | set(SUMMARY) | set(RESULT) | set(SEGMENT) | set(VOTING) | set(AVERAGE)
+    keys |= set(HIERARCHY) | set(CONTENT)
     assert keys - documented == set()
     assert not output.with_name("results.json.partial.jsonl").exists()
 

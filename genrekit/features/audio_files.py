@@ -16,6 +16,7 @@ import numpy as np
 
 from genrekit.engine import Engine, get_engine
 from genrekit.errors import AudioDecodeError
+from genrekit.features.content import content_of, content_of_file
 from genrekit.features.decode import decodable_length, decoded_length
 from genrekit.features.frontends import FrontEnd
 from genrekit.features.mel import load_segments, load_track_segments, segment_starts
@@ -154,6 +155,7 @@ def decode_file(
             else [None] * len(segments)
         ),
         "warnings": notes + ([plan.warning] if plan.warning else []),
+        "content": content_of(segments, params, starts),  # silence, noise, a tone, clicks? (cheap)
     }
     return Decoded(key, path, segments.astype(np.float16), info)
 
@@ -176,6 +178,7 @@ def _decode_frontend(key: str, path: str, frontend: FrontEnd) -> Decoded:
         "segment_mode": "clip",
         "segment_starts": [None] * len(rows),
         "warnings": notes,
+        "content": content_of_file(path),  # the rows are not log-mel dB: one more decode
     }
     return Decoded(key, path, rows.astype(np.float16), info)
 

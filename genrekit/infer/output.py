@@ -104,6 +104,7 @@ CSV_COLUMNS = (
     "num_segments",
     "duration_seconds",
     "warnings",
+    "content",
     "error",
 )
 
@@ -132,6 +133,7 @@ def csv_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "num_segments": res["num_segments"],
                 "duration_seconds": res["duration_seconds"],
                 "warnings": " | ".join(res["warnings"]),
+                "content": (res.get("content") or {}).get("flag") or "",  # not music: silence, noise...
                 "error": "",
             }
         )

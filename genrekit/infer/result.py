@@ -8,6 +8,7 @@ without sub-genres) gives null entries, never stand-ins.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -17,11 +18,14 @@ import numpy as np
 from genrekit.errors import ModelError
 from genrekit.evaluate.aggregate import average_confidence, multilabel_average, voting
 from genrekit.evaluate.thresholds import decide
+from genrekit.features.content import note_of
 from genrekit.infer.output import rounded
 
 __all__ = ["LEVEL_KEYS", "FileResults"]
 
 LEVEL_KEYS = {"top": "top_genre", "medium": "medium_genre"}  # single-label head -> result key
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,10 @@ class FileResults:
         heads = {level: self.head(level, probs[level]) for level in LEVEL_KEYS if level in self.heads}
         segments = self.segments(info["segment_starts"], probs)
         medium = heads.get("medium")
+        content = info.get("content")
+        note = note_of(content)
+        if note is not None:  # said once per file, whatever the caller logs of the warnings
+            log.warning("%s: %s", file, note)
         return {
             "file": file,
             "duration_seconds": info["duration_seconds"],
@@ -73,6 +81,7 @@ class FileResults:
             "segment_mode": info["segment_mode"],
             "num_segments": len(segments),
             "warnings": list(info["warnings"]),
+            "content": content,
             "segment_predictions": segments,
             "aggregated_results": {
                 **{key: heads.get(level) for level, key in LEVEL_KEYS.items()},
