@@ -25,7 +25,7 @@ from typing import Any
 from genrekit.errors import ConfigError, GenrekitError
 
 # The path checks live in genrekit.paths (the library uses them too); the scripts import them here.
-from genrekit.paths import SETUP_HINTS, check_output_file, not_a_file, require_dir, resolved
+from genrekit.paths import SETUP_HINTS, not_a_file, require_dir, resolved
 from genrekit.settings import SPLIT_FILE_KEYS, Settings, checked_settings, default_value
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -285,7 +285,6 @@ __all__ = [
     "add_dataset_arguments",
     "add_setting_arguments",
     "add_split_file_argument",
-    "check_output_file",
     "config_settings",
     "config_values",
     "not_a_file",
