@@ -22,6 +22,8 @@ import sys
 
 import config
 from genrekit.cli import (
+    LOG_FILE,
+    RUN_LOG,
     add_config_argument,
     add_setting_arguments,
     add_split_file_argument,
@@ -79,8 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args, base=config_values(config))
+    from genrekit.evaluate.baseline_run import check_baseline_output, format_result, run_baseline
+
+    # Before any work, the log included: never write over audio, a link or a file we did not write.
+    check_baseline_output(args.output_dir, args.features, args.classifier, {LOG_FILE: RUN_LOG})
     setup_logging(args.output_dir)
-    from genrekit.evaluate.baseline_run import format_result, run_baseline
 
     result = run_baseline(
         settings,

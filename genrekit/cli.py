@@ -16,6 +16,7 @@ import argparse
 import functools
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -23,12 +24,19 @@ from types import ModuleType
 from typing import Any
 
 from genrekit.errors import ConfigError, GenrekitError
+from genrekit.fileio import OutputKind
 
 # The path checks live in genrekit.paths (the library uses them too); the scripts import them here.
 from genrekit.paths import SETUP_HINTS, not_a_file, require_dir, resolved
 from genrekit.settings import SPLIT_FILE_KEYS, Settings, checked_settings, default_value
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FILE = "run.log"
+# An earlier run.log (appended to): empty, or lines of LOG_FORMAT ("2024-05-01 12:00:00,123 INFO ...").
+RUN_LOG = OutputKind(
+    "genrekit run log",
+    lambda head: head == b"" or re.match(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", head) is not None,
+)
 
 
 def script_main(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
@@ -133,7 +141,7 @@ def setup_logging(run_dir: str | Path | None = None, verbose: bool = False) -> N
     root.addHandler(console)
     if run_dir is not None:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
-        logfile = logging.FileHandler(Path(run_dir) / "run.log", encoding="utf-8")
+        logfile = logging.FileHandler(Path(run_dir) / LOG_FILE, encoding="utf-8")
         logfile.setLevel(logging.DEBUG)
         logfile.setFormatter(logging.Formatter(LOG_FORMAT))
         logfile._genrekit = True
@@ -352,5 +360,9 @@ def ensemble_from_args(args: argparse.Namespace, defaults: Settings | None = Non
         )
     from genrekit.evaluate.ensemble import Ensemble, FileNames
 
-    names = FileNames() if defaults is None else FileNames(defaults.model_filename, defaults.training_config_filename)
+    names = (
+        FileNames()
+        if defaults is None
+        else FileNames(defaults.model_filename, defaults.training_config_filename)
+    )
     return Ensemble.from_args(models, args.weight, args.ensemble, names)
