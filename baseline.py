@@ -12,7 +12,9 @@ scores), so the figures of a trained model can be read against it. ``--features 
 (default): MSD_musicnn's max_pool layer, averaged over ``MUSICNN_PATCHES`` 3-s patches per track,
 standardized, PCA to 128 components, ``SVC(kernel="rbf")``; the features go to the feature cache
 (``CACHE_DIR``) and a rerun reuses them. ``--features mfcc``: 140 MFCC statistics of the first
-``DURATION`` seconds. Writes ``<output_dir>/baseline_<features>_<classifier>.json``.
+``DURATION`` seconds. Writes ``<output_dir>/baseline_<features>_<classifier>.json`` (and appends to
+``run.log`` there); before any work, either one that is audio, a link, not a regular file or not
+genrekit's own is refused.
 """
 
 from __future__ import annotations
