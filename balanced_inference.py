@@ -13,14 +13,16 @@
 
 Without --config, balanced_training_config.json next to the model is used. A folder run appends
 every finished file to <output>.partial.jsonl: after Ctrl-C or a crash, run the same command
-again and the files already done are skipped. --output x.csv writes one row per file. Several
+again and the files already done are skipped (a file changed since is predicted again). An
+--output holding another job's report (another folder, file, model or settings) is refused
+unless --overwrite; the input files, audio, links, FIFOs and files genrekit did not write are
+never overwritten. --output x.csv writes one row per file. Several
 --model (or --ensemble) average the runs' probabilities (see the README's Ensembles section).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 
@@ -28,7 +30,6 @@ import config
 from genrekit.cli import (
     add_ensemble_arguments,
     add_setting_arguments,
-    check_output_file,
     config_settings,
     config_values,
     ensemble_from_args,
@@ -74,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output", metavar="PATH", help="write results: JSON, or one row per file for a .csv name"
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an --output that holds the report of another job (another folder, file, model or "
+        "settings) with a new one; without it such an output is refused",
+    )
     parser.add_argument("--recursive", action="store_true", help="include sub-folders of --folder")
     add_setting_arguments(
         parser,
@@ -108,11 +115,49 @@ def print_tags(inference, file: str | None, report: dict) -> None:
     print(format_top_tags(inference.frontend, files, inference.top_k))
 
 
+def _inputs(args: argparse.Namespace, ensemble, model: str | None, config_path: str | None) -> dict:
+    """``path -> role`` of every file the run reads: an output must be none of them."""
+    inputs = {args.file: "--file"} if args.file else {args.folder: "--folder"}
+    if args.config:
+        inputs[args.config] = "--config"
+    if args.ensemble:
+        inputs[args.ensemble] = "--ensemble"
+    if ensemble is None:
+        inputs.update({model: "the model", config_path: "the model's training config"})
+    else:
+        for i, member in enumerate(ensemble.members, 1):
+            inputs.update(
+                {member.model_path: f"member {i}'s model", member.config_path: f"member {i}'s config"}
+            )
+    return inputs
+
+
+def _predictor(args: argparse.Namespace, overrides: dict, defaults):
+    """The model (or ensemble) of ``args``, loaded once the output path has passed the policy."""
+    from genrekit.infer.output import check_report_paths
+    from genrekit.infer.predict import MusicGenreInference
+
+    ensemble = ensemble_from_args(args, defaults)
+    model = config_path = None
+    if ensemble is None:
+        model, config_path = run_files(args.model[0] if args.model else None, args.config, defaults)
+    if args.output:  # before any work: never write over an input, audio or a file we did not write
+        check_report_paths(args.output, _inputs(args, ensemble, model, config_path), folder=bool(args.folder))
+    if ensemble is None:
+        return MusicGenreInference(model, config_path, **overrides)
+    if args.tags:
+        raise ConfigError("--tags prints one backbone's own tags: give one --model")
+    from genrekit.infer.ensemble import EnsembleInference
+
+    return EnsembleInference(ensemble, **overrides)
+
+
 @script_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose)
-    from genrekit.infer.output import format_summary, format_table, write_report
+    from genrekit.fileio import json_text, shown_name
+    from genrekit.infer.output import format_summary, format_table
 
     overrides = {key: getattr(args, key) for key in INFERENCE_KEYS}
     defaults = config_settings(config)
@@ -120,33 +165,21 @@ def main(argv: list[str] | None = None) -> int:
         overrides["workers"] = defaults.workers
     if overrides["engine"] is None:  # likewise: config.py's ENGINE, not the training's
         overrides["engine"] = defaults.engine
-    if args.output:
-        check_output_file(args.output)
-    ensemble = ensemble_from_args(args, defaults)
-    if ensemble is not None:
-        if args.tags:
-            raise ConfigError("--tags prints one backbone's own tags: give one --model")
-        from genrekit.infer.ensemble import EnsembleInference
-
-        inference = EnsembleInference(ensemble, **overrides)
-    else:
-        model, config_path = run_files(args.model[0] if args.model else None, args.config, defaults)
-        inference = MusicGenreInference(model, config_path, **overrides)
+    inference = _predictor(args, overrides, defaults)
     if args.tags:  # before any work: a model without backbone tags is refused at once
         from genrekit.features.musicnn import check_tags
 
         check_tags(inference.frontend)
     inference.decoder_messages = args.verbose  # libmpg123's notes, in every mode alike
     if args.file:
-        report = inference.predict_one_report(args.file)
-        if args.output:
-            write_report(report, args.output)
+        report = inference.predict_one_report(args.file, output=args.output, overwrite=args.overwrite)
     else:
         report = inference.batch_predict(
-            args.folder, output=args.output, recursive=args.recursive, progress=args.progress
-        )
+            args.folder, output=args.output, recursive=args.recursive, progress=args.progress,
+            overwrite=args.overwrite,
+        )  # fmt: skip
     if args.print_json:
-        print(json.dumps(report, indent=2, ensure_ascii=False))
+        print(json_text(report, indent=2, ensure_ascii=False))
     elif not args.quiet:
         table = format_table(report["results"], report["errors"] if args.folder else {})
         if table:
@@ -158,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("results written to %s", args.output)
     for key, res in report["results"].items():
         for warning in res["warnings"]:
-            log.log(logging.WARNING if args.file else logging.DEBUG, "%s: %s", key, warning)
+            log.log(logging.WARNING if args.file else logging.DEBUG, "%s: %s", shown_name(key), warning)
     if args.file and report["errors"]:
         raise AudioDecodeError(f"{args.file}: {next(iter(report['errors'].values()))}")
     return 0

@@ -12,7 +12,9 @@ scores), so the figures of a trained model can be read against it. ``--features 
 (default): MSD_musicnn's max_pool layer, averaged over ``MUSICNN_PATCHES`` 3-s patches per track,
 standardized, PCA to 128 components, ``SVC(kernel="rbf")``; the features go to the feature cache
 (``CACHE_DIR``) and a rerun reuses them. ``--features mfcc``: 140 MFCC statistics of the first
-``DURATION`` seconds. Writes ``<output_dir>/baseline_<features>_<classifier>.json``.
+``DURATION`` seconds. Writes ``<output_dir>/baseline_<features>_<classifier>.json`` (and appends to
+``run.log`` there); before any work, either one that is audio, a link, not a regular file or not
+genrekit's own is refused.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import sys
 
 import config
 from genrekit.cli import (
+    LOG_FILE,
+    RUN_LOG,
     add_config_argument,
     add_setting_arguments,
     add_split_file_argument,
@@ -79,8 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args, base=config_values(config))
+    from genrekit.evaluate.baseline_run import check_baseline_output, format_result, run_baseline
+
+    # Before any work, the log included: never write over audio, a link or a file we did not write.
+    check_baseline_output(args.output_dir, args.features, args.classifier, {LOG_FILE: RUN_LOG})
     setup_logging(args.output_dir)
-    from genrekit.evaluate.baseline_run import format_result, run_baseline
 
     result = run_baseline(
         settings,

@@ -14,6 +14,8 @@ receives evaluation_report.json (every figure), evaluation_report.md (tables and
 plots/*.png (an ensemble's: <first member's run folder>/evaluation_ensemble). Without --config, balanced_training_config.json next to the model is used; --metadata
 and --audio default to the folders the model was trained on. Features come from the training's
 feature cache, which is completed for tracks it lacks; defective files are left out and counted.
+Before any work, a report file in --output_dir that is audio, a link, not a regular file, an input
+or not a report genrekit wrote is refused (one line); reports are written atomically.
 
 This script only parses arguments: :mod:`genrekit.evaluate.evaluator` evaluates the saved model on the split,
 and :mod:`genrekit.evaluate.metrics` computes the figures from its probabilities.

@@ -10,7 +10,8 @@
 The study is stored in OUTPUT_DIR/study.sqlite3; each trial trains into OUTPUT_DIR/trials/NNNN/
 (its own process, trial.log) from one shared feature cache and is pruned by the median rule once
 it has trained --prune_after epochs. --trials is the total: a rerun runs what is missing. The test
-split is never read. The space is a JSON object (see genrekit/tune/space.py), default:
+split is never read. A study file, best config or lock in OUTPUT_DIR that genrekit did not write
+(audio, a link, a FIFO, someone's file) is refused before any work. The space is a JSON object (see genrekit/tune/space.py), default:
 learning rate, width, dropout, focal gamma, sampling thresholds, medium and all-genres loss weights.
 """
 

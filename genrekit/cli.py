@@ -17,6 +17,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -24,12 +25,19 @@ from types import ModuleType
 from typing import Any
 
 from genrekit.errors import ConfigError, GenrekitError
+from genrekit.fileio import OutputKind
 
 # The path checks live in genrekit.paths (the library uses them too); the scripts import them here.
-from genrekit.paths import SETUP_HINTS, check_output_file, not_a_file, require_dir, resolved
+from genrekit.paths import SETUP_HINTS, not_a_file, require_dir, resolved
 from genrekit.settings import SPLIT_FILE_KEYS, Settings, checked_settings, default_value
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FILE = "run.log"
+# An earlier run.log (appended to): empty, or lines of LOG_FORMAT ("2024-05-01 12:00:00,123 INFO ...").
+RUN_LOG = OutputKind(
+    "genrekit run log",
+    lambda head: head == b"" or re.match(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ", head) is not None,
+)
 
 
 def script_main(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
@@ -146,7 +154,7 @@ def setup_logging(run_dir: str | Path | None = None, verbose: bool = False) -> N
     if run_dir is not None:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         # A file name that is not UTF-8 is logged escaped (caf\\udce9.mp3), never a logging error.
-        logfile = logging.FileHandler(Path(run_dir) / "run.log", encoding="utf-8", errors="backslashreplace")
+        logfile = logging.FileHandler(Path(run_dir) / LOG_FILE, encoding="utf-8", errors="backslashreplace")
         logfile.setLevel(logging.DEBUG)
         logfile.setFormatter(logging.Formatter(LOG_FORMAT))
         logfile._genrekit = True
@@ -298,7 +306,6 @@ __all__ = [
     "add_dataset_arguments",
     "add_setting_arguments",
     "add_split_file_argument",
-    "check_output_file",
     "config_settings",
     "config_values",
     "not_a_file",
@@ -366,5 +373,9 @@ def ensemble_from_args(args: argparse.Namespace, defaults: Settings | None = Non
         )
     from genrekit.evaluate.ensemble import Ensemble, FileNames
 
-    names = FileNames() if defaults is None else FileNames(defaults.model_filename, defaults.training_config_filename)
+    names = (
+        FileNames()
+        if defaults is None
+        else FileNames(defaults.model_filename, defaults.training_config_filename)
+    )
     return Ensemble.from_args(models, args.weight, args.ensemble, names)

@@ -69,3 +69,12 @@ class ParameterTypeError(GenrekitError, TypeError):
 
 class EngineError(GenrekitError):
     """An execution engine that cannot run: its package not installed, its cluster unreachable."""
+
+
+class OutputPathError(GenrekitError):
+    """An output path that must not be written: one of the run's inputs, someone's audio, not a
+    regular file (a link, a FIFO, a device, a folder), or a file genrekit did not write."""
+
+
+class OutputInUseError(OutputPathError):
+    """An output that holds the results of another job (another folder, model or settings)."""

@@ -92,14 +92,3 @@ def not_a_file(path: str | os.PathLike) -> str:
     if path.exists():
         return "is not a regular file"
     return "not found"
-
-
-def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
-    """``path`` if a file can be written there; else one clear DatasetError (before any work)."""
-    path = Path(path)
-    if path.is_dir() or (os.path.lexists(path) and not path.exists()):
-        raise DatasetError(f"{what} {path} {not_a_file(path)}; give a file name")
-    parent = path.parent
-    if parent.exists() and not parent.is_dir():
-        raise DatasetError(f"{what} {path}: {parent} is not a folder")
-    return path

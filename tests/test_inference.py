@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import balanced_inference
-from genrekit.errors import AudioDecodeError, ModelError
+from genrekit.errors import AudioDecodeError, ModelError, OutputInUseError
 from genrekit.features.audio_files import decode_file, list_audio_files, plan_segments
 from genrekit.features.mel import FeatureParams, load_segments
 from genrekit.infer.output import PartialLog
@@ -285,6 +285,8 @@ SUMMARY = {
     "failed": int,
     "skipped_non_audio": int,
     "resumed": int,
+    "recomputed": int,
+    "dropped": int,
     "with_warnings": int,
     "segments": int,
     "seconds": float,
@@ -301,7 +303,16 @@ CONTENT = {  # flag: str or None; the last two measures are None for silence
     "change_vs_noise": (float, type(None)),
     "jitter_db": (float, type(None)),
 }
-REPORT = {"format": str, "version": int, "run": dict, "results": dict, "errors": dict, "skipped": list}
+REPORT = {
+    "format": str,
+    "version": int,
+    "run": dict,
+    "results": dict,
+    "errors": dict,
+    "skipped": list,
+    "files": dict,
+}
+FILE_ENTRY = {"size": int, "mtime_ns": int}
 
 
 def check(obj: dict, spec: dict, where: str) -> None:
@@ -324,6 +335,10 @@ def test_json_report_schema_is_complete_and_documented(inference, mixed_folder, 
     assert report["format"] == "genrekit-inference" and report["version"] == 1
     assert set(report["run"]) >= {"folder", "model", "config", "settings", "fingerprint", "created"}
     assert all(isinstance(v, str) for v in report["errors"].values())
+    assert set(report["files"]) == set(report["results"]) | set(report["errors"])
+    for key, entry in report["files"].items():
+        check(entry, FILE_ENTRY, f"files {key}")
+        assert entry["size"] == (mixed_folder / key).stat().st_size
     assert report["summary"]["with_warnings"] == 1
     for key, result in report["results"].items():
         check(result, RESULT, key)
@@ -352,8 +367,9 @@ def test_json_report_schema_is_complete_and_documented(inference, mixed_folder, 
     # Every key the report uses is described in the documentation.
     doc = (REPO / "docs" / "inference_schema.md").read_text()
     documented = set(re.findall(r"`([a-z_]+)`", doc))
-    keys = set(REPORT) | set(SUMMARY) | set(RESULT) | set(SEGMENT) | set(VOTING) | set(AVERAGE)
-    keys |= set(HIERARCHY) | set(CONTENT)
+    keys = (
+        set(REPORT) | set(SUMMARY) | set(RESULT) | set(SEGMENT) | set(VOTING) | set(AVERAGE) | set(HIERARCHY)
+    ) | set(CONTENT) | set(FILE_ENTRY) | {"name_hex", "file_hex"}
     assert keys - documented == set()
     assert not output.with_name("results.json.partial.jsonl").exists()
 
@@ -453,14 +469,19 @@ def with_suppress_kill(pid: int) -> None:
         pass
 
 
-def test_partial_log_from_other_settings_is_not_reused(tmp_path):
+def test_partial_log_of_another_job_is_refused_or_discarded_with_overwrite(tmp_path):
     path = tmp_path / "r.json.partial.jsonl"
-    first = PartialLog(path, {"threshold": 0.5})
+    where = {"folder": str(tmp_path / "A")}
+    first = PartialLog(path, {"threshold": 0.5}, where)
     first.open()
     first.append([{"key": "a.mp3", "error": "empty file (0 bytes)"}])
     first.close()
-    assert set(PartialLog(path, {"threshold": 0.5}).read()) == {"a.mp3"}
-    assert PartialLog(path, {"threshold": 0.3}).read() == {}
+    assert set(PartialLog(path, {"threshold": 0.5}, where).read()) == {"a.mp3"}
+    for fingerprint, other in (({"threshold": 0.3}, where), ({"threshold": 0.5}, {"folder": "/B"})):
+        with pytest.raises(OutputInUseError, match="unfinished results of another job"):
+            PartialLog(path, fingerprint, other).read()
+        assert path.exists()
+    assert PartialLog(path, {"threshold": 0.3}, where).read(overwrite=True) == {}
     assert not path.exists()
 
 

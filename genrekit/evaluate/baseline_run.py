@@ -33,7 +33,7 @@ from genrekit.evaluate.transfer_baseline import (
     fit_predict_transfer,
     transfer_frontend,
 )
-from genrekit.fileio import write_json_atomic
+from genrekit.fileio import OutputKind, check_output_dir, json_kind, write_json_atomic
 
 if TYPE_CHECKING:
     from genrekit.datasets.interface import Dataset, LabelledDataset
@@ -101,6 +101,22 @@ def fit_level(
     return {"track": metrics, "n_train": int(fit.sum()), "fit_seconds": seconds}
 
 
+# What an earlier baseline report must look like to be replaced (the output policy of genrekit.fileio).
+BASELINE_JSON = json_kind("genrekit baseline report (JSON)", "features")
+
+
+def report_name(features: str, classifier: str) -> str:
+    """The report's file name in the output folder."""
+    return f"baseline_{features}_{classifier}.json"
+
+
+def check_baseline_output(
+    output_dir: str | Path, features: str, classifier: str, also: dict[str, OutputKind] | None = None
+) -> Path:
+    """The output policy for the report folder (and ``also``, e.g. ``run.log``), before any work."""
+    return check_output_dir(output_dir, {report_name(features, classifier): BASELINE_JSON, **(also or {})})
+
+
 def run_baseline(
     settings: Settings,
     *,
@@ -140,6 +156,8 @@ def run_baseline(
         raise ConfigError(
             f"classifier {classifier!r} for {features} features is not one of {', '.join(allowed)}"
         )
+    if output_dir is not None:
+        check_baseline_output(output_dir, features, classifier)  # before any work
     started = time.time()
     labelled = datasets.from_settings(settings).load()
     splits = labelled.targets["split"]
@@ -164,7 +182,7 @@ def run_baseline(
     result["targets"] = performance_targets(result)
     result["seconds"]["total"] = round(time.time() - started, 1)
     if output_dir is not None:
-        path = Path(output_dir) / f"baseline_{features}_{classifier}.json"
+        path = Path(output_dir) / report_name(features, classifier)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(path, to_jsonable(result))
         result["report"] = str(path)

@@ -368,9 +368,16 @@ def evaluate_ensemble(
     """
     from genrekit.evaluate.evaluator import _checked_split, _write, predict_split
     from genrekit.evaluate.metrics import evaluate
+    from genrekit.evaluate.report import check_report_dir
 
     split = _checked_split(split, subset)
     out = Path(output_dir) if output_dir is not None else default_ensemble_output_dir(ensemble, split)
+    inputs = {
+        p: f"member {i}'s files"
+        for i, m in enumerate(ensemble.members, 1)
+        for p in (m.model_path, m.config_path)
+    }
+    check_report_dir(out, inputs, plots)  # before any work
     preds = [
         predict_split(m.model_path, m.config_path, metadata_dir, audio_dir, split, subset, workers=workers)
         for m in ensemble.members

@@ -60,7 +60,10 @@ def default_output_dir(model_path: str | os.PathLike, split: str = "test") -> Pa
 
 
 def resolve_config(
-    model_path: str | os.PathLike, config_path: str | os.PathLike | None = None, *, config_name: str | None = None
+    model_path: str | os.PathLike,
+    config_path: str | os.PathLike | None = None,
+    *,
+    config_name: str | None = None,
 ) -> Path:
     """The training config: ``config_path``, or the one next to the model (named ``config_name``,
     default the setting ``training_config_filename``).
@@ -173,9 +176,12 @@ def evaluate_model(
     DatasetError
         Missing folders, a genre tree other than the model's, or a split without usable tracks.
     """
+    from genrekit.evaluate.report import check_report_dir
+
     split = _checked_split(split, subset)
     model_path = Path(model_path)
     out = Path(output_dir) if output_dir is not None else default_output_dir(model_path, split)
+    check_report_dir(out, {model_path: "the model", config_path: "--config"}, plots)  # before any work
     pred = predict_split(model_path, config_path, metadata_dir, audio_dir, split, subset, workers=workers)
     results = _figures(
         pred.probs,

@@ -17,7 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from genrekit.fileio import replacing
+from genrekit.fileio import OutputKind, replacing
+
+# The figures :func:`plot_all` draws per level (top, medium), as ``<level>_<name>.png``.
+PLOT_NAMES = ("confusion", "f1", "confidence", "reliability", "stability", "confused_pairs")
+# A PNG matplotlib wrote (its "Software" text chunk comes before the image data).
+MATPLOTLIB_PNG = OutputKind(
+    "PNG figure drawn by genrekit (matplotlib)",
+    lambda head: head.startswith(b"\x89PNG") and b"Matplotlib" in head[:512],
+)
 
 __all__ = [
     "DPI",

@@ -12,13 +12,44 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genrekit.fileio import write_json_atomic, write_text_atomic
+from genrekit.fileio import (
+    OutputKind,
+    check_output_dir,
+    json_kind,
+    prefix_kind,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 __all__ = ["PLOTS_DIR", "REPORT_JSON", "REPORT_MD", "ReportPaths", "render_markdown", "write_report"]
 
 REPORT_JSON = "evaluation_report.json"
 REPORT_MD = "evaluation_report.md"
 PLOTS_DIR = "plots"  # PNGs go in this sub-folder; the Markdown links them relatively
+# What an earlier report must look like to be replaced (the output policy of genrekit.fileio).
+EVALUATION_JSON = json_kind("genrekit evaluation report (JSON)", "counts")
+EVALUATION_MD = prefix_kind("genrekit evaluation report (Markdown)", b"# Evaluation")
+
+
+def report_files(plots: bool = True) -> dict[str, OutputKind]:
+    """The files :func:`write_report` writes in its folder, by relative name, with their kinds."""
+    from genrekit.evaluate.plots import MATPLOTLIB_PNG, PLOT_NAMES
+
+    files = {REPORT_JSON: EVALUATION_JSON, REPORT_MD: EVALUATION_MD}
+    if plots:
+        for level in ("top", "medium"):
+            files.update({f"{PLOTS_DIR}/{level}_{name}.png": MATPLOTLIB_PNG for name in PLOT_NAMES})
+    return files
+
+
+def check_report_dir(
+    out_dir: str | os.PathLike, inputs: Mapping[str | os.PathLike, str], plots: bool = True
+) -> Path:
+    """The output policy (:func:`genrekit.fileio.check_output_dir`) for a report folder, before any work:
+    OutputPathError for a folder that is not one, or a report file there that is an input, audio,
+    a link, not a regular file or not a report genrekit wrote."""
+    return check_output_dir(out_dir, report_files(plots), inputs=inputs)
+
 
 _LEVEL_TITLES = {"top": "Top-level genres", "medium": "Medium genres"}
 

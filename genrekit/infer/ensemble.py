@@ -69,6 +69,14 @@ class EnsembleInference(MusicGenreInference):
         )
         self.model_path, self.config_path = first.model_path, first.config_path
 
+    def input_files(self) -> dict[Path, str]:
+        """Every member's model and training config (see :meth:`MusicGenreInference.input_files`)."""
+        return {
+            path: f"{role} of member {i + 1}"
+            for i, m in enumerate(self.members)
+            for path, role in m.input_files().items()
+        }
+
     @property
     def decoder_messages(self) -> bool:
         return self.members[0].decoder_messages

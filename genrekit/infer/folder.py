@@ -1,70 +1,195 @@
-"""A folder run's bookkeeping: what an interrupted run already did, the log of finished files,
-and the report's summary (schema: ``docs/inference_schema.md``).
+"""A folder run's bookkeeping: what an earlier run of the same job already did, the log of
+finished files, and the report's summary (schema: ``docs/inference_schema.md``).
 
-An interrupted run resumes from ``<output>.partial.jsonl`` (:class:`~genrekit.infer.output.PartialLog`)
-and from a finished JSON report made with the same model and settings; :class:`ResultLog` appends
-finished files to the partial log a handful at a time.
+A job is what made a report: the model's fingerprint (model file, training config, the settings
+that shape results) and the input (the resolved folder, or the single file). A run resumes from
+``<output>.partial.jsonl`` (:class:`~genrekit.infer.output.PartialLog`) and from a finished JSON
+report of the same job only; a report or log of another job is refused unless ``overwrite``.
+An earlier result is kept only while its file's size and modification time are those recorded
+with it (:func:`resume_plan`); :class:`ResultLog` appends finished files to the partial log a
+handful at a time.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genrekit.infer.output import RESULT_FORMAT, RESULT_VERSION, PartialLog
+from genrekit.errors import OutputInUseError
+from genrekit.infer.output import RESULT_FORMAT, RESULT_VERSION, PartialLog, name_record, partial_path
 
-__all__ = ["ResultLog", "folder_report", "in_order", "previous_report", "summary"]
+__all__ = [
+    "ResultLog",
+    "ResumePlan",
+    "file_identity",
+    "files_section",
+    "folder_report",
+    "in_order",
+    "previous_report",
+    "resume_plan",
+    "summary",
+]
+
+log = logging.getLogger(__name__)
 
 SYNC_FILES = 8  # the partial log is fsync'd after this many files ...
 SYNC_SECONDS = 1.0  # ... or this long after the last fsync, whichever comes first
+INPUT_KEYS = ("folder", "file")  # the ``run`` keys that name a report's input
 
 
-def previous_report(output: Path, fingerprint: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Entries of a finished JSON report at ``output`` made with the same model and settings."""
-    if output.suffix.lower() == ".csv" or not output.is_file():
+def file_identity(path: str | os.PathLike) -> dict[str, int] | None:
+    """``{"size", "mtime_ns"}`` of the file at ``path`` (a link followed); None if it cannot be read."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def report_job(report: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """``(fingerprint, input)`` of a report: what made it."""
+    run = report.get("run", {})
+    return run.get("fingerprint"), {k: run[k] for k in INPUT_KEYS if k in run}
+
+
+def job_difference(old: tuple[Any, dict[str, Any]] | None, new: tuple[Any, dict[str, Any]]) -> str:
+    """In a few words, how the job of an earlier report differs from this one."""
+    if old is None:
+        return "it cannot be read"
+    (old_fp, old_in), (new_fp, new_in) = old, new
+    if old_in != new_in:
+        kind, where = next(iter(old_in.items()), ("input", "?"))
+        return f"{kind} {where}"
+    if not isinstance(old_fp, dict) or old_fp.get("model") != new_fp.get("model"):
+        model = old_fp.get("model") if isinstance(old_fp, dict) else None
+        return f"model {model}" if model else "another model"
+    diffs = [k for k in sorted(set(old_fp) | set(new_fp)) if old_fp.get(k) != new_fp.get(k)]
+    return "another " + ", ".join(diffs)
+
+
+def previous_report(
+    output: Path, fingerprint: Mapping[str, Any], where: Mapping[str, Any], overwrite: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Entries of a finished report at ``output`` made by the same job (``fingerprint`` and
+    ``where``, its input), with the identity recorded for each file.
+
+    A JSON report of another job, or one that cannot be read, raises OutputInUseError; with
+    ``overwrite`` it is ignored (and later replaced), with a warning. A CSV report records no job:
+    its rows are never reused and it is replaced, with a note.
+    """
+    if not output.is_file():
+        return {}
+    if output.suffix.lower() == ".csv":
+        log.warning(
+            "%s: replacing the earlier CSV report (a CSV report records no job: its rows are not reused)",
+            output,
+        )
         return {}
     try:
         old = json.loads(output.read_text(encoding="utf-8"))
-        if old.get("run", {}).get("fingerprint") != fingerprint:
-            return {}
-        entries = {k: {"key": k, "result": v} for k, v in old["results"].items()}
-        entries.update({k: {"key": k, "error": v} for k, v in old["errors"].items()})
-        return entries
+        job = report_job(old)
+        results, errors, files = old["results"], old["errors"], old.get("files", {})
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError):
+        job = None
+    new = (dict(fingerprint), dict(where))
+    if job != new:
+        why = job_difference(job, new)
+        if not overwrite:
+            raise OutputInUseError(
+                f"{output} holds the report of another job ({why}); give another --output, or pass "
+                f"--overwrite to replace it"
+            )
+        log.warning("%s: starting a new report in place of another job's (%s) (--overwrite)", output, why)
         return {}
+    entries = {k: {"key": k, "result": v, **files.get(k, {})} for k, v in results.items()}
+    entries.update({k: {"key": k, "error": v, **files.get(k, {})} for k, v in errors.items()})
+    return entries
+
+
+@dataclass
+class ResumePlan:
+    """What a run keeps from earlier runs: ``kept`` entries by key, the keys ``changed`` since
+    (recomputed) and the keys whose files are ``gone`` (dropped)."""
+
+    kept: dict[str, dict[str, Any]] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)
+
+
+def resume_plan(
+    previous: Mapping[str, Mapping[str, Any]], identities: Mapping[str, dict[str, int] | None]
+) -> ResumePlan:
+    """Sort earlier entries: kept while the file's size and mtime are the recorded ones."""
+    plan = ResumePlan()
+    for key, entry in previous.items():
+        if key not in identities:
+            plan.gone.append(key)
+        elif identities[key] is not None and identities[key] == _identity_of(entry):
+            plan.kept[key] = dict(entry)
+        else:
+            plan.changed.append(key)
+    return plan
+
+
+def _identity_of(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    if "size" not in entry or "mtime_ns" not in entry:  # a report of before identities: recompute
+        return None
+    return {"size": entry["size"], "mtime_ns": entry["mtime_ns"]}
+
+
+def files_section(
+    keys: Iterable[str], identities: Mapping[str, dict[str, int] | None]
+) -> dict[str, dict[str, Any]]:
+    """The report's ``files``: per file, its identity when predicted and, for a name that is not
+    UTF-8, its bytes in hex."""
+    return {key: {**(identities.get(key) or {}), **name_record(key)} for key in keys}
 
 
 class ResultLog:
     """The partial log of a folder run (None: no output, nothing is logged), written in batches.
 
-    :meth:`done` gives what earlier runs finished; :meth:`add` takes every finished file (the
-    ``on_result`` of :meth:`~genrekit.infer.predict.MusicGenreInference.predict_files`): one
-    fsync per handful of files, not per file, cheap, and little is ever lost.
+    :meth:`done` gives what earlier runs of the same job finished; :meth:`add` takes every
+    finished file (the ``on_result`` of
+    :meth:`~genrekit.infer.predict.MusicGenreInference.predict_files`) with the file's identity
+    (``identities``): one fsync per handful of files, not per file, cheap, and little is ever lost.
     """
 
-    def __init__(self, output: Path | None, fingerprint: dict[str, Any]):
+    def __init__(
+        self,
+        output: Path | None,
+        fingerprint: dict[str, Any],
+        where: Mapping[str, Any] | None = None,
+        identities: Mapping[str, dict[str, int] | None] | None = None,
+    ):
         self.output = output
+        self.where = dict(where or {})
         self.partial = None
         if output is not None:
-            self.partial = PartialLog(output.with_name(output.name + ".partial.jsonl"), fingerprint)
+            self.partial = PartialLog(partial_path(output), fingerprint, self.where)
         self.fingerprint = fingerprint
+        self.identities = dict(identities or {})
         self.batch: list[dict[str, Any]] = []
         self.last_sync = time.perf_counter()
 
-    def done(self) -> dict[str, dict[str, Any]]:
-        """Entries of earlier runs (finished report, then partial log), by key; opens the log."""
+    def done(self, overwrite: bool = False) -> dict[str, dict[str, Any]]:
+        """Entries of earlier runs of this job (finished report, then partial log), by key; opens
+        the log. OutputInUseError for another job's report or log, unless ``overwrite``."""
         if self.partial is None:
             return {}
-        previous = previous_report(self.output, self.fingerprint)
-        previous.update(self.partial.read())
+        previous = previous_report(self.output, self.fingerprint, self.where, overwrite)
+        previous.update(self.partial.read(overwrite))
         self.partial.open()
         return previous
 
     def add(self, key: str, result: dict[str, Any] | None, error: str | None) -> None:
-        self.batch.append({"key": key, "result": result} if error is None else {"key": key, "error": error})
+        entry = {"key": key, "result": result} if error is None else {"key": key, "error": error}
+        self.batch.append({**entry, **(self.identities.get(key) or {}), **name_record(key)})
         if len(self.batch) >= SYNC_FILES or time.perf_counter() - self.last_sync > SYNC_SECONDS:
             self.flush()
 
@@ -117,8 +242,14 @@ def summary(
     seconds: float,
     done_now: int,
     work_seconds: float,
+    recomputed: int = 0,
+    dropped: int = 0,
 ) -> dict[str, Any]:
-    """The ``summary`` of a report: counts, time, speed and how often each top genre came out."""
+    """The ``summary`` of a report: counts, time, speed and how often each top genre came out.
+
+    ``resumed`` results were kept from an earlier run of the same job, ``recomputed`` earlier
+    ones were made again because their file changed, ``dropped`` ones left out: their file is gone.
+    """
     top_counts: dict[str, int] = {}
     for res in results.values():
         name = res["aggregated_results"]["top_genre"]["average_confidence"]["name"]
@@ -130,6 +261,8 @@ def summary(
         "failed": len(errors),
         "skipped_non_audio": skipped_non_audio,
         "resumed": resumed,
+        "recomputed": recomputed,
+        "dropped": dropped,
         "with_warnings": sum(1 for r in results.values() if r["warnings"]),
         "segments": sum(r["num_segments"] for r in results.values()),
         "seconds": round(seconds, 3),
@@ -144,8 +277,9 @@ def folder_report(
     errors: Mapping[str, str],
     skipped: list[str],
     summary: Mapping[str, Any],
+    files: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A report of the folder schema."""
+    """A report of the folder schema (``files``: :func:`files_section`)."""
     return {
         "format": RESULT_FORMAT,
         "version": RESULT_VERSION,
@@ -153,6 +287,7 @@ def folder_report(
         "results": dict(results),
         "errors": dict(errors),
         "skipped": skipped,
+        "files": dict(files or {}),
         "summary": dict(summary),
     }
 

@@ -23,8 +23,17 @@ import numpy as np
 from genrekit.engine import get_engine
 from genrekit.errors import AudioDecodeError, GenrekitError, ModelError
 from genrekit.features.audio_files import Decoded, decode_file, decode_parallel, list_audio_files
-from genrekit.fileio import file_digest, read_json
-from genrekit.infer.folder import ResultLog, collect_answers, folder_report, in_order, summary
+from genrekit.fileio import file_digest, read_json, shown_name
+from genrekit.infer.folder import (
+    ResultLog,
+    collect_answers,
+    file_identity,
+    files_section,
+    folder_report,
+    in_order,
+    resume_plan,
+    summary,
+)
 from genrekit.infer.output import RESULT_FORMAT, RESULT_VERSION, write_report
 from genrekit.infer.result import FileResults
 from genrekit.models.io import load_model
@@ -338,6 +347,10 @@ class MusicGenreInference:
             if hasattr(decoded, "close"):
                 decoded.close()  # stops the worker pool at once on Ctrl-C or an error
 
+    def input_files(self) -> dict[Path, str]:
+        """``path -> role`` of the files this predictor reads (never written over: the output policy)."""
+        return {self.model_path: "the model", self.config_path: "the model's training config"}
+
     def batch_predict(
         self,
         folder: str | os.PathLike,
@@ -345,51 +358,57 @@ class MusicGenreInference:
         recursive: bool = False,
         progress: bool = False,
         workers: int | None = None,
+        overwrite: bool = False,
     ) -> dict[str, Any]:
         """Predict every audio file of a folder; write the report to ``output`` when given.
 
         Non-audio and hidden files are skipped and counted; files that cannot be decoded go to
         ``errors`` with the reason; the run never stops for one file. With ``output``, every
         finished file is appended to ``<output>.partial.jsonl`` (fsync'd), so an interrupted run
-        keeps its work; a rerun with the same output (and the same model and settings) skips
-        the files already done, also those of a finished JSON report. The report is written
-        atomically at the end (CSV for a ``.csv`` name, else JSON) and the partial file removed.
+        keeps its work; a rerun of the same job (same folder, model and settings) with the same
+        output skips the files already done, also those of a finished JSON report, as long as
+        their size and modification time are unchanged (changed files are predicted again,
+        results of files gone are dropped). The report is written atomically at the end (CSV for
+        a ``.csv`` name, else JSON) and the partial file removed.
 
         Returns
         -------
         dict
-            ``{"format", "version", "run", "results", "errors", "skipped", "summary"}``;
+            ``{"format", "version", "run", "results", "errors", "skipped", "files", "summary"}``;
             see ``docs/inference_schema.md``.
 
         Raises
         ------
         GenrekitError
             When the folder does not exist.
+        OutputPathError
+            An ``output`` the output policy refuses (an input, audio, a link, not ours...), or
+            (:class:`~genrekit.errors.OutputInUseError`) one that holds another job's results,
+            unless ``overwrite``: then a new report is started, with a warning.
         """
-        from genrekit.paths import check_output_file, require_dir
+        from genrekit.infer.output import check_report_paths
+        from genrekit.paths import require_dir
 
         started = time.perf_counter()
         folder = require_dir(Path(folder), "music")
         if output is not None:
-            check_output_file(output)
+            check_report_paths(output, {folder: "--folder", **self.input_files()})
         audio, other = list_audio_files(folder, recursive)
         if output is not None:  # a report written into the music folder is not music
             ours = {resolved(output), resolved(f"{output}.partial.jsonl")}
             other = [p for p in other if resolved(p) not in ours]
         items = [(p.relative_to(folder).as_posix(), str(p)) for p in audio]
-        fingerprint = self.fingerprint()
-        done = ResultLog(None if output is None else Path(output), fingerprint)
-        wanted = {key for key, _ in items}
-        previous = {k: v for k, v in done.done().items() if k in wanted}
-        todo = [(k, p) for k, p in items if k not in previous]
+        identities = {key: file_identity(path) for key, path in items}
+        fingerprint, where = self.fingerprint(), {"folder": str(resolved(folder))}
+        done = ResultLog(None if output is None else Path(output), fingerprint, where, identities)
+        plan = resume_plan(done.done(overwrite), identities)
+        todo = [(k, p) for k, p in items if k not in plan.kept]
         log.info(
-            "%d audio file(s) in %s (%d to do, %d done before), %d other file(s) skipped",
-            len(items),
-            folder,
-            len(todo),
-            len(previous),
+            "%d audio file(s) in %s: %d to do, %d kept from an earlier run, %d recomputed (changed since), "
+            "%d earlier result(s) dropped (file gone); %d other file(s) skipped",
+            len(items), shown_name(folder), len(todo), len(plan.kept), len(plan.changed), len(plan.gone),
             len(other),
-        )
+        )  # fmt: skip
         work_started = time.perf_counter()
         try:
             new_results, new_errors = self.predict_files(todo, workers, done.add, progress)
@@ -397,20 +416,17 @@ class MusicGenreInference:
             done.close()
         work_seconds = time.perf_counter() - work_started
         # The folder's order, whatever the order files finished in.
-        results, errors = in_order((key for key, _ in items), new_results, new_errors, previous)
+        results, errors = in_order((key for key, _ in items), new_results, new_errors, plan.kept)
         counts = summary(
-            results,
-            errors,
-            files_found=len(audio) + len(other),
-            skipped_non_audio=len(other),
-            resumed=len(previous),
-            seconds=time.perf_counter() - started,
-            done_now=len(new_results) + len(new_errors),
+            results, errors, files_found=len(audio) + len(other), skipped_non_audio=len(other),
+            resumed=len(plan.kept), recomputed=len(plan.changed), dropped=len(plan.gone),
+            seconds=time.perf_counter() - started, done_now=len(new_results) + len(new_errors),
             work_seconds=work_seconds,
-        )
-        run = self._run_info({"folder": str(resolved(folder)), "recursive": recursive}, fingerprint)
+        )  # fmt: skip
+        run = self._run_info({**where, "recursive": recursive}, fingerprint)
+        skipped = [p.relative_to(folder).as_posix() for p in other]
         report = folder_report(
-            run, results, errors, [p.relative_to(folder).as_posix() for p in other], counts
+            run, results, errors, skipped, counts, files_section(results | errors, identities)
         )
         if output is not None:
             write_report(report, output)
@@ -428,10 +444,24 @@ class MusicGenreInference:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
-    def predict_one_report(self, path: str | os.PathLike) -> dict[str, Any]:
-        """A report of the folder schema for one file (``--file`` with ``--output``)."""
+    def predict_one_report(
+        self, path: str | os.PathLike, output: str | os.PathLike | None = None, overwrite: bool = False
+    ) -> dict[str, Any]:
+        """A report of the folder schema for one file (``--file``); written to ``output`` when given.
+
+        An ``output`` holding another job's report (another file, folder, model or settings) is
+        refused (:class:`~genrekit.errors.OutputInUseError`) unless ``overwrite``.
+        """
+        from genrekit.infer.folder import previous_report
+        from genrekit.infer.output import check_report_paths
+
         started = time.perf_counter()
         path = Path(path)
+        fingerprint, where = self.fingerprint(), {"file": str(resolved(path))}
+        if output is not None:
+            check_report_paths(output, {path: "--file", **self.input_files()}, folder=False)
+            previous_report(Path(output), fingerprint, where, overwrite)  # refuses another job's
+        identity = file_identity(path)
         results, errors = {}, {}
         try:
             results[path.name] = self.predict_file(path)
@@ -448,8 +478,13 @@ class MusicGenreInference:
             done_now=1,
             work_seconds=seconds,
         )
-        run = self._run_info({"file": str(resolved(path))}, self.fingerprint())
-        return folder_report(run, results, errors, [], counts)
+        run = self._run_info(where, fingerprint)
+        report = folder_report(
+            run, results, errors, [], counts, files_section([path.name], {path.name: identity})
+        )
+        if output is not None:
+            write_report(report, output)
+        return report
 
 
 def default_model_path() -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from genrekit.errors import ConfigError
-from genrekit.fileio import write_json_atomic
+from genrekit.fileio import OutputKind, check_output_dir, json_kind, prefix_kind, write_json_atomic
 from genrekit.settings import Settings
 from genrekit.tune.space import SearchSpace
 from genrekit.tune.trial import Pruned, TrialError, run_trial
@@ -30,6 +30,12 @@ STUDY_FILE = "study.sqlite3"
 STUDY_NAME = "genrekit"
 BEST_FILE = "best_config.json"
 LOCK_FILE = "study.lock"
+# What the study folder's files must look like to be written again (the output policy of genrekit.fileio).
+STUDY_FILES = {
+    STUDY_FILE: prefix_kind("SQLite study database", b"SQLite format 3\x00", empty=True),
+    BEST_FILE: json_kind("genrekit best config (JSON)", "_study"),
+    LOCK_FILE: OutputKind("genrekit study lock (an empty file)", lambda head: head == b""),
+}
 STARTUP_TRIALS = 4  # trials trained to the end before the pruner compares anything
 
 
@@ -207,7 +213,7 @@ def tune(
         raise ConfigError(
             f"prune_after={prune_after} must be between 1 and num_epochs ({settings.num_epochs})"
         )
-    folder = Path(output_dir)
+    folder = check_output_dir(output_dir, STUDY_FILES)  # before any work
     settings = settings.replace(
         **{k: v for k, v in (("metadata_dir", metadata_dir), ("audio_dir", audio_dir)) if v}
     )
