@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import config
 from genrekit.cli import (
     add_config_argument,
     add_setting_arguments,
@@ -30,6 +29,7 @@ from genrekit.cli import (
     script_parser,
     settings_from_args,
     setup_logging,
+    working_config,
 )
 
 DEFAULT_OUTPUT = "runs/baseline"
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
             "engine",
         ],
         aliases={"metadata_dir": ["--metadata"], "audio_dir": ["--audio"]},
-        base=config_values(config),
+        base=config_values(working_config()),
     )
     add_split_file_argument(parser)
     return parser
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 @script_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = settings_from_args(args, base=config_values(config))
+    settings = settings_from_args(args, base=config_values(working_config()))
     setup_logging(args.output_dir)
     from genrekit.evaluate.baseline_run import format_result, run_baseline
 

@@ -25,7 +25,6 @@ import argparse
 import logging
 import sys
 
-import config
 from genrekit.cli import (
     add_dataset_arguments,
     add_ensemble_arguments,
@@ -35,6 +34,7 @@ from genrekit.cli import (
     script_main,
     script_parser,
     setup_logging,
+    working_config,
 )
 from genrekit.settings import SPLITS, SUBSETS
 
@@ -44,7 +44,7 @@ WORKERS_HELP = "processes decoding audio missing from the feature cache (default
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = config_settings(config)
+    defaults = config_settings(working_config())
     parser = script_parser(__doc__)
     parser.add_argument(
         "--model",
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from genrekit.evaluate.evaluator import default_output_dir, evaluate_model, format_headline
     from genrekit.evaluate.report import REPORT_MD
 
-    defaults = config_settings(config)
+    defaults = config_settings(working_config())
     ensemble = ensemble_from_args(args, defaults)
     workers = defaults.workers if args.workers is None else args.workers
     if ensemble is not None:

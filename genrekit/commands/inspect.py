@@ -17,7 +17,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import config
 from genrekit.cli import (
     SETUP_HINTS,
     add_config_argument,
@@ -29,6 +28,7 @@ from genrekit.cli import (
     script_main,
     script_parser,
     settings_from_args,
+    working_config,
 )
 
 DEFAULT_REPORT_DIR = "inspection"  # inside the run folder (config.py OUTPUT_DIR)
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
             "use_weighted_sampling",
             "use_focal_loss",
         ],
-        base=config_values(config),
+        base=config_values(working_config()),
     )
     return parser
 
@@ -185,7 +185,7 @@ def print_report(report: dict, ds, metadata, subset: str) -> None:
 @script_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = settings_from_args(args, config_values(config))
+    settings = settings_from_args(args, config_values(working_config()))
     if args.check_paths:
         return run_check_paths(settings, args)
 

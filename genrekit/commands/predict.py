@@ -24,7 +24,6 @@ import json
 import logging
 import sys
 
-import config
 from genrekit.cli import (
     add_ensemble_arguments,
     add_setting_arguments,
@@ -35,6 +34,7 @@ from genrekit.cli import (
     run_files,
     script_main,
     setup_logging,
+    working_config,
 )
 from genrekit.errors import AudioDecodeError, ConfigError
 
@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         parser,
         INFERENCE_KEYS,
         aliases={"inference_batch_size": ["--batch_size"], "inference_segment_hop": ["--segment_hop"]},
-        base=config_values(config),
+        base=config_values(working_config()),
     )
     parser.add_argument(
         "--tags",
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     from genrekit.infer.predict import MusicGenreInference
 
     overrides = {key: getattr(args, key) for key in INFERENCE_KEYS}
-    defaults = config_settings(config)
+    defaults = config_settings(working_config())
     if overrides["workers"] is None:  # this machine's worker count, not the training machine's
         overrides["workers"] = defaults.workers
     if overrides["engine"] is None:  # likewise: config.py's ENGINE, not the training's

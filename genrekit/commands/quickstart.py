@@ -24,7 +24,6 @@ import sys
 import time
 from pathlib import Path
 
-import config
 from genrekit.cli import (
     SETUP_HINTS,
     add_config_argument,
@@ -33,10 +32,11 @@ from genrekit.cli import (
     script_main,
     script_parser,
     setup_logging,
+    working_config,
 )
 from genrekit.errors import ConfigError, DatasetError
 from genrekit.models.registry import BACKBONES, model_kind
-from genrekit.settings import Settings, read_config_file
+from genrekit.settings import Settings, default_value, read_config_file
 
 log = logging.getLogger("quick_start")
 
@@ -90,7 +90,7 @@ OWN_MUSIC_OVERRIDES = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = config_settings(config)
+    defaults = config_settings(working_config())
     parser = script_parser(
         __doc__,
         description="Run the whole pipeline: setup, inspection, features, training, evaluation, inference.",
@@ -147,8 +147,12 @@ def header(number: int, title: str) -> None:
 
 
 def chosen(key: str, args: argparse.Namespace, base: dict) -> bool:
-    """Whether config.py (``base``) or the ``--config`` file sets the setting ``key``."""
-    return key in base or bool(args.config and key in read_config_file(args.config))
+    """Whether config.py (``base``) or the ``--config`` file sets the setting ``key``.
+
+    config.py shows its main settings at their defaults, so it chooses one only where it changes it.
+    """
+    changed = base.get(key, default_value(key)) != default_value(key)
+    return changed or bool(args.config and key in read_config_file(args.config))
 
 
 def own_music_backbone(args: argparse.Namespace, base: dict) -> str | None:
@@ -160,7 +164,7 @@ def own_music_backbone(args: argparse.Namespace, base: dict) -> str | None:
 
 def resolve(args: argparse.Namespace) -> tuple[Settings, dict]:
     """The run's settings and the paths of the dataset."""
-    base = config_values(config)
+    base = config_values(working_config())
     backbone = args.backbone or own_music_backbone(args, base)
     defaults = Settings.build(base=base)
     overrides: dict = {}
@@ -234,7 +238,7 @@ def step_setup(args, settings: Settings, paths: dict) -> None:
 
 
 def step_inspect(args, settings: Settings, paths: dict, out: Path) -> None:
-    import fma_inspector
+    from genrekit.commands import inspect as fma_inspector
 
     source = (
         ["--dataset", settings.dataset]
@@ -354,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise ConfigError(f"--steps: unknown step {unknown[0]!r}; steps are {', '.join(STEPS)}")
     settings, paths = resolve(args)
-    if own_music_backbone(args, config_values(config)):
+    if own_music_backbone(args, config_values(working_config())):
         print(
             f"your music: genre heads on pretrained MSD_musicnn {settings.musicnn_output} embeddings (learned "
             "from real recordings; README 'Which path for real music'); --backbone cnn trains the small CNN "

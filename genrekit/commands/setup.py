@@ -27,8 +27,7 @@ import os
 import sys
 from pathlib import Path
 
-import config
-from genrekit.cli import config_settings, script_main, script_parser, setup_logging
+from genrekit.cli import config_settings, script_main, script_parser, setup_logging, working_config
 from genrekit.download import setup as download
 from genrekit.errors import ConfigError
 
@@ -38,7 +37,7 @@ CHOICES = ("metadata", "fma_small", "fma_medium", "fma_large", "fma_full", "all"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = config_settings(config)
+    defaults = config_settings(working_config())
     parser = script_parser(__doc__)
     parser.add_argument(
         "--subset",
@@ -67,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = config_settings(config)
+    defaults = config_settings(working_config())
     parser.add_argument(
         "--demo_tracks",
         type=int,
@@ -87,7 +86,7 @@ def _add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """Where the archives come from and go, and how they are checked."""
-    defaults = config_settings(config)
+    defaults = config_settings(working_config())
     parser.add_argument(
         "--data_dir",
         default=defaults.data_dir,
@@ -134,7 +133,7 @@ def _parse_sha1(values: list[str]) -> dict[str, str]:
 @script_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    defaults = config_settings(config)
+    defaults = config_settings(working_config())
     if args.retries < 0:
         raise ConfigError(f"--retries {args.retries} must be >= 0")
     setup_logging(None, args.verbose)
@@ -223,7 +222,7 @@ def _analyze(metadata_dir: Path | None, audio_dir: Path | None) -> int:
     if audio_dir is not None:
         argv += ["--audio", str(audio_dir)]
     try:
-        import fma_inspector
+        from genrekit.commands import inspect as fma_inspector
     except ImportError:
         print("--analyze: fma_inspector.py is not available; the dataset itself is ready", file=sys.stderr)
         return 1

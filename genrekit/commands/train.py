@@ -21,7 +21,6 @@ import argparse
 import logging
 import sys
 
-import config
 from genrekit.cli import (
     add_config_argument,
     add_dataset_arguments,
@@ -32,6 +31,7 @@ from genrekit.cli import (
     script_parser,
     settings_from_args,
     setup_logging,
+    working_config,
 )
 from genrekit.device import worker_role
 from genrekit.errors import ConfigError
@@ -119,14 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--verbose", action="store_true", help="DEBUG messages on the console")
     add_config_argument(parser)
-    add_setting_arguments(parser, SETTING_FLAGS, ALIASES, config_values(config))
+    add_setting_arguments(parser, SETTING_FLAGS, ALIASES, config_values(working_config()))
     return parser
 
 
 @script_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = settings_from_args(args, config_values(config))
+    settings = settings_from_args(args, config_values(working_config()))
     shard = parse_shard(args.shard) if args.shard else None
     if shard is not None and not args.extract_only:
         raise ConfigError("--shard works with --extract_only (train on the merged cache afterwards)")

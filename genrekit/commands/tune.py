@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import config
 from genrekit.cli import (
     add_config_argument,
     add_dataset_arguments,
@@ -30,6 +29,7 @@ from genrekit.cli import (
     script_parser,
     setup_logging,
     split_file_overrides,
+    working_config,
 )
 from genrekit.settings import Settings
 
@@ -73,14 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--verbose", action="store_true", help="DEBUG messages on the console")
     add_config_argument(parser)
-    add_setting_arguments(parser, SETTING_FLAGS, {"num_epochs": ["--epochs"]}, config_values(config))
+    add_setting_arguments(parser, SETTING_FLAGS, {"num_epochs": ["--epochs"]}, config_values(working_config()))
     add_split_file_argument(parser)
     return parser  # fmt: skip
 
 
 def demo_values(defaults: Settings) -> dict:
     """The demo dataset's paths and quick_start.py's demo recipe, with few epochs a trial."""
-    from quick_start import DEMO_OVERRIDES, DEMO_SEGMENTS_PER_SECOND
+    from genrekit.commands.quickstart import DEMO_OVERRIDES, DEMO_SEGMENTS_PER_SECOND
 
     seconds = defaults.demo_clip_seconds
     return {
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     from genrekit.tune.study import tune
 
     space = read_space(args.space)
-    base = config_values(config)
+    base = config_values(working_config())
     defaults = Settings.build(base=base)
     if args.demo:
         base = {**base, **demo_values(defaults)}
