@@ -14,7 +14,7 @@
 Without --config, balanced_training_config.json next to the model is used. A folder run appends
 every finished file to <output>.partial.jsonl: after Ctrl-C or a crash, run the same command
 again and the files already done are skipped. --output x.csv writes one row per file. Several
---model (or --ensemble) average the runs' probabilities (see the README's Ensembles section).
+--model (or --ensemble) average the runs' probabilities (see docs/ensembles.md).
 """
 
 from __future__ import annotations

@@ -64,13 +64,13 @@ DEMO_OVERRIDES = {
 }
 # The transformer's learning rate on the demo recipe: 1e-3 against the CNN's 3e-3 gave test top
 # balanced accuracy 0.882 against 0.853, F1 macro 0.777 against 0.665, medium balanced accuracy
-# 0.316 against 0.255 (one seed each, 10 epochs; README "Audio spectrogram transformer").
+# 0.316 against 0.255 (one seed each, 10 epochs; docs/models.md "Audio spectrogram transformer").
 AST_DEMO_OVERRIDES = {"learning_rate": 1e-3}
 # FMA's segment spacing: NUM_SEGMENTS (10) per 30 s clip is 3 per 10 s demo clip (rounded).
 DEMO_SEGMENTS_PER_SECOND = 10 / 30
 SMALLEST = {"demo_tracks": 60, "demo_clip_seconds": 2.0, "width_factor": 0.0625, "num_epochs": 1}
 # Your own music (--dataset) is real music: genre heads on musicnn embeddings, pretrained on real
-# recordings, serve it better than a small CNN trained from scratch on a few hundred clips (README
+# recordings, serve it better than a small CNN trained from scratch on a few hundred clips (docs/datasets.md
 # "Which path for real music"). Used unless the backbone is chosen (--backbone, config.py BACKBONE,
 # the --config file) or --smallest asks for the one-minute check of the small CNN.
 OWN_MUSIC_BACKBONE = "musicnn"
@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if own_music_backbone(args, config_values(working_config())):
         print(
             f"your music: genre heads on pretrained MSD_musicnn {settings.musicnn_output} embeddings (learned "
-            "from real recordings; README 'Which path for real music'); --backbone cnn trains the small CNN "
+            "from real recordings; docs/datasets.md 'Which path for real music'); --backbone cnn trains the small CNN "
             "from scratch instead"
         )
     out = Path(args.output_dir)
