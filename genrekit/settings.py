@@ -1,7 +1,7 @@
 """A run's effective settings: the package defaults, the values a script passes in, a JSON file, flags.
 
 :class:`Settings` is written out below: every setting with its type, its default and what it does
-(docs/configuration.md, the manual's reference, is generated from it: genrekit.settings_doc). A script adds the values of the
+(the manual's docs/configuration.md is generated from it). A script adds the values of the
 repository's ``config.py`` on top of the defaults (:func:`genrekit.cli.config_values`, passed as
 ``base``); genrekit itself never reads that file, so imported from anywhere it starts from the
 defaults written here. A JSON config is a flat object of settings; keys that start with ``_`` are
