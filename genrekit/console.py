@@ -31,6 +31,7 @@ def usage() -> str:
     ]
     for name, (_, script) in COMMANDS.items():
         summary = re.sub(r"^\w+: ", "", (command_module(name).__doc__ or "").strip().splitlines()[0])
+        summary = summary[:1].upper() + summary[1:]
         lines.append(f"  {name:<{width}}  {summary}")
         lines.append(f"  {'':<{width}}  (also: python {script})")
     lines += ["", "A config.py in the working folder is read first (your settings on top of the defaults)."]
