@@ -101,3 +101,13 @@ def test_every_subcommand_answers_help_without_tensorflow(tmp_path):
     assert lines[-1] == {"tensorflow": False}
     for line in lines[:-1]:
         assert line["code"] == 0 and line["usage"].startswith(f"usage: genrekit {line['name']} "), line
+
+
+def test_quickstart_suggests_commands_the_way_it_was_started(monkeypatch):
+    # After `pip install .` from an empty folder there is no balanced_inference.py to suggest.
+    from genrekit.commands.quickstart import _command
+
+    monkeypatch.setattr(sys, "argv", ["genrekit quickstart"])
+    assert _command("predict") == "genrekit predict"
+    monkeypatch.setattr(sys, "argv", [str(REPO / "quick_start.py")])
+    assert _command("predict") == "python balanced_inference.py"

@@ -34,6 +34,7 @@ from genrekit.cli import (
     setup_logging,
     working_config,
 )
+from genrekit.commands import COMMANDS
 from genrekit.errors import ConfigError, DatasetError
 from genrekit.models.registry import BACKBONES, model_kind
 from genrekit.settings import Settings, default_value, read_config_file
@@ -430,9 +431,16 @@ def print_summary(settings: Settings, out: Path, summary: dict, seconds: float) 
         s = summary.get("predict") or json.loads(predictions.read_text())["summary"]
         print(f"predictions: {predictions} ({s['processed']} files, {s['failed']} failed)")
     print("\nnext:")
-    print(f"  python balanced_inference.py --model {model} --config {cfg} --file your_song.mp3")
+    print(f"  {_command('predict')} --model {model} --config {cfg} --file your_song.mp3")
     print(f"  tensorboard --logdir {out / 'tensorboard'}")
-    print("  python balanced_trainer.py --help        # the full-size model, your own settings")
+    print(f"  {_command('train')} --help        # the full-size model, your own settings")
+
+
+def _command(name: str) -> str:
+    """How to run command ``name`` the way this run was started: ``genrekit NAME`` or its script."""
+    if Path(sys.argv[0]).name.startswith("genrekit"):  # genrekit.console names the program so
+        return f"genrekit {name}"
+    return f"python {COMMANDS[name][1]}"
 
 
 if __name__ == "__main__":
