@@ -1,8 +1,10 @@
-"""What every script shares: its argument parser, its settings, error handling and logging set-up.
+"""What every command shares: its argument parser, its settings, error handling and logging set-up.
 
-A script reads the repository's ``config.py`` itself (``import config``) and passes it to
-:func:`config_values`; the settings of a run are then the package defaults < config.py < the
-``--config`` JSON file < flags (:func:`settings_from_args`). The library never imports this module.
+A command (:mod:`genrekit.commands`, run as ``genrekit NAME`` or through the repository's scripts)
+reads the ``config.py`` of the folder it runs in, when there is one (:func:`working_config`), and
+passes it to :func:`config_values`; the settings of a run are then the package defaults <
+config.py < the ``--config`` JSON file < flags (:func:`settings_from_args`). The library never
+imports this module.
 
 A script's ``main(argv)`` is wrapped with :func:`script_main`, so any
 :class:`~genrekit.errors.GenrekitError`, and any path the operating system refuses (a symlink loop,
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import importlib.util
 import logging
 import os
 import re
@@ -200,10 +203,34 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, default: str | Non
 FORMER_DERIVED = frozenset({"INPUT_SHAPE", "LOSS_WEIGHTS", "DEMO_METADATA_DIR", "DEMO_AUDIO_DIR"})
 
 
-def config_values(module: ModuleType) -> dict[str, Any]:
+#: The file a command reads from the folder it runs in: your settings on top of the defaults.
+CONFIG_FILE = "config.py"
+
+
+def working_config(folder: str | os.PathLike | None = None) -> ModuleType | None:
+    """The ``config.py`` of ``folder`` (default: the working folder), run as a module; None if absent.
+
+    Read from the file each time, never imported by name: a ``config`` module elsewhere on the
+    path (another project's, an installed package) is never taken for yours, and the ``genrekit``
+    command finds your settings in whatever folder you run it, as the repository's scripts do in
+    the checkout.
+    """
+    path = Path(folder if folder is not None else os.getcwd()) / CONFIG_FILE
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("config", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a typo in the user's file: one line naming it, not a traceback
+        raise ConfigError(f"{path}: cannot be read as Python ({type(exc).__name__}: {exc})") from exc
+    return module
+
+
+def config_values(module: ModuleType | None) -> dict[str, Any]:
     """The settings a config module sets: its UPPER_CASE names in lower case, checked.
 
-    ``module`` is the repository's ``config.py`` as the script imported it. Names that start with
+    ``module`` is a ``config.py`` as :func:`working_config` read it (None: no file, no values). Names that start with
     ``_`` are the file's own helpers and are skipped, and so are the four constants an older
     config.py derived from the others (:data:`FORMER_DERIVED`).
 
@@ -212,6 +239,8 @@ def config_values(module: ModuleType) -> dict[str, Any]:
     ConfigError
         For a name that is not a setting or a value of the wrong type, naming the file and the key.
     """
+    if module is None:
+        return {}
     values = {
         name.lower(): value
         for name, value in vars(module).items()
@@ -220,7 +249,7 @@ def config_values(module: ModuleType) -> dict[str, Any]:
     return checked_settings(values, Path(getattr(module, "__file__", None) or f"{module.__name__}.py").name)
 
 
-def config_settings(module: ModuleType) -> Settings:
+def config_settings(module: ModuleType | None) -> Settings:
     """The package defaults with ``module``'s settings on top (:func:`config_values`): what a
     script's defaults are before ``--config`` and flags."""
     return Settings.build(base=config_values(module))
@@ -319,6 +348,7 @@ __all__ = [
     "setup_logging",
     "split_file_overrides",
     "teardown_logging",
+    "working_config",
 ]
 
 

@@ -1,7 +1,7 @@
 """A run's effective settings: the package defaults, the values a script passes in, a JSON file, flags.
 
 :class:`Settings` is written out below: every setting with its type, its default and what it does
-(the README's "Configuration reference" lists the same). A script adds the values of the
+(the manual's docs/configuration.md is generated from it). A script adds the values of the
 repository's ``config.py`` on top of the defaults (:func:`genrekit.cli.config_values`, passed as
 ``base``); genrekit itself never reads that file, so imported from anywhere it starts from the
 defaults written here. A JSON config is a flat object of settings; keys that start with ``_`` are
@@ -221,6 +221,7 @@ class Settings:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
+        """The model input: mel bands x frames x channel."""
         return (self.n_mels, self.segment_frames, 1)
 
     @property
@@ -230,6 +231,7 @@ class Settings:
 
     @property
     def loss_weights(self) -> dict[str, float]:
+        """The loss weight of each head, keyed by output name."""
         return {"top": self.top_loss_weight, "medium": self.medium_loss_weight, "all": self.all_loss_weight}
 
     @property

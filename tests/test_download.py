@@ -6,8 +6,6 @@ import csv
 import json
 import logging
 import os
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -234,9 +232,9 @@ def test_not_enough_disk_space_stops_before_any_download(served, tmp_path, capsy
 
 def test_analyze_runs_the_inspector_on_the_result(served, tmp_path, monkeypatch):
     calls = []
-    fake = types.ModuleType("fma_inspector")
-    fake.main = lambda argv: calls.append(argv) or 0
-    monkeypatch.setitem(sys.modules, "fma_inspector", fake)
+    from genrekit.commands import inspect as inspector
+
+    monkeypatch.setattr(inspector, "main", lambda argv: calls.append(argv) or 0)
     data_dir = tmp_path / "data"
     assert setup_fma_dataset.main(_cli(served, data_dir, "all", "--analyze")) == 0
     meta, audio = data_dir / "extracted/metadata/fma_metadata", data_dir / "extracted/fma_large/fma_large"
