@@ -224,7 +224,7 @@ def test_short_files_are_only_said_silent(tmp_path):
 
 def test_a_backbone_front_end_gets_the_content_of_its_own_decode(tmp_path):
     """Embeddings are not log-mel dB: the file is measured through the default log-mel segments."""
-    from genrekit.features.content import content_of_file
+    from genrekit.features.audio_files import content_of_file
 
     assert content_of_file(write(tmp_path / "quiet.wav", synthetic("silence")))["flag"] == "silence"
     assert content_of_file(write(tmp_path / "saw.mp3", synthetic("saw")))["flag"] == "tone"

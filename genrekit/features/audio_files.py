@@ -16,7 +16,7 @@ import numpy as np
 
 from genrekit.engine import Engine, get_engine
 from genrekit.errors import AudioDecodeError
-from genrekit.features.content import content_of, content_of_file
+from genrekit.features.content import content_of
 from genrekit.features.decode import decodable_length, decoded_length
 from genrekit.features.frontends import FrontEnd
 from genrekit.features.mel import load_segments, load_track_segments, segment_starts
@@ -267,3 +267,11 @@ def list_audio_files(folder: Path, recursive: bool = False) -> tuple[list[Path],
             suffix = path.suffix.lower()
             (audio if suffix in AUDIO_EXTENSIONS | UNSUPPORTED_AUDIO else other).append(path)
     return sorted(audio), sorted(other)
+
+
+def content_of_file(path: str | os.PathLike, params: FeatureParams | None = None) -> dict[str, Any] | None:
+    """The ``content`` of an audio file through the log-mel segments inference would cut from it
+    (default features): for a front end whose model input is not log-mel dB (a backbone's
+    embeddings); one more decode. None when the file gives no segments (the front end reports why)."""
+    decoded = decode_file(str(path), path, params or FeatureParams())
+    return None if decoded.info is None else decoded.info["content"]

@@ -28,7 +28,6 @@ is less flat than some genuine noise music and loud rock (up to 0.45).
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any
 
 import numpy as np
@@ -38,7 +37,6 @@ from genrekit.features.params import FeatureParams
 __all__ = [
     "FLAGS",
     "content_of",
-    "content_of_file",
     "describe",
     "flag_of",
     "level_weights",
@@ -285,16 +283,6 @@ def content_of(
     measures = describe(segments_db, params, starts)
     frames = np.shape(segments_db)[-1]
     return {"flag": flag_of(measures, round(frames * params.hop_length / params.sample_rate, 2)), **measures}
-
-
-def content_of_file(path: str | os.PathLike, params: FeatureParams | None = None) -> dict[str, Any] | None:
-    """The ``content`` of an audio file through the log-mel segments inference would cut from it
-    (default features): for a front end whose model input is not log-mel dB (a backbone's
-    embeddings); one more decode. None when the file gives no segments (the front end reports why)."""
-    from genrekit.features.audio_files import decode_file
-
-    decoded = decode_file(str(path), path, params or FeatureParams())
-    return None if decoded.info is None else decoded.info["content"]
 
 
 _WHAT = {
