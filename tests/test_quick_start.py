@@ -54,7 +54,7 @@ def test_quick_start_smallest_mode_produces_every_artefact(tmp_path, capsys):
     assert (out / "balanced_hierarchical_genre_model.h5").stat().st_mtime_ns == mtime
     captured = capsys.readouterr()
     assert "holds a finished run" in captured.out + captured.err
-    assert re.search(r"\(0 to do, [1-9]\d* done before\)", captured.out + captured.err)
+    assert re.search(r": 0 to do, [1-9]\d* kept from an earlier run, 0 recomputed", captured.out + captured.err)
 
 
 def test_real_data_missing_says_which_setup_command(tmp_path, capsys):
