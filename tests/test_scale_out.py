@@ -114,19 +114,21 @@ def _start_workers(tiny: dict, out: Path, logs: Path) -> list[tuple[subprocess.P
     return procs
 
 
-def _wait(proc: subprocess.Popen, limit: float) -> int:
+def _wait(proc: subprocess.Popen, limit: float, log: Path | None = None) -> int:
     try:
         return proc.wait(timeout=limit)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        pytest.fail(f"worker {proc.pid} still running after {limit:.0f} s (a hang)")
+        # The worker's own last lines say where it hung (the log is gone with pytest's old tmp dirs).
+        tail = log.read_text(errors="replace")[-4000:] if log is not None and log.exists() else ""
+        pytest.fail(f"worker {proc.pid} still running after {limit:.0f} s (a hang); its log ends:\n{tail}")
 
 
 def test_two_workers_train_and_only_the_chief_writes_the_run(tiny, tmp_path):
     out = tmp_path / "run"
     procs = _start_workers(tiny, out, tmp_path)
-    codes = [_wait(p, RUN_LIMIT) for p, _ in procs]
+    codes = [_wait(p, RUN_LIMIT, log) for p, log in procs]
     texts = [log.read_text() for _, log in procs]
     assert codes == [0, 0], texts[0][-3000:] + texts[1][-3000:]
     # The chief (worker 0) wrote the run; both trained the same 2 synchronized epochs.
@@ -160,7 +162,7 @@ def test_killing_a_worker_is_a_clear_error_on_the_other(tiny, shard_builds, tmp_
     other.wait()
     killed_at = time.monotonic()
     shard_builds.start()  # the next test's builds, in the time the chief needs to notice
-    code = _wait(chief, 240)
+    code = _wait(chief, 240, chief_log)
     waited = time.monotonic() - killed_at
     text = chief_log.read_text()
     assert code == 2, text[-3000:]
