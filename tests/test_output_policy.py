@@ -17,8 +17,11 @@ from pathlib import Path
 import pytest
 
 import balanced_inference
+import balanced_trainer
 import baseline
+import fma_inspector
 import model_evaluation
+import quick_start
 import tune
 from genrekit.errors import OutputInUseError, OutputPathError
 from genrekit.fileio import check_output_path, json_text
@@ -365,6 +368,60 @@ def test_tuning_outputs_are_checked_before_any_work(music, tmp_path, capsys):
     code = tune.main(["--demo", "--trials", "1", "--output_dir", str(out)])
     _fails_with_one_line(capsys, code, str(best), "audio file")
     assert best.read_bytes() == (music / "03.mp3").read_bytes() and not (out / "study.sqlite3").exists()
+
+
+def _no_data(tmp_path) -> list[str]:
+    """Dataset folders that do not exist: a run that reads its data first fails on them instead."""
+    return ["--metadata", str(tmp_path / "no_metadata"), "--audio", str(tmp_path / "no_audio")]
+
+
+def test_inspector_outputs_are_checked_before_the_dataset_is_read(music, tmp_path, capsys):
+    out = tmp_path / "inspection"
+    out.mkdir()
+    report = out / "inspection_report.json"
+    report.write_text("my own notes\n")
+    argv = [*_no_data(tmp_path), "--output_dir", str(out)]
+    _fails_with_one_line(capsys, fma_inspector.main(argv), str(report), "not a genrekit inspection report")
+    assert report.read_text() == "my own notes\n" and sorted(out.iterdir()) == [report]
+    song = music / "01.mp3"
+    before = song.read_bytes()
+    code = fma_inspector.main([*_no_data(tmp_path), "--generate_config", str(song)])
+    _fails_with_one_line(capsys, code, "--generate_config", str(song), "audio file")
+    assert song.read_bytes() == before
+
+
+def test_trainer_run_folder_is_checked_before_data_preparation(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    log = out / "training_log.csv"
+    log.write_text("my training diary\n")
+    for extra in ([], ["--retrain"]):  # --retrain removes our own training log, never the user's
+        code = balanced_trainer.main([*_no_data(tmp_path), "--output_dir", str(out), *extra])
+        _fails_with_one_line(capsys, code, str(log), "not a genrekit training log")
+        assert log.read_text() == "my training diary\n" and sorted(out.iterdir()) == [log]
+    log.unlink()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    (out / "run.log").symlink_to(notes)  # the log would be appended to the notes through the link
+    code = balanced_trainer.main([*_no_data(tmp_path), "--output_dir", str(out)])
+    _fails_with_one_line(capsys, code, "run.log", "symbolic link")
+    assert notes.read_text() == "mine\n" and sorted(out.iterdir()) == [out / "run.log"]
+
+
+def test_quick_start_run_log_is_checked_before_any_step(tmp_path, capsys):
+    out = tmp_path / "quick"
+    out.mkdir()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine\n")
+    (out / "run.log").symlink_to(notes)
+    config = tmp_path / "config.json"  # FMA folders that do not exist: the setup step fails on them
+    config.write_text(
+        json.dumps({"metadata_dir": str(tmp_path / "no_meta"), "audio_dir": str(tmp_path / "no_audio")})
+    )
+    argv = ["--data", "real", "--steps", "setup", "--output_dir", str(out), "--config", str(config)]
+    code = quick_start.main(argv)
+    _fails_with_one_line(capsys, code, "run.log", "symbolic link")
+    assert notes.read_text() == "mine\n"
 
 
 def test_another_kind_of_our_own_reports_is_not_taken_for_this_one(tmp_path):

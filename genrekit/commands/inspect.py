@@ -189,8 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_paths:
         return run_check_paths(settings, args)
 
+    from genrekit.datasets import analysis
     from genrekit.datasets.analysis import analyze, balance_config, plot_distributions, write_json
 
+    out_dir = Path(args.output_dir or Path(settings.output_dir) / DEFAULT_REPORT_DIR)
+    # The output policy (genrekit.fileio), before the dataset is read: nothing of the user's is overwritten.
+    if args.generate_config:
+        analysis.check_balancing_path(args.generate_config)
+    elif not args.analyze_balance:
+        analysis.check_report_dir(out_dir, plots=not args.no_plots)
     ds, metadata = _load(settings, args)
     if args.generate_config:
         out = Path(args.generate_config)
@@ -204,12 +211,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     report = analyze(ds, settings, probe_audio_dir=not args.no_audio_probe)
-    out_dir = Path(args.output_dir or Path(settings.output_dir) / DEFAULT_REPORT_DIR)
     print_report(report, ds, metadata, settings.subset)
     if not args.no_plots:
         report["plots"] = [str(p) for p in plot_distributions(ds, settings, out_dir)]
-    write_json(report, out_dir / "inspection_report.json")
-    print(f"report written to {out_dir / 'inspection_report.json'}")
+    write_json(report, out_dir / analysis.REPORT_NAME)
+    print(f"report written to {out_dir / analysis.REPORT_NAME}")
     return 0
 
 

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 from genrekit.cli import (
+    LOG_FILE,
+    RUN_LOG,
     SETUP_HINTS,
     add_config_argument,
     config_settings,
@@ -36,6 +38,7 @@ from genrekit.cli import (
 )
 from genrekit.commands import COMMANDS
 from genrekit.errors import ConfigError, DatasetError
+from genrekit.fileio import check_output_dir
 from genrekit.models.registry import BACKBONES, model_kind
 from genrekit.settings import Settings, default_value, read_config_file
 
@@ -364,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
             "from scratch instead"
         )
     out = Path(args.output_dir)
+    # The output policy before run.log is opened: the folder's own files (the steps check theirs too).
+    from genrekit.train.run_folder import run_files
+
+    run = run_files(settings) if "train" in steps else {}
+    check_output_dir(out, {**run, LOG_FILE: RUN_LOG})
     setup_logging(out)
     started = time.time()
     summary: dict = {}

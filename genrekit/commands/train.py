@@ -22,6 +22,8 @@ import logging
 import sys
 
 from genrekit.cli import (
+    LOG_FILE,
+    RUN_LOG,
     add_config_argument,
     add_dataset_arguments,
     add_setting_arguments,
@@ -36,7 +38,9 @@ from genrekit.cli import (
 from genrekit.device import worker_role
 from genrekit.errors import ConfigError
 from genrekit.features.cache import parse_shard
+from genrekit.fileio import check_output_dir
 from genrekit.train.run import BalancedGenreProcessor, BalancedHierarchicalModel, train
+from genrekit.train.run_folder import check_run_folder
 
 __all__ = ["BalancedGenreProcessor", "BalancedHierarchicalModel", "main", "build_parser"]
 
@@ -131,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     if shard is not None and not args.extract_only:
         raise ConfigError("--shard works with --extract_only (train on the merged cache afterwards)")
     output_dir = args.output_dir or settings.output_dir
+    # The output policy, before run.log is opened and before any data are read: extracting writes
+    # only run.log there; training, every file of the run folder.
+    log_file = {LOG_FILE: RUN_LOG}
+    if args.extract_only:
+        check_output_dir(output_dir, log_file)
+    else:
+        check_run_folder(settings, output_dir, also=log_file)
     # In a multi-worker run only the chief writes the run folder (its run.log included).
     setup_logging(output_dir if worker_role()[2] else None, args.verbose)
     log.info("settings: %s", settings.to_dict())

@@ -30,6 +30,7 @@ from genrekit.train.run_folder import (
     SETTINGS_FILE,
     WEIGHTS_FILE,
     check_interrupted_run,
+    check_run_folder,
     one_line,
     read_run_json,
 )
@@ -190,7 +191,10 @@ def prepare_run_folder(settings: Settings, out: Path, retrain: bool = False) -> 
         For a folder the model kind refuses, or a run in it trained with other settings.
     ModelError
         For a damaged file of the run (one line naming it and the remedy).
+    OutputPathError
+        For a file at a run file's name that genrekit did not write (:func:`check_run_folder`).
     """
+    check_run_folder(settings, out)  # nothing of the user's is overwritten (or removed by --retrain)
     model_kind(settings).check_output_dir(settings, out)
     remove_leftover_temporaries(out)
     if retrain:

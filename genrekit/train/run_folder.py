@@ -14,12 +14,13 @@ that epoch and whether ``fit`` ended in its HDF5 attributes, so both change in o
 from __future__ import annotations
 
 import dataclasses
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from genrekit.errors import ModelError
-from genrekit.fileio import read_json
+from genrekit.fileio import OutputKind, check_output_dir, json_kind, prefix_kind, read_json
 
 BACKUP_DIR = "backup"
 WEIGHTS_FILE = "latest.weights.h5"  # in backup/
@@ -31,6 +32,41 @@ SETTINGS_FILE = "run_settings.json"
 EPOCH_ATTR = "genrekit_epoch"  # epochs finished when the backup was written
 DONE_ATTR = "genrekit_fit_done"  # fit ended after that epoch (early stop or last epoch)
 RETRAIN = "use --retrain to train this run again from its first epoch"
+
+# What an earlier run's file must look like to be resumed or replaced (the output policy of
+# genrekit.fileio): a file genrekit did not write at one of these names is refused, never overwritten.
+MODEL_KIND = prefix_kind("Keras model saved by genrekit (.h5/.keras)", b"\x89HDF\r\n\x1a\n", b"PK\x03\x04")
+CONFIG_KIND = json_kind("genrekit training config (JSON)", "format", "genrekit-training-config")
+SETTINGS_KIND = OutputKind("genrekit run settings (JSON)", lambda head: _is_run_settings(head))
+LOG_KIND = prefix_kind("genrekit training log (CSV)", b"epoch,", empty=True)
+BEST_KIND = prefix_kind("Keras checkpoint saved by genrekit (.keras)", b"PK\x03\x04")
+
+
+def _is_run_settings(head: bytes) -> bool:
+    """A JSON object whose first key is a setting's name (:meth:`Settings.to_dict`, cut or whole)."""
+    from genrekit.settings import Settings
+
+    first = re.match(rb'\A\s*\{\s*"(\w+)"\s*:', head)
+    return first is not None and first.group(1).decode() in {f.name for f in dataclasses.fields(Settings)}
+
+
+def run_files(settings: Any) -> dict[str, OutputKind]:
+    """The files the trainer writes in its run folder, by relative name, with their kinds."""
+    return {
+        settings.model_filename: MODEL_KIND,
+        settings.training_config_filename: CONFIG_KIND,
+        SETTINGS_FILE: SETTINGS_KIND,
+        LOG_FILE: LOG_KIND,
+        str(BEST_FILE): BEST_KIND,
+    }
+
+
+def check_run_folder(settings: Any, out: str | Path, also: dict[str, OutputKind] | None = None) -> Path:
+    """The output policy (:func:`genrekit.fileio.check_output_dir`) for a run folder, before any work:
+    OutputPathError for a folder that is not one, or a run file there (and ``also``, e.g. ``run.log``)
+    that is a link, not a regular file, audio, or not of the kind the trainer writes. A run folder of
+    genrekit's own passes, to be resumed or (``--retrain``) trained again."""
+    return check_output_dir(out, {**run_files(settings), **(also or {})})
 
 
 def one_line(text: object) -> str:
