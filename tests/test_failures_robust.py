@@ -274,7 +274,7 @@ def test_inference_path_errors_are_one_line(tiny_model, bad_paths, capsys):
     [
         ("balanced_trainer", ["--config", "{loop}"], "{loop}: config file not found"),
         ("balanced_trainer", ["--metadata", "{loopdir}", "--extract_only", "--output_dir", "{root}/run"], "cannot be resolved"),
-        ("balanced_trainer", ["--output_dir", "{loopdir}", "--extract_only"], "{loopdir}: File exists"),
+        ("balanced_trainer", ["--output_dir", "{loopdir}", "--extract_only"], "--output_dir {loopdir} is not a folder (a link that cannot be resolved)"),
         ("model_evaluation", ["--model", "{loop}"], "{loop}: model file not found"),
         ("fma_inspector", ["--metadata", "{loopdir}"], "cannot be resolved"),
         ("fma_inspector", ["--metadata", "{dir}"], "{dir}/tracks.csv: tracks.csv not found"),
